@@ -1,0 +1,60 @@
+//! Fixture-based tests: small inventories written into temporary directories.
+
+mod errors;
+mod ini;
+mod limit;
+mod precedence;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use crate::{load_inventory, Inventory};
+
+/// Writes `content` to `dir/rel`, creating parent directories, and returns the path.
+pub(crate) fn write(dir: &Path, rel: &str, content: &str) -> PathBuf {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+pub(crate) fn load(dir: &Path, rel: &str, content: &str) -> Inventory {
+    let path = write(dir, rel, content);
+    load_inventory(&path).unwrap_or_else(|e| panic!("loading {rel}: {e}"))
+}
+
+pub(crate) fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// A Kolla-style `multinode` inventory.
+pub(crate) const MULTINODE: &str = r#"# Kolla-style multinode
+lonely
+
+[control]
+control01 ansible_host=10.0.0.10
+
+[compute]
+compute[01:03] ansible_user=kolla
+compute04 ansible_host="10.0.0.24" note="two words" port_num=22 flag=True  # trailing comment
+edge01:2222
+
+[storage:children]
+compute
+
+[nova:children]
+control
+compute
+
+; semicolon comment
+[nova-compute:children]
+compute
+
+[compute:vars]
+libvirt_tls = yes
+nova_libvirt_port=16514
+
+[all:vars]
+ansible_user=root
+kolla_container_engine=podman
+"#;

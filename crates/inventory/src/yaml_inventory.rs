@@ -1,0 +1,154 @@
+//! Ansible YAML inventories: top-level groups (usually just `all`), each with optional
+//! `hosts`, `vars` and `children`. Deserialized through typed structs so that shape errors
+//! (a typo like `host:`, a list where a map belongs, a duplicate host) carry a line.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::Path;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use serde_yaml_ng::Mapping;
+
+use crate::builder::InventoryBuilder;
+use crate::hostrange::expand_host_pattern;
+use crate::yaml_vars::{mapping_to_vars, reject_vault_file, yaml_error};
+use crate::InventoryError;
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a group: a mapping with hosts, vars or children"
+)]
+struct GroupNode {
+    #[serde(default)]
+    hosts: Entries<Option<Mapping>>,
+    #[serde(default)]
+    vars: Option<Mapping>,
+    #[serde(default)]
+    children: Entries<Option<GroupNode>>,
+}
+
+/// A YAML mapping kept in document order that rejects duplicate keys. Like Ansible, it also
+/// accepts null (nothing) and a bare string (one entry with no value).
+#[derive(Debug)]
+struct Entries<V>(Vec<(String, V)>);
+
+impl<V> Default for Entries<V> {
+    fn default() -> Self {
+        Entries(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de> + Default> Deserialize<'de> for Entries<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(EntriesVisitor {
+            bare_name_ok: true,
+            values: PhantomData,
+        })
+    }
+}
+
+/// The top level must be a real mapping of group names: a bare string there means the file
+/// is not an inventory at all.
+#[derive(Debug, Default)]
+struct TopLevel(Entries<Option<GroupNode>>);
+
+impl<'de> Deserialize<'de> for TopLevel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let visitor = EntriesVisitor {
+            bare_name_ok: false,
+            values: PhantomData,
+        };
+        deserializer.deserialize_any(visitor).map(TopLevel)
+    }
+}
+
+struct EntriesVisitor<V> {
+    bare_name_ok: bool,
+    values: PhantomData<V>,
+}
+
+impl<'de, V: Deserialize<'de> + Default> Visitor<'de> for EntriesVisitor<V> {
+    type Value = Entries<V>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a mapping of names")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Entries::default())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Entries::default())
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        if !self.bare_name_ok {
+            return Err(de::Error::invalid_type(de::Unexpected::Str(name), &self));
+        }
+        Ok(Entries(vec![(name.to_string(), V::default())]))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries: Vec<(String, V)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if entries.iter().any(|(k, _)| *k == key) {
+                return Err(de::Error::custom(format_args!("duplicate entry {key:?}")));
+            }
+            let value = map.next_value()?;
+            entries.push((key, value));
+        }
+        Ok(Entries(entries))
+    }
+}
+
+pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<InventoryBuilder, InventoryError> {
+    reject_vault_file(path, text)?;
+    let top: Option<TopLevel> = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, e))?;
+    let mut builder = InventoryBuilder::new();
+    for (group, node) in top.unwrap_or_default().0 .0 {
+        builder.add_group(&group);
+        add_group(&mut builder, path, &group, node.unwrap_or_default())?;
+    }
+    Ok(builder)
+}
+
+fn add_group(
+    builder: &mut InventoryBuilder,
+    path: &Path,
+    group: &str,
+    node: GroupNode,
+) -> Result<(), InventoryError> {
+    if let Some(vars) = node.vars {
+        let vars = mapping_to_vars(path, vars, &format!("group {group:?}"))?;
+        for (key, value) in vars {
+            builder.set_group_var(group, &key, value);
+        }
+    }
+    for (pattern, vars) in node.hosts.0 {
+        let (names, port) = expand_host_pattern(&pattern)
+            .map_err(|e| InventoryError::invalid(path, format!("group {group:?}: {e}")))?;
+        let vars = match vars {
+            Some(vars) => mapping_to_vars(path, vars, &format!("host {pattern:?}"))?,
+            None => Default::default(),
+        };
+        for name in &names {
+            builder.add_host(group, name);
+            if let Some(port) = port {
+                builder.set_host_var(name, "ansible_port", Value::from(port));
+            }
+            for (key, value) in &vars {
+                builder.set_host_var(name, key, value.clone());
+            }
+        }
+    }
+    for (child, child_node) in node.children.0 {
+        builder
+            .add_child(group, &child)
+            .map_err(|e| InventoryError::invalid(path, e))?;
+        add_group(builder, path, &child, child_node.unwrap_or_default())?;
+    }
+    Ok(())
+}

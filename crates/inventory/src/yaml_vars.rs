@@ -1,0 +1,153 @@
+//! YAML variable files (group_vars, host_vars, globals.yml, passwords.yml) and the conversion
+//! of YAML values into the JSON values the rest of virtfleet works with.
+
+use std::path::Path;
+
+use serde_json::{Map, Number, Value};
+use serde_yaml_ng::{Mapping, Value as Yaml};
+
+use crate::{InventoryError, Vars};
+
+/// Loads a YAML (or JSON) file whose top level is a mapping of variables, e.g. Kolla's
+/// `globals.yml` or `passwords.yml`. An empty file gives no variables.
+pub fn load_vars_file(path: &Path) -> Result<Vars, InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|e| InventoryError::io(path, e))?;
+    parse_vars_text(path, &text)
+}
+
+/// Ansible's default `hash_behaviour=replace`: each top-level key of `higher` replaces the
+/// same key of `lower` whole, even when both values are maps.
+pub fn merge(lower: &mut Vars, higher: &Vars) {
+    for (key, value) in higher {
+        lower.insert(key.clone(), value.clone());
+    }
+}
+
+pub(crate) fn parse_vars_text(path: &Path, text: &str) -> Result<Vars, InventoryError> {
+    reject_vault_file(path, text)?;
+    let mapping: Option<Mapping> =
+        serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, e))?;
+    mapping_to_vars(path, mapping.unwrap_or_default(), "")
+}
+
+/// Kolla users often keep passwords.yml encrypted; say so instead of a confusing YAML error.
+pub(crate) fn reject_vault_file(path: &Path, text: &str) -> Result<(), InventoryError> {
+    if text.trim_start().starts_with("$ANSIBLE_VAULT;") {
+        return Err(InventoryError::parse(
+            path,
+            1,
+            "file is encrypted with ansible-vault; decrypt it first (ansible-vault decrypt)",
+        ));
+    }
+    Ok(())
+}
+
+/// A YAML error as `file:line: message`, without repeating serde_yaml_ng's own
+/// "at line L column C" for that same line.
+pub(crate) fn yaml_error(path: &Path, error: serde_yaml_ng::Error) -> InventoryError {
+    let text = error.to_string();
+    match error.location() {
+        Some(at) => {
+            let location = format!(" at line {} column {}", at.line(), at.column());
+            InventoryError::parse(path, at.line(), text.replacen(&location, "", 1))
+        }
+        None => InventoryError::invalid(path, text),
+    }
+}
+
+/// `context` names where the mapping sits (e.g. `host "compute01"`) for errors with no line.
+pub(crate) fn mapping_to_vars(
+    path: &Path,
+    mapping: Mapping,
+    context: &str,
+) -> Result<Vars, InventoryError> {
+    let mut value = Yaml::Mapping(mapping);
+    value.apply_merge().map_err(|e| {
+        InventoryError::invalid(path, format!("{}YAML merge key (<<): {e}", prefix(context)))
+    })?;
+    match to_json(value, &mut Vec::new()) {
+        Ok(Value::Object(vars)) => Ok(vars),
+        Ok(_) => unreachable!("a mapping converts to an object"),
+        Err((at, message)) => Err(InventoryError::invalid(
+            path,
+            format!("{}variable {}: {message}", prefix(context), at.join(".")),
+        )),
+    }
+}
+
+fn prefix(context: &str) -> String {
+    if context.is_empty() {
+        String::new()
+    } else {
+        format!("{context}: ")
+    }
+}
+
+type ConvertError = (Vec<String>, String);
+
+fn to_json(value: Yaml, at: &mut Vec<String>) -> Result<Value, ConvertError> {
+    Ok(match value {
+        Yaml::Null => Value::Null,
+        Yaml::Bool(b) => Value::Bool(b),
+        Yaml::Number(n) => number(&n),
+        Yaml::String(s) => Value::String(s),
+        Yaml::Sequence(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                at.push(i.to_string());
+                out.push(to_json(item, at)?);
+                at.pop();
+            }
+            Value::Array(out)
+        }
+        Yaml::Mapping(mapping) => {
+            let mut out = Map::new();
+            for (key, item) in mapping {
+                let key = key_text(&key).ok_or_else(|| {
+                    (
+                        at.clone(),
+                        "map keys must be strings, numbers or booleans".to_string(),
+                    )
+                })?;
+                at.push(key.clone());
+                let item = to_json(item, at)?;
+                at.pop();
+                out.insert(key, item);
+            }
+            Value::Object(out)
+        }
+        Yaml::Tagged(tagged) => {
+            if tagged.tag == "vault" {
+                return Err((
+                    at.clone(),
+                    "!vault values are not supported; decrypt them first".to_string(),
+                ));
+            }
+            // Ansible's `!unsafe` only stops templating; other tags carry no meaning here.
+            to_json(tagged.value, at)?
+        }
+    })
+}
+
+fn number(n: &serde_yaml_ng::Number) -> Value {
+    if let Some(i) = n.as_i64() {
+        Value::from(i)
+    } else if let Some(u) = n.as_u64() {
+        Value::from(u)
+    } else {
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        // JSON has no NaN or infinity: keep YAML's spelling as text.
+        Number::from_f64(f).map_or_else(|| Value::String(n.to_string()), Value::Number)
+    }
+}
+
+fn key_text(key: &Yaml) -> Option<String> {
+    match key {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        Yaml::Null => Some("null".to_string()),
+        Yaml::Tagged(t) => key_text(&t.value),
+        Yaml::Sequence(_) | Yaml::Mapping(_) => None,
+    }
+}
