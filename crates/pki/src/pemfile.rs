@@ -1,0 +1,96 @@
+//! Splitting PEM files into typed blocks.
+
+use crate::error::PkiError;
+
+pub(crate) const CERTIFICATE: &str = "CERTIFICATE";
+
+/// All PEM blocks in `bytes`, in order. Text around blocks (e.g. `openssl x509 -text`
+/// output) is ignored, as gnutls does; a BEGIN line without its END is an error.
+pub(crate) fn blocks(bytes: &[u8]) -> Result<Vec<pem::Pem>, PkiError> {
+    let parsed = pem::parse_many(bytes).map_err(|e| PkiError::Pem(e.to_string()))?;
+    // `parse_many` silently stops at an unterminated block; a truncated copy must not pass.
+    let begins = count(bytes, b"-----BEGIN ");
+    if begins > parsed.len() {
+        return Err(PkiError::Pem(format!(
+            "{} BEGIN line(s) but only {} complete block(s): file truncated?",
+            begins,
+            parsed.len()
+        )));
+    }
+    Ok(parsed)
+}
+
+/// DER of every certificate in `bytes`; any other block type is an error.
+pub(crate) fn certificate_ders(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PkiError> {
+    let blocks = blocks(bytes)?;
+    if blocks.is_empty() {
+        return Err(PkiError::NoCertificate);
+    }
+    blocks
+        .into_iter()
+        .map(|block| {
+            if block.tag() == CERTIFICATE {
+                Ok(block.into_contents())
+            } else {
+                Err(PkiError::UnexpectedBlock {
+                    found: block.tag().to_string(),
+                    expected: CERTIFICATE,
+                })
+            }
+        })
+        .collect()
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|window| *window == needle)
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BLOCK: &str = "-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn reads_several_blocks_and_ignores_surrounding_text() {
+        let text = format!("subject=CN=x\n{BLOCK}\nnoise\n{BLOCK}");
+        assert_eq!(
+            certificate_ders(text.as_bytes()).unwrap(),
+            vec![vec![1, 2, 3]; 2]
+        );
+    }
+
+    #[test]
+    fn empty_input_has_no_certificate() {
+        assert!(matches!(
+            certificate_ders(b"\n"),
+            Err(PkiError::NoCertificate)
+        ));
+    }
+
+    #[test]
+    fn truncated_block_is_an_error() {
+        let text = format!("{BLOCK}-----BEGIN CERTIFICATE-----\nAQID\n");
+        let err = certificate_ders(text.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn key_block_in_certificate_file_is_an_error() {
+        let text = "-----BEGIN PRIVATE KEY-----\nAQID\n-----END PRIVATE KEY-----\n";
+        let err = certificate_ders(text.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("'PRIVATE KEY'"), "{err}");
+    }
+
+    #[test]
+    fn bad_base64_is_an_error() {
+        let text = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            certificate_ders(text.as_bytes()),
+            Err(PkiError::Pem(_))
+        ));
+    }
+}

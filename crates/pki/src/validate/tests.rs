@@ -1,0 +1,696 @@
+use std::path::PathBuf;
+
+use rcgen::{ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose};
+use time::Duration;
+
+use super::*;
+use crate::finding::Severity;
+use crate::testutil::{fixture, now, Ca, LeafSpec, Pair};
+
+const HOST: &str = "compute1";
+const WARN_DAYS: u32 = 30;
+
+fn path(kind: KollaFile) -> PathBuf {
+    PathBuf::from(format!(
+        "/etc/kolla/config/nova/nova-libvirt/{HOST}/{}",
+        kind.file_name()
+    ))
+}
+
+fn file(kind: KollaFile, text: &str) -> Option<CertFile> {
+    Some(CertFile::new(path(kind), text.as_bytes()))
+}
+
+fn host_certs(ca_pem: &str, server: &Pair, client: &Pair) -> HostCerts {
+    HostCerts {
+        host: HOST.into(),
+        migration_hostname: Some("compute1.example.com".into()),
+        migration_address: Some("10.0.0.11".into()),
+        cacert: file(KollaFile::CaCert, ca_pem),
+        servercert: file(KollaFile::ServerCert, &server.cert_pem),
+        serverkey: file(KollaFile::ServerKey, &server.key_pem),
+        clientcert: file(KollaFile::ClientCert, &client.cert_pem),
+        clientkey: file(KollaFile::ClientKey, &client.key_pem),
+    }
+}
+
+/// A correct set for HOST from `ca`, with `server` as the server certificate.
+fn set_with_server(ca: &Ca, server: &LeafSpec) -> HostCerts {
+    host_certs(
+        &ca.cert_pem,
+        &ca.issue(server),
+        &ca.issue(&LeafSpec::client(HOST)),
+    )
+}
+
+fn set_with_client(ca: &Ca, client: &LeafSpec) -> HostCerts {
+    host_certs(
+        &ca.cert_pem,
+        &ca.issue(&LeafSpec::server(HOST)),
+        &ca.issue(client),
+    )
+}
+
+fn good_set() -> (Ca, HostCerts) {
+    let ca = Ca::new("Test CA");
+    let set = set_with_server(&ca, &LeafSpec::server(HOST));
+    (ca, set)
+}
+
+fn run(input: &HostCerts) -> Vec<Finding> {
+    validate_host(input, now(), WARN_DAYS)
+}
+
+/// Exactly one finding, with this severity, on this file, naming host, path and `reason`.
+fn assert_one(findings: &[Finding], severity: Severity, kind: KollaFile, reason: &str) {
+    assert_eq!(findings.len(), 1, "expected one finding, got {findings:#?}");
+    assert_finding(&findings[0], severity, kind, reason);
+}
+
+fn assert_finding(finding: &Finding, severity: Severity, kind: KollaFile, reason: &str) {
+    let line = finding.to_string();
+    assert_eq!(finding.severity, severity, "{line}");
+    assert_eq!(finding.path, path(kind), "{line}");
+    let prefix = format!("{HOST}: {}: ", path(kind).display());
+    assert!(line.starts_with(&prefix), "{line}");
+    assert!(line.contains(reason), "expected {reason:?} in {line}");
+    assert!(!line.contains('\n'), "{line}");
+}
+
+fn has(findings: &[Finding], severity: Severity, kind: KollaFile, reason: &str) -> bool {
+    findings
+        .iter()
+        .any(|f| f.severity == severity && f.path == path(kind) && f.to_string().contains(reason))
+}
+
+// ---- good sets ----
+
+#[test]
+fn good_set_has_no_findings() {
+    let (_, set) = good_set();
+    assert_eq!(run(&set), vec![]);
+}
+
+#[test]
+fn compute_only_host_with_ca_and_client_pair_has_no_findings() {
+    let (_, mut set) = good_set();
+    set.servercert = None;
+    set.serverkey = None;
+    assert_eq!(run(&set), vec![]);
+}
+
+#[test]
+fn absent_files_are_not_checked() {
+    let set = HostCerts::new(HOST);
+    assert_eq!(run(&set), vec![]);
+}
+
+// ---- key/cert match ----
+
+#[test]
+fn server_key_mismatch() {
+    let ca = Ca::new("Test CA");
+    let mut set = set_with_server(&ca, &LeafSpec::server(HOST));
+    set.serverkey = file(
+        KollaFile::ServerKey,
+        &ca.issue(&LeafSpec::server(HOST)).key_pem,
+    );
+    let findings = run(&set);
+    assert_one(
+        &findings,
+        Severity::Error,
+        KollaFile::ServerKey,
+        "does not match",
+    );
+    assert!(findings[0]
+        .message
+        .contains(&path(KollaFile::ServerCert).display().to_string()));
+}
+
+#[test]
+fn client_key_mismatch() {
+    let ca = Ca::new("Test CA");
+    let mut set = set_with_server(&ca, &LeafSpec::server(HOST));
+    set.clientkey = set
+        .serverkey
+        .clone()
+        .map(|f| CertFile::new(path(KollaFile::ClientKey), f.bytes));
+    assert_one(
+        &run(&set),
+        Severity::Error,
+        KollaFile::ClientKey,
+        "does not match",
+    );
+}
+
+#[test]
+fn key_of_another_algorithm_is_named() {
+    let ca = Ca::new("Test CA");
+    let mut set = set_with_server(&ca, &LeafSpec::server(HOST));
+    set.serverkey = file(KollaFile::ServerKey, &fixture("rsa2048-pkcs8.pem"));
+    assert_one(
+        &run(&set),
+        Severity::Error,
+        KollaFile::ServerKey,
+        "private key is RSA but the certificate's key is ECDSA P-256",
+    );
+}
+
+// ---- key encodings ----
+
+fn server_with_key(key_file: &str) -> HostCerts {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        key_pem: Some(fixture(key_file)),
+        ..LeafSpec::server(HOST)
+    };
+    set_with_server(&ca, &spec)
+}
+
+#[test]
+fn rsa_pkcs1_key_matches() {
+    assert_eq!(run(&server_with_key("rsa2048-pkcs1.pem")), vec![]);
+}
+
+#[test]
+fn rsa_pkcs8_key_matches() {
+    assert_eq!(run(&server_with_key("rsa2048-pkcs8.pem")), vec![]);
+}
+
+#[test]
+fn rsa_pkcs1_file_matches_certificate_made_from_pkcs8_form() {
+    let mut set = server_with_key("rsa2048-pkcs8.pem");
+    set.serverkey = file(KollaFile::ServerKey, &fixture("rsa2048-pkcs1.pem"));
+    assert_eq!(run(&set), vec![]);
+}
+
+#[test]
+fn ec_sec1_keys_match() {
+    assert_eq!(run(&server_with_key("ec-p256-sec1.pem")), vec![]);
+    assert_eq!(run(&server_with_key("ec-p384-sec1.pem")), vec![]);
+    let mut set = server_with_key("ec-p384-pkcs8.pem");
+    set.serverkey = file(KollaFile::ServerKey, &fixture("ec-p384-sec1.pem"));
+    assert_eq!(run(&set), vec![]);
+}
+
+#[test]
+fn ed25519_keys_match() {
+    assert_eq!(run(&server_with_key("ed25519-pkcs8.pem")), vec![]);
+    let ca = Ca::new("Test CA");
+    let rcgen_ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let spec = LeafSpec {
+        key_pem: Some(rcgen_ed.serialize_pem()),
+        ..LeafSpec::client(HOST)
+    };
+    assert_eq!(run(&set_with_client(&ca, &spec)), vec![]);
+}
+
+#[test]
+fn ca_with_rsa_and_p384_keys_verify_chains() {
+    for ca_key in ["rsa2048-pkcs1.pem", "ec-p384-sec1.pem", "ed25519-pkcs8.pem"] {
+        let ca = Ca::build("Other-alg CA", Some(&fixture(ca_key)), |_| {});
+        let set = set_with_server(&ca, &LeafSpec::server(HOST));
+        assert_eq!(run(&set), vec![], "CA key {ca_key}");
+    }
+}
+
+#[test]
+fn encrypted_key_is_an_error() {
+    let (_, mut set) = good_set();
+    let encrypted =
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAQID\n-----END ENCRYPTED PRIVATE KEY-----\n";
+    set.clientkey = file(KollaFile::ClientKey, encrypted);
+    assert_one(
+        &run(&set),
+        Severity::Error,
+        KollaFile::ClientKey,
+        "encrypted",
+    );
+}
+
+// ---- chain ----
+
+#[test]
+fn wrong_ca() {
+    let ca = Ca::new("Test CA");
+    let other = Ca::new("Other CA");
+    let set = host_certs(
+        &ca.cert_pem,
+        &other.issue(&LeafSpec::server(HOST)),
+        &ca.issue(&LeafSpec::client(HOST)),
+    );
+    let findings = run(&set);
+    assert_one(
+        &findings,
+        Severity::Error,
+        KollaFile::ServerCert,
+        "is not signed by any CA in",
+    );
+    let line = findings[0].to_string();
+    assert!(
+        line.contains(&path(KollaFile::CaCert).display().to_string()),
+        "{line}"
+    );
+    assert!(line.contains("CN=Other CA"), "{line}");
+}
+
+#[test]
+fn rekeyed_ca_with_same_name_is_explained() {
+    let old = Ca::new("Test CA");
+    let new = Ca::new("Test CA");
+    let set = host_certs(
+        &new.cert_pem,
+        &new.issue(&LeafSpec::server(HOST)),
+        &old.issue(&LeafSpec::client(HOST)),
+    );
+    assert_one(
+        &run(&set),
+        Severity::Error,
+        KollaFile::ClientCert,
+        "signature does not verify",
+    );
+}
+
+#[test]
+fn bundle_with_two_cas_where_leaf_chains_to_the_second() {
+    let old = Ca::new("Old CA");
+    let new = Ca::new("New CA");
+    let bundle = format!("{}{}", old.cert_pem, new.cert_pem);
+    let set = host_certs(
+        &bundle,
+        &new.issue(&LeafSpec::server(HOST)),
+        &new.issue(&LeafSpec::client(HOST)),
+    );
+    assert_eq!(run(&set), vec![]);
+}
+
+// ---- identity ----
+
+#[test]
+fn san_missing_the_host() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        dns: vec!["compute2.example.com".into()],
+        ips: vec!["10.0.0.12".parse().unwrap()],
+        ..LeafSpec::server(HOST)
+    };
+    let findings = run(&set_with_server(&ca, &spec));
+    assert_one(
+        &findings,
+        Severity::Error,
+        KollaFile::ServerCert,
+        "does not cover",
+    );
+    let line = findings[0].to_string();
+    assert!(
+        line.contains("compute1.example.com") && line.contains("10.0.0.11"),
+        "{line}"
+    );
+}
+
+#[test]
+fn ip_san_alone_matches_address_and_warns_about_name() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        dns: Vec::new(),
+        ..LeafSpec::server(HOST)
+    };
+    assert_one(
+        &run(&set_with_server(&ca, &spec)),
+        Severity::Warning,
+        KollaFile::ServerCert,
+        "does not cover migration_hostname 'compute1.example.com'",
+    );
+}
+
+#[test]
+fn ip_san_matches_when_only_the_address_is_known() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        dns: Vec::new(),
+        ..LeafSpec::server(HOST)
+    };
+    let mut set = set_with_server(&ca, &spec);
+    set.migration_hostname = None;
+    assert_eq!(run(&set), vec![]);
+}
+
+#[test]
+fn dns_san_alone_warns_about_address() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        ips: Vec::new(),
+        ..LeafSpec::server(HOST)
+    };
+    assert_one(
+        &run(&set_with_server(&ca, &spec)),
+        Severity::Warning,
+        KollaFile::ServerCert,
+        "does not cover migration address '10.0.0.11'",
+    );
+}
+
+#[test]
+fn dns_san_matches_case_insensitively_and_by_wildcard() {
+    let ca = Ca::new("Test CA");
+    for dns in ["COMPUTE1.Example.Com", "*.example.com"] {
+        let spec = LeafSpec {
+            dns: vec![dns.into()],
+            ..LeafSpec::server(HOST)
+        };
+        assert_eq!(run(&set_with_server(&ca, &spec)), vec![], "SAN {dns}");
+    }
+}
+
+#[test]
+fn subject_cn_is_used_when_there_is_no_san() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        cn: "compute1.example.com".into(),
+        dns: Vec::new(),
+        ips: Vec::new(),
+        ..LeafSpec::server(HOST)
+    };
+    let mut set = set_with_server(&ca, &spec);
+    set.migration_address = None;
+    assert_eq!(run(&set), vec![]);
+}
+
+#[test]
+fn migration_address_that_is_not_an_ip_is_reported() {
+    let (_, mut set) = good_set();
+    set.migration_address = Some("compute1-mig".into());
+    assert_one(
+        &run(&set),
+        Severity::Error,
+        KollaFile::ServerCert,
+        "is not an IP address",
+    );
+}
+
+// ---- purposes and constraints ----
+
+#[test]
+fn server_cert_without_server_auth() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        eku: vec![ExtendedKeyUsagePurpose::ClientAuth],
+        ..LeafSpec::server(HOST)
+    };
+    assert_one(
+        &run(&set_with_server(&ca, &spec)),
+        Severity::Error,
+        KollaFile::ServerCert,
+        "lacks serverAuth",
+    );
+}
+
+#[test]
+fn client_cert_without_client_auth() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        eku: vec![ExtendedKeyUsagePurpose::ServerAuth],
+        ..LeafSpec::client(HOST)
+    };
+    assert_one(
+        &run(&set_with_client(&ca, &spec)),
+        Severity::Error,
+        KollaFile::ClientCert,
+        "lacks clientAuth",
+    );
+}
+
+#[test]
+fn no_eku_at_all_is_fine() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        eku: Vec::new(),
+        ..LeafSpec::server(HOST)
+    };
+    assert_eq!(run(&set_with_server(&ca, &spec)), vec![]);
+}
+
+#[test]
+fn critical_key_usage_without_key_encipherment() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        key_usages: vec![KeyUsagePurpose::DigitalSignature],
+        ..LeafSpec::client(HOST)
+    };
+    assert_one(
+        &run(&set_with_client(&ca, &spec)),
+        Severity::Error,
+        KollaFile::ClientCert,
+        "keyUsage lacks keyEncipherment",
+    );
+}
+
+#[test]
+fn leaf_that_is_a_ca() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        is_ca: IsCa::Ca(rcgen::BasicConstraints::Unconstrained),
+        ..LeafSpec::server(HOST)
+    };
+    assert_one(
+        &run(&set_with_server(&ca, &spec)),
+        Severity::Error,
+        KollaFile::ServerCert,
+        "is a CA certificate",
+    );
+}
+
+#[test]
+fn ca_without_basic_constraints() {
+    let ca = Ca::build("Not A CA", None, |p| p.is_ca = IsCa::NoCa);
+    let set = set_with_server(&ca, &LeafSpec::server(HOST));
+    assert_one(
+        &run(&set),
+        Severity::Error,
+        KollaFile::CaCert,
+        "is not a CA: no basicConstraints",
+    );
+}
+
+#[test]
+fn ca_with_ca_false() {
+    let ca = Ca::build("Not A CA", None, |p| p.is_ca = IsCa::ExplicitNoCa);
+    let set = set_with_server(&ca, &LeafSpec::server(HOST));
+    assert_one(&run(&set), Severity::Error, KollaFile::CaCert, "CA=FALSE");
+}
+
+#[test]
+fn ca_key_usage_without_cert_sign() {
+    let ca = Ca::build("Test CA", None, |p| {
+        p.key_usages = vec![KeyUsagePurpose::CrlSign]
+    });
+    let set = set_with_server(&ca, &LeafSpec::server(HOST));
+    assert_one(
+        &run(&set),
+        Severity::Error,
+        KollaFile::CaCert,
+        "keyUsage lacks keyCertSign",
+    );
+}
+
+#[test]
+fn too_many_cas_in_bundle() {
+    let ca = Ca::new("Test CA");
+    let bundle = ca.cert_pem.repeat(17);
+    let set = host_certs(
+        &bundle,
+        &ca.issue(&LeafSpec::server(HOST)),
+        &ca.issue(&LeafSpec::client(HOST)),
+    );
+    assert_one(
+        &run(&set),
+        Severity::Error,
+        KollaFile::CaCert,
+        "libvirt loads at most 16",
+    );
+}
+
+// ---- validity ----
+
+#[test]
+fn expired_server_cert() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        not_before: now() - Duration::days(400),
+        not_after: now() - Duration::days(5),
+        ..LeafSpec::server(HOST)
+    };
+    assert_one(
+        &run(&set_with_server(&ca, &spec)),
+        Severity::Error,
+        KollaFile::ServerCert,
+        "expired on",
+    );
+}
+
+#[test]
+fn not_yet_valid_client_cert() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        not_before: now() + Duration::days(2),
+        ..LeafSpec::client(HOST)
+    };
+    assert_one(
+        &run(&set_with_client(&ca, &spec)),
+        Severity::Error,
+        KollaFile::ClientCert,
+        "is not valid yet",
+    );
+}
+
+#[test]
+fn expiring_soon_is_a_warning() {
+    let ca = Ca::new("Test CA");
+    let spec = LeafSpec {
+        not_after: now() + Duration::days(10) + Duration::hours(1),
+        ..LeafSpec::server(HOST)
+    };
+    let set = set_with_server(&ca, &spec);
+    assert_one(
+        &run(&set),
+        Severity::Warning,
+        KollaFile::ServerCert,
+        "expires soon: in 10 days",
+    );
+    assert_eq!(validate_host(&set, now(), 5), vec![]);
+}
+
+#[test]
+fn expired_ca() {
+    let ca = Ca::build("Old CA", None, |p| {
+        p.not_before = now() - Duration::days(800);
+        p.not_after = now() - Duration::days(1);
+    });
+    let set = set_with_server(&ca, &LeafSpec::server(HOST));
+    assert_one(&run(&set), Severity::Error, KollaFile::CaCert, "expired on");
+}
+
+// ---- unreadable files and reporting everything ----
+
+#[test]
+fn garbage_and_empty_files_are_named() {
+    let (_, mut set) = good_set();
+    set.cacert = file(KollaFile::CaCert, "");
+    set.servercert = file(KollaFile::ServerCert, "not a certificate\n");
+    set.serverkey = file(
+        KollaFile::ServerKey,
+        "-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----\n",
+    );
+    set.clientcert = file(KollaFile::ClientCert, &fixture("ec-p256-sec1.pem"));
+    let findings = run(&set);
+    assert_eq!(findings.len(), 4, "{findings:#?}");
+    assert_finding(
+        &findings[0],
+        Severity::Error,
+        KollaFile::CaCert,
+        "file is empty",
+    );
+    assert_finding(
+        &findings[1],
+        Severity::Error,
+        KollaFile::ServerCert,
+        "no certificate found",
+    );
+    assert_finding(
+        &findings[2],
+        Severity::Error,
+        KollaFile::ServerKey,
+        "invalid PEM",
+    );
+    assert_finding(
+        &findings[3],
+        Severity::Error,
+        KollaFile::ClientCert,
+        "unexpected PEM block 'EC PRIVATE KEY'",
+    );
+}
+
+#[test]
+fn extra_certificates_in_leaf_file_are_a_warning() {
+    let ca = Ca::new("Test CA");
+    let mut set = set_with_server(&ca, &LeafSpec::server(HOST));
+    let server = set.servercert.take().unwrap();
+    let doubled = [server.bytes.as_slice(), ca.cert_pem.as_bytes()].concat();
+    set.servercert = Some(CertFile::new(server.path, doubled));
+    assert_one(
+        &run(&set),
+        Severity::Warning,
+        KollaFile::ServerCert,
+        "holds 2 certificates",
+    );
+}
+
+#[test]
+fn all_problems_are_reported_not_just_the_first() {
+    let ca = Ca::build("Not A CA", None, |p| p.is_ca = IsCa::NoCa);
+    let other = Ca::new("Other CA");
+    let server = LeafSpec {
+        eku: vec![ExtendedKeyUsagePurpose::ClientAuth],
+        not_after: now() - Duration::days(1),
+        not_before: now() - Duration::days(100),
+        ..LeafSpec::server(HOST)
+    };
+    let mut set = host_certs(
+        &ca.cert_pem,
+        &ca.issue(&server),
+        &other.issue(&LeafSpec::client(HOST)),
+    );
+    set.clientkey = file(KollaFile::ClientKey, &fixture("ec-p384-sec1.pem"));
+    let findings = run(&set);
+    assert!(
+        has(&findings, Severity::Error, KollaFile::CaCert, "is not a CA"),
+        "{findings:#?}"
+    );
+    assert!(
+        has(
+            &findings,
+            Severity::Error,
+            KollaFile::ServerCert,
+            "expired on"
+        ),
+        "{findings:#?}"
+    );
+    assert!(
+        has(
+            &findings,
+            Severity::Error,
+            KollaFile::ServerCert,
+            "lacks serverAuth"
+        ),
+        "{findings:#?}"
+    );
+    assert!(
+        has(
+            &findings,
+            Severity::Error,
+            KollaFile::ClientCert,
+            "not signed by any CA"
+        ),
+        "{findings:#?}"
+    );
+    assert!(
+        has(
+            &findings,
+            Severity::Error,
+            KollaFile::ClientKey,
+            "private key is ECDSA P-384"
+        ),
+        "{findings:#?}"
+    );
+    assert_eq!(findings.len(), 5, "{findings:#?}");
+}
+
+#[test]
+fn kolla_file_helpers() {
+    let mut set = HostCerts::new(HOST);
+    for kind in KollaFile::ALL {
+        set.set_file(kind, CertFile::new(path(kind), Vec::new()));
+        assert_eq!(set.file(kind).unwrap().path, path(kind));
+    }
+    assert!(KollaFile::ServerKey.is_private_key() && !KollaFile::CaCert.is_private_key());
+}
