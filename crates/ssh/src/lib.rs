@@ -1,1 +1,91 @@
-//! placeholder
+//! Async SSH client for virtfleet: one authenticated connection per host, strict host-key
+//! checking against an OpenSSH known_hosts file, key-file and ssh-agent authentication, and
+//! `exec` of commands with stdin, captured stdout/stderr and exit status.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), virtfleet_ssh::SshError> {
+//! use virtfleet_ssh::{ClientOptions, Session, Target};
+//! let target = Target::new("compute1", "10.0.0.11", "root");
+//! let session = Session::connect(&target, &ClientOptions::default()).await?;
+//! let out = session.exec("sha256sum", b"data on stdin").await?;
+//! assert_eq!(out.status, 0);
+//! session.close().await;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod known_hosts;
+mod session;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use error::SshError;
+pub use session::{ExecOutput, Session};
+
+/// One host to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Inventory name: used in messages, and also looked up in known_hosts.
+    pub label: String,
+    /// IP address or DNS name to dial.
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    /// Unencrypted OpenSSH private key (ed25519, ecdsa or rsa). Tried before the agent.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Target {
+    /// A target on port 22 with no key file.
+    pub fn new(
+        label: impl Into<String>,
+        address: impl Into<String>,
+        user: impl Into<String>,
+    ) -> Self {
+        Target {
+            label: label.into(),
+            address: address.into(),
+            port: 22,
+            user: user.into(),
+            key_file: None,
+        }
+    }
+}
+
+/// Settings shared by every connection of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// OpenSSH-format known_hosts file; host keys are checked strictly against it.
+    pub known_hosts: PathBuf,
+    /// Append unknown host keys to `known_hosts` instead of refusing them (a changed key is
+    /// still refused).
+    pub accept_new_host_keys: bool,
+    /// Also try the keys of the ssh-agent at `$SSH_AUTH_SOCK`.
+    pub use_agent: bool,
+    /// Budget for TCP connect + SSH handshake + authentication together.
+    pub connect_timeout: Duration,
+    /// Budget for one `exec`, from opening the channel to the exit status.
+    pub command_timeout: Duration,
+    /// Interval of SSH keepalives while the server is silent (zero disables them); three
+    /// unanswered keepalives close the connection.
+    pub keepalive: Duration,
+    /// Commands running at once on one connection; more wait for a free slot. sshd's
+    /// `MaxSessions` (default 10) caps the channels a connection may have open.
+    pub max_concurrent_commands: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+        ClientOptions {
+            known_hosts: home.join(".ssh").join("known_hosts"),
+            accept_new_host_keys: false,
+            use_agent: true,
+            connect_timeout: Duration::from_secs(15),
+            command_timeout: Duration::from_secs(300),
+            keepalive: Duration::from_secs(15),
+            max_concurrent_commands: 8,
+        }
+    }
+}

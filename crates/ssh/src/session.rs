@@ -1,0 +1,651 @@
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::client::{self, Handle, Msg};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::agent::AgentIdentity;
+use russh::keys::{
+    Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate,
+};
+use russh::{ChannelMsg, ChannelOpenFailure, ChannelReadHalf, ChannelWriteHalf, Disconnect, Sig};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::{timeout, timeout_at, Instant};
+
+use crate::known_hosts::{self, KnownHosts, Verdict};
+use crate::{ClientOptions, SshError, Target};
+
+/// What one command produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit status; `128 + signal number` when the command was killed by a signal.
+    pub status: u32,
+    /// Name of the signal that killed the command (e.g. `KILL`), if any.
+    pub signal: Option<String>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.status == 0 && self.signal.is_none()
+    }
+
+    /// stdout as text, with invalid UTF-8 replaced.
+    pub fn stdout_lossy(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stdout)
+    }
+
+    /// stderr as text, with invalid UTF-8 replaced.
+    pub fn stderr_lossy(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stderr)
+    }
+}
+
+/// One authenticated SSH connection. All methods take `&self`, so one session can be shared
+/// (e.g. in an `Arc`) by tasks running commands concurrently.
+pub struct Session {
+    handle: Handle<HostKeyCheck>,
+    /// Bounds the open channels below sshd's `MaxSessions`.
+    channel_slots: Semaphore,
+    label: String,
+    command_timeout: Duration,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("host", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Connects, verifies the host key against `opts.known_hosts` and authenticates, all within
+    /// `opts.connect_timeout`.
+    pub async fn connect(target: &Target, opts: &ClientOptions) -> Result<Session, SshError> {
+        let deadline = Instant::now() + opts.connect_timeout;
+        let host = target.label.clone();
+        let dialled = format!("{}:{}", target.address, target.port);
+
+        let names = known_hosts::lookup_names(&target.address, &target.label, target.port);
+        let known = {
+            let path = opts.known_hosts.clone();
+            blocking(move || KnownHosts::load(&path))
+                .await
+                .map_err(|err| SshError::KnownHostsFile {
+                    path: opts.known_hosts.clone(),
+                    reason: err.to_string(),
+                })?
+        };
+        // A bad key path is the operator's mistake, not the host's: report it before dialling.
+        let key = match &target.key_file {
+            Some(path) => Some((path.clone(), load_private_key(path).await?)),
+            None => None,
+        };
+
+        let stream = match timeout_at(
+            deadline,
+            TcpStream::connect((target.address.as_str(), target.port)),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                return Err(SshError::Unreachable {
+                    host,
+                    address: dialled,
+                    reason: err.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(SshError::Unreachable {
+                    host,
+                    address: dialled,
+                    reason: format!("no answer within {:?}", opts.connect_timeout),
+                })
+            }
+        };
+        // Commands are small request/response exchanges: do not let Nagle delay them.
+        let _ = stream.set_nodelay(true);
+
+        let config = Arc::new(client_config(opts, &known.recorded_algorithms(&names)));
+        let check = HostKeyCheck {
+            host: host.clone(),
+            address: dialled.clone(),
+            known_hosts_path: opts.known_hosts.clone(),
+            known,
+            names,
+            accept_new: opts.accept_new_host_keys,
+        };
+        let mut handle =
+            match timeout_at(deadline, client::connect_stream(config, stream, check)).await {
+                Ok(Ok(handle)) => handle,
+                Ok(Err(CheckError::Rejected(err))) => return Err(err),
+                Ok(Err(CheckError::Ssh(err))) => {
+                    return Err(SshError::Protocol {
+                        host,
+                        reason: format!("handshake with {dialled} failed: {err}"),
+                    })
+                }
+                Err(_) => {
+                    return Err(SshError::Timeout {
+                        host,
+                        operation: "SSH handshake".into(),
+                        after: opts.connect_timeout,
+                    })
+                }
+            };
+
+        match timeout_at(deadline, authenticate(&mut handle, target, opts, key)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(err),
+            Err(_) => {
+                return Err(SshError::Timeout {
+                    host,
+                    operation: "authentication".into(),
+                    after: opts.connect_timeout,
+                })
+            }
+        }
+
+        Ok(Session {
+            handle,
+            channel_slots: Semaphore::new(opts.max_concurrent_commands.max(1)),
+            label: host,
+            command_timeout: opts.command_timeout,
+        })
+    }
+
+    /// The target's inventory label.
+    pub fn host(&self) -> &str {
+        &self.label
+    }
+
+    /// Runs `command` through the remote user's shell on a new channel, writes `stdin` to it
+    /// followed by EOF, and collects stdout, stderr and the exit status, within the session's
+    /// command timeout. A non-zero status is not an error.
+    ///
+    /// The channel is always closed afterwards. On timeout a KILL signal is requested too, but
+    /// sshd ignores signal requests in root sessions (they run without privilege separation),
+    /// so there the remote command runs on until it ends by itself.
+    pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, SshError> {
+        self.exec_with_timeout(command, stdin, self.command_timeout)
+            .await
+    }
+
+    /// [`exec`](Self::exec) with its own time limit instead of the session's command timeout.
+    /// Waiting for a free channel slot (see `max_concurrent_commands`) does not count.
+    pub async fn exec_with_timeout(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        limit: Duration,
+    ) -> Result<ExecOutput, SshError> {
+        let _slot = self
+            .channel_slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+
+        let started = Instant::now();
+        let channel = match timeout(limit, self.open_channel()).await {
+            Ok(channel) => channel?,
+            Err(_) => return Err(self.command_timed_out(limit)),
+        };
+        let (mut reader, writer) = channel.split();
+        let remaining = limit.saturating_sub(started.elapsed());
+        match timeout(
+            remaining,
+            run_on_channel(&mut reader, &writer, command, stdin),
+        )
+        .await
+        {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(reason)) => {
+                let _ = writer.close().await;
+                Err(self.channel_error(reason))
+            }
+            Err(_) => {
+                let _ = writer.signal(Sig::KILL).await;
+                let _ = writer.close().await;
+                Err(self.command_timed_out(limit))
+            }
+        }
+    }
+
+    /// Says goodbye to the server. Dropping a session also ends the connection, less politely.
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+
+    async fn open_channel(&self) -> Result<russh::Channel<Msg>, SshError> {
+        // sshd refuses sessions beyond its MaxSessions, counting a session until its command
+        // has exited (also after we closed the channel), so a refusal is retried for a while.
+        const RETRY_FOR: Duration = Duration::from_secs(5);
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(10);
+        loop {
+            match self.handle.channel_open_session().await {
+                Ok(channel) => return Ok(channel),
+                Err(russh::Error::ChannelOpenFailure(
+                    ChannelOpenFailure::AdministrativelyProhibited
+                    | ChannelOpenFailure::ResourceShortage
+                    | ChannelOpenFailure::ConnectFailed,
+                )) if started.elapsed() < RETRY_FOR => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(250));
+                }
+                Err(err) => return Err(self.ssh_error("cannot open a channel", err)),
+            }
+        }
+    }
+
+    fn command_timed_out(&self, after: Duration) -> SshError {
+        SshError::Timeout {
+            host: self.label.clone(),
+            operation: "command".into(),
+            after,
+        }
+    }
+
+    fn channel_error(&self, failure: ChannelFailure) -> SshError {
+        match failure {
+            ChannelFailure::Ssh(context, err) => self.ssh_error(context, err),
+            // The channel also ends without an exit status when the connection drops.
+            ChannelFailure::Protocol(reason) if self.handle.is_closed() => {
+                SshError::ConnectionLost {
+                    host: self.label.clone(),
+                    reason: reason.into(),
+                }
+            }
+            ChannelFailure::Protocol(reason) => SshError::Protocol {
+                host: self.label.clone(),
+                reason: reason.into(),
+            },
+        }
+    }
+
+    fn ssh_error(&self, context: &str, err: russh::Error) -> SshError {
+        if self.handle.is_closed() {
+            SshError::ConnectionLost {
+                host: self.label.clone(),
+                reason: format!("{context}: {err}"),
+            }
+        } else {
+            SshError::Protocol {
+                host: self.label.clone(),
+                reason: format!("{context}: {err}"),
+            }
+        }
+    }
+}
+
+enum ChannelFailure {
+    Ssh(&'static str, russh::Error),
+    Protocol(&'static str),
+}
+
+/// Drives one exec channel to its end. stdin is written while output is read, so a command
+/// that streams its input back (`cat`) cannot stall on full flow-control windows.
+async fn run_on_channel(
+    reader: &mut ChannelReadHalf,
+    writer: &ChannelWriteHalf<Msg>,
+    command: &str,
+    stdin: &[u8],
+) -> Result<ExecOutput, ChannelFailure> {
+    writer
+        .exec(true, command)
+        .await
+        .map_err(|err| ChannelFailure::Ssh("cannot start the command", err))?;
+
+    let feed = async {
+        if !stdin.is_empty() {
+            writer.data_bytes(stdin.to_vec()).await?;
+        }
+        writer.eof().await
+    };
+    tokio::pin!(feed);
+    let mut feeding = true;
+
+    let mut output = ExecOutput::default();
+    let mut status = None;
+    loop {
+        tokio::select! {
+            // A command may exit without reading its stdin; what counts then is its exit
+            // status, so a failed write is not an error by itself.
+            _ = &mut feed, if feeding => feeding = false,
+            message = reader.wait() => match message {
+                Some(ChannelMsg::Data { data }) => output.stdout.extend_from_slice(&data),
+                // Extended data type 1 is stderr (RFC 4254 §5.2).
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    output.stderr.extend_from_slice(&data)
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
+                Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                    let (name, number) = signal_name_and_number(&signal_name);
+                    status = Some(128 + number);
+                    output.signal = Some(name);
+                }
+                Some(ChannelMsg::Failure) => {
+                    return Err(ChannelFailure::Protocol("the server refused to run the command"))
+                }
+                Some(ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            },
+        }
+    }
+    match status {
+        Some(status) => {
+            output.status = status;
+            Ok(output)
+        }
+        None => Err(ChannelFailure::Protocol(
+            "the channel closed without an exit status",
+        )),
+    }
+}
+
+fn signal_name_and_number(signal: &Sig) -> (String, u32) {
+    let (name, number) = match signal {
+        Sig::HUP => ("HUP", 1),
+        Sig::INT => ("INT", 2),
+        Sig::QUIT => ("QUIT", 3),
+        Sig::ILL => ("ILL", 4),
+        Sig::ABRT => ("ABRT", 6),
+        Sig::FPE => ("FPE", 8),
+        Sig::KILL => ("KILL", 9),
+        Sig::USR1 => ("USR1", 10),
+        Sig::SEGV => ("SEGV", 11),
+        Sig::PIPE => ("PIPE", 13),
+        Sig::ALRM => ("ALRM", 14),
+        Sig::TERM => ("TERM", 15),
+        Sig::Custom(name) => return (name.clone(), 127),
+    };
+    (name.to_string(), number)
+}
+
+fn client_config(opts: &ClientOptions, recorded: &[Algorithm]) -> client::Config {
+    let preferred = russh::Preferred {
+        kex: Cow::Owned(vec![
+            russh::kex::CURVE25519,
+            russh::kex::CURVE25519_PRE_RFC_8731,
+            russh::kex::MLKEM768X25519_SHA256,
+            russh::kex::DH_GEX_SHA256,
+            russh::kex::DH_G16_SHA512,
+            russh::kex::DH_G14_SHA256,
+            // Needed for server-sig-algs (RSA keys) and strict kex (CVE-2023-48795).
+            russh::kex::EXTENSION_SUPPORT_AS_CLIENT,
+            russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+        ]),
+        key: Cow::Owned(host_key_preference(recorded)),
+        ..russh::Preferred::default()
+    };
+    let keepalive = (!opts.keepalive.is_zero()).then_some(opts.keepalive);
+    client::Config {
+        preferred,
+        keepalive_interval: keepalive,
+        keepalive_max: 3,
+        inactivity_timeout: None,
+        nodelay: true,
+        ..client::Config::default()
+    }
+}
+
+/// ed25519 first, but key types already recorded for the host go ahead of the rest, so a host
+/// known by its ecdsa or rsa key presents that key rather than one we would have to refuse.
+fn host_key_preference(recorded: &[Algorithm]) -> Vec<Algorithm> {
+    let is_rsa = |a: &Algorithm| matches!(a, Algorithm::Rsa { .. });
+    let same_family = |a: &Algorithm, b: &Algorithm| a == b || (is_rsa(a) && is_rsa(b));
+    let (known, others): (Vec<Algorithm>, Vec<Algorithm>) = russh::Preferred::DEFAULT
+        .key
+        .iter()
+        .cloned()
+        .partition(|algorithm| recorded.iter().any(|r| same_family(r, algorithm)));
+    known.into_iter().chain(others).collect()
+}
+
+/// The russh handler: verifies the server's host key during the handshake.
+struct HostKeyCheck {
+    host: String,
+    address: String,
+    known_hosts_path: PathBuf,
+    known: KnownHosts,
+    names: Vec<String>,
+    accept_new: bool,
+}
+
+#[derive(Debug)]
+enum CheckError {
+    Ssh(russh::Error),
+    Rejected(SshError),
+}
+
+impl From<russh::Error> for CheckError {
+    fn from(err: russh::Error) -> Self {
+        CheckError::Ssh(err)
+    }
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = CheckError;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = server_key else {
+            // We never advertise certificate host-key algorithms.
+            return Err(CheckError::Rejected(SshError::Protocol {
+                host: self.host.clone(),
+                reason: "the server presented a host certificate; only plain host keys are \
+                         supported"
+                    .into(),
+            }));
+        };
+        let mut verdict = self.known.check(&self.names, key);
+        if verdict == Verdict::Unknown && self.accept_new {
+            let (path, names, key) = (
+                self.known_hosts_path.clone(),
+                self.names.clone(),
+                key.clone(),
+            );
+            verdict = match blocking(move || known_hosts::learn(&path, &names, &key)).await {
+                // `Unknown` here means the key has just been appended.
+                Ok(Verdict::Unknown) => Verdict::Trusted,
+                Ok(other) => other,
+                Err(err) => {
+                    return Err(CheckError::Rejected(SshError::KnownHostsFile {
+                        path: self.known_hosts_path.clone(),
+                        reason: err.to_string(),
+                    }))
+                }
+            };
+        }
+        match verdict {
+            Verdict::Trusted => Ok(true),
+            Verdict::Unknown => Err(CheckError::Rejected(SshError::HostKeyUnknown {
+                host: self.host.clone(),
+                address: self.address.clone(),
+                known_hosts: self.known_hosts_path.clone(),
+                fingerprint: fingerprint(key),
+            })),
+            Verdict::Changed { line } => Err(CheckError::Rejected(SshError::HostKeyChanged {
+                host: self.host.clone(),
+                address: self.address.clone(),
+                known_hosts: self.known_hosts_path.clone(),
+                line,
+                fingerprint: fingerprint(key),
+            })),
+            Verdict::Revoked { line } => Err(CheckError::Rejected(SshError::HostKeyRevoked {
+                host: self.host.clone(),
+                address: self.address.clone(),
+                known_hosts: self.known_hosts_path.clone(),
+                line,
+                fingerprint: fingerprint(key),
+            })),
+        }
+    }
+}
+
+fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+async fn load_private_key(path: &Path) -> Result<PrivateKey, SshError> {
+    let owned = path.to_path_buf();
+    blocking(move || russh::keys::load_secret_key(&owned, None))
+        .await
+        .map_err(|err| SshError::KeyFile {
+            path: path.to_path_buf(),
+            reason: match err {
+                russh::keys::Error::KeyIsEncrypted => {
+                    "the key is passphrase-protected; load it into ssh-agent instead".into()
+                }
+                // russh's key errors describe the problem, never the key material.
+                other => other.to_string(),
+            },
+        })
+}
+
+/// Tries the key file, then (if enabled) every key of the ssh-agent.
+async fn authenticate(
+    handle: &mut Handle<HostKeyCheck>,
+    target: &Target,
+    opts: &ClientOptions,
+    key: Option<(PathBuf, PrivateKey)>,
+) -> Result<(), SshError> {
+    let mut tried = Vec::new();
+    if let Some((path, key)) = key {
+        let hash = rsa_hash(handle, key.algorithm()).await;
+        let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+        tried.push(format!("key {}", path.display()));
+        match handle.authenticate_publickey(&target.user, key).await {
+            Ok(result) if result.success() => return Ok(()),
+            Ok(_) => {}
+            Err(err) => tried.push(format!("(connection ended: {err})")),
+        }
+    }
+    if opts.use_agent && !handle.is_closed() {
+        match authenticate_with_agent(handle, &target.user).await {
+            Ok(AgentOutcome::Accepted) => return Ok(()),
+            Ok(AgentOutcome::Refused { offered }) => {
+                tried.push(format!("ssh-agent ({offered} keys)"))
+            }
+            Err(reason) => tried.push(format!("ssh-agent ({reason})")),
+        }
+    }
+    let tried = if tried.is_empty() {
+        "nothing: no key file given and ssh-agent disabled".to_string()
+    } else {
+        tried.join(", ")
+    };
+    Err(SshError::AuthFailed {
+        host: target.label.clone(),
+        user: target.user.clone(),
+        address: format!("{}:{}", target.address, target.port),
+        tried,
+    })
+}
+
+enum AgentOutcome {
+    Accepted,
+    Refused { offered: usize },
+}
+
+async fn authenticate_with_agent(
+    handle: &mut Handle<HostKeyCheck>,
+    user: &str,
+) -> Result<AgentOutcome, String> {
+    if std::env::var_os("SSH_AUTH_SOCK").is_none() {
+        return Err("SSH_AUTH_SOCK not set".into());
+    }
+    let mut agent = AgentClient::connect_env()
+        .await
+        .map_err(|err| format!("cannot connect: {err}"))?;
+    // OpenSSH agents only use destination-constrained keys after a session bind; agents
+    // without the extension refuse it, which is harmless.
+    if let Some(binding) = handle.agent_session_binding() {
+        let _ = agent.bind_session(binding, false).await;
+    }
+    let identities = agent
+        .request_identities()
+        .await
+        .map_err(|err| format!("cannot list keys: {err}"))?;
+    let mut offered = 0;
+    for identity in identities {
+        // Certificates would need `authenticate_certificate_with`; plain keys are the norm.
+        let AgentIdentity::PublicKey { key, .. } = identity else {
+            continue;
+        };
+        if handle.is_closed() {
+            break;
+        }
+        offered += 1;
+        let hash = rsa_hash(handle, key.algorithm()).await;
+        match handle
+            .authenticate_publickey_with(user, key, hash, &mut agent)
+            .await
+        {
+            Ok(result) if result.success() => return Ok(AgentOutcome::Accepted),
+            // A refusal or an agent that cannot sign with this key: try the next one.
+            Ok(_) | Err(_) => {}
+        }
+    }
+    Ok(AgentOutcome::Refused { offered })
+}
+
+/// The signature hash to use with an RSA key (SHA-2 when the server supports it).
+async fn rsa_hash(handle: &Handle<HostKeyCheck>, algorithm: Algorithm) -> Option<HashAlg> {
+    if !algorithm.is_rsa() {
+        return None;
+    }
+    match handle.best_supported_rsa_hash().await {
+        Ok(Some(advertised)) => advertised,
+        // No server-sig-algs: every OpenSSH since 7.2 accepts SHA-256.
+        _ => Some(HashAlg::Sha256),
+    }
+}
+
+/// Runs blocking file I/O off the async worker threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("blocking file task panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::EcdsaCurve;
+
+    #[test]
+    fn host_key_preference_puts_recorded_types_first() {
+        let default = host_key_preference(&[]);
+        assert_eq!(default[0], Algorithm::Ed25519);
+
+        let ecdsa = Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP256,
+        };
+        let order = host_key_preference(std::slice::from_ref(&ecdsa));
+        assert_eq!(order[0], ecdsa);
+        assert_eq!(order[1], Algorithm::Ed25519);
+        assert_eq!(order.len(), default.len());
+
+        let order = host_key_preference(&[Algorithm::Rsa { hash: None }]);
+        assert!(order[..3]
+            .iter()
+            .all(|a| matches!(a, Algorithm::Rsa { .. })));
+    }
+
+    #[test]
+    fn signals_map_to_shell_style_status() {
+        assert_eq!(signal_name_and_number(&Sig::KILL), ("KILL".to_string(), 9));
+        assert_eq!(signal_name_and_number(&Sig::TERM).1, 15);
+    }
+}

@@ -1,0 +1,78 @@
+//! Client authentication with key files, against a real sshd.
+
+mod support;
+
+use support::{keygen, TestSshd};
+use virtfleet_ssh::{Session, SshError};
+
+#[tokio::test]
+async fn ed25519_ecdsa_and_rsa_key_files_authenticate() {
+    let server = TestSshd::start_with_authorized(&["ecdsa", "rsa"]);
+    let opts = server.options(server.trusting_known_hosts());
+    for name in ["client_ed25519", "client_ecdsa", "client_rsa"] {
+        let mut target = server.target();
+        target.key_file = Some(server.path(name));
+        let session = Session::connect(&target, &opts)
+            .await
+            .unwrap_or_else(|err| panic!("{name}: {err}\n{}", server.log()));
+        let out = session.exec("id -un", b"").await.unwrap();
+        assert_eq!(out.stdout, b"root\n", "{name}");
+        session.close().await;
+    }
+}
+
+#[tokio::test]
+async fn unauthorized_key_fails_naming_user_and_host() {
+    let server = TestSshd::start();
+    let mut target = server.target();
+    target.key_file = Some(keygen(server.dir.path(), "stranger", "ed25519"));
+    let err = Session::connect(&target, &server.options(server.trusting_known_hosts()))
+        .await
+        .unwrap_err();
+    let SshError::AuthFailed { host, user, .. } = &err else {
+        panic!("expected AuthFailed, got {err:?}");
+    };
+    assert_eq!((host.as_str(), user.as_str()), ("testhost", "root"));
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("root@{}:{}", server.address, server.port)),
+        "{message}"
+    );
+    assert!(message.contains("stranger"), "{message}");
+}
+
+#[tokio::test]
+async fn no_credentials_at_all_is_an_auth_failure() {
+    let server = TestSshd::start();
+    let mut target = server.target();
+    target.key_file = None;
+    let err = Session::connect(&target, &server.options(server.trusting_known_hosts()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SshError::AuthFailed { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn unreadable_or_encrypted_key_file_is_reported_without_its_content() {
+    let server = TestSshd::start();
+    let opts = server.options(server.trusting_known_hosts());
+
+    let mut target = server.target();
+    target.key_file = Some(server.path("does-not-exist"));
+    let err = Session::connect(&target, &opts).await.unwrap_err();
+    assert!(matches!(err, SshError::KeyFile { .. }), "{err:?}");
+
+    let encrypted = server.path("encrypted");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "sekrit-passphrase", "-f"])
+        .arg(&encrypted)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    target.key_file = Some(encrypted);
+    let err = Session::connect(&target, &opts).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, SshError::KeyFile { .. }), "{err:?}");
+    assert!(message.contains("passphrase"), "{message}");
+    assert!(!message.contains("sekrit"), "{message}");
+}
