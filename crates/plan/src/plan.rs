@@ -1,0 +1,522 @@
+//! One host's desired state: the playbook evaluated with that host's variables.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use minijinja::value::Value;
+use minijinja::Environment;
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+use virtfleet_inventory::Vars;
+
+use crate::error::PlanError;
+use crate::playbook::{FileSource, FileSpec, Playbook, ServiceSpec};
+use crate::render::{describe, environment, find_in, is_templated, value_to_bool};
+use crate::vars::resolve;
+
+/// Name of the per-service file holding the digest of the files it last restarted with.
+pub const MARKER_NAME: &str = ".virtfleet-applied";
+
+pub struct PlanInput<'a> {
+    pub playbook: &'a Playbook,
+    /// Inventory name of the host.
+    pub host: &'a str,
+    /// Inventory, globals and passwords merged, without the playbook's defaults.
+    pub vars: &'a Vars,
+    /// Kolla's config directory (`/etc/kolla` on the deploy host).
+    pub configdir: &'a Path,
+}
+
+#[derive(Clone)]
+pub struct HostPlan {
+    pub host: String,
+    /// Final variables: defaults applied, templated values rendered. Holds secrets.
+    pub vars: Vars,
+    /// In restart order.
+    pub services: Vec<ServicePlan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    /// Container name.
+    pub name: String,
+    /// Host directory of the service's files, e.g. `/etc/kolla/nova-libvirt`.
+    pub dir: String,
+    pub files: Vec<DesiredFile>,
+    pub ready: Option<ReadyCheck>,
+    /// Run in order once the restarted container is ready.
+    pub after_restart: Vec<Step>,
+    pub reload: Option<Reload>,
+    /// `<dir>/.virtfleet-applied`: holds [`ServicePlan::digest`] once the service is healthy.
+    pub marker_path: String,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct DesiredFile {
+    /// Absolute path on the host.
+    pub path: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+    pub owner: Option<String>,
+    /// Never print the content; `redact` gives a printable form.
+    pub secret: bool,
+    /// Hex sha256 of `content`.
+    pub sha256: String,
+    /// The template or certificate file the content came from.
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyCheck {
+    /// argv run inside the container; ready once it exits 0.
+    pub exec: Vec<String>,
+    pub retries: u32,
+    pub delay_ms: u64,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Step {
+    /// argv run inside the container.
+    pub exec: Vec<String>,
+    /// Secret input for the command: never log it.
+    pub stdin: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reload {
+    /// Absolute paths whose change can be applied without a restart.
+    pub files: Vec<String>,
+    /// Commands run in order inside the container to apply them.
+    pub exec: Vec<Vec<String>>,
+}
+
+impl ServicePlan {
+    /// Hex sha256 over the service's file set (path, content hash, mode, owner), independent of
+    /// file order: the value of the applied marker.
+    pub fn digest(&self) -> String {
+        let mut entries: Vec<&DesiredFile> = self.files.iter().collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut hasher = Sha256::new();
+        for f in entries {
+            // NUL-separated, newline-terminated: paths and owners cannot contain NUL.
+            hasher.update(f.path.as_bytes());
+            hasher.update([0]);
+            hasher.update(f.sha256.as_bytes());
+            hasher.update([0]);
+            hasher.update(format!("{:o}", f.mode).as_bytes());
+            hasher.update([0]);
+            hasher.update(f.owner.as_deref().unwrap_or("").as_bytes());
+            hasher.update(b"\n");
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+// Debug output ends up in logs and panics: it shows sizes and hashes, never contents, stdin
+// or variable values (which hold passwords).
+
+impl fmt::Debug for HostPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostPlan")
+            .field("host", &self.host)
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .field("services", &self.services)
+            .finish()
+    }
+}
+
+impl fmt::Debug for DesiredFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DesiredFile")
+            .field("path", &self.path)
+            .field("content", &format_args!("<{} bytes>", self.content.len()))
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .field("owner", &self.owner)
+            .field("secret", &self.secret)
+            .field("sha256", &self.sha256)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Step")
+            .field("exec", &self.exec)
+            .field(
+                "stdin",
+                &self
+                    .stdin
+                    .as_ref()
+                    .map(|s| format!("<{} bytes redacted>", s.len())),
+            )
+            .finish()
+    }
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Evaluates the playbook for one host. Pure apart from reading templates and certificates.
+pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
+    let ctx = HostContext::new(input)?;
+    check_requirements(&ctx)?;
+    let services = input
+        .playbook
+        .services
+        .iter()
+        .map(|spec| ctx.plan_service(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HostPlan {
+        host: input.host.to_string(),
+        vars: ctx.vars,
+        services,
+    })
+}
+
+/// Everything needed to render for one host.
+struct HostContext<'a> {
+    input: &'a PlanInput<'a>,
+    vars: Vars,
+    /// Variables whose templates failed, with why; reported when something uses them.
+    unresolved: BTreeMap<String, String>,
+    context: Value,
+    env: Environment<'static>,
+    template_dirs: Vec<PathBuf>,
+    cert_dirs: Vec<PathBuf>,
+}
+
+impl<'a> HostContext<'a> {
+    fn new(input: &'a PlanInput<'a>) -> Result<Self, PlanError> {
+        let playbook = input.playbook;
+        let mut raw = playbook.defaults.clone();
+        raw.extend(input.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Ansible's magic variables: they describe the run and cannot be overridden.
+        raw.insert("inventory_hostname".into(), Json::from(input.host));
+        raw.insert(
+            "playbook_dir".into(),
+            Json::from(playbook.dir.display().to_string()),
+        );
+        // Kolla's name for its config directory; `node_custom_config` builds on it.
+        raw.entry("node_config")
+            .or_insert_with(|| Json::from(input.configdir.display().to_string()));
+
+        let resolved = resolve(&environment(Vec::new()), raw);
+        let mut ctx = HostContext {
+            input,
+            context: Value::from(minijinja::value::Serde(&resolved.vars)),
+            vars: resolved.vars,
+            unresolved: resolved.unresolved,
+            env: environment(Vec::new()),
+            template_dirs: Vec::new(),
+            cert_dirs: Vec::new(),
+        };
+        ctx.template_dirs = ctx.search_dirs(&playbook.template_search, "template_search")?;
+        ctx.cert_dirs = ctx.search_dirs(&playbook.cert_search, "cert_search")?;
+        ctx.env = environment(ctx.template_dirs.clone());
+        Ok(ctx)
+    }
+
+    fn search_dirs(&self, entries: &[String], what: &str) -> Result<Vec<PathBuf>, PlanError> {
+        entries
+            .iter()
+            .map(|entry| {
+                let text = self.render_string(entry, what)?;
+                let path = PathBuf::from(text);
+                Ok(if path.is_relative() {
+                    self.input.playbook.dir.join(path)
+                } else {
+                    path
+                })
+            })
+            .collect()
+    }
+
+    fn host(&self) -> String {
+        self.input.host.to_string()
+    }
+
+    /// Error for a failed expression or templated string from the playbook.
+    fn expression_error(
+        &self,
+        err: &minijinja::Error,
+        source: &str,
+        context: &str,
+        referenced: BTreeSet<String>,
+    ) -> PlanError {
+        if let Some(e) = self.unresolved_use(err, &referenced) {
+            return e;
+        }
+        PlanError::Expression {
+            host: self.host(),
+            context: format!("{context} ({source:?})"),
+            message: describe(err, &referenced, &self.context),
+        }
+    }
+
+    /// When a failure is an undefined variable that exists but could not be rendered, the
+    /// useful error is why that variable failed.
+    fn unresolved_use(
+        &self,
+        err: &minijinja::Error,
+        referenced: &BTreeSet<String>,
+    ) -> Option<PlanError> {
+        if err.kind() != minijinja::ErrorKind::UndefinedError {
+            return None;
+        }
+        let var = referenced
+            .iter()
+            .find(|v| self.unresolved.contains_key(*v))?;
+        Some(PlanError::Variable {
+            host: self.host(),
+            var: var.clone(),
+            message: self.unresolved[var].clone(),
+        })
+    }
+
+    fn eval_when(&self, expr: &str, context: &str) -> Result<bool, PlanError> {
+        let compiled = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| self.expression_error(&e, expr, context, BTreeSet::new()))?;
+        let referenced: BTreeSet<String> =
+            compiled.undeclared_variables(false).into_iter().collect();
+        let value = compiled
+            .eval(self.context.clone())
+            .map_err(|e| self.expression_error(&e, expr, context, referenced.clone()))?;
+        // A bare `when: some_var` holding "no" must be false, as the playbook author meant.
+        value_to_bool(&value).map_err(|e| self.expression_error(&e, expr, context, referenced))
+    }
+
+    fn render_string(&self, text: &str, context: &str) -> Result<String, PlanError> {
+        if !is_templated(text) {
+            return Ok(text.to_string());
+        }
+        let template = self
+            .env
+            .template_from_str(text)
+            .map_err(|e| self.expression_error(&e, text, context, BTreeSet::new()))?;
+        let referenced: BTreeSet<String> =
+            template.undeclared_variables(false).into_iter().collect();
+        template
+            .render(self.context.clone())
+            .map_err(|e| self.expression_error(&e, text, context, referenced))
+    }
+
+    fn render_argv(&self, argv: &[String], context: &str) -> Result<Vec<String>, PlanError> {
+        argv.iter()
+            .map(|a| self.render_string(a, context))
+            .collect()
+    }
+
+    fn plan_service(&self, spec: &ServiceSpec) -> Result<ServicePlan, PlanError> {
+        let service_error = |message: String| PlanError::Service {
+            host: self.host(),
+            service: spec.name.clone(),
+            message,
+        };
+        let label = |what: &str| format!("service {}: {what}", spec.name);
+        let dir = self.render_string(&spec.dir, &label("dir"))?;
+        let dir = dir.trim_end_matches('/').to_string();
+        if !dir.starts_with('/') || dir.split('/').any(|part| part == "..") {
+            return Err(service_error(format!(
+                "dir {dir:?} must be an absolute path without '..'"
+            )));
+        }
+
+        let mut files: Vec<DesiredFile> = Vec::new();
+        for file in &spec.files {
+            let context = label(&format!("file {}", file.dest));
+            if let Some(when) = &file.when {
+                if !self.eval_when(when, &format!("{context}: when"))? {
+                    continue;
+                }
+            }
+            let desired = self.desired_file(&dir, file, &context)?;
+            if files.iter().any(|f| f.path == desired.path) {
+                return Err(service_error(format!(
+                    "two file entries write {}",
+                    desired.path
+                )));
+            }
+            files.push(desired);
+        }
+
+        let ready = spec
+            .ready
+            .as_ref()
+            .map(|r| -> Result<ReadyCheck, PlanError> {
+                Ok(ReadyCheck {
+                    exec: self.render_argv(&r.exec, &label("ready"))?,
+                    retries: r.retries,
+                    delay_ms: r.delay_ms,
+                })
+            })
+            .transpose()?;
+
+        let mut after_restart = Vec::new();
+        for (i, step) in spec.after_restart.iter().enumerate() {
+            let context = label(&format!("after_restart step {}", i + 1));
+            if let Some(when) = &step.when {
+                if !self.eval_when(when, &format!("{context}: when"))? {
+                    continue;
+                }
+            }
+            after_restart.push(Step {
+                exec: self.render_argv(&step.exec, &context)?,
+                stdin: step
+                    .stdin
+                    .as_ref()
+                    .map(|s| self.render_string(s, &format!("{context}: stdin")))
+                    .transpose()?
+                    .map(String::into_bytes),
+            });
+        }
+
+        let reload = match &spec.reload {
+            None => None,
+            Some(r) => {
+                // Only files this host actually manages: the rest can never change.
+                let reload_files: Vec<String> = r
+                    .files
+                    .iter()
+                    .map(|name| format!("{dir}/{name}"))
+                    .filter(|path| files.iter().any(|f| &f.path == path))
+                    .collect();
+                if reload_files.is_empty() {
+                    None
+                } else {
+                    Some(Reload {
+                        files: reload_files,
+                        exec: r
+                            .exec
+                            .iter()
+                            .map(|argv| self.render_argv(argv, &label("reload")))
+                            .collect::<Result<_, _>>()?,
+                    })
+                }
+            }
+        };
+
+        Ok(ServicePlan {
+            name: spec.name.clone(),
+            marker_path: format!("{dir}/{MARKER_NAME}"),
+            dir,
+            files,
+            ready,
+            after_restart,
+            reload,
+        })
+    }
+
+    fn desired_file(
+        &self,
+        dir: &str,
+        file: &FileSpec,
+        context: &str,
+    ) -> Result<DesiredFile, PlanError> {
+        let (content, source) = match &file.source {
+            FileSource::Template(name) => self.render_template(name)?,
+            FileSource::Cert(name) => self.read_cert(name)?,
+        };
+        let owner = file
+            .owner
+            .as_ref()
+            .map(|o| self.render_string(o, &format!("{context}: owner")))
+            .transpose()?;
+        // Private keys are secret whatever the playbook says.
+        let secret = file.secret || crate::redact::has_private_key(&content);
+        Ok(DesiredFile {
+            path: format!("{dir}/{}", file.dest),
+            sha256: sha256_hex(&content),
+            content,
+            mode: file.mode,
+            owner,
+            secret,
+            source,
+        })
+    }
+
+    fn render_template(&self, name: &str) -> Result<(Vec<u8>, PathBuf), PlanError> {
+        let Some(path) = find_in(&self.template_dirs, name) else {
+            return Err(PlanError::TemplateNotFound {
+                host: self.host(),
+                name: name.to_string(),
+                searched: self.template_dirs.iter().map(|d| d.join(name)).collect(),
+            });
+        };
+        let template_error = |err: &minijinja::Error, referenced: &BTreeSet<String>| {
+            if let Some(e) = self.unresolved_use(err, referenced) {
+                return e;
+            }
+            // The error may point into an included template rather than this one.
+            let at = err
+                .name()
+                .and_then(|n| find_in(&self.template_dirs, n))
+                .unwrap_or_else(|| path.clone());
+            PlanError::Template {
+                host: self.host(),
+                template: at,
+                line: err.line(),
+                message: describe(err, referenced, &self.context),
+            }
+        };
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|e| template_error(&e, &BTreeSet::new()))?;
+        let referenced: BTreeSet<String> =
+            template.undeclared_variables(false).into_iter().collect();
+        let text = template
+            .render(self.context.clone())
+            .map_err(|e| template_error(&e, &referenced))?;
+        Ok((text.into_bytes(), path))
+    }
+
+    fn read_cert(&self, name: &str) -> Result<(Vec<u8>, PathBuf), PlanError> {
+        let Some(path) = find_in(&self.cert_dirs, name) else {
+            return Err(PlanError::CertNotFound {
+                host: self.host(),
+                name: name.to_string(),
+                searched: self.cert_dirs.iter().map(|d| d.join(name)).collect(),
+            });
+        };
+        let content = std::fs::read(&path).map_err(|source| PlanError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok((content, path))
+    }
+}
+
+fn check_requirements(ctx: &HostContext) -> Result<(), PlanError> {
+    for req in &ctx.input.playbook.requires {
+        if let Some(when) = &req.when {
+            if !ctx.eval_when(when, &format!("require {}: when", req.var))? {
+                continue;
+            }
+        }
+        if let Some(message) = ctx.unresolved.get(&req.var) {
+            return Err(PlanError::Variable {
+                host: ctx.host(),
+                var: req.var.clone(),
+                message: message.clone(),
+            });
+        }
+        let missing = match ctx.vars.get(&req.var) {
+            None | Some(Json::Null) => true,
+            Some(Json::String(s)) => s.is_empty(),
+            Some(_) => false,
+        };
+        if missing {
+            return Err(PlanError::MissingVariable {
+                host: ctx.host(),
+                var: req.var.clone(),
+                hint: req.hint.clone(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,526 @@
+//! The playbook file: parsing and load-time validation (pure data, no host vars yet).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use virtfleet_inventory::Vars;
+
+use crate::error::PlanError;
+
+/// A parsed playbook. String fields documented as "templated" are rendered per host.
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub name: String,
+    /// Inventory group the playbook targets.
+    pub hosts: String,
+    /// Lowest-precedence variables; inventory, globals and passwords override them.
+    pub defaults: Vars,
+    /// Variables that must be set (when their condition holds) before anything is planned.
+    pub requires: Vec<Requirement>,
+    /// Directories searched in order for each template name (templated).
+    pub template_search: Vec<String>,
+    /// Directories searched in order for each certificate file (templated).
+    pub cert_search: Vec<String>,
+    /// Services in restart order.
+    pub services: Vec<ServiceSpec>,
+    /// The directory holding the playbook; relative search paths start here.
+    pub dir: PathBuf,
+    /// The playbook file itself, for messages.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    pub var: String,
+    /// Expression; the variable is required only when it is true.
+    #[serde(default, deserialize_with = "de_opt_expression")]
+    pub when: Option<String>,
+    /// Appended to the error, e.g. where the variable belongs.
+    #[serde(default)]
+    pub hint: Option<String>,
+}
+
+/// One container and the files it is configured from.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// Container name.
+    pub name: String,
+    /// Host directory holding the service's files (templated).
+    pub dir: String,
+    pub files: Vec<FileSpec>,
+    pub ready: Option<ReadySpec>,
+    pub after_restart: Vec<StepSpec>,
+    pub reload: Option<ReloadSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// A template name, looked up along `template_search`.
+    Template(String),
+    /// A certificate file name, looked up along `cert_search` and copied verbatim.
+    Cert(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct FileSpec {
+    pub source: FileSource,
+    /// File name inside the service directory.
+    pub dest: String,
+    pub mode: u32,
+    /// Owner on the host (templated); `None` leaves the engine's default.
+    pub owner: Option<String>,
+    /// Marks the content as sensitive: never shown in diffs or logs.
+    pub secret: bool,
+    /// Expression; the file is managed only when it is true.
+    pub when: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadySpec {
+    /// argv run inside the container until it succeeds (templated).
+    #[serde(deserialize_with = "de_argv")]
+    pub exec: Vec<String>,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default = "default_delay_ms")]
+    pub delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// argv run inside the container (templated).
+    #[serde(deserialize_with = "de_argv")]
+    pub exec: Vec<String>,
+    /// Fed to the command's stdin (templated); the place for secrets.
+    #[serde(default, deserialize_with = "de_opt_template")]
+    pub stdin: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_expression")]
+    pub when: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadSpec {
+    /// File names (as in `dest`) whose change can be applied without a restart.
+    pub files: Vec<String>,
+    /// Commands, run in order inside the container, that apply them (templated).
+    #[serde(deserialize_with = "de_argv_list")]
+    pub exec: Vec<Vec<String>>,
+}
+
+fn default_retries() -> u32 {
+    30
+}
+
+fn default_delay_ms() -> u64 {
+    500
+}
+
+/// Reads and validates a playbook. Errors carry the file and, for YAML problems, line and column.
+pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
+    // Absolute, so `{{ playbook_dir }}` means the same whatever directory templates use it from.
+    let path = &std::path::absolute(path).map_err(|source| PlanError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| PlanError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let raw: PlaybookYaml = serde_yaml_ng::from_str(&text).map_err(|source| PlanError::Yaml {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let invalid = |message: String| PlanError::Playbook {
+        path: path.to_path_buf(),
+        message,
+    };
+    if raw.services.0.is_empty() {
+        return Err(invalid("no services".into()));
+    }
+    for req in &raw.require {
+        if req.var.is_empty() {
+            return Err(invalid("require: empty variable name".into()));
+        }
+    }
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(Playbook {
+        name: raw.name,
+        hosts: raw.hosts,
+        defaults: raw.defaults,
+        requires: raw.require,
+        template_search: raw.template_search,
+        cert_search: raw.cert_search,
+        services: raw.services.0,
+        dir,
+        path: path.to_path_buf(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaybookYaml {
+    name: String,
+    hosts: String,
+    #[serde(default)]
+    defaults: Vars,
+    #[serde(default)]
+    require: Vec<Requirement>,
+    #[serde(deserialize_with = "de_template_list")]
+    template_search: Vec<String>,
+    #[serde(deserialize_with = "de_template_list")]
+    cert_search: Vec<String>,
+    services: Services,
+}
+
+/// `services:` is a YAML map whose order is the restart order, so it is read entry by entry
+/// rather than into a (sorted or hashed) map.
+struct Services(Vec<ServiceSpec>);
+
+impl<'de> Deserialize<'de> for Services {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ServicesVisitor;
+        impl<'de> Visitor<'de> for ServicesVisitor {
+            type Value = Services;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of container name to service")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Services, A::Error> {
+                let mut services: Vec<ServiceSpec> = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    check_name(&name, "container name").map_err(de::Error::custom)?;
+                    if services.iter().any(|s| s.name == name) {
+                        return Err(de::Error::custom(format!("service {name} listed twice")));
+                    }
+                    let body: ServiceYaml = map.next_value()?;
+                    services.push(ServiceSpec {
+                        name,
+                        dir: body.dir,
+                        files: body.files,
+                        ready: body.ready,
+                        after_restart: body.after_restart,
+                        reload: body.reload,
+                    });
+                }
+                Ok(Services(services))
+            }
+        }
+        deserializer.deserialize_map(ServicesVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, try_from = "ServiceYamlRaw")]
+struct ServiceYaml {
+    dir: String,
+    files: Vec<FileSpec>,
+    ready: Option<ReadySpec>,
+    after_restart: Vec<StepSpec>,
+    reload: Option<ReloadSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceYamlRaw {
+    #[serde(deserialize_with = "de_template")]
+    dir: String,
+    files: Vec<FileSpec>,
+    #[serde(default)]
+    ready: Option<ReadySpec>,
+    #[serde(default)]
+    after_restart: Vec<StepSpec>,
+    #[serde(default)]
+    reload: Option<ReloadSpec>,
+}
+
+impl TryFrom<ServiceYamlRaw> for ServiceYaml {
+    type Error = String;
+    fn try_from(raw: ServiceYamlRaw) -> Result<Self, String> {
+        if let Some(reload) = &raw.reload {
+            // A typo here would silently turn a live reload into a restart (or the reverse).
+            for name in &reload.files {
+                if !raw.files.iter().any(|f| &f.dest == name) {
+                    return Err(format!(
+                        "reload: file {name} is not the dest of any file of this service"
+                    ));
+                }
+            }
+        }
+        Ok(ServiceYaml {
+            dir: raw.dir,
+            files: raw.files,
+            ready: raw.ready,
+            after_restart: raw.after_restart,
+            reload: raw.reload,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for FileSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = FileYaml::deserialize(deserializer)?;
+        FileSpec::try_from(raw).map_err(de::Error::custom)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileYaml {
+    template: Option<String>,
+    cert: Option<String>,
+    dest: Option<String>,
+    mode: serde_yaml_ng::Value,
+    #[serde(default, deserialize_with = "de_opt_template")]
+    owner: Option<String>,
+    #[serde(default)]
+    secret: bool,
+    #[serde(default, deserialize_with = "de_opt_expression")]
+    when: Option<String>,
+}
+
+impl TryFrom<FileYaml> for FileSpec {
+    type Error = String;
+    fn try_from(raw: FileYaml) -> Result<Self, String> {
+        let (source, default_dest) = match (raw.template, raw.cert) {
+            (Some(t), None) => {
+                check_name(&t, "template name")?;
+                let dest = t.strip_suffix(".j2").unwrap_or(&t).to_string();
+                (FileSource::Template(t), dest)
+            }
+            (None, Some(c)) => {
+                check_name(&c, "cert name")?;
+                (FileSource::Cert(c.clone()), c)
+            }
+            _ => return Err("a file entry needs exactly one of `template` or `cert`".into()),
+        };
+        let dest = raw.dest.unwrap_or(default_dest);
+        check_name(&dest, "dest")?;
+        Ok(FileSpec {
+            source,
+            dest,
+            mode: parse_mode(&raw.mode)?,
+            owner: raw.owner,
+            secret: raw.secret,
+            when: raw.when,
+        })
+    }
+}
+
+/// Modes are octal strings ("0600"; an unquoted `0600` also reads as one). Integers are refused:
+/// `600` or YAML 1.1's octal `0600` would silently mean something else than intended.
+fn parse_mode(value: &serde_yaml_ng::Value) -> Result<u32, String> {
+    let text = match value {
+        serde_yaml_ng::Value::String(s) => s.as_str(),
+        other => {
+            return Err(format!(
+                "mode {other:?}: write the mode as a quoted octal string, e.g. \"0600\""
+            ))
+        }
+    };
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
+        return Err(format!(
+            "mode {text:?} is not an octal permission like \"0600\""
+        ));
+    }
+    u32::from_str_radix(digits, 8).map_err(|e| format!("mode {text:?}: {e}"))
+}
+
+/// Names end up in host paths and container commands: keep them to a safe, flat alphabet.
+fn check_name(name: &str, what: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {name:?} must be a plain file name (letters, digits, '.', '_', '-')"
+        ))
+    }
+}
+
+// Syntax checks at load time, so a typo in an expression is reported with the playbook's
+// line number instead of only when some host happens to evaluate it.
+
+fn check_expression(expr: &str) -> Result<(), String> {
+    let env = minijinja::Environment::new();
+    env.compile_expression(expr)
+        .map(|_| ())
+        .map_err(|e| format!("invalid expression {expr:?}: {e}"))
+}
+
+fn check_template(text: &str) -> Result<(), String> {
+    let env = minijinja::Environment::new();
+    env.template_from_str(text)
+        .map(|_| ())
+        .map_err(|e| format!("invalid template string {text:?}: {e}"))
+}
+
+fn de_opt_expression<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    if let Some(expr) = &value {
+        check_expression(expr).map_err(de::Error::custom)?;
+    }
+    Ok(value)
+}
+
+fn de_template<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let value = String::deserialize(d)?;
+    check_template(&value).map_err(de::Error::custom)?;
+    Ok(value)
+}
+
+fn de_opt_template<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    if let Some(text) = &value {
+        check_template(text).map_err(de::Error::custom)?;
+    }
+    Ok(value)
+}
+
+fn de_template_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let value = Vec::<String>::deserialize(d)?;
+    for text in &value {
+        check_template(text).map_err(de::Error::custom)?;
+    }
+    Ok(value)
+}
+
+fn de_argv<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let argv = de_template_list(d)?;
+    if argv.is_empty() {
+        return Err(de::Error::custom("exec needs at least a command"));
+    }
+    Ok(argv)
+}
+
+fn de_argv_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<String>>, D::Error> {
+    let list = Vec::<Vec<String>>::deserialize(d)?;
+    for argv in &list {
+        if argv.is_empty() {
+            return Err(de::Error::custom("exec needs at least a command"));
+        }
+        for text in argv {
+            check_template(text).map_err(de::Error::custom)?;
+        }
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Playbook, PlanError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yml");
+        std::fs::write(&path, text).unwrap();
+        load_playbook(&path)
+    }
+
+    const MINIMAL: &str = r#"
+name: t
+hosts: compute
+template_search: ["{{ playbook_dir }}/templates"]
+cert_search: []
+services:
+  zeta:
+    dir: /etc/kolla/zeta
+    files:
+      - {template: a.conf.j2, mode: "0640"}
+  alpha:
+    dir: /etc/kolla/alpha
+    files:
+      - {cert: ca.pem, mode: "600", secret: true, when: "x | bool"}
+"#;
+
+    #[test]
+    fn services_keep_yaml_order_and_fields() {
+        let pb = load(MINIMAL).unwrap();
+        let names: Vec<_> = pb.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["zeta", "alpha"]);
+        let f = &pb.services[0].files[0];
+        assert_eq!(f.source, FileSource::Template("a.conf.j2".into()));
+        assert_eq!(
+            f.dest, "a.conf",
+            "dest defaults to the template name without .j2"
+        );
+        assert_eq!(f.mode, 0o640);
+        let c = &pb.services[1].files[0];
+        assert_eq!(c.dest, "ca.pem");
+        assert_eq!(c.mode, 0o600);
+        assert!(c.secret);
+        assert_eq!(c.when.as_deref(), Some("x | bool"));
+    }
+
+    #[test]
+    fn integer_mode_is_rejected_with_line() {
+        // `0640` unquoted reads as the string "0640"; a plain integer is what is ambiguous.
+        let text = MINIMAL.replace("mode: \"0640\"", "mode: 0640");
+        assert_eq!(load(&text).unwrap().services[0].files[0].mode, 0o640);
+        let text = MINIMAL.replace("mode: \"0640\"", "mode: 640");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("quoted octal"), "{err}");
+        assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn bad_expression_is_rejected_at_load() {
+        let text = MINIMAL.replace("x | bool", "x |");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("invalid expression"), "{err}");
+    }
+
+    #[test]
+    fn unknown_field_and_bad_names_are_rejected() {
+        let text = MINIMAL.replace("secret: true", "secrte: true");
+        assert!(load(&text).unwrap_err().to_string().contains("secrte"));
+        let text = MINIMAL.replace("a.conf.j2", "../a.conf.j2");
+        assert!(load(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("plain file name"));
+        let text = MINIMAL.replace("{template: a.conf.j2,", "{template: a.conf.j2, cert: b,");
+        assert!(load(&text).unwrap_err().to_string().contains("exactly one"));
+    }
+
+    #[test]
+    fn reload_files_must_name_service_files() {
+        let text = format!("{MINIMAL}    reload: {{files: [cb.pem], exec: [[x]]}}\n");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("reload: file cb.pem"), "{err}");
+        let text = format!("{MINIMAL}    reload: {{files: [ca.pem], exec: [[x]]}}\n");
+        assert!(load(&text).unwrap().services[1].reload.is_some());
+    }
+
+    #[test]
+    fn relative_path_gives_absolute_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.yml"), MINIMAL).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let relative: PathBuf = std::iter::repeat_n("..", cwd.components().count())
+            .collect::<PathBuf>()
+            .join(dir.path().strip_prefix("/").unwrap())
+            .join("p.yml");
+        let pb = load_playbook(&relative).unwrap();
+        assert!(pb.dir.is_absolute(), "{}", pb.dir.display());
+        assert!(pb.dir.join("p.yml").is_file());
+    }
+
+    #[test]
+    fn duplicate_service_is_rejected() {
+        let text = format!("{MINIMAL}  zeta:\n    dir: /x\n    files: []\n");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("zeta"), "{err}");
+    }
+}

@@ -1,0 +1,202 @@
+//! Text of a desired file that is safe to print (`--diff`, logs).
+
+use crate::plan::{sha256_hex, DesiredFile};
+
+const REDACTED: &str = "<redacted>";
+
+/// Words that mark a configuration key as holding a secret, in files not marked secret
+/// (a password an operator put into an ordinary template must not leak either).
+const SECRET_KEY_WORDS: &[&str] = &["password", "passwd", "secret", "token"];
+
+pub(crate) fn has_private_key(content: &[u8]) -> bool {
+    String::from_utf8_lossy(content).contains("PRIVATE KEY-----")
+}
+
+/// The file's content for display, with secrets removed:
+/// PEM private keys become a one-line placeholder; in files marked secret every value of a
+/// `key = value` / `key: value` line is replaced (keys, sections and comments stay, so a diff
+/// still shows the shape), and any other non-blank line is replaced whole; in other files
+/// values of password-like keys are replaced.
+pub fn redact(file: &DesiredFile) -> String {
+    let Ok(text) = std::str::from_utf8(&file.content) else {
+        return format!(
+            "<{} bytes of binary data, sha256 {}>\n",
+            file.content.len(),
+            file.sha256
+        );
+    };
+    let text = replace_private_keys(text);
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (body, newline) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line, ""),
+        };
+        out.push_str(&redact_line(body, file.secret));
+        out.push_str(newline);
+    }
+    out
+}
+
+fn redact_line(line: &str, secret_file: bool) -> String {
+    let trimmed = line.trim_start();
+    let structural = trimmed.is_empty()
+        || trimmed.starts_with('#')
+        || trimmed.starts_with(';')
+        || (trimmed.starts_with('[') && trimmed.trim_end().ends_with(']'))
+        || trimmed.starts_with("-----")
+        || trimmed.starts_with("<private key");
+    if structural {
+        return line.to_string();
+    }
+    match split_key_value(line) {
+        Some((key, _)) if secret_file || is_secret_key(key) => {
+            format!("{}{REDACTED}", &line[..key_end(line, key)])
+        }
+        Some(_) => line.to_string(),
+        None if secret_file => REDACTED.to_string(),
+        None => line.to_string(),
+    }
+}
+
+/// Key of a `key = value`, `key=value` or `key: value` line.
+fn split_key_value(line: &str) -> Option<(&str, &str)> {
+    let at = line.find(['=', ':'])?;
+    let key = line[..at].trim();
+    let is_key = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-. ".contains(&b));
+    is_key.then(|| (key, &line[at + 1..]))
+}
+
+/// Byte offset just after the separator (and one following blank) of a key/value line.
+fn key_end(line: &str, key: &str) -> usize {
+    let key_at = line.find(key).unwrap_or(0) + key.len();
+    let rest = &line[key_at..];
+    let sep = rest.find(['=', ':']).map(|i| i + 1).unwrap_or(0);
+    let mut end = key_at + sep;
+    if line[end..].starts_with(' ') {
+        end += 1;
+    }
+    end
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    SECRET_KEY_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Replaces each PEM private key block with a placeholder naming its size and hash prefix,
+/// so a key change is still visible without showing the key.
+fn replace_private_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(begin) = find_private_key_begin(rest) {
+        out.push_str(&rest[..begin]);
+        let block = &rest[begin..];
+        let end = block
+            .find("PRIVATE KEY-----")
+            .and_then(|first| {
+                let after_first = first + "PRIVATE KEY-----".len();
+                block[after_first..]
+                    .find("PRIVATE KEY-----")
+                    .map(|second| after_first + second + "PRIVATE KEY-----".len())
+            })
+            .unwrap_or(block.len()); // unterminated: hide the remainder
+        let key = &block[..end];
+        out.push_str(&format!(
+            "<private key redacted: {} bytes, sha256 {}...>",
+            key.len(),
+            &sha256_hex(key.as_bytes())[..12]
+        ));
+        rest = &block[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn find_private_key_begin(text: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find("-----BEGIN ") {
+        let at = from + i;
+        let line_end = text[at..].find('\n').map(|n| at + n).unwrap_or(text.len());
+        if text[at..line_end].contains("PRIVATE KEY-----") {
+            return Some(at);
+        }
+        from = at + "-----BEGIN ".len();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn file(content: &str, secret: bool) -> DesiredFile {
+        DesiredFile {
+            path: "/etc/kolla/x/f".into(),
+            content: content.as_bytes().to_vec(),
+            mode: 0o600,
+            owner: None,
+            secret,
+            sha256: sha256_hex(content.as_bytes()),
+            source: PathBuf::from("f"),
+        }
+    }
+
+    #[test]
+    fn secret_file_keeps_keys_and_hides_values() {
+        let text = "[credentials-default]\nauthname=nova\npassword=hunter2\n\n# note\n";
+        let shown = redact(&file(text, true));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("[credentials-default]\n"));
+        assert!(shown.contains("password=<redacted>\n"));
+        assert!(shown.contains("# note\n"));
+    }
+
+    #[test]
+    fn secret_file_hides_unstructured_lines() {
+        let shown = redact(&file("hunter2\n", true));
+        assert_eq!(shown, "<redacted>\n");
+    }
+
+    #[test]
+    fn ordinary_file_hides_only_password_like_keys() {
+        let text = "[x]\nuser = nova\nadmin_password = s3cret\nlisten_tls = 1\n";
+        let shown = redact(&file(text, false));
+        assert_eq!(
+            shown,
+            "[x]\nuser = nova\nadmin_password = <redacted>\nlisten_tls = 1\n"
+        );
+    }
+
+    #[test]
+    fn private_keys_are_replaced_in_any_file() {
+        let key = "-----BEGIN PRIVATE KEY-----\nTUlJRXZRSUJBREFOQmdrcWhraUc5dzBC\n-----END PRIVATE KEY-----\n";
+        let text =
+            format!("-----BEGIN CERTIFICATE-----\nQ0VSVA==\n-----END CERTIFICATE-----\n{key}");
+        let shown = redact(&file(&text, false));
+        assert!(
+            !shown.contains("TUlJRXZRSUJBREFOQmdrcWhraUc5dzBC"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("Q0VSVA=="),
+            "certificates stay visible: {shown}"
+        );
+        assert!(shown.contains("<private key redacted: "), "{shown}");
+        let ec = "-----BEGIN EC PRIVATE KEY-----\nRUNLRVk=\n-----END EC PRIVATE KEY-----\n";
+        let shown = redact(&file(ec, true));
+        assert!(!shown.contains("RUNLRVk="), "{shown}");
+        assert!(has_private_key(ec.as_bytes()));
+    }
+
+    #[test]
+    fn binary_content_is_summarised() {
+        let mut f = file("", true);
+        f.content = vec![0xff, 0xfe, 0x00];
+        assert!(redact(&f).starts_with("<3 bytes of binary data"));
+    }
+}

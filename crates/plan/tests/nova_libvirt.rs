@@ -1,0 +1,768 @@
+//! The shipped nova-libvirt playbook, planned against throw-away Kolla config directories.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use virtfleet_inventory::Vars;
+use virtfleet_plan::{
+    load_playbook, plan_host, redact, DesiredFile, HostPlan, PlanError, PlanInput, Playbook,
+    ServicePlan,
+};
+
+const PASSWORD: &str = "s3cr3t-Pa55word";
+const KEY_BODY: &str = "TUlJRXZnSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS2d3Z2dTa0FnRUFBb0lCQVFD";
+const CERTS: [&str; 5] = [
+    "cacert.pem",
+    "servercert.pem",
+    "serverkey.pem",
+    "clientcert.pem",
+    "clientkey.pem",
+];
+
+fn playbook() -> Playbook {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks/nova-libvirt.yml");
+    load_playbook(&path).expect("shipped playbook loads")
+}
+
+/// PEM-looking content; keys get a recognisable body so tests can look for leaks.
+fn pem(name: &str, tag: &str) -> String {
+    if name.contains("key") {
+        format!("-----BEGIN PRIVATE KEY-----\n{KEY_BODY}\n{tag}\n-----END PRIVATE KEY-----\n")
+    } else {
+        format!("-----BEGIN CERTIFICATE-----\nQ0VSVElGSUNBVEU=\n{tag}\n-----END CERTIFICATE-----\n")
+    }
+}
+
+/// A Kolla config directory with the five shared certificates.
+fn configdir() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("config/nova/nova-libvirt");
+    std::fs::create_dir_all(&certs).unwrap();
+    for name in CERTS {
+        std::fs::write(certs.join(name), pem(name, "shared")).unwrap();
+    }
+    dir
+}
+
+fn write(path: PathBuf, content: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+fn vars(value: Value) -> Vars {
+    let Value::Object(mut map) = value else {
+        panic!("vars must be an object")
+    };
+    map.entry("ansible_host").or_insert(json!("10.0.0.11"));
+    map.entry("libvirt_sasl_password")
+        .or_insert(json!(PASSWORD));
+    map
+}
+
+fn try_plan(pb: &Playbook, dir: &TempDir, host: &str, vars: &Vars) -> Result<HostPlan, PlanError> {
+    plan_host(&PlanInput {
+        playbook: pb,
+        host,
+        vars,
+        configdir: dir.path(),
+    })
+}
+
+fn plan(value: Value) -> HostPlan {
+    let dir = configdir();
+    try_plan(&playbook(), &dir, "compute1", &vars(value)).unwrap()
+}
+
+fn service<'a>(plan: &'a HostPlan, name: &str) -> &'a ServicePlan {
+    plan.services.iter().find(|s| s.name == name).unwrap()
+}
+
+fn file<'a>(plan: &'a HostPlan, service_name: &str, name: &str) -> Option<&'a DesiredFile> {
+    let svc = service(plan, service_name);
+    svc.files
+        .iter()
+        .find(|f| f.path == format!("{}/{name}", svc.dir))
+}
+
+fn text(plan: &HostPlan, service_name: &str, name: &str) -> String {
+    let f =
+        file(plan, service_name, name).unwrap_or_else(|| panic!("{service_name} has no {name}"));
+    String::from_utf8(f.content.clone()).unwrap()
+}
+
+fn names(plan: &HostPlan, service_name: &str) -> Vec<String> {
+    let svc = service(plan, service_name);
+    svc.files
+        .iter()
+        .map(|f| {
+            f.path
+                .strip_prefix(&format!("{}/", svc.dir))
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn lines(text: &str) -> Vec<&str> {
+    text.lines().collect()
+}
+
+fn assert_has_lines(text: &str, wanted: &[&str]) {
+    let have = lines(text);
+    for line in wanted {
+        assert!(have.contains(line), "missing line {line:?} in:\n{text}");
+    }
+}
+
+fn assert_lacks(text: &str, unwanted: &[&str]) {
+    for needle in unwanted {
+        assert!(!text.contains(needle), "unexpected {needle:?} in:\n{text}");
+    }
+}
+
+/// config.json as (source file name, dest, owner, perm) tuples.
+fn config_files(
+    plan: &HostPlan,
+    service_name: &str,
+) -> (String, Vec<(String, String, String, String)>) {
+    let json: Value = serde_json::from_str(&text(plan, service_name, "config.json")).unwrap();
+    let entries = json["config_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["optional"], json!(false));
+            let source = e["source"].as_str().unwrap();
+            (
+                source
+                    .strip_prefix("/var/lib/kolla/config_files/")
+                    .unwrap()
+                    .to_string(),
+                e["dest"].as_str().unwrap().to_string(),
+                e["owner"].as_str().unwrap().to_string(),
+                e["perm"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (json["command"].as_str().unwrap().to_string(), entries)
+}
+
+#[test]
+fn playbook_shape() {
+    let pb = playbook();
+    assert_eq!(pb.name, "nova-libvirt");
+    assert_eq!(pb.hosts, "compute");
+    let order: Vec<_> = pb.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(order, ["nova_libvirt", "nova_compute"], "restart order");
+    assert!(!pb.defaults.contains_key("libvirt_sasl_password"));
+}
+
+#[test]
+fn tls_on_sasl_on() {
+    let p = plan(json!({"libvirt_tls": true}));
+    assert_has_lines(
+        &text(&p, "nova_libvirt", "libvirtd.conf"),
+        &[
+            "listen_tls = 1",
+            "listen_tcp = 0",
+            "tls_port = \"16514\"",
+            "auth_tls = \"sasl\"",
+            "key_file = \"/etc/pki/libvirt/private/serverkey.pem\"",
+            "cert_file = \"/etc/pki/libvirt/servercert.pem\"",
+            "ca_file = \"/etc/pki/CA/cacert.pem\"",
+            "listen_addr = \"10.0.0.11\"",
+        ],
+    );
+    assert_lacks(
+        &text(&p, "nova_libvirt", "libvirtd.conf"),
+        &["auth_tcp", "tcp_port"],
+    );
+    assert_has_lines(
+        &text(&p, "nova_compute", "nova.conf"),
+        &[
+            "[libvirt]",
+            "connection_uri = qemu+tls://compute1/system",
+            "live_migration_scheme = tls",
+            "live_migration_inbound_addr = compute1",
+            "virt_type = kvm",
+        ],
+    );
+    assert_eq!(
+        text(&p, "nova_libvirt", "sasl.conf")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        [
+            "mech_list: SCRAM-SHA-256",
+            "sasldb_path: /etc/libvirt/passwd.db"
+        ]
+    );
+    assert_eq!(
+        names(&p, "nova_libvirt"),
+        [
+            "libvirtd.conf",
+            "qemu.conf",
+            "sasl.conf",
+            "auth.conf",
+            "cacert.pem",
+            "servercert.pem",
+            "serverkey.pem",
+            "clientcert.pem",
+            "clientkey.pem",
+            "config.json"
+        ]
+    );
+    assert_eq!(
+        names(&p, "nova_compute"),
+        [
+            "nova.conf",
+            "auth.conf",
+            "cacert.pem",
+            "clientcert.pem",
+            "clientkey.pem",
+            "config.json"
+        ]
+    );
+    for f in &service(&p, "nova_libvirt").files {
+        assert_eq!(f.mode, 0o600, "{}", f.path);
+    }
+
+    let (command, entries) = config_files(&p, "nova_libvirt");
+    assert_eq!(command, "/usr/sbin/libvirtd --listen");
+    let dests: Vec<_> = entries
+        .iter()
+        .map(|e| (e.0.as_str(), e.1.as_str()))
+        .collect();
+    assert_eq!(
+        dests,
+        [
+            ("libvirtd.conf", "/etc/libvirt/libvirtd.conf"),
+            ("qemu.conf", "/etc/libvirt/qemu.conf"),
+            ("sasl.conf", "/etc/sasl2/libvirt.conf"),
+            ("auth.conf", "/root/.config/libvirt/auth.conf"),
+            ("cacert.pem", "/etc/pki/CA/cacert.pem"),
+            ("servercert.pem", "/etc/pki/libvirt/servercert.pem"),
+            ("serverkey.pem", "/etc/pki/libvirt/private/serverkey.pem"),
+            ("clientcert.pem", "/etc/pki/libvirt/clientcert.pem"),
+            ("clientkey.pem", "/etc/pki/libvirt/private/clientkey.pem"),
+        ]
+    );
+    assert!(entries.iter().all(|e| e.2 == "root" && e.3 == "0600"));
+
+    let (command, entries) = config_files(&p, "nova_compute");
+    assert_eq!(command, "sleep infinity");
+    assert_eq!(
+        entries,
+        [
+            ("nova.conf", "/etc/nova/nova.conf", "nova", "0600"),
+            (
+                "auth.conf",
+                "/var/lib/nova/.config/libvirt/auth.conf",
+                "nova",
+                "0600"
+            ),
+            ("cacert.pem", "/etc/pki/CA/cacert.pem", "nova", "0640"),
+            (
+                "clientcert.pem",
+                "/etc/pki/libvirt/clientcert.pem",
+                "nova",
+                "0640"
+            ),
+            (
+                "clientkey.pem",
+                "/etc/pki/libvirt/private/clientkey.pem",
+                "nova",
+                "0640"
+            ),
+        ]
+        .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
+    );
+
+    let libvirt = service(&p, "nova_libvirt");
+    assert_eq!(libvirt.dir, "/etc/kolla/nova-libvirt");
+    assert_eq!(
+        libvirt.marker_path,
+        "/etc/kolla/nova-libvirt/.virtfleet-applied"
+    );
+    let ready = libvirt.ready.as_ref().unwrap();
+    assert_eq!(ready.exec, ["virsh", "version", "--daemon"]);
+    assert_eq!((ready.retries, ready.delay_ms), (40, 250));
+    assert_eq!(libvirt.after_restart.len(), 1);
+    let step = &libvirt.after_restart[0];
+    assert_eq!(
+        step.exec,
+        ["saslpasswd2", "-c", "-p", "-a", "libvirt", "nova"]
+    );
+    assert_eq!(step.stdin.as_deref(), Some(PASSWORD.as_bytes()));
+    let reload = libvirt.reload.as_ref().unwrap();
+    assert_eq!(
+        reload.files,
+        CERTS.map(|c| format!("/etc/kolla/nova-libvirt/{c}"))
+    );
+    assert_eq!(
+        reload.exec,
+        [
+            vec!["kolla_set_configs"],
+            vec!["virt-admin", "server-update-tls", "libvirtd"]
+        ]
+    );
+    let compute = service(&p, "nova_compute");
+    assert_eq!(compute.dir, "/etc/kolla/nova-compute");
+    assert!(compute.ready.is_none() && compute.after_restart.is_empty());
+    assert_eq!(compute.reload.as_ref().unwrap().files.len(), 3);
+}
+
+#[test]
+fn tls_off_sasl_on() {
+    let p = plan(json!({}));
+    let libvirtd = text(&p, "nova_libvirt", "libvirtd.conf");
+    assert_has_lines(
+        &libvirtd,
+        &[
+            "listen_tcp = 1",
+            "listen_tls = 0",
+            "tcp_port = \"16509\"",
+            "auth_tcp = \"sasl\"",
+            "listen_addr = \"10.0.0.11\"",
+        ],
+    );
+    assert_lacks(&libvirtd, &["auth_tls", "key_file", "tls_port"]);
+    assert_has_lines(
+        &text(&p, "nova_compute", "nova.conf"),
+        &[
+            "connection_uri = qemu+tcp://10.0.0.11/system",
+            "live_migration_scheme = tcp",
+            "live_migration_inbound_addr = 10.0.0.11",
+        ],
+    );
+    assert_has_lines(
+        &text(&p, "nova_libvirt", "sasl.conf"),
+        &["mech_list: DIGEST-MD5"],
+    );
+    assert_eq!(
+        names(&p, "nova_libvirt"),
+        [
+            "libvirtd.conf",
+            "qemu.conf",
+            "sasl.conf",
+            "auth.conf",
+            "config.json"
+        ]
+    );
+    assert_eq!(
+        names(&p, "nova_compute"),
+        ["nova.conf", "auth.conf", "config.json"]
+    );
+    assert_eq!(config_files(&p, "nova_libvirt").1.len(), 4);
+    assert_eq!(config_files(&p, "nova_compute").1.len(), 2);
+    assert!(
+        service(&p, "nova_libvirt").reload.is_none(),
+        "no certs, nothing to reload"
+    );
+    assert_eq!(service(&p, "nova_libvirt").after_restart.len(), 1);
+}
+
+#[test]
+fn tls_on_sasl_off() {
+    let mut v = vars(json!({"libvirt_tls": true, "libvirt_enable_sasl": false}));
+    v.remove("libvirt_sasl_password"); // not needed without SASL
+    let dir = configdir();
+    let p = try_plan(&playbook(), &dir, "compute1", &v).unwrap();
+    assert_has_lines(
+        &text(&p, "nova_libvirt", "libvirtd.conf"),
+        &["listen_tls = 1", "auth_tls = \"none\""],
+    );
+    assert!(file(&p, "nova_libvirt", "sasl.conf").is_none());
+    assert!(file(&p, "nova_libvirt", "auth.conf").is_none());
+    assert!(file(&p, "nova_compute", "auth.conf").is_none());
+    assert!(file(&p, "nova_libvirt", "serverkey.pem").is_some());
+    assert!(service(&p, "nova_libvirt").after_restart.is_empty());
+    assert_eq!(config_files(&p, "nova_libvirt").1.len(), 7);
+    assert_eq!(config_files(&p, "nova_compute").1.len(), 4);
+}
+
+#[test]
+fn tls_off_sasl_off() {
+    let p = plan(json!({"libvirt_enable_sasl": false}));
+    assert_has_lines(
+        &text(&p, "nova_libvirt", "libvirtd.conf"),
+        &["listen_tcp = 1", "listen_tls = 0", "auth_tcp = \"none\""],
+    );
+    assert_eq!(
+        names(&p, "nova_libvirt"),
+        ["libvirtd.conf", "qemu.conf", "config.json"]
+    );
+    assert_eq!(names(&p, "nova_compute"), ["nova.conf", "config.json"]);
+    assert!(service(&p, "nova_libvirt").after_restart.is_empty());
+}
+
+#[test]
+fn ansible_style_strings_are_booleans() {
+    let p = plan(json!({"libvirt_tls": "yes", "libvirt_enable_sasl": "no"}));
+    assert_has_lines(
+        &text(&p, "nova_libvirt", "libvirtd.conf"),
+        &[
+            "listen_tls = 1",
+            "auth_tls = \"none\"",
+            "tls_port = \"16514\"",
+        ],
+    );
+    assert!(file(&p, "nova_libvirt", "sasl.conf").is_none());
+    assert_eq!(p.vars["nova_libvirt_port"], json!(16514));
+
+    let p = plan(json!({"libvirt_tls": "True", "libvirt_tls_manage_certs": "off"}));
+    // TLS on, certificates placed by the operator: not managed, but still in config.json.
+    assert!(file(&p, "nova_libvirt", "cacert.pem").is_none());
+    assert!(service(&p, "nova_libvirt").reload.is_none());
+    assert_eq!(config_files(&p, "nova_libvirt").1.len(), 9);
+
+    let dir = configdir();
+    let err = try_plan(
+        &playbook(),
+        &dir,
+        "compute1",
+        &vars(json!({"libvirt_tls": "ture"})),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("compute1") && err.contains("not a boolean"),
+        "{err}"
+    );
+}
+
+#[test]
+fn template_override_order() {
+    let pb = playbook();
+    let dir = configdir();
+    let shared = dir.path().join("config/nova/libvirtd.conf.j2");
+    let per_host = dir.path().join("config/nova/compute1/libvirtd.conf.j2");
+    write(shared.clone(), "shared for {{ inventory_hostname }}\n");
+    write(per_host.clone(), "only compute1\n");
+    let v = vars(json!({}));
+
+    let p1 = try_plan(&pb, &dir, "compute1", &v).unwrap();
+    let f = file(&p1, "nova_libvirt", "libvirtd.conf").unwrap();
+    assert_eq!(f.content, b"only compute1\n");
+    assert_eq!(f.source, per_host);
+
+    let p2 = try_plan(&pb, &dir, "compute2", &v).unwrap();
+    let f = file(&p2, "nova_libvirt", "libvirtd.conf").unwrap();
+    assert_eq!(f.content, b"shared for compute2\n");
+    assert_eq!(f.source, shared);
+
+    // Untouched templates still come from the playbook.
+    let f = file(&p2, "nova_libvirt", "qemu.conf").unwrap();
+    assert_eq!(f.source, pb.dir.join("templates/qemu.conf.j2"));
+}
+
+#[test]
+fn node_custom_config_moves_the_search() {
+    let dir = configdir();
+    let custom = tempfile::tempdir().unwrap();
+    write(custom.path().join("nova/qemu.conf.j2"), "custom\n");
+    let certs = custom.path().join("nova/nova-libvirt");
+    for name in CERTS {
+        write(certs.join(name), &pem(name, "custom"));
+    }
+    let v = vars(json!({
+        "libvirt_tls": true,
+        "node_custom_config": custom.path().display().to_string(),
+    }));
+    let p = try_plan(&playbook(), &dir, "compute1", &v).unwrap();
+    assert_eq!(
+        file(&p, "nova_libvirt", "qemu.conf").unwrap().content,
+        b"custom\n"
+    );
+    assert!(text(&p, "nova_libvirt", "cacert.pem").contains("custom"));
+}
+
+#[test]
+fn cert_search_prefers_host_dir() {
+    let pb = playbook();
+    let dir = configdir();
+    let host_ca = dir
+        .path()
+        .join("config/nova/nova-libvirt/compute1/cacert.pem");
+    write(host_ca.clone(), &pem("cacert.pem", "compute1-only"));
+    let v = vars(json!({"libvirt_tls": true}));
+
+    let p1 = try_plan(&pb, &dir, "compute1", &v).unwrap();
+    let ca = file(&p1, "nova_libvirt", "cacert.pem").unwrap();
+    assert!(String::from_utf8_lossy(&ca.content).contains("compute1-only"));
+    assert_eq!(ca.source, host_ca);
+    assert!(text(&p1, "nova_libvirt", "servercert.pem").contains("shared"));
+
+    let p2 = try_plan(&pb, &dir, "compute2", &v).unwrap();
+    assert!(text(&p2, "nova_libvirt", "cacert.pem").contains("shared"));
+}
+
+#[test]
+fn missing_cert_names_both_paths_and_host() {
+    let dir = configdir();
+    std::fs::remove_file(dir.path().join("config/nova/nova-libvirt/serverkey.pem")).unwrap();
+    let v = vars(json!({"libvirt_tls": true}));
+    let err = try_plan(&playbook(), &dir, "compute1", &v).unwrap_err();
+    assert!(matches!(err, PlanError::CertNotFound { .. }), "{err:?}");
+    let msg = err.to_string();
+    let host_path = dir
+        .path()
+        .join("config/nova/nova-libvirt/compute1/serverkey.pem");
+    let shared_path = dir.path().join("config/nova/nova-libvirt/serverkey.pem");
+    assert!(msg.contains("compute1"), "{msg}");
+    assert!(msg.contains(&host_path.display().to_string()), "{msg}");
+    assert!(msg.contains(&shared_path.display().to_string()), "{msg}");
+
+    // Without TLS the certificates are not needed at all.
+    assert!(try_plan(&playbook(), &dir, "compute1", &vars(json!({}))).is_ok());
+}
+
+#[test]
+fn missing_password_is_reported_with_host_and_hint() {
+    let dir = configdir();
+    let pb = playbook();
+    for absent in [None, Some(json!("")), Some(json!(null))] {
+        let mut v = vars(json!({"libvirt_enable_sasl": "yes"}));
+        v.remove("libvirt_sasl_password");
+        if let Some(value) = absent {
+            v.insert("libvirt_sasl_password".into(), value);
+        }
+        let err = try_plan(&pb, &dir, "compute7", &v).unwrap_err();
+        assert!(matches!(err, PlanError::MissingVariable { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("compute7"), "{msg}");
+        assert!(msg.contains("libvirt_sasl_password"), "{msg}");
+        assert!(msg.contains("passwords.yml"), "{msg}");
+    }
+}
+
+#[test]
+fn digest_tracks_content_and_nothing_else() {
+    let pb = playbook();
+    let dir = configdir();
+    let v = vars(json!({"libvirt_tls": true}));
+    let a = try_plan(&pb, &dir, "compute1", &v).unwrap();
+    let b = try_plan(&pb, &dir, "compute1", &v).unwrap();
+    for (sa, sb) in a.services.iter().zip(&b.services) {
+        assert_eq!(sa.digest(), sb.digest(), "same input, same digest");
+        assert_eq!(sa.digest().len(), 64);
+    }
+    assert_ne!(a.services[0].digest(), a.services[1].digest());
+
+    // A new server certificate changes nova_libvirt only.
+    write(
+        dir.path()
+            .join("config/nova/nova-libvirt/compute1/servercert.pem"),
+        &pem("servercert.pem", "rotated"),
+    );
+    let c = try_plan(&pb, &dir, "compute1", &v).unwrap();
+    assert_ne!(a.services[0].digest(), c.services[0].digest());
+    assert_eq!(a.services[1].digest(), c.services[1].digest());
+
+    // A new password changes both auth.conf files.
+    let mut v2 = v.clone();
+    v2.insert("libvirt_sasl_password".into(), json!("another"));
+    let d = try_plan(&pb, &dir, "compute1", &v2).unwrap();
+    assert_ne!(c.services[0].digest(), d.services[0].digest());
+    assert_ne!(c.services[1].digest(), d.services[1].digest());
+
+    // File order does not matter; mode and owner do.
+    let mut svc = a.services[0].clone();
+    svc.files.reverse();
+    assert_eq!(svc.digest(), a.services[0].digest());
+    svc.files[0].mode = 0o644;
+    assert_ne!(svc.digest(), a.services[0].digest());
+    let mut svc = a.services[0].clone();
+    svc.files[0].owner = Some("nova".into());
+    assert_ne!(svc.digest(), a.services[0].digest());
+}
+
+#[test]
+fn secrets_are_marked_and_redacted() {
+    let p = plan(json!({"libvirt_tls": true}));
+    let auth = file(&p, "nova_libvirt", "auth.conf").unwrap();
+    assert!(auth.secret);
+    assert_eq!(
+        String::from_utf8_lossy(&auth.content)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        [
+            "[credentials-default]",
+            "authname=nova",
+            &format!("password={PASSWORD}"),
+            "",
+            "[auth-libvirt-default]",
+            "credentials=default"
+        ]
+    );
+    let shown = redact(auth);
+    assert!(!shown.contains(PASSWORD), "{shown}");
+    assert!(shown.contains("password=<redacted>"), "{shown}");
+    assert!(shown.contains("[credentials-default]"), "{shown}");
+
+    for (svc, name) in [
+        ("nova_libvirt", "serverkey.pem"),
+        ("nova_libvirt", "clientkey.pem"),
+        ("nova_compute", "clientkey.pem"),
+    ] {
+        let key = file(&p, svc, name).unwrap();
+        assert!(key.secret, "{svc} {name}");
+        let shown = redact(key);
+        assert!(!shown.contains(KEY_BODY), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+    }
+    let cert = file(&p, "nova_libvirt", "servercert.pem").unwrap();
+    assert!(!cert.secret);
+    assert!(redact(cert).contains("Q0VSVElGSUNBVEU="));
+    let conf = file(&p, "nova_libvirt", "libvirtd.conf").unwrap();
+    assert_eq!(redact(conf).as_bytes(), conf.content.as_slice());
+}
+
+#[test]
+fn migration_names_default_and_override() {
+    let mut v = vars(json!({"libvirt_tls": true}));
+    v.remove("ansible_host");
+    let dir = configdir();
+    let p = try_plan(&playbook(), &dir, "compute3", &v).unwrap();
+    assert_eq!(p.vars["migration_hostname"], json!("compute3"));
+    assert_eq!(p.vars["migration_interface_address"], json!("compute3"));
+    assert_eq!(p.vars["inventory_hostname"], json!("compute3"));
+    assert_has_lines(
+        &text(&p, "nova_compute", "nova.conf"),
+        &["connection_uri = qemu+tls://compute3/system"],
+    );
+
+    let p = plan(json!({
+        "libvirt_tls": true,
+        "migration_hostname": "{{ inventory_hostname }}.mgmt.example",
+        "migration_interface_address": "192.0.2.7",
+    }));
+    assert_eq!(p.vars["migration_hostname"], json!("compute1.mgmt.example"));
+    assert_has_lines(
+        &text(&p, "nova_compute", "nova.conf"),
+        &[
+            "connection_uri = qemu+tls://compute1.mgmt.example/system",
+            "live_migration_inbound_addr = compute1.mgmt.example",
+        ],
+    );
+    assert_has_lines(
+        &text(&p, "nova_libvirt", "libvirtd.conf"),
+        &["listen_addr = \"192.0.2.7\""],
+    );
+}
+
+#[test]
+fn odd_ports_and_ipv6_addresses_reach_the_uri() {
+    let p = plan(json!({"ansible_host": "fd00::11", "nova_libvirt_port": 16600}));
+    assert_has_lines(
+        &text(&p, "nova_compute", "nova.conf"),
+        &["connection_uri = qemu+tcp://[fd00::11]:16600/system"],
+    );
+    assert_has_lines(
+        &text(&p, "nova_libvirt", "libvirtd.conf"),
+        &["tcp_port = \"16600\"", "listen_addr = \"fd00::11\""],
+    );
+}
+
+#[test]
+fn template_errors_name_file_and_line() {
+    let dir = configdir();
+    let bad = dir.path().join("config/nova/nova.conf.j2");
+    write(bad.clone(), "[DEFAULT]\n\nhost = {{ no_such_variable }}\n");
+    let err = try_plan(&playbook(), &dir, "compute1", &vars(json!({}))).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, PlanError::Template { line: Some(3), .. }),
+        "{err:?}"
+    );
+    assert!(msg.contains(&bad.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("line 3") && msg.contains("no_such_variable"),
+        "{msg}"
+    );
+    assert!(msg.contains("compute1"), "{msg}");
+
+    write(bad.clone(), "{% if %}\n");
+    let msg = try_plan(&playbook(), &dir, "compute1", &vars(json!({})))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains(&bad.display().to_string()) && msg.contains("line 1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn broken_variables_fail_only_when_used() {
+    // Kolla globals often point at Kolla's own defaults, which this playbook never reads.
+    let p = plan(json!({"network_interface": "{{ api_interface }}"}));
+    assert!(!p.vars.contains_key("network_interface"));
+
+    let err = plan_err(json!({"migration_hostname": "{{ api_interface }}", "libvirt_tls": true}));
+    assert!(matches!(err, PlanError::Variable { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("migration_hostname") && msg.contains("api_interface"),
+        "{msg}"
+    );
+
+    let msg = plan_err(json!({
+        "migration_interface_address": "{{ migration_hostname }}",
+        "migration_hostname": "{{ migration_interface_address }}",
+    }))
+    .to_string();
+    assert!(msg.contains("refers to itself"), "{msg}");
+}
+
+fn plan_err(value: Value) -> PlanError {
+    let dir = configdir();
+    try_plan(&playbook(), &dir, "compute1", &vars(value)).unwrap_err()
+}
+
+#[test]
+fn mech_list_accepts_kolla_list_or_string() {
+    let p = plan(json!({"libvirt_sasl_mech_list": ["SCRAM-SHA-256", "DIGEST-MD5"]}));
+    assert_has_lines(
+        &text(&p, "nova_libvirt", "sasl.conf"),
+        &["mech_list: SCRAM-SHA-256 DIGEST-MD5"],
+    );
+    let p = plan(json!({"libvirt_sasl_mech_list": "SCRAM-SHA-1"}));
+    assert_has_lines(
+        &text(&p, "nova_libvirt", "sasl.conf"),
+        &["mech_list: SCRAM-SHA-1"],
+    );
+}
+
+#[test]
+fn qemu_conf_is_minimal_and_valid_looking() {
+    let p = plan(json!({}));
+    assert_has_lines(
+        &text(&p, "nova_libvirt", "qemu.conf"),
+        &[
+            "stdio_handler = \"file\"",
+            "user = \"root\"",
+            "group = \"root\"",
+        ],
+    );
+    // Every file ends with exactly one newline (Ansible keeps the template's last newline).
+    for svc in &p.services {
+        for f in &svc.files {
+            assert!(f.content.ends_with(b"\n"), "{}", f.path);
+            assert!(!f.content.ends_with(b"\n\n"), "{}", f.path);
+        }
+    }
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let p = plan(json!({"libvirt_tls": true}));
+    let shown = format!("{p:?}");
+    assert!(!shown.contains(PASSWORD), "{shown}");
+    assert!(
+        shown.contains("libvirt_sasl_password"),
+        "names stay visible"
+    );
+    assert!(shown.contains("bytes redacted"), "{shown}");
+}
