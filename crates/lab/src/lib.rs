@@ -1,1 +1,492 @@
-//! placeholder
+//! The local fleet lab: N real "hosts" on this machine, each a persistent mount+UTS namespace
+//! with its own hostname, loopback address, OpenSSH sshd, private /etc/kolla and /root, and
+//! podman storage holding `nova_libvirt` (a real `libvirtd --listen`) and `nova_compute`.
+//!
+//! Used by the end-to-end tests, the benchmark and the demo. Needs root. A [`Lab`] tears itself
+//! down when dropped (also while a test panics); [`down_all`] removes leftovers of killed runs.
+
+mod host;
+mod sys;
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use host::LabHost;
+use host::{mkdir, write, Shared};
+use sys::run;
+
+/// Namespace files and the per-lab slot markers (tmpfs).
+pub const RUN_ROOT: &str = "/run/vflab";
+/// Host trees: podman storage, /etc/kolla, /root, sshd keys.
+pub const DATA_ROOT: &str = "/var/lib/vflab";
+/// A non-recursive bind mount of `/`, the containers' image (as an overlay, so their writes
+/// stay private). It must stay outside [`DATA_ROOT`]: a recursive delete that crossed it would
+/// delete the real root filesystem.
+pub const ROOTFS_BIND: &str = "/var/lib/vflab-root";
+
+/// Hosts per lab: one /24 of loopback addresses, 127.<lab id>.0.1 to .254.
+pub const MAX_HOSTS: usize = 254;
+
+const SCRIPTS: [(&str, &str); 3] = [
+    (
+        "kolla_set_configs",
+        include_str!("../assets/kolla_set_configs"),
+    ),
+    ("kolla_start", include_str!("../assets/kolla_start")),
+    ("sleep_forever", include_str!("../assets/sleep_forever")),
+];
+
+/// What runs in the containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Containers {
+    /// nova_libvirt runs a real libvirtd (the default).
+    Libvirt,
+    /// Both containers only sleep: for benchmarks at sizes where 200 libvirtds cost too much.
+    Light,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("lab: cannot run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("lab: `{command}` exited with {status}: {stderr}")]
+    Command {
+        command: String,
+        status: i32,
+        stderr: String,
+    },
+    #[error("lab: {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("lab: timed out waiting for {0}")]
+    Timeout(String),
+    #[error("lab: no free lab slot under {RUN_ROOT} (run `virtfleet-lab down`)")]
+    NoFreeSlot,
+    #[error("lab: refusing to delete {path}: mount points inside: {mounts:?}")]
+    MountsInside { path: PathBuf, mounts: Vec<String> },
+    #[error("lab: {0} hosts asked for; a lab has 1 to {MAX_HOSTS}")]
+    Size(usize),
+    #[error("lab: the lab needs root")]
+    NotRoot,
+}
+
+pub struct Lab {
+    pub id: u32,
+    pub hosts: Vec<LabHost>,
+    run_dir: PathBuf,
+    data_dir: PathBuf,
+    /// False once torn down or handed over with [`Lab::keep`].
+    owned: bool,
+}
+
+impl Lab {
+    /// Brings up `count` hosts named compute01.. with real libvirtd containers.
+    pub fn up(count: usize) -> Result<Lab, LabError> {
+        Lab::up_with(count, Containers::Libvirt)
+    }
+
+    pub fn up_with(count: usize, containers: Containers) -> Result<Lab, LabError> {
+        if !(1..=MAX_HOSTS).contains(&count) {
+            return Err(LabError::Size(count));
+        }
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(LabError::NotRoot);
+        }
+        let id = claim_slot()?;
+        let mut lab = Lab {
+            id,
+            hosts: Vec::new(),
+            run_dir: Path::new(RUN_ROOT).join(format!("lab{id}")),
+            data_dir: Path::new(DATA_ROOT).join(format!("lab{id}")),
+            owned: true,
+        };
+        // From here on, Drop cleans up whatever part was built.
+        lab.build(count, containers)?;
+        Ok(lab)
+    }
+
+    fn build(&mut self, count: usize, containers: Containers) -> Result<(), LabError> {
+        let ns_dir = self.run_dir.join("ns");
+        mkdir(&ns_dir)?;
+        // Namespace files can only be bind targets on a private mount.
+        run(Command::new("mount")
+            .arg("--bind")
+            .arg(&ns_dir)
+            .arg(&ns_dir))?;
+        run(Command::new("mount").arg("--make-private").arg(&ns_dir))?;
+        ensure_rootfs_bind()?;
+        for dir in [
+            "/etc/kolla",
+            "/var/lib/containers",
+            "/run/containers",
+            "/run/libpod",
+        ] {
+            mkdir(Path::new(dir))?;
+        }
+        mkdir(&self.data_dir)?;
+        self.hosts = (1..=count)
+            .map(|n| {
+                let name = format!("compute{n:02}");
+                let address = Ipv4Addr::new(127, self.id as u8, 0, n as u8);
+                LabHost::new(name, address, &self.data_dir, &ns_dir)
+            })
+            .collect();
+        self.write_shared_files()?;
+        let client_pubkey = read(&self.data_dir.join("id_ed25519.pub"))?;
+        let bin_dir = self.data_dir.join("bin");
+        let shared = Shared {
+            bin_dir: &bin_dir,
+            client_pubkey: &client_pubkey,
+            containers,
+        };
+        for_each_parallel(&self.hosts, |host| host.bring_up(&shared))?;
+        self.write_known_hosts()?;
+        self.write_inventory()
+    }
+
+    fn write_shared_files(&self) -> Result<(), LabError> {
+        let bin = self.data_dir.join("bin");
+        mkdir(&bin)?;
+        for (name, text) in SCRIPTS {
+            let path = bin.join(name);
+            write(&path, text)?;
+            set_mode(&path, 0o755)?;
+        }
+        let key = self.client_key();
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "virtfleet-lab", "-f"])
+            .arg(&key))?;
+        let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for host in &self.hosts {
+            hosts.push_str(&format!("{} {}\n", host.address, host.name));
+        }
+        write(&self.data_dir.join("hosts"), &hosts)?;
+        // podman on this kernel needs runc + cgroupfs and lower rlimits than its defaults.
+        let etc = self.data_dir.join("etc-containers");
+        mkdir(&etc)?;
+        run(Command::new("cp")
+            .arg("-a")
+            .arg("/etc/containers/.")
+            .arg(&etc))?;
+        write(
+            &etc.join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
+             [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+    }
+
+    fn write_known_hosts(&self) -> Result<(), LabError> {
+        let mut text = String::new();
+        for host in &self.hosts {
+            let key = host.host_public_key()?;
+            text.push_str(&format!("{},{} {key}\n", host.name, host.address));
+        }
+        write(&self.known_hosts(), &text)
+    }
+
+    fn write_inventory(&self) -> Result<(), LabError> {
+        let mut text =
+            String::from("# Written by virtfleet-lab: one line per lab host.\n[compute]\n");
+        for host in &self.hosts {
+            text.push_str(&format!("{} ansible_host={}\n", host.name, host.address));
+        }
+        text.push_str(&format!(
+            "\n[compute:vars]\nansible_user=root\nansible_ssh_private_key_file={}\n\
+             kolla_container_engine=podman\nnova_compute_virt_type=qemu\n\
+             nova_compute_command=/usr/local/bin/sleep_forever\n",
+            self.client_key().display()
+        ));
+        write(&self.inventory(), &text)
+    }
+
+    pub fn inventory(&self) -> PathBuf {
+        self.data_dir.join("inventory")
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.data_dir.join("known_hosts")
+    }
+
+    pub fn client_key(&self) -> PathBuf {
+        self.data_dir.join("id_ed25519")
+    }
+
+    /// The host-side directory of the lab (keys, inventory, host trees).
+    pub fn dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn host(&self, name: &str) -> &LabHost {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no lab host {name}"))
+    }
+
+    /// Runs `command` on a host through the real OpenSSH client, as an operator would.
+    pub fn ssh(&self, host: &LabHost, command: &str) -> Output {
+        self.ssh_command(host)
+            .arg(command)
+            .output()
+            .expect("ssh client runs")
+    }
+
+    /// An OpenSSH client command for `host` with the lab's key and strict host-key checking.
+    pub fn ssh_command(&self, host: &LabHost) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+            .args(["-o", "StrictHostKeyChecking=yes", "-o"])
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.known_hosts().display()
+            ))
+            .arg("-i")
+            .arg(self.client_key())
+            .arg(format!("root@{}", host.address));
+        cmd
+    }
+
+    /// Leaves the lab running after this value is dropped (for `virtfleet-lab up`).
+    pub fn keep(mut self) {
+        self.owned = false;
+    }
+
+    /// Tears the lab down now, reporting every error.
+    pub fn down(mut self) -> Result<(), LabError> {
+        self.owned = false;
+        tear_down_slot(self.id)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.owned {
+            if let Err(e) = tear_down_slot(self.id) {
+                eprintln!("{e}");
+            }
+        }
+    }
+}
+
+/// Tears down every lab on this machine (after a killed test run) and the shared rootfs bind.
+pub fn down_all() -> Result<usize, LabError> {
+    let mut ids: Vec<u32> = fs::read_dir(RUN_ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("lab")?.parse().ok())
+        .collect();
+    // Data dirs whose run marker vanished (a reboot clears /run) are leftovers too.
+    ids.extend(
+        fs::read_dir(DATA_ROOT)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix("lab")?
+                    .parse::<u32>()
+                    .ok()
+            }),
+    );
+    ids.sort_unstable();
+    ids.dedup();
+    let mut first_error = None;
+    for id in &ids {
+        if let Err(e) = tear_down_slot(*id) {
+            first_error.get_or_insert(e);
+        }
+    }
+    release_rootfs_bind_if_unused()?;
+    first_error.map_or(Ok(ids.len()), Err)
+}
+
+/// Labs currently present on this machine.
+pub fn list() -> Vec<u32> {
+    let mut ids: Vec<u32> = fs::read_dir(RUN_ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("lab")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Lab slots give each lab its own address block 127.<id>.x.y; ids start at 10, clear of the
+/// 127.0.x.y addresses other software uses.
+fn claim_slot() -> Result<u32, LabError> {
+    mkdir(Path::new(RUN_ROOT))?;
+    // Start at a varying slot so a lab just torn down is not at once replaced by another at the
+    // same addresses (tests that check "nothing left" would see the newcomer).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let start = (std::process::id() ^ nanos) % 241;
+    for offset in 0..241 {
+        let id = 10 + (start + offset) % 241;
+        match fs::create_dir(Path::new(RUN_ROOT).join(format!("lab{id}"))) {
+            Ok(()) => return Ok(id),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => {
+                return Err(LabError::Io {
+                    path: RUN_ROOT.into(),
+                    source,
+                })
+            }
+        }
+    }
+    Err(LabError::NoFreeSlot)
+}
+
+fn tear_down_slot(id: u32) -> Result<(), LabError> {
+    let run_dir = Path::new(RUN_ROOT).join(format!("lab{id}"));
+    let data_dir = Path::new(DATA_ROOT).join(format!("lab{id}"));
+    let ns_dir = run_dir.join("ns");
+    let mut errors = Vec::new();
+    let names: Vec<String> = fs::read_dir(&ns_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".mnt")
+                .map(str::to_string)
+        })
+        .collect();
+    let hosts: Vec<(PathBuf, PathBuf, PathBuf)> = names
+        .iter()
+        .map(|n| {
+            (
+                ns_dir.join(format!("{n}.mnt")),
+                ns_dir.join(format!("{n}.uts")),
+                data_dir.join(n),
+            )
+        })
+        .collect();
+    let results = std::sync::Mutex::new(Vec::new());
+    let _ = for_each_parallel(&hosts, |(mnt, uts, dir)| {
+        results
+            .lock()
+            .unwrap()
+            .extend(LabHost::tear_down(mnt, uts, dir));
+        Ok(())
+    });
+    errors.extend(results.into_inner().unwrap());
+    if sys::is_mount_point(&ns_dir) {
+        if let Err(e) = sys::umount(&ns_dir) {
+            errors.push(e);
+        }
+    }
+    for dir in [&data_dir, &run_dir] {
+        if let Err(e) = remove_tree(dir) {
+            errors.push(e);
+        }
+    }
+    release_rootfs_bind_if_unused()?;
+    errors.into_iter().next().map_or(Ok(()), Err)
+}
+
+/// `rm -rf` that refuses to start while anything is mounted below `dir`.
+fn remove_tree(dir: &Path) -> Result<(), LabError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mounts = sys::mounts_under(dir);
+    if !mounts.is_empty() {
+        return Err(LabError::MountsInside {
+            path: dir.to_path_buf(),
+            mounts,
+        });
+    }
+    fs::remove_dir_all(dir).map_err(|source| LabError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn ensure_rootfs_bind() -> Result<(), LabError> {
+    let _lock = RootfsLock::take()?;
+    let path = Path::new(ROOTFS_BIND);
+    if sys::is_mount_point(path) {
+        return Ok(());
+    }
+    mkdir(path)?;
+    run(Command::new("mount").args(["--bind", "/", ROOTFS_BIND]))?;
+    Ok(())
+}
+
+fn release_rootfs_bind_if_unused() -> Result<(), LabError> {
+    let _lock = RootfsLock::take()?;
+    let path = Path::new(ROOTFS_BIND);
+    if list().is_empty() && sys::is_mount_point(path) {
+        sys::umount(path)?;
+        let _ = fs::remove_dir(path);
+    }
+    Ok(())
+}
+
+/// Serialises mounting and unmounting the shared rootfs bind between concurrent labs.
+struct RootfsLock {
+    /// Held only for its lock.
+    _file: fs::File,
+}
+
+impl RootfsLock {
+    fn take() -> Result<RootfsLock, LabError> {
+        use std::os::fd::AsRawFd;
+        mkdir(Path::new(RUN_ROOT))?;
+        let path = Path::new(RUN_ROOT).join(".rootfs.lock");
+        let file = fs::File::create(&path).map_err(|source| LabError::Io { path, source })?;
+        // SAFETY: flock(2) on a descriptor we own; the lock is released when the file closes.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        Ok(RootfsLock { _file: file })
+    }
+}
+
+/// Runs `job` over `items` on a few threads; returns the first error after all finished.
+fn for_each_parallel<T: Sync>(
+    items: &[T],
+    job: impl Fn(&T) -> Result<(), LabError> + Sync,
+) -> Result<(), LabError> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let first_error = std::sync::Mutex::new(None);
+    let workers = items.len().clamp(1, 8);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                if let Err(e) = job(item) {
+                    first_error.lock().unwrap().get_or_insert(e);
+                }
+            });
+        }
+    });
+    first_error.into_inner().unwrap().map_or(Ok(()), Err)
+}
+
+fn read(path: &Path) -> Result<String, LabError> {
+    fs::read_to_string(path).map_err(|source| LabError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), LabError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| LabError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

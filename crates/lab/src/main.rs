@@ -1,1 +1,75 @@
-fn main() {}
+//! `virtfleet-lab`: bring the local fleet lab up for a demo or by hand, and clean up leftovers.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use virtfleet_lab::{Containers, Lab};
+
+#[derive(Parser)]
+#[command(version, about = "The virtfleet local fleet lab (root only)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Bring up a lab and leave it running; prints where its inventory and keys are.
+    Up {
+        /// Number of hosts (compute01..).
+        #[arg(short = 'n', long, default_value_t = 3)]
+        hosts: usize,
+        /// Containers only sleep (no libvirtd): for large benchmark labs.
+        #[arg(long)]
+        light: bool,
+    },
+    /// Tear down every lab on this machine: containers, sshd, namespaces, mounts, files.
+    Down,
+    /// List the labs present on this machine.
+    List,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Cmd::Up { hosts, light } => {
+            let containers = if light {
+                Containers::Light
+            } else {
+                Containers::Libvirt
+            };
+            match Lab::up_with(hosts, containers) {
+                Ok(lab) => {
+                    println!("lab{} is up with {} hosts", lab.id, lab.hosts.len());
+                    for host in &lab.hosts {
+                        println!("  {:<10} {}", host.name, host.address);
+                    }
+                    println!("inventory:   {}", lab.inventory().display());
+                    println!("known_hosts: {}", lab.known_hosts().display());
+                    println!("ssh key:     {}", lab.client_key().display());
+                    lab.keep();
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Down => match virtfleet_lab::down_all() {
+            Ok(n) => {
+                println!("tore down {n} lab(s)");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::List => {
+            for id in virtfleet_lab::list() {
+                println!("lab{id}");
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! One lab host: a persistent mount+UTS namespace with private /etc/kolla, /root, podman
+//! storage and /etc/hosts, its own sshd on its own loopback address, and two containers.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, run};
+use crate::{Containers, LabError, ROOTFS_BIND};
+
+/// Directories of the real root that every lab host covers with a private bind mount.
+const PRIVATE_DIRS: [(&str, &str); 7] = [
+    ("kolla", "/etc/kolla"),
+    ("storage", "/var/lib/containers"),
+    ("run-containers", "/run/containers"),
+    ("run-libpod", "/run/libpod"),
+    ("root", "/root"),
+    ("../etc-containers", "/etc/containers"),
+    ("../hosts", "/etc/hosts"),
+];
+
+#[derive(Debug, Clone)]
+pub struct LabHost {
+    pub name: String,
+    pub address: Ipv4Addr,
+    /// Host-side directory holding this host's private trees and sshd files.
+    pub dir: PathBuf,
+    pub(crate) ns_mnt: PathBuf,
+    pub(crate) ns_uts: PathBuf,
+}
+
+/// Paths shared by every host of one lab.
+pub(crate) struct Shared<'a> {
+    pub bin_dir: &'a Path,
+    pub client_pubkey: &'a str,
+    pub containers: Containers,
+}
+
+impl LabHost {
+    pub(crate) fn new(name: String, address: Ipv4Addr, data_dir: &Path, ns_dir: &Path) -> Self {
+        LabHost {
+            dir: data_dir.join(&name),
+            ns_mnt: ns_dir.join(format!("{name}.mnt")),
+            ns_uts: ns_dir.join(format!("{name}.uts")),
+            name,
+            address,
+        }
+    }
+
+    /// Host-side path of a file under this host's `/etc/kolla`.
+    pub fn kolla_path(&self, relative: &str) -> PathBuf {
+        self.dir.join("kolla").join(relative)
+    }
+
+    /// A command run inside this host's namespaces (as sshd would run it).
+    pub fn command(&self, program: &str) -> Command {
+        sys::nsenter(&self.ns_mnt, &self.ns_uts, program)
+    }
+
+    /// Runs `sh -c script` inside the host and returns its output, failing on non-zero exit.
+    pub fn sh(&self, script: &str) -> Result<Output, LabError> {
+        run(self.command("sh").args(["-c", script]))
+    }
+
+    pub(crate) fn bring_up(&self, shared: &Shared) -> Result<(), LabError> {
+        self.write_files(shared)?;
+        self.create_namespace()?;
+        self.start_sshd()?;
+        self.start_containers(shared)
+    }
+
+    fn write_files(&self, shared: &Shared) -> Result<(), LabError> {
+        for (sub, _) in PRIVATE_DIRS
+            .iter()
+            .filter(|(sub, _)| !sub.starts_with(".."))
+        {
+            mkdir(&self.dir.join(sub))?;
+        }
+        mkdir(&self.dir.join("root/.ssh"))?;
+        write(
+            &self.dir.join("root/.ssh/authorized_keys"),
+            shared.client_pubkey,
+        )?;
+        self.write_day0_kolla(shared.containers)?;
+        let key = self.dir.join("ssh_host_ed25519_key");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+            .arg(&self.name)
+            .arg("-f")
+            .arg(&key))?;
+        write(&self.dir.join("sshd_config"), &self.sshd_config())
+    }
+
+    /// The state of a Kolla compute node before hardening: libvirt on plain TCP, no auth
+    /// (OSSN-0007), and nova-compute pointed at it.
+    fn write_day0_kolla(&self, containers: Containers) -> Result<(), LabError> {
+        let libvirt_dir = self.dir.join("kolla/nova-libvirt");
+        let compute_dir = self.dir.join("kolla/nova-compute");
+        mkdir(&libvirt_dir)?;
+        mkdir(&compute_dir)?;
+        let libvirtd_conf = format!(
+            "listen_tcp = 1\nlisten_tls = 0\nauth_tcp = \"none\"\ntcp_port = \"16509\"\n\
+             listen_addr = \"{}\"\nlog_outputs = \"3:stderr\"\n",
+            self.address
+        );
+        write(&libvirt_dir.join("libvirtd.conf"), &libvirtd_conf)?;
+        let libvirt_command = match containers {
+            Containers::Libvirt => "/usr/sbin/libvirtd --listen",
+            Containers::Light => "/usr/local/bin/sleep_forever",
+        };
+        let libvirt_json = serde_json::json!({
+            "command": libvirt_command,
+            "config_files": [{
+                "source": "/var/lib/kolla/config_files/libvirtd.conf",
+                "dest": "/etc/libvirt/libvirtd.conf",
+                "owner": "root",
+                "perm": "0600"
+            }]
+        });
+        write(
+            &libvirt_dir.join("config.json"),
+            &format!("{libvirt_json:#}\n"),
+        )?;
+        let nova_conf = format!(
+            "[libvirt]\nconnection_uri = qemu+tcp://{}/system\nvirt_type = qemu\n",
+            self.address
+        );
+        write(&compute_dir.join("nova.conf"), &nova_conf)?;
+        let compute_json = serde_json::json!({
+            "command": "/usr/local/bin/sleep_forever",
+            "config_files": [{
+                "source": "/var/lib/kolla/config_files/nova.conf",
+                "dest": "/etc/nova/nova.conf",
+                "owner": "nova",
+                "perm": "0600"
+            }]
+        });
+        write(
+            &compute_dir.join("config.json"),
+            &format!("{compute_json:#}\n"),
+        )
+    }
+
+    fn sshd_config(&self) -> String {
+        let dir = self.dir.display();
+        format!(
+            "ListenAddress {addr}:22\n\
+             HostKey {dir}/ssh_host_ed25519_key\n\
+             PidFile {dir}/sshd.pid\n\
+             PermitRootLogin prohibit-password\n\
+             PubkeyAuthentication yes\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             UsePAM no\n\
+             StrictModes no\n\
+             UseDNS no\n\
+             PrintMotd no\n\
+             MaxStartups 500:30:1000\n\
+             Subsystem sftp /usr/lib/openssh/sftp-server\n",
+            addr = self.address
+        )
+    }
+
+    fn create_namespace(&self) -> Result<(), LabError> {
+        write(&self.ns_mnt, "")?;
+        write(&self.ns_uts, "")?;
+        let mut script = format!("set -e\nhostname {}\n", self.name);
+        for (sub, target) in PRIVATE_DIRS {
+            let source = self.dir.join(sub);
+            script.push_str(&format!("mount --bind {} {target}\n", source.display()));
+        }
+        // podman's lock segment lives in /dev/shm; hosts must not share it.
+        script.push_str("mount -t tmpfs -o size=16m,mode=1777 tmpfs /dev/shm\n");
+        run(Command::new("unshare")
+            .arg(format!("--mount={}", self.ns_mnt.display()))
+            .arg(format!("--uts={}", self.ns_uts.display()))
+            .args(["--propagation", "private", "sh", "-c", &script]))?;
+        Ok(())
+    }
+
+    pub fn sshd_pid(&self) -> Option<i32> {
+        fs::read_to_string(self.dir.join("sshd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Starts sshd inside the persistent namespace (so restarting it never disturbs podman).
+    pub fn start_sshd(&self) -> Result<(), LabError> {
+        let _ = fs::remove_file(self.dir.join("sshd.pid"));
+        run(self
+            .command("/usr/sbin/sshd")
+            .arg("-f")
+            .arg(self.dir.join("sshd_config")))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.sshd_pid().is_some_and(sys::alive) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(LabError::Timeout(format!("sshd on {}", self.name)))
+    }
+
+    pub fn stop_sshd(&self) {
+        if let Some(pid) = self.sshd_pid() {
+            sys::terminate(pid);
+        }
+        let _ = fs::remove_file(self.dir.join("sshd.pid"));
+    }
+
+    /// The public half of this host's ssh key, as `type base64`.
+    pub fn host_public_key(&self) -> Result<String, LabError> {
+        let path = self.dir.join("ssh_host_ed25519_key.pub");
+        let text = fs::read_to_string(&path).map_err(|source| LabError::Io { path, source })?;
+        Ok(text
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "))
+    }
+
+    fn start_containers(&self, shared: &Shared) -> Result<(), LabError> {
+        for (container, privileged) in [("nova_libvirt", true), ("nova_compute", false)] {
+            let kolla_dir = format!("/etc/kolla/{}", container.replace('_', "-"));
+            let mut cmd = self.command("podman");
+            cmd.args(["run", "-d", "--name", container, "--network", "host"])
+                .args(["--stop-timeout", "5", "-v"])
+                .arg(format!("{kolla_dir}:/var/lib/kolla/config_files:ro"));
+            if privileged {
+                cmd.arg("--privileged");
+            }
+            for script in ["kolla_set_configs", "kolla_start", "sleep_forever"] {
+                cmd.arg("-v").arg(format!(
+                    "{}:/usr/local/bin/{script}:ro",
+                    shared.bin_dir.join(script).display()
+                ));
+            }
+            // dumb-init as PID 1, as in Kolla's images: it reaps the daemonized qemu processes
+            // libvirtd spawns to probe capabilities (libvirtd as PID 1 leaves them zombies and
+            // then waits 40 s per probe for them to die) and forwards SIGTERM.
+            cmd.args(["--rootfs", &format!("{ROOTFS_BIND}:O")]).args([
+                "dumb-init",
+                "--single-child",
+                "--",
+                "/usr/local/bin/kolla_start",
+            ]);
+            run(&mut cmd)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the containers, stops sshd, kills anything else left in the namespace and
+    /// releases the namespace. Best effort: every step runs even when one fails.
+    pub(crate) fn tear_down(ns_mnt: &Path, ns_uts: &Path, dir: &Path) -> Vec<LabError> {
+        let mut errors = Vec::new();
+        let mounted = sys::is_mount_point(ns_mnt);
+        if mounted {
+            let mut rm = sys::nsenter(ns_mnt, ns_uts, "podman");
+            rm.args(["rm", "--all", "--force", "--time", "0"]);
+            if let Err(e) = run(&mut rm) {
+                errors.push(e);
+            }
+        }
+        if let Some(pid) = fs::read_to_string(dir.join("sshd.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            sys::terminate(pid);
+        }
+        if mounted {
+            if let Ok(meta) = fs::metadata(ns_mnt) {
+                sys::kill_namespace_members(meta.ino());
+            }
+        }
+        for ns in [ns_mnt, ns_uts] {
+            if sys::is_mount_point(ns) {
+                if let Err(e) = sys::umount(ns) {
+                    errors.push(e);
+                }
+            }
+        }
+        errors
+    }
+}
+
+pub(crate) fn mkdir(path: &Path) -> Result<(), LabError> {
+    fs::create_dir_all(path).map_err(|source| LabError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), LabError> {
+    fs::write(path, text).map_err(|source| LabError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}

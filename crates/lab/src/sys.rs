@@ -1,0 +1,116 @@
+//! Running the system tools the lab is built from (unshare, nsenter, sshd, podman, mount).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use crate::LabError;
+
+/// Runs a command to completion; a non-zero exit is an error carrying its stderr.
+pub(crate) fn run(cmd: &mut Command) -> Result<Output, LabError> {
+    let output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| LabError::Spawn {
+            command: describe(cmd),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(LabError::Command {
+            command: describe(cmd),
+            status: output.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(output)
+}
+
+/// A command that runs inside a lab host's mount and UTS namespaces.
+pub(crate) fn nsenter(ns_mnt: &Path, ns_uts: &Path, program: &str) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--mount={}", ns_mnt.display()))
+        .arg(format!("--uts={}", ns_uts.display()))
+        .arg("--")
+        .arg(program);
+    cmd
+}
+
+pub(crate) fn describe(cmd: &Command) -> String {
+    let mut text = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
+
+/// Mount points currently under `dir` (as seen from this mount namespace).
+pub(crate) fn mounts_under(dir: &Path) -> Vec<String> {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let prefix = dir.to_string_lossy().trim_end_matches('/').to_string();
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| *point == prefix || point.starts_with(&format!("{prefix}/")))
+        .map(str::to_string)
+        .collect()
+}
+
+pub(crate) fn is_mount_point(path: &Path) -> bool {
+    let wanted = path.to_string_lossy();
+    mounts_under(path).iter().any(|p| *p == wanted)
+}
+
+pub(crate) fn umount(path: &Path) -> Result<(), LabError> {
+    run(Command::new("umount").arg(path)).map(|_| ())
+}
+
+/// Sends SIGKILL to every process whose mount namespace is `ns_inode`.
+pub(crate) fn kill_namespace_members(ns_inode: u64) {
+    let wanted = format!("mnt:[{ns_inode}]");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(link) = std::fs::read_link(entry.path().join("ns/mnt")) else {
+            continue;
+        };
+        if link.to_string_lossy() == wanted {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Sends SIGTERM, waits up to two seconds, then SIGKILL.
+pub(crate) fn terminate(pid: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    for _ in 0..40 {
+        if !alive(pid) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// True while the process exists and is not a zombie (orphaned daemons are reaped by init).
+pub(crate) fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
