@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages virtfleet's lab needs (run as root). Idempotent.
+set -euo pipefail
+packages=(
+  openssh-server openssh-client        # the lab hosts' sshd, and ssh for the OpenSSH floor
+  podman runc conmon                   # the hosts' containers (runc: crun fails on this kernel)
+  dumb-init jq                         # PID 1 and config copying inside the lab containers
+  libvirt-daemon-system libvirt-clients qemu-system-x86   # libvirtd, virsh, virt-admin
+  sasl2-bin libsasl2-modules  # saslpasswd2, SCRAM/DIGEST-MD5
+  gnutls-bin                           # certtool, for test fixtures
+  iproute2 util-linux procps time      # ss, unshare/nsenter, ps, /usr/bin/time
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The host's own libvirtd is not used (each lab host runs one in a container).
+mkdir -p /run/sshd
