@@ -38,7 +38,8 @@ mod vars;
 
 pub use error::PlanError;
 pub use plan::{
-    plan_host, DesiredFile, HostPlan, PlanInput, ReadyCheck, Reload, ServicePlan, Step, MARKER_NAME,
+    plan_host, resolve_vars, DesiredFile, HostPlan, PlanInput, ReadyCheck, Reload, ServicePlan,
+    Step, MARKER_NAME,
 };
 pub use playbook::{
     load_playbook, FileSource, FileSpec, Playbook, ReadySpec, ReloadSpec, Requirement, ServiceSpec,

@@ -176,6 +176,12 @@ pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
     })
 }
 
+/// The host's final variables (playbook defaults applied, `{{ }}` strings rendered) without
+/// planning any file: what certificate issuing needs before certificates exist.
+pub fn resolve_vars(input: &PlanInput) -> Result<Vars, PlanError> {
+    Ok(HostContext::new(input)?.vars)
+}
+
 /// Everything needed to render for one host.
 struct HostContext<'a> {
     input: &'a PlanInput<'a>,

@@ -1,0 +1,216 @@
+//! Loading and checking everything before any host is contacted: inventory, globals,
+//! passwords, playbook, per-host plans and certificates. Every problem is collected and
+//! reported at once; any of them means exit 2.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use virtfleet_inventory::{load_inventory, load_vars_file, merge, Inventory, Vars};
+use virtfleet_pki::{validate_host, CertFile, Finding, HostCerts, KollaFile};
+use virtfleet_plan::{load_playbook, plan_host, HostPlan, PlanInput, Playbook};
+use virtfleet_ssh::Target;
+
+use crate::GlobalArgs;
+
+/// Bad input: every message names the file (and line) or the host. Exit status 2.
+#[derive(Debug)]
+pub struct InputErrors(pub Vec<String>);
+
+impl InputErrors {
+    fn one(message: impl ToString) -> Self {
+        InputErrors(vec![message.to_string()])
+    }
+}
+
+/// One targeted host, fully planned.
+pub struct PreparedHost {
+    pub name: String,
+    pub target: Target,
+    pub plan: HostPlan,
+    pub container_engine: String,
+}
+
+pub struct Inputs {
+    pub configdir: PathBuf,
+    pub inventory: Inventory,
+    pub playbook: Playbook,
+    /// Targeted host names, in inventory order.
+    pub hosts: Vec<String>,
+    /// globals.yml then passwords.yml: Kolla passes both as extra vars (highest precedence).
+    pub extra_vars: Vars,
+}
+
+impl Inputs {
+    pub fn load(args: &GlobalArgs) -> Result<Inputs, InputErrors> {
+        let configdir = args.configdir.clone();
+        let inventory = load_inventory(&args.inventory).map_err(InputErrors::one)?;
+        let playbook = load_playbook(&playbook_path(args)?).map_err(InputErrors::one)?;
+        let mut extra_vars = Vars::new();
+        for name in ["globals.yml", "passwords.yml"] {
+            let path = configdir.join(name);
+            if !path.exists() {
+                return Err(InputErrors::one(format!(
+                    "{}: not found (set --configdir or VIRTFLEET_CONFIGDIR)",
+                    path.display()
+                )));
+            }
+            merge(
+                &mut extra_vars,
+                &load_vars_file(&path).map_err(InputErrors::one)?,
+            );
+        }
+        let group = inventory
+            .group_hosts(&playbook.hosts)
+            .map_err(InputErrors::one)?;
+        let hosts = match &args.limit {
+            Some(pattern) => inventory
+                .select(&group, pattern)
+                .map_err(InputErrors::one)?,
+            None => group,
+        };
+        if hosts.is_empty() {
+            return Err(InputErrors::one(format!(
+                "{}: no host of group {} matches",
+                args.inventory.display(),
+                playbook.hosts
+            )));
+        }
+        Ok(Inputs {
+            configdir,
+            inventory,
+            playbook,
+            hosts,
+            extra_vars,
+        })
+    }
+
+    /// The variables of one host: inventory (with group/host vars), then globals, passwords.
+    pub fn vars(&self, host: &str) -> Vars {
+        let mut vars = self.inventory.host_vars(host);
+        merge(&mut vars, &self.extra_vars);
+        vars
+    }
+
+    /// A host's final variables without planning files (works before certificates exist).
+    pub fn resolved_vars(&self, host: &str) -> Result<Vars, InputErrors> {
+        let vars = self.vars(host);
+        let input = PlanInput {
+            playbook: &self.playbook,
+            host,
+            vars: &vars,
+            configdir: &self.configdir,
+        };
+        virtfleet_plan::resolve_vars(&input).map_err(InputErrors::one)
+    }
+
+    /// Plans every targeted host; all errors at once.
+    pub fn plan_all(&self, default_user: &str) -> Result<Vec<PreparedHost>, InputErrors> {
+        let mut prepared = Vec::new();
+        let mut errors = Vec::new();
+        for host in &self.hosts {
+            let vars = self.vars(host);
+            let input = PlanInput {
+                playbook: &self.playbook,
+                host,
+                vars: &vars,
+                configdir: &self.configdir,
+            };
+            match plan_host(&input) {
+                Ok(plan) => match target(host, &plan.vars, default_user) {
+                    Ok(target) => prepared.push(PreparedHost {
+                        name: host.clone(),
+                        container_engine: text_var(&plan.vars, "kolla_container_engine")
+                            .unwrap_or_else(|| "docker".into()),
+                        target,
+                        plan,
+                    }),
+                    Err(e) => errors.push(e),
+                },
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if errors.is_empty() {
+            Ok(prepared)
+        } else {
+            Err(InputErrors(errors))
+        }
+    }
+}
+
+fn playbook_path(args: &GlobalArgs) -> Result<PathBuf, InputErrors> {
+    if let Some(path) = &args.playbook {
+        return Ok(path.clone());
+    }
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    let candidates = [
+        Some(PathBuf::from("playbooks/nova-libvirt.yml")),
+        exe_dir.map(|d| d.join("../share/virtfleet/playbooks/nova-libvirt.yml")),
+        Some(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../playbooks/nova-libvirt.yml"
+        ))),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .ok_or_else(|| InputErrors::one("playbook nova-libvirt.yml not found; pass --playbook"))
+}
+
+fn text_var(vars: &Vars, name: &str) -> Option<String> {
+    match vars.get(name)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Where and how to reach a host: Ansible's connection variables.
+fn target(host: &str, vars: &Vars, default_user: &str) -> Result<Target, String> {
+    let port = match text_var(vars, "ansible_port") {
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("{host}: ansible_port {p:?} is not a port number"))?,
+        None => 22,
+    };
+    Ok(Target {
+        label: host.to_string(),
+        address: text_var(vars, "ansible_host").unwrap_or_else(|| host.to_string()),
+        port,
+        user: text_var(vars, "ansible_user").unwrap_or_else(|| default_user.to_string()),
+        key_file: text_var(vars, "ansible_ssh_private_key_file").map(PathBuf::from),
+    })
+}
+
+/// The certificate set a host will receive, as the PKI checks see it. None when the plan
+/// pushes no certificates (TLS off, or certificates not managed).
+pub fn host_certs(host: &PreparedHost) -> Option<HostCerts> {
+    let mut certs = HostCerts::new(&host.name);
+    certs.migration_hostname = text_var(&host.plan.vars, "migration_hostname");
+    certs.migration_address = text_var(&host.plan.vars, "migration_interface_address");
+    let mut any = false;
+    for service in &host.plan.services {
+        for file in &service.files {
+            let name = file.path.rsplit('/').next().unwrap_or_default();
+            if let Some(kind) = KollaFile::ALL.into_iter().find(|k| k.file_name() == name) {
+                if certs.file(kind).is_none() {
+                    certs.set_file(kind, CertFile::new(&file.source, file.content.clone()));
+                    any = true;
+                }
+            }
+        }
+    }
+    any.then_some(certs)
+}
+
+/// Validates every host's certificates; errors and warnings, all hosts at once.
+pub fn check_certs(hosts: &[PreparedHost], warn_days: u32) -> Vec<Finding> {
+    let now = SystemTime::now();
+    hosts
+        .iter()
+        .filter_map(host_certs)
+        .flat_map(|certs| validate_host(&certs, now, warn_days))
+        .collect()
+}

@@ -1,0 +1,247 @@
+//! Converging one host over one SSH connection.
+
+use tokio::sync::mpsc::UnboundedSender;
+use virtfleet_plan::{redact, DesiredFile, ServicePlan};
+use virtfleet_ssh::{ClientOptions, Session};
+
+use crate::script;
+use crate::state::{decide, Action, Decision, HostState, Marker};
+use crate::{Event, HostJob, HostReport, Mode, Phase, Status};
+
+pub(crate) async fn host(
+    job: &HostJob,
+    mode: Mode,
+    ssh: &ClientOptions,
+    events: &UnboundedSender<Event>,
+) -> HostReport {
+    let progress = Progress {
+        host: &job.target.label,
+        events,
+    };
+    progress.phase(Phase::Connect);
+    let session = match Session::connect(&job.target, ssh).await {
+        Ok(session) => session,
+        Err(e) if e.is_unreachable() => {
+            return HostReport::failed(Status::Unreachable, e.to_string())
+        }
+        Err(e) => return HostReport::failed(Status::Failed, e.to_string()),
+    };
+    let report = Converger {
+        session: &session,
+        job,
+        progress,
+    }
+    .run(mode)
+    .await;
+    session.close().await;
+    report
+}
+
+struct Progress<'a> {
+    host: &'a str,
+    events: &'a UnboundedSender<Event>,
+}
+
+impl Progress<'_> {
+    fn phase(&self, phase: Phase) {
+        let _ = self.events.send(Event::Phase {
+            host: self.host.to_string(),
+            phase,
+        });
+    }
+
+    fn detail(&self, detail: String) {
+        let _ = self.events.send(Event::Detail {
+            host: self.host.to_string(),
+            detail,
+        });
+    }
+}
+
+struct Converger<'a> {
+    session: &'a Session,
+    job: &'a HostJob,
+    progress: Progress<'a>,
+}
+
+impl Converger<'_> {
+    async fn run(&self, mode: Mode) -> HostReport {
+        let mut report = HostReport::new(Status::Ok);
+        match self.converge(mode, &mut report).await {
+            Ok(()) => {
+                let touched = !report.changed_files.is_empty()
+                    || !report.restarted.is_empty()
+                    || !report.reloaded.is_empty();
+                report.status = if touched { Status::Changed } else { Status::Ok };
+            }
+            Err(e) => {
+                report.status = Status::Failed;
+                report.error = Some(e);
+            }
+        }
+        report
+    }
+
+    async fn converge(&self, mode: Mode, report: &mut HostReport) -> Result<(), String> {
+        let services = &self.job.plan.services;
+        let engine = self.job.container_engine.as_str();
+        self.progress.phase(Phase::Probe);
+        let state = self.probe().await?;
+        let decisions: Vec<Decision> = services
+            .iter()
+            .map(|s| decide(s, &state))
+            .collect::<Result<_, _>>()?;
+        let to_push: Vec<&DesiredFile> = services
+            .iter()
+            .zip(&decisions)
+            .flat_map(|(s, d)| s.files.iter().filter(|f| d.push.contains(&f.path)))
+            .collect();
+        report.changed_files = to_push.iter().map(|f| f.path.clone()).collect();
+        for d in decisions.iter().filter(|d| d.action != Action::Nothing) {
+            self.progress.detail(format!("{}: {}", d.service, d.reason));
+        }
+
+        if let Mode::Check { diff } = mode {
+            for d in &decisions {
+                match d.action {
+                    Action::Restart => report.restarted.push(d.service.clone()),
+                    Action::Reload => report.reloaded.push(d.service.clone()),
+                    Action::Nothing => {}
+                }
+            }
+            if diff {
+                report.diffs = self.diffs(&to_push).await?;
+            }
+            return Ok(());
+        }
+
+        if !to_push.is_empty() {
+            self.progress.phase(Phase::Push);
+            let (push, stdin) = script::push(&to_push, None);
+            self.exec("push files", &push, &stdin).await?;
+        }
+        if mode == Mode::WriteOnly {
+            return Ok(());
+        }
+        for (service, decision) in services.iter().zip(&decisions) {
+            let container_id = &state.containers[&service.name];
+            let marker = script::write_marker(
+                &service.marker_path,
+                &Marker::for_service(service, container_id).render(),
+            );
+            if decision.action == Action::Reload {
+                self.progress.phase(Phase::Reload);
+                let reload = service.reload.as_ref().expect("decided on a reload spec");
+                let commands = format!(
+                    "{}{marker}",
+                    script::exec_in(engine, &service.name, &reload.exec)
+                );
+                match self.exec("reload", &commands, b"").await {
+                    Ok(_) => {
+                        report.reloaded.push(service.name.clone());
+                        continue;
+                    }
+                    Err(e) => self
+                        .progress
+                        .detail(format!("{}: {e}; restarting instead", service.name)),
+                }
+            } else if decision.action == Action::Nothing {
+                continue;
+            }
+            self.restart(service, &marker).await?;
+            report.restarted.push(service.name.clone());
+        }
+        Ok(())
+    }
+
+    /// Restart, wait until ready, run the post-restart steps, then record the applied state.
+    async fn restart(&self, service: &ServicePlan, marker: &str) -> Result<(), String> {
+        let engine = self.job.container_engine.as_str();
+        self.progress.phase(Phase::Restart);
+        let ready = service
+            .ready
+            .as_ref()
+            .map(|r| (r.exec.as_slice(), r.retries, r.delay_ms));
+        let mut restart = script::restart(engine, &service.name, ready);
+        if service.after_restart.is_empty() {
+            restart.push_str(marker);
+        }
+        self.exec(&format!("restart {}", service.name), &restart, b"")
+            .await?;
+        for (i, step) in service.after_restart.iter().enumerate() {
+            let mut command = format!(
+                "set -e\n{}\n",
+                script::exec_with_stdin(engine, &service.name, &step.exec)
+            );
+            if i + 1 == service.after_restart.len() {
+                self.progress.phase(Phase::Mark);
+                command.push_str(marker);
+            }
+            let stdin = step.stdin.as_deref().unwrap_or_default();
+            let what = format!("{} after restart: {}", service.name, step.exec.join(" "));
+            self.exec(&what, &command, stdin).await?;
+        }
+        Ok(())
+    }
+
+    async fn probe(&self) -> Result<HostState, String> {
+        let services = &self.job.plan.services;
+        let paths: Vec<&str> = services
+            .iter()
+            .flat_map(|s| s.files.iter().map(|f| f.path.as_str()))
+            .collect();
+        let markers: Vec<&str> = services.iter().map(|s| s.marker_path.as_str()).collect();
+        let containers: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        let probe = script::probe(&paths, &markers, &self.job.container_engine, &containers);
+        let out = self.exec("probe", &probe, b"").await?;
+        Ok(HostState::parse(&String::from_utf8_lossy(&out)))
+    }
+
+    /// Unified diffs of what would change, with secrets redacted on both sides.
+    async fn diffs(&self, files: &[&DesiredFile]) -> Result<Vec<String>, String> {
+        let mut diffs = Vec::new();
+        for file in files {
+            if file.secret {
+                diffs.push(format!(
+                    "--- {path}\n+++ {path}\n(secret file changed; contents not shown)\n",
+                    path = file.path
+                ));
+                continue;
+            }
+            let cat = format!("cat {} 2>/dev/null; true", script::quote(&file.path));
+            let old = DesiredFile {
+                content: self.exec("read file", &cat, b"").await?,
+                ..(*file).clone()
+            };
+            let (old, new) = (redact(&old), redact(file));
+            let diff = similar::TextDiff::from_lines(&old, &new);
+            diffs.push(
+                diff.unified_diff()
+                    .context_radius(3)
+                    .header(&file.path, &file.path)
+                    .to_string(),
+            );
+        }
+        Ok(diffs)
+    }
+
+    /// Runs a script; a non-zero exit becomes an error naming what failed and its stderr.
+    async fn exec(&self, what: &str, command: &str, stdin: &[u8]) -> Result<Vec<u8>, String> {
+        let out = self
+            .session
+            .exec(command, stdin)
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        if !out.success() {
+            let stderr = out.stderr_lossy();
+            let tail: Vec<&str> = stderr.trim().lines().rev().take(3).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "{what} failed (exit {}): {}",
+                out.status,
+                tail.join(" / ")
+            ));
+        }
+        Ok(out.stdout)
+    }
+}

@@ -1,0 +1,338 @@
+//! What a host holds now (parsed from the probe) and what to do about it (pure).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use virtfleet_plan::{DesiredFile, ServicePlan};
+
+/// A file as the host has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileState {
+    pub mode: Option<u32>,
+    pub owner: Option<String>,
+    pub sha256: Option<String>,
+}
+
+/// The applied marker: the file set a service was last (re)started or reloaded with, and the
+/// container it was applied to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marker {
+    pub container_id: String,
+    /// path -> (sha256, mode)
+    pub files: BTreeMap<String, (String, u32)>,
+}
+
+const MARKER_HEADER: &str = "virtfleet-applied v1";
+
+impl Marker {
+    pub fn for_service(service: &ServicePlan, container_id: &str) -> Marker {
+        Marker {
+            container_id: container_id.to_string(),
+            files: service
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), (f.sha256.clone(), f.mode)))
+                .collect(),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!("{MARKER_HEADER}\ncontainer {}\n", self.container_id);
+        for (path, (sha, mode)) in &self.files {
+            s.push_str(&format!("{sha} {mode:o} {path}\n"));
+        }
+        s
+    }
+
+    /// None when the text is not a marker of this format (treated as "never applied").
+    pub fn parse(text: &str) -> Option<Marker> {
+        let mut lines = text.lines();
+        if lines.next()? != MARKER_HEADER {
+            return None;
+        }
+        let container_id = lines.next()?.strip_prefix("container ")?.to_string();
+        let mut files = BTreeMap::new();
+        for line in lines {
+            let mut parts = line.splitn(3, ' ');
+            let sha = parts.next()?;
+            let mode = u32::from_str_radix(parts.next()?, 8).ok()?;
+            let path = parts.next()?;
+            files.insert(path.to_string(), (sha.to_string(), mode));
+        }
+        Some(Marker {
+            container_id,
+            files,
+        })
+    }
+}
+
+/// Everything one probe round trip learned about a host.
+#[derive(Debug, Default)]
+pub struct HostState {
+    pub files: BTreeMap<String, FileState>,
+    pub markers: BTreeMap<String, Marker>,
+    /// container name -> ID
+    pub containers: BTreeMap<String, String>,
+}
+
+impl HostState {
+    pub fn parse(probe_output: &str) -> HostState {
+        let mut state = HostState::default();
+        let mut marker: Option<(String, String)> = None;
+        let finish = |state: &mut HostState, marker: Option<(String, String)>| {
+            if let Some((path, text)) = marker {
+                if let Some(m) = Marker::parse(&text) {
+                    state.markers.insert(path, m);
+                }
+            }
+        };
+        for line in probe_output.lines() {
+            if let Some(rest) = line.strip_prefix("| ") {
+                if let Some((_, text)) = marker.as_mut() {
+                    text.push_str(rest);
+                    text.push('\n');
+                }
+                continue;
+            }
+            if let Some(path) = line.strip_prefix("M ") {
+                finish(&mut state, marker.take());
+                marker = Some((path.to_string(), String::new()));
+            } else if let Some(rest) = line.strip_prefix("S ") {
+                let mut parts = rest.splitn(3, ' ');
+                if let (Some(mode), Some(owner), Some(path)) =
+                    (parts.next(), parts.next(), parts.next())
+                {
+                    let entry = state.files.entry(path.to_string()).or_default();
+                    entry.mode = u32::from_str_radix(mode, 8).ok();
+                    entry.owner = Some(owner.to_string());
+                }
+            } else if let Some(rest) = line.strip_prefix("H ") {
+                if let Some((sha, path)) = rest.split_once("  ") {
+                    state.files.entry(path.to_string()).or_default().sha256 = Some(sha.to_string());
+                }
+            } else if let Some(rest) = line.strip_prefix("C ") {
+                if let Some((name, id)) = rest.split_once(' ') {
+                    state
+                        .containers
+                        .insert(name.trim_start_matches('/').to_string(), id.to_string());
+                }
+            }
+        }
+        finish(&mut state, marker);
+        state
+    }
+
+    /// True when the host already holds `file` exactly as desired.
+    pub fn matches(&self, file: &DesiredFile) -> bool {
+        let Some(have) = self.files.get(&file.path) else {
+            return false;
+        };
+        have.sha256.as_deref() == Some(file.sha256.as_str())
+            && have.mode == Some(file.mode)
+            && file
+                .owner
+                .as_ref()
+                .is_none_or(|o| have.owner.as_deref() == Some(o.as_str()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Nothing,
+    /// Apply the changed files live (the playbook's reload commands); restart if that fails.
+    Reload,
+    Restart,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub service: String,
+    /// Files to push (they differ on the host).
+    pub push: Vec<String>,
+    pub action: Action,
+    /// Why the action is needed, for -v output.
+    pub reason: String,
+}
+
+/// Compares a service's desired files with the host and its applied marker.
+pub fn decide(service: &ServicePlan, state: &HostState) -> Result<Decision, String> {
+    let push: Vec<String> = service
+        .files
+        .iter()
+        .filter(|f| !state.matches(f))
+        .map(|f| f.path.clone())
+        .collect();
+    let Some(container_id) = state.containers.get(&service.name) else {
+        return Err(format!("container {} does not exist", service.name));
+    };
+    let decision = |action, reason: String| Decision {
+        service: service.name.clone(),
+        push: push.clone(),
+        action,
+        reason,
+    };
+    let Some(marker) = state.markers.get(&service.marker_path) else {
+        return Ok(decision(
+            Action::Restart,
+            "never applied by virtfleet".into(),
+        ));
+    };
+    if &marker.container_id != container_id {
+        return Ok(decision(
+            Action::Restart,
+            "container recreated since the last apply".into(),
+        ));
+    }
+    let applied = &Marker::for_service(service, container_id).files;
+    let pending: BTreeSet<&String> = applied
+        .iter()
+        .filter(|(path, want)| marker.files.get(*path) != Some(want))
+        .map(|(path, _)| path)
+        .chain(marker.files.keys().filter(|p| !applied.contains_key(*p)))
+        .collect();
+    if pending.is_empty() {
+        return Ok(decision(Action::Nothing, String::new()));
+    }
+    let reloadable = service
+        .reload
+        .as_ref()
+        .is_some_and(|r| pending.iter().all(|p| r.files.contains(p)));
+    let names = pending
+        .iter()
+        .map(|p| p.rsplit('/').next().unwrap_or(p))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if reloadable {
+        Ok(decision(Action::Reload, format!("reload for {names}")))
+    } else {
+        Ok(decision(Action::Restart, format!("changed: {names}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use virtfleet_plan::Reload;
+
+    fn file(path: &str, sha: &str) -> DesiredFile {
+        DesiredFile {
+            path: path.into(),
+            content: Vec::new(),
+            mode: 0o600,
+            owner: None,
+            secret: false,
+            sha256: sha.into(),
+            source: Default::default(),
+        }
+    }
+
+    fn service(files: Vec<DesiredFile>, reload: &[&str]) -> ServicePlan {
+        ServicePlan {
+            name: "svc".into(),
+            dir: "/k/svc".into(),
+            files,
+            ready: None,
+            after_restart: Vec::new(),
+            reload: (!reload.is_empty()).then(|| Reload {
+                files: reload.iter().map(|s| s.to_string()).collect(),
+                exec: vec![vec!["true".into()]],
+            }),
+            marker_path: "/k/svc/.virtfleet-applied".into(),
+        }
+    }
+
+    fn host_with(service: &ServicePlan, applied: Option<&ServicePlan>, id: &str) -> HostState {
+        let mut state = HostState::default();
+        for f in &service.files {
+            state.files.insert(
+                f.path.clone(),
+                FileState {
+                    mode: Some(f.mode),
+                    owner: Some("root".into()),
+                    sha256: Some(f.sha256.clone()),
+                },
+            );
+        }
+        if let Some(applied) = applied {
+            state.markers.insert(
+                service.marker_path.clone(),
+                Marker::for_service(applied, "c1"),
+            );
+        }
+        state.containers.insert("svc".into(), id.into());
+        state
+    }
+
+    #[test]
+    fn marker_round_trips() {
+        let svc = service(vec![file("/k/svc/a", "aa"), file("/k/svc/b c", "bb")], &[]);
+        let marker = Marker::for_service(&svc, "c1");
+        assert_eq!(Marker::parse(&marker.render()), Some(marker));
+        assert_eq!(Marker::parse("garbage"), None);
+    }
+
+    #[test]
+    fn up_to_date_and_applied_means_nothing() {
+        let svc = service(vec![file("/k/svc/a", "aa")], &[]);
+        let d = decide(&svc, &host_with(&svc, Some(&svc), "c1")).unwrap();
+        assert_eq!((d.push.len(), d.action), (0, Action::Nothing));
+    }
+
+    #[test]
+    fn files_pushed_but_never_applied_restart() {
+        // A killed run or genconfig: files are current, the marker is old.
+        let old = service(vec![file("/k/svc/a", "old")], &[]);
+        let new = service(vec![file("/k/svc/a", "new")], &[]);
+        let d = decide(&new, &host_with(&new, Some(&old), "c1")).unwrap();
+        assert_eq!((d.push.len(), d.action), (0, Action::Restart));
+    }
+
+    #[test]
+    fn recreated_container_restarts() {
+        let svc = service(vec![file("/k/svc/a", "aa")], &[]);
+        let d = decide(&svc, &host_with(&svc, Some(&svc), "c2")).unwrap();
+        assert_eq!(d.action, Action::Restart);
+        assert!(d.reason.contains("recreated"));
+    }
+
+    #[test]
+    fn only_reloadable_files_changed_reloads() {
+        let old = service(
+            vec![file("/k/svc/cert", "1"), file("/k/svc/conf", "1")],
+            &["/k/svc/cert"],
+        );
+        let new = service(
+            vec![file("/k/svc/cert", "2"), file("/k/svc/conf", "1")],
+            &["/k/svc/cert"],
+        );
+        let mut state = host_with(&old, Some(&old), "c1");
+        let d = decide(&new, &state).unwrap();
+        assert_eq!(
+            (d.push.clone(), d.action),
+            (vec!["/k/svc/cert".to_string()], Action::Reload)
+        );
+        // Once the config changes too, only a restart applies it.
+        let newer = service(
+            vec![file("/k/svc/cert", "2"), file("/k/svc/conf", "2")],
+            &["/k/svc/cert"],
+        );
+        state.files.get_mut("/k/svc/conf").unwrap().sha256 = Some("9".into());
+        assert_eq!(decide(&newer, &state).unwrap().action, Action::Restart);
+    }
+
+    #[test]
+    fn mode_drift_is_pushed_without_restart_when_content_was_applied() {
+        let svc = service(vec![file("/k/svc/a", "aa")], &[]);
+        let mut state = host_with(&svc, Some(&svc), "c1");
+        state.files.get_mut("/k/svc/a").unwrap().mode = Some(0o644);
+        let d = decide(&svc, &state).unwrap();
+        assert_eq!((d.push.len(), d.action), (1, Action::Nothing));
+    }
+
+    #[test]
+    fn missing_container_is_an_error() {
+        let svc = service(vec![file("/k/svc/a", "aa")], &[]);
+        let mut state = host_with(&svc, None, "c1");
+        state.containers.clear();
+        assert!(decide(&svc, &state).unwrap_err().contains("svc"));
+    }
+}
