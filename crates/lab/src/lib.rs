@@ -310,6 +310,11 @@ pub fn down_all() -> Result<usize, LabError> {
     first_error.map_or(Ok(ids.len()), Err)
 }
 
+/// Tears down one lab by id (what `virtfleet-lab up` printed as `lab<id>`).
+pub fn down_one(id: u32) -> Result<(), LabError> {
+    tear_down_slot(id)
+}
+
 /// Labs currently present on this machine.
 pub fn list() -> Vec<u32> {
     let mut ids: Vec<u32> = fs::read_dir(RUN_ROOT)

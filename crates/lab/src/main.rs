@@ -23,8 +23,12 @@ enum Cmd {
         #[arg(long)]
         light: bool,
     },
-    /// Tear down every lab on this machine: containers, sshd, namespaces, mounts, files.
-    Down,
+    /// Tear down a lab (e.g. `lab12`), or every lab on this machine when none is named:
+    /// containers, sshd, namespaces, mounts, files.
+    Down {
+        /// The lab to remove, as printed by `up` and `list`.
+        lab: Option<String>,
+    },
     /// List the labs present on this machine.
     List,
 }
@@ -55,7 +59,24 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Down => match virtfleet_lab::down_all() {
+        Cmd::Down { lab: Some(name) } => {
+            let id = name.trim_start_matches("lab").parse::<u32>();
+            match id.map(virtfleet_lab::down_one) {
+                Ok(Ok(())) => {
+                    println!("tore down {name}");
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(e)) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+                Err(_) => {
+                    eprintln!("{name}: not a lab name (expected labN)");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Down { lab: None } => match virtfleet_lab::down_all() {
             Ok(n) => {
                 println!("tore down {n} lab(s)");
                 ExitCode::SUCCESS
