@@ -1,1 +1,211 @@
-//! support
+//! End-to-end fixture: a lab fleet plus a Kolla config dir, and the `virtfleet` binary run
+//! against them as an operator would. Needs root and the lab packages (scripts/setup.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use virtfleet_lab::{Lab, LabHost};
+
+pub struct Fleet {
+    pub lab: Lab,
+    pub configdir: tempfile::TempDir,
+}
+
+pub const SASL_PASSWORD: &str = "Sasl-Secret-7f3a";
+
+/// The `virtfleet` binary of this workspace (built by `cargo build --workspace`).
+pub fn virtfleet_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let target_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = target_dir.join("virtfleet");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --workspace` first",
+        bin.display()
+    );
+    bin
+}
+
+impl Fleet {
+    /// A lab of `hosts` at day 0, a config dir with `globals` and the SASL password, and, when
+    /// `certs`, a CA and per-host pairs issued by `virtfleet certs`.
+    pub fn new(hosts: usize, globals: &str, certs: bool) -> Fleet {
+        let lab = Lab::up(hosts).expect("lab up");
+        let configdir = tempfile::tempdir().expect("tempdir");
+        let fleet = Fleet { lab, configdir };
+        fleet.write_globals(globals);
+        std::fs::write(
+            fleet.configdir.path().join("passwords.yml"),
+            format!("libvirt_sasl_password: {SASL_PASSWORD}\n"),
+        )
+        .unwrap();
+        if certs {
+            fleet.ok(&["certs", "init-ca"]);
+            fleet.ok(&["certs", "issue"]);
+        }
+        fleet
+    }
+
+    pub fn write_globals(&self, globals: &str) {
+        std::fs::write(self.configdir.path().join("globals.yml"), globals).unwrap();
+    }
+
+    /// Directory of a host's own certificates in the config dir.
+    pub fn host_cert_dir(&self, host: &str) -> PathBuf {
+        self.configdir
+            .path()
+            .join("config/nova/nova-libvirt")
+            .join(host)
+    }
+
+    /// `virtfleet <args>` with this fleet's inventory, config dir and known_hosts.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(virtfleet_bin());
+        cmd.args(args)
+            .arg("-i")
+            .arg(self.lab.inventory())
+            .arg("--configdir")
+            .arg(self.configdir.path())
+            .arg("--known-hosts")
+            .arg(self.lab.known_hosts());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("virtfleet runs")
+    }
+
+    /// Runs and asserts exit status 0.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "virtfleet {args:?} failed:\n{}",
+            describe(&out)
+        );
+        out
+    }
+
+    /// Runs with `--report` and returns (output, parsed report).
+    pub fn run_report(&self, args: &[&str]) -> (Output, serde_json::Value) {
+        let report = self.configdir.path().join("report.json");
+        let _ = std::fs::remove_file(&report);
+        let mut cmd = self.command(args);
+        let out = cmd
+            .arg("--report")
+            .arg(&report)
+            .output()
+            .expect("virtfleet runs");
+        let text = std::fs::read_to_string(&report)
+            .unwrap_or_else(|_| panic!("no report written:\n{}", describe(&out)));
+        (out, serde_json::from_str(&text).expect("report is JSON"))
+    }
+
+    pub fn host(&self, name: &str) -> &LabHost {
+        self.lab.host(name)
+    }
+
+    /// Runs a shell command on a host through OpenSSH; asserts success, returns stdout.
+    pub fn sh(&self, host: &str, command: &str) -> String {
+        let out = self.lab.ssh(self.host(host), command);
+        assert!(
+            out.status.success(),
+            "{host}: `{command}` failed:\n{}",
+            describe(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// When the container last started: changes on every restart, not on a reload.
+    pub fn started_at(&self, host: &str, container: &str) -> String {
+        self.sh(
+            host,
+            &format!("podman inspect --format '{{{{.State.StartedAt}}}}' {container}"),
+        )
+    }
+
+    /// `virsh -c URI version` inside `from`'s nova_libvirt container, with its deployed client
+    /// pair and auth.conf (`credentials`), or with no SASL credentials at all.
+    pub fn peer_virsh(&self, from: &str, uri: &str, credentials: bool) -> Output {
+        let auth = if credentials {
+            ""
+        } else {
+            "LIBVIRT_AUTH_FILE=/nonexistent "
+        };
+        let script = format!(
+            "podman exec nova_libvirt sh -c '{auth}timeout 20 virsh -c {uri} version </dev/null'"
+        );
+        self.lab.ssh(self.host(from), &script)
+    }
+
+    /// SHA-256 fingerprint of the certificate a host's libvirtd serves on its TLS port, as a
+    /// peer sees it in the handshake (gnutls-cli, presenting the host's own client pair).
+    pub fn served_fingerprint(&self, host: &str) -> String {
+        let target = self.host(host);
+        let dir = self.host_cert_dir(host);
+        let out = Command::new("timeout")
+            .args([
+                "10",
+                "gnutls-cli",
+                "--insecure",
+                "--print-cert",
+                "-p",
+                "16514",
+            ])
+            .arg("--x509certfile")
+            .arg(dir.join("clientcert.pem"))
+            .arg("--x509keyfile")
+            .arg(dir.join("clientkey.pem"))
+            .arg(target.address.to_string())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let begin = text
+            .find("-----BEGIN CERTIFICATE-----")
+            .expect("a served certificate");
+        let end = text[begin..]
+            .find("-----END CERTIFICATE-----")
+            .expect("PEM end")
+            + begin
+            + 25;
+        let certs = virtfleet_pki::parse_certs(text[begin..end].as_bytes()).expect("parses");
+        certs[0].fingerprint_sha256.clone()
+    }
+
+    /// Fingerprint of a certificate file in the config dir.
+    pub fn file_fingerprint(&self, path: &Path) -> String {
+        let pem = std::fs::read(path).unwrap();
+        virtfleet_pki::parse_certs(&pem).unwrap()[0]
+            .fingerprint_sha256
+            .clone()
+    }
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The report entry of one host.
+pub fn host_report<'a>(report: &'a serde_json::Value, host: &str) -> &'a serde_json::Value {
+    &report["hosts"][host]
+}
+
+pub fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub const TLS_SASL: &str = "libvirt_tls: \"yes\"\nkolla_container_engine: podman\n";
+pub const TCP_SASL: &str = "libvirt_tls: \"no\"\nkolla_container_engine: podman\n";

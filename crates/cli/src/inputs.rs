@@ -42,7 +42,9 @@ pub struct Inputs {
 
 impl Inputs {
     pub fn load(args: &GlobalArgs) -> Result<Inputs, InputErrors> {
-        let configdir = args.configdir.clone();
+        // Absolute, so template and certificate searches do not depend on where they run.
+        let configdir = std::path::absolute(&args.configdir)
+            .map_err(|e| InputErrors::one(format!("{}: {e}", args.configdir.display())))?;
         let inventory = load_inventory(&args.inventory).map_err(InputErrors::one)?;
         let playbook = load_playbook(&playbook_path(args)?).map_err(InputErrors::one)?;
         let mut extra_vars = Vars::new();
