@@ -93,16 +93,19 @@ impl Inputs {
         vars
     }
 
+    fn plan_input<'a>(&'a self, host: &'a str, vars: &'a Vars) -> PlanInput<'a> {
+        PlanInput {
+            playbook: &self.playbook,
+            host,
+            vars,
+            configdir: &self.configdir,
+        }
+    }
+
     /// A host's final variables without planning files (works before certificates exist).
     pub fn resolved_vars(&self, host: &str) -> Result<Vars, InputErrors> {
         let vars = self.vars(host);
-        let input = PlanInput {
-            playbook: &self.playbook,
-            host,
-            vars: &vars,
-            configdir: &self.configdir,
-        };
-        virtfleet_plan::resolve_vars(&input).map_err(InputErrors::one)
+        virtfleet_plan::resolve_vars(&self.plan_input(host, &vars)).map_err(InputErrors::one)
     }
 
     /// Plans every targeted host; all errors at once.
@@ -111,13 +114,7 @@ impl Inputs {
         let mut errors = Vec::new();
         for host in &self.hosts {
             let vars = self.vars(host);
-            let input = PlanInput {
-                playbook: &self.playbook,
-                host,
-                vars: &vars,
-                configdir: &self.configdir,
-            };
-            match plan_host(&input) {
+            match plan_host(&self.plan_input(host, &vars)) {
                 Ok(plan) => match target(host, &plan.vars, default_user) {
                     Ok(target) => prepared.push(PreparedHost {
                         name: host.clone(),

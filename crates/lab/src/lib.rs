@@ -278,26 +278,9 @@ impl Drop for Lab {
 
 /// Tears down every lab on this machine (after a killed test run) and the shared rootfs bind.
 pub fn down_all() -> Result<usize, LabError> {
-    let mut ids: Vec<u32> = fs::read_dir(RUN_ROOT)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("lab")?.parse().ok())
-        .collect();
+    let mut ids = lab_ids(Path::new(RUN_ROOT));
     // Data dirs whose run marker vanished (a reboot clears /run) are leftovers too.
-    ids.extend(
-        fs::read_dir(DATA_ROOT)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_prefix("lab")?
-                    .parse::<u32>()
-                    .ok()
-            }),
-    );
+    ids.extend(lab_ids(Path::new(DATA_ROOT)));
     ids.sort_unstable();
     ids.dedup();
     let mut first_error = None;
@@ -317,7 +300,12 @@ pub fn down_one(id: u32) -> Result<(), LabError> {
 
 /// Labs currently present on this machine.
 pub fn list() -> Vec<u32> {
-    let mut ids: Vec<u32> = fs::read_dir(RUN_ROOT)
+    lab_ids(Path::new(RUN_ROOT))
+}
+
+/// The ids of the `lab<id>` entries of a directory, sorted.
+fn lab_ids(dir: &Path) -> Vec<u32> {
+    let mut ids: Vec<u32> = fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
