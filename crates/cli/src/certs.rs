@@ -288,11 +288,8 @@ fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCode, In
     };
     let ca_cert = read(&dir.join("cacert.pem"))?;
     let ca_key = read(&dir.join("cakey.pem"))?;
-    let ca_subjects: Vec<String> = parse_certs(ca_cert.as_bytes())
-        .map_err(|e| InputErrors(vec![format!("{}: {e}", dir.join("cacert.pem").display())]))?
-        .into_iter()
-        .map(|c| c.subject)
-        .collect();
+    parse_certs(ca_cert.as_bytes())
+        .map_err(|e| InputErrors(vec![format!("{}: {e}", dir.join("cacert.pem").display())]))?;
     let now = SystemTime::now();
     let mut issued = BTreeMap::new();
     let mut errors = Vec::new();
@@ -310,7 +307,7 @@ fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCode, In
         for (kind, name) in [(CertKind::Server, "server"), (CertKind::Client, "client")] {
             let cert_path = host_dir.join(format!("{name}cert.pem"));
             let key_path = host_dir.join(format!("{name}key.pem"));
-            if !needs_issue(&cert_path, &ca_subjects, renew_days, now) {
+            if !needs_issue(&cert_path, &ca_cert, renew_days, now) {
                 continue;
             }
             match issue_pair(&ca_cert, &ca_key, kind, &hostname, &dns, &ips, days) {
@@ -346,16 +343,17 @@ fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCode, In
     }
 }
 
-/// A pair needs issuing when missing, unreadable, expiring soon, or not from the current CA.
-fn needs_issue(cert_path: &Path, ca_subjects: &[String], renew_days: u32, now: SystemTime) -> bool {
-    let Some(leaf) = std::fs::read(cert_path)
-        .ok()
-        .and_then(|pem| parse_certs(&pem).ok())
-        .and_then(|certs| certs.into_iter().next())
-    else {
+/// A pair needs issuing when missing, unreadable, expiring soon, or not signed by the
+/// current CA (checked by signature: a re-created CA keeps its name, not its key).
+fn needs_issue(cert_path: &Path, ca_pem: &str, renew_days: u32, now: SystemTime) -> bool {
+    let Ok(pem) = std::fs::read(cert_path) else {
         return true;
     };
-    leaf.days_left(now) <= i64::from(renew_days) || !ca_subjects.contains(&leaf.issuer)
+    let Some(leaf) = parse_certs(&pem).ok().and_then(|c| c.into_iter().next()) else {
+        return true;
+    };
+    leaf.days_left(now) <= i64::from(renew_days)
+        || !virtfleet_pki::signed_by_any(&pem, ca_pem.as_bytes()).unwrap_or(false)
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) {

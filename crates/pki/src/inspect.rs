@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
 use x509_parser::extensions::GeneralName;
 
 use crate::error::PkiError;
@@ -57,6 +58,25 @@ pub fn parse_certs(pem: &[u8]) -> Result<Vec<CertInfo>, PkiError> {
         .enumerate()
         .map(|(i, der)| cert_info(der).map_err(|reason| cert_error(i, reason)))
         .collect()
+}
+
+/// Whether the first certificate in `leaf_pem` is signed by one of the CAs in `ca_pem` (a
+/// bundle). Names are not enough: a re-created CA usually keeps its name but not its key.
+pub fn signed_by_any(leaf_pem: &[u8], ca_pem: &[u8]) -> Result<bool, PkiError> {
+    let leaf_der = pemfile::certificate_ders(leaf_pem)?
+        .into_iter()
+        .next()
+        .ok_or(PkiError::NoCertificate)?;
+    let (_, leaf) =
+        X509Certificate::from_der(&leaf_der).map_err(|e| cert_error(0, e.to_string()))?;
+    for (i, ca_der) in pemfile::certificate_ders(ca_pem)?.iter().enumerate() {
+        let (_, ca) =
+            X509Certificate::from_der(ca_der).map_err(|e| cert_error(i, e.to_string()))?;
+        if leaf.verify_signature(Some(ca.public_key())).is_ok() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether the private key in `key_pem` belongs to the first certificate in `cert_pem`.
@@ -218,5 +238,25 @@ mod tests {
         let cert = leaf.cert_pem.as_bytes();
         assert!(key_matches_certificate(cert, leaf.key_pem.as_bytes()).unwrap());
         assert!(!key_matches_certificate(cert, other.key_pem.as_bytes()).unwrap());
+    }
+
+    #[test]
+    fn signed_by_any_checks_keys_not_names() {
+        let (ca, ca_key) = crate::init_ca("same name", 30).unwrap();
+        let (other_ca, _) = crate::init_ca("same name", 30).unwrap();
+        let (leaf, _) = crate::issue_pair(
+            &ca,
+            &ca_key,
+            crate::CertKind::Server,
+            "h",
+            &["h".to_string()],
+            &[],
+            10,
+        )
+        .unwrap();
+        assert!(signed_by_any(leaf.as_bytes(), ca.as_bytes()).unwrap());
+        assert!(!signed_by_any(leaf.as_bytes(), other_ca.as_bytes()).unwrap());
+        let bundle = format!("{other_ca}{ca}");
+        assert!(signed_by_any(leaf.as_bytes(), bundle.as_bytes()).unwrap());
     }
 }

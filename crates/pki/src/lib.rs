@@ -26,7 +26,9 @@ mod testutil;
 pub use ca::{init_ca, issue_pair, CertKind};
 pub use error::PkiError;
 pub use finding::{Finding, Severity};
-pub use inspect::{fingerprint_sha256, key_matches_certificate, parse_certs, CertInfo};
+pub use inspect::{
+    fingerprint_sha256, key_matches_certificate, parse_certs, signed_by_any, CertInfo,
+};
 pub use key::KeyAlgorithm;
 pub use validate::{validate_host, CertFile, HostCerts, KollaFile};
 pub use write::{write_atomic, CERT_MODE, KEY_MODE};
