@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
-use x509_parser::prelude::FromDer;
 use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
 
 use crate::error::PkiError;
 use crate::hostname::Presented;
