@@ -3,10 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-cargo build --workspace --all-targets
-# Leftovers of a killed earlier run would hold addresses and mounts.
-./target/debug/virtfleet-lab down
 cargo fmt --all -- --check
+cargo build --workspace --all-targets
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
-./target/debug/virtfleet-lab down
+# Every test tears its lab down (also on panic); anything listed here leaked.
+leftover=$(./target/debug/virtfleet-lab list)
+if [ -n "$leftover" ]; then
+  echo "labs left behind: $leftover (remove with: virtfleet-lab down <lab>)" >&2
+  exit 1
+fi
