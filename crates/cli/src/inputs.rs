@@ -179,8 +179,59 @@ fn target(host: &str, vars: &Vars, default_user: &str) -> Result<Target, String>
         address: text_var(vars, "ansible_host").unwrap_or_else(|| host.to_string()),
         port,
         user: text_var(vars, "ansible_user").unwrap_or_else(|| default_user.to_string()),
-        key_file: text_var(vars, "ansible_ssh_private_key_file").map(PathBuf::from),
+        key_file: text_var(vars, "ansible_ssh_private_key_file").map(|p| expand_home(&p)),
     })
+}
+
+/// `~/x` means the operator's home, as in Ansible.
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect()
+    }
+
+    #[test]
+    fn connection_variables_become_the_ssh_target() {
+        let home = std::env::var("HOME").unwrap();
+        let t = target(
+            "compute01",
+            &vars(&[
+                ("ansible_host", "10.0.0.5"),
+                ("ansible_port", "2222"),
+                ("ansible_user", "ops"),
+                ("ansible_ssh_private_key_file", "~/.ssh/fleet"),
+            ]),
+            "root",
+        )
+        .unwrap();
+        assert_eq!(
+            (t.address.as_str(), t.port, t.user.as_str()),
+            ("10.0.0.5", 2222, "ops")
+        );
+        assert_eq!(t.key_file, Some(PathBuf::from(home).join(".ssh/fleet")));
+        let plain = target("compute02", &Vars::new(), "root").unwrap();
+        assert_eq!(
+            (plain.address.as_str(), plain.port, plain.user.as_str()),
+            ("compute02", 22, "root")
+        );
+        let bad = target("compute03", &vars(&[("ansible_port", "ssh")]), "root").unwrap_err();
+        assert!(
+            bad.contains("compute03") && bad.contains("ansible_port"),
+            "{bad}"
+        );
+    }
 }
 
 /// The certificate set a host will receive, as the PKI checks see it. None when the plan
