@@ -79,3 +79,38 @@ fn tcp_with_sasl_needs_credentials() {
         "qemu+tcp without SASL credentials was accepted"
     );
 }
+
+#[test]
+fn a_recreated_container_is_restarted_and_gets_its_sasl_user_back() {
+    let fleet = Fleet::new(2, TLS_SASL, true);
+    fleet.ok(&["deploy"]);
+    // Recreated with the same files: only its new ID tells, and its SASL database is gone.
+    fleet
+        .host("compute02")
+        .recreate_container("nova_libvirt")
+        .expect("recreate");
+    let mut lost = fleet.peer_virsh("compute01", "qemu+tls://compute02/system", true);
+    for _ in 0..40 {
+        // Until the new libvirtd listens, the refusal is a connection error; wait for the
+        // authentication failure that shows the SASL user is missing.
+        if String::from_utf8_lossy(&lost.stderr).contains("authentication") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        lost = fleet.peer_virsh("compute01", "qemu+tls://compute02/system", true);
+    }
+    assert!(
+        !lost.status.success(),
+        "the recreated container still knew the SASL user"
+    );
+
+    let (out, report) = fleet.run_report(&["deploy"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let r = host_report(&report, "compute02");
+    assert_eq!(r["status"], "changed", "{r}");
+    assert!(strings(&r["changed_files"]).is_empty(), "{r}");
+    assert_eq!(strings(&r["restarted"]), ["nova_libvirt"], "{r}");
+    assert_eq!(host_report(&report, "compute01")["status"], "ok");
+    let back = fleet.peer_virsh("compute01", "qemu+tls://compute02/system", true);
+    assert!(back.status.success(), "{}", describe(&back));
+}

@@ -19,6 +19,10 @@ pub fn quote_argv(argv: &[String]) -> String {
     argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
 }
 
+/// Where podman's default (root) container store keeps its container list, per graph driver.
+const PODMAN_STORES: &str = "/var/lib/containers/storage/overlay-containers/containers.json \
+                             /var/lib/containers/storage/vfs-containers/containers.json";
+
 /// One round trip that reports, for every path: mode, owner and sha256; the applied markers;
 /// and each container's ID (a recreated container has a new one).
 pub fn probe(paths: &[&str], markers: &[&str], engine: &str, containers: &[&str]) -> String {
@@ -32,15 +36,26 @@ pub fn probe(paths: &[&str], markers: &[&str], engine: &str, containers: &[&str]
             "echo 'M {marker}'; [ -f {m} ] && sed 's/^/| /' {m}\n"
         ));
     }
-    s.push_str(&format!(
-        "{} inspect --format 'C {{{{.Name}}}} {{{{.Id}}}}' {} 2>/dev/null\n",
+    let inspect = format!(
+        "{} inspect --format 'C {{{{.Name}}}} {{{{.Id}}}}' {} 2>/dev/null",
         quote(engine),
         containers
             .iter()
             .map(|c| quote(c))
             .collect::<Vec<_>>()
             .join(" ")
-    ));
+    );
+    if engine == "podman" {
+        // podman's container store lists every container's ID and names: reading it costs
+        // ~2 ms where starting `podman inspect` costs ~200 ms of host CPU per run.
+        s.push_str(&format!(
+            "store=\nfor f in {PODMAN_STORES}; do [ -f \"$f\" ] && store=$f; done\n\
+             if [ -n \"$store\" ]; then printf 'J '; tr -d '\\n' < \"$store\"; echo; else {inspect}; fi\n"
+        ));
+    } else {
+        s.push_str(&inspect);
+        s.push('\n');
+    }
     s.push_str("exit 0\n");
     s
 }

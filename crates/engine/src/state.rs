@@ -109,6 +109,8 @@ impl HostState {
                 if let Some((sha, path)) = rest.split_once("  ") {
                     state.files.entry(path.to_string()).or_default().sha256 = Some(sha.to_string());
                 }
+            } else if let Some(json) = line.strip_prefix("J ") {
+                state.containers.extend(containers_from_store(json));
             } else if let Some(rest) = line.strip_prefix("C ") {
                 if let Some((name, id)) = rest.split_once(' ') {
                     state
@@ -133,6 +135,21 @@ impl HostState {
                 .as_ref()
                 .is_none_or(|o| have.owner.as_deref() == Some(o.as_str()))
     }
+}
+
+/// name -> ID from podman's container store (`containers.json`: [{"id", "names": [..]}, ..]).
+fn containers_from_store(json: &str) -> Vec<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        id: String,
+        #[serde(default)]
+        names: Vec<String>,
+    }
+    let entries: Vec<Entry> = serde_json::from_str(json).unwrap_or_default();
+    entries
+        .into_iter()
+        .flat_map(|e| e.names.into_iter().map(move |n| (n, e.id.clone())))
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +277,15 @@ mod tests {
         }
         state.containers.insert("svc".into(), id.into());
         state
+    }
+
+    #[test]
+    fn container_ids_come_from_podmans_store_or_inspect() {
+        let probe = "J [{\"id\":\"abc\",\"names\":[\"nova_libvirt\"],\"layer\":\"x\"},{\"id\":\"def\",\"names\":[\"nova_compute\"]}]\nC /other 123\n";
+        let state = HostState::parse(probe);
+        assert_eq!(state.containers["nova_libvirt"], "abc");
+        assert_eq!(state.containers["nova_compute"], "def");
+        assert_eq!(state.containers["other"], "123");
     }
 
     #[test]

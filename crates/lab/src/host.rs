@@ -32,9 +32,8 @@ pub struct LabHost {
     pub(crate) ns_uts: PathBuf,
 }
 
-/// Paths shared by every host of one lab.
+/// What every host of one lab shares.
 pub(crate) struct Shared<'a> {
-    pub bin_dir: &'a Path,
     pub client_pubkey: &'a str,
     pub containers: Containers,
 }
@@ -69,7 +68,7 @@ impl LabHost {
         self.write_files(shared)?;
         self.create_namespace()?;
         self.start_sshd()?;
-        self.start_containers(shared)
+        self.start_containers()
     }
 
     fn write_files(&self, shared: &Shared) -> Result<(), LabError> {
@@ -224,33 +223,52 @@ impl LabHost {
             .join(" "))
     }
 
-    fn start_containers(&self, shared: &Shared) -> Result<(), LabError> {
-        for (container, privileged) in [("nova_libvirt", true), ("nova_compute", false)] {
-            let kolla_dir = format!("/etc/kolla/{}", container.replace('_', "-"));
-            let mut cmd = self.command("podman");
-            cmd.args(["run", "-d", "--name", container, "--network", "host"])
-                .args(["--stop-timeout", "5", "-v"])
-                .arg(format!("{kolla_dir}:/var/lib/kolla/config_files:ro"));
-            if privileged {
-                cmd.arg("--privileged");
-            }
-            for script in ["kolla_set_configs", "kolla_start", "sleep_forever"] {
-                cmd.arg("-v").arg(format!(
-                    "{}:/usr/local/bin/{script}:ro",
-                    shared.bin_dir.join(script).display()
-                ));
-            }
-            // dumb-init as PID 1, as in Kolla's images: it reaps the daemonized qemu processes
-            // libvirtd spawns to probe capabilities (libvirtd as PID 1 leaves them zombies and
-            // then waits 40 s per probe for them to die) and forwards SIGTERM.
-            cmd.args(["--rootfs", &format!("{ROOTFS_BIND}:O")]).args([
-                "dumb-init",
-                "--single-child",
-                "--",
-                "/usr/local/bin/kolla_start",
-            ]);
-            run(&mut cmd)?;
+    fn start_containers(&self) -> Result<(), LabError> {
+        for container in ["nova_libvirt", "nova_compute"] {
+            self.run_container(container)?;
         }
+        Ok(())
+    }
+
+    /// Removes a container and creates it again, as an operator or Kolla's deploy would: a
+    /// new container ID, and nothing of the old one's writable layer (e.g. its SASL users).
+    pub fn recreate_container(&self, container: &str) -> Result<(), LabError> {
+        run(self
+            .command("podman")
+            .args(["rm", "--force", "--time", "0", container]))?;
+        self.run_container(container)
+    }
+
+    fn run_container(&self, container: &str) -> Result<(), LabError> {
+        let kolla_dir = format!("/etc/kolla/{}", container.replace('_', "-"));
+        let bin_dir = self
+            .dir
+            .parent()
+            .expect("host dir in a lab dir")
+            .join("bin");
+        let mut cmd = self.command("podman");
+        cmd.args(["run", "-d", "--name", container, "--network", "host"])
+            .args(["--stop-timeout", "5", "-v"])
+            .arg(format!("{kolla_dir}:/var/lib/kolla/config_files:ro"));
+        if container == "nova_libvirt" {
+            cmd.arg("--privileged");
+        }
+        for script in ["kolla_set_configs", "kolla_start", "sleep_forever"] {
+            cmd.arg("-v").arg(format!(
+                "{}:/usr/local/bin/{script}:ro",
+                bin_dir.join(script).display()
+            ));
+        }
+        // dumb-init as PID 1, as in Kolla's images: it reaps the daemonized qemu processes
+        // libvirtd spawns to probe capabilities (libvirtd as PID 1 leaves them zombies and
+        // then waits 40 s per probe for them to die) and forwards SIGTERM.
+        cmd.args(["--rootfs", &format!("{ROOTFS_BIND}:O")]).args([
+            "dumb-init",
+            "--single-child",
+            "--",
+            "/usr/local/bin/kolla_start",
+        ]);
+        run(&mut cmd)?;
         Ok(())
     }
 

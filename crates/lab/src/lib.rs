@@ -141,9 +141,7 @@ impl Lab {
             .collect();
         self.write_shared_files()?;
         let client_pubkey = read(&self.data_dir.join("id_ed25519.pub"))?;
-        let bin_dir = self.data_dir.join("bin");
         let shared = Shared {
-            bin_dir: &bin_dir,
             client_pubkey: &client_pubkey,
             containers,
         };
