@@ -191,6 +191,37 @@ fn expand_home(path: &str) -> PathBuf {
     }
 }
 
+/// The certificate set a host will receive, as the PKI checks see it. None when the plan
+/// pushes no certificates (TLS off, or certificates not managed).
+pub fn host_certs(host: &PreparedHost) -> Option<HostCerts> {
+    let mut certs = HostCerts::new(&host.name);
+    certs.migration_hostname = text_var(&host.plan.vars, "migration_hostname");
+    certs.migration_address = text_var(&host.plan.vars, "migration_interface_address");
+    let mut any = false;
+    for service in &host.plan.services {
+        for file in &service.files {
+            let name = file.path.rsplit('/').next().unwrap_or_default();
+            if let Some(kind) = KollaFile::ALL.into_iter().find(|k| k.file_name() == name) {
+                if certs.file(kind).is_none() {
+                    certs.set_file(kind, CertFile::new(&file.source, file.content.clone()));
+                    any = true;
+                }
+            }
+        }
+    }
+    any.then_some(certs)
+}
+
+/// Validates every host's certificates; errors and warnings, all hosts at once.
+pub fn check_certs(hosts: &[PreparedHost], warn_days: u32) -> Vec<Finding> {
+    let now = SystemTime::now();
+    hosts
+        .iter()
+        .filter_map(host_certs)
+        .flat_map(|certs| validate_host(&certs, now, warn_days))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,35 +263,4 @@ mod tests {
             "{bad}"
         );
     }
-}
-
-/// The certificate set a host will receive, as the PKI checks see it. None when the plan
-/// pushes no certificates (TLS off, or certificates not managed).
-pub fn host_certs(host: &PreparedHost) -> Option<HostCerts> {
-    let mut certs = HostCerts::new(&host.name);
-    certs.migration_hostname = text_var(&host.plan.vars, "migration_hostname");
-    certs.migration_address = text_var(&host.plan.vars, "migration_interface_address");
-    let mut any = false;
-    for service in &host.plan.services {
-        for file in &service.files {
-            let name = file.path.rsplit('/').next().unwrap_or_default();
-            if let Some(kind) = KollaFile::ALL.into_iter().find(|k| k.file_name() == name) {
-                if certs.file(kind).is_none() {
-                    certs.set_file(kind, CertFile::new(&file.source, file.content.clone()));
-                    any = true;
-                }
-            }
-        }
-    }
-    any.then_some(certs)
-}
-
-/// Validates every host's certificates; errors and warnings, all hosts at once.
-pub fn check_certs(hosts: &[PreparedHost], warn_days: u32) -> Vec<Finding> {
-    let now = SystemTime::now();
-    hosts
-        .iter()
-        .filter_map(host_certs)
-        .flat_map(|certs| validate_host(&certs, now, warn_days))
-        .collect()
 }

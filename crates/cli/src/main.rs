@@ -3,6 +3,7 @@
 mod certs;
 mod inputs;
 mod output;
+mod rotate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,6 +89,8 @@ enum Command {
         #[arg(long)]
         diff: bool,
     },
+    /// Rotate certificates in batches, each host proven healthy before the next batch.
+    Rotate(rotate::RotateArgs),
     /// Certificates: validate, report expiry, run a CA, issue host pairs.
     Certs {
         #[command(subcommand)]
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
             runtime.block_on(converge(&cli.global, "check", Mode::Check { diff }))
         }
         Command::Certs { command } => runtime.block_on(certs::run(&cli.global, command)),
+        Command::Rotate(args) => runtime.block_on(rotate::run(&cli.global, args)),
     };
     match result {
         Ok(code) => code,

@@ -6,11 +6,12 @@ use virtfleet_ssh::{ClientOptions, Session};
 
 use crate::script;
 use crate::state::{decide, Action, Decision, HostState, Marker};
-use crate::{Event, HostJob, HostReport, Mode, Phase, Status};
+use crate::{ApplyOptions, Event, HostJob, HostReport, Mode, Phase, Status};
 
 pub(crate) async fn host(
     job: &HostJob,
     mode: Mode,
+    apply: &ApplyOptions,
     ssh: &ClientOptions,
     events: &UnboundedSender<Event>,
 ) -> HostReport {
@@ -30,6 +31,7 @@ pub(crate) async fn host(
         session: &session,
         job,
         progress,
+        apply,
     }
     .run(mode)
     .await;
@@ -62,6 +64,7 @@ struct Converger<'a> {
     session: &'a Session,
     job: &'a HostJob,
     progress: Progress<'a>,
+    apply: &'a ApplyOptions,
 }
 
 impl Converger<'_> {
@@ -117,7 +120,13 @@ impl Converger<'_> {
 
         if !to_push.is_empty() {
             self.progress.phase(Phase::Push);
-            let (push, stdin) = script::push(&to_push, None);
+            let suffix = self.apply.backup_suffix.as_deref();
+            let (mut push, stdin) = script::push(&to_push, suffix);
+            if let Some(suffix) = suffix {
+                // The markers too: a rollback must leave them describing the restored files.
+                let markers: Vec<&str> = services.iter().map(|s| s.marker_path.as_str()).collect();
+                push = format!("{}{push}", script::backup(&markers, suffix));
+            }
             self.exec("push files", &push, &stdin).await?;
         }
         if mode == Mode::WriteOnly {
@@ -129,7 +138,10 @@ impl Converger<'_> {
                 &service.marker_path,
                 &Marker::for_service(service, container_id).render(),
             );
-            if decision.action == Action::Reload {
+            if decision.action == Action::Reload && self.apply.force_restart {
+                self.progress
+                    .detail(format!("{}: restarting (restart requested)", service.name));
+            } else if decision.action == Action::Reload {
                 self.progress.phase(Phase::Reload);
                 let reload = service.reload.as_ref().expect("decided on a reload spec");
                 let commands = format!(
@@ -182,6 +194,51 @@ impl Converger<'_> {
             self.exec(&what, &command, stdin).await?;
         }
         Ok(())
+    }
+
+    /// Re-applies restored files: reload where the run reloaded (restart if that fails),
+    /// restart where it restarted or failed half-way. The restored markers already describe
+    /// the restored files, so none is written.
+    async fn reapply(&self, applied: &HostReport, force_restart: bool) -> Result<String, String> {
+        let engine = self.job.container_engine.as_str();
+        let mut done = Vec::new();
+        for service in &self.job.plan.services {
+            let touched = service
+                .files
+                .iter()
+                .any(|f| applied.changed_files.contains(&f.path));
+            let reloaded = applied.reloaded.contains(&service.name);
+            let restarted = applied.restarted.contains(&service.name);
+            // A failed run may have stopped a service before it could report it.
+            let interrupted = applied.status == Status::Failed && touched;
+            if !(reloaded || restarted || interrupted) {
+                continue;
+            }
+            let reload = service
+                .reload
+                .as_ref()
+                .filter(|_| !force_restart && !restarted);
+            if let Some(reload) = reload {
+                self.progress.phase(Phase::Reload);
+                let commands = script::exec_in(engine, &service.name, &reload.exec);
+                match self.exec("reload", &commands, b"").await {
+                    Ok(_) => {
+                        done.push(format!("reloaded {}", service.name));
+                        continue;
+                    }
+                    Err(e) => self
+                        .progress
+                        .detail(format!("{}: {e}; restarting instead", service.name)),
+                }
+            }
+            self.restart(service, "").await?;
+            done.push(format!("restarted {}", service.name));
+        }
+        Ok(if done.is_empty() {
+            "nothing to re-apply".into()
+        } else {
+            done.join(", ")
+        })
     }
 
     async fn probe(&self) -> Result<HostState, String> {
@@ -244,4 +301,69 @@ impl Converger<'_> {
         }
         Ok(out.stdout)
     }
+}
+
+/// Every path a backed-up run may have kept a copy of: the plan's files and the markers.
+pub(crate) fn backed_up_paths(job: &HostJob) -> Vec<&str> {
+    job.plan
+        .services
+        .iter()
+        .flat_map(|s| {
+            s.files
+                .iter()
+                .map(|f| f.path.as_str())
+                .chain([s.marker_path.as_str()])
+        })
+        .collect()
+}
+
+pub(crate) async fn roll_back(
+    job: &HostJob,
+    applied: &HostReport,
+    suffix: &str,
+    force_restart: bool,
+    ssh: &ClientOptions,
+    events: &UnboundedSender<Event>,
+) -> Result<String, String> {
+    let progress = Progress {
+        host: &job.target.label,
+        events,
+    };
+    progress.phase(Phase::Connect);
+    let session = Session::connect(&job.target, ssh)
+        .await
+        .map_err(|e| e.to_string())?;
+    let apply = ApplyOptions::default();
+    let converger = Converger {
+        session: &session,
+        job,
+        progress,
+        apply: &apply,
+    };
+    let paths = backed_up_paths(job);
+    // Only what this run replaced: a backup left by an earlier, killed run is not restored.
+    let replaced: Vec<&str> = paths
+        .iter()
+        .copied()
+        .filter(|p| {
+            let marker = job.plan.services.iter().any(|s| s.marker_path == *p);
+            // Markers are backed up with the files they describe, so only when files were.
+            applied.changed_files.iter().any(|c| c == p)
+                || (marker && !applied.changed_files.is_empty())
+        })
+        .collect();
+    let result = async {
+        converger.progress.phase(Phase::Push);
+        converger
+            .exec("restore backups", &script::restore(&replaced, suffix), b"")
+            .await?;
+        converger.reapply(applied, force_restart).await
+    }
+    .await;
+    // Whatever happened, leave no copies of old keys behind.
+    let _ = session
+        .exec(&script::remove_backups(&paths, suffix), b"")
+        .await;
+    session.close().await;
+    result
 }

@@ -18,6 +18,7 @@ use virtfleet_plan::HostPlan;
 use virtfleet_ssh::{ClientOptions, Target};
 
 /// One host's job: where to reach it and what it should hold.
+#[derive(Clone)]
 pub struct HostJob {
     pub target: Target,
     pub plan: HostPlan,
@@ -126,12 +127,33 @@ pub struct RunOptions {
     pub ssh: ClientOptions,
 }
 
+/// Per-run choices beyond [`RunOptions`]; the defaults are deploy's behaviour.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Restart services even where the playbook's live reload would apply the change.
+    pub force_restart: bool,
+    /// Before replacing files, keep the previous ones (and the applied markers) beside them as
+    /// `<path><suffix>`, mode 0600, for [`roll_back`]; [`remove_backups`] deletes them.
+    pub backup_suffix: Option<String>,
+}
+
 /// Runs every job, at most `forks` hosts at once. A host's failure never stops the others.
 pub async fn run(
     jobs: Vec<HostJob>,
     options: &RunOptions,
     events: mpsc::UnboundedSender<Event>,
 ) -> BTreeMap<String, HostReport> {
+    run_with(jobs, options, &ApplyOptions::default(), events).await
+}
+
+/// [`run`] with backups and restart choices.
+pub async fn run_with(
+    jobs: Vec<HostJob>,
+    options: &RunOptions,
+    apply: &ApplyOptions,
+    events: mpsc::UnboundedSender<Event>,
+) -> BTreeMap<String, HostReport> {
+    let apply = Arc::new(apply.clone());
     let permits = Arc::new(Semaphore::new(options.forks.max(1)));
     let ssh = Arc::new(options.ssh.clone());
     let mut tasks = tokio::task::JoinSet::new();
@@ -140,11 +162,12 @@ pub async fn run(
         let ssh = ssh.clone();
         let events = events.clone();
         let mode = options.mode;
+        let apply = apply.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("semaphore open");
             let started = Instant::now();
             let name = job.target.label.clone();
-            let mut report = converge::host(&job, mode, &ssh, &events).await;
+            let mut report = converge::host(&job, mode, &apply, &ssh, &events).await;
             report.seconds = started.elapsed().as_secs_f64();
             let _ = events.send(Event::Done {
                 host: name.clone(),
@@ -159,4 +182,43 @@ pub async fn run(
         reports.insert(name, report);
     }
     reports
+}
+
+/// Undoes what a run with [`ApplyOptions::backup_suffix`] did on one host: puts back the
+/// previous files and applied markers kept in that run, applies them again the way the run
+/// applied the new ones (reload, else restart), and deletes the backups. `applied` is the
+/// host's report from that run. Returns a line saying what was re-applied.
+pub async fn roll_back(
+    job: &HostJob,
+    applied: &HostReport,
+    apply: &ApplyOptions,
+    ssh: &ClientOptions,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<String, String> {
+    let suffix = apply
+        .backup_suffix
+        .as_deref()
+        .ok_or("roll back needs a run with backups")?;
+    converge::roll_back(job, applied, suffix, apply.force_restart, ssh, events).await
+}
+
+/// Deletes the backups a run with [`ApplyOptions::backup_suffix`] left on one host.
+pub async fn remove_backups(
+    job: &HostJob,
+    suffix: &str,
+    ssh: &ClientOptions,
+) -> Result<(), String> {
+    let paths = converge::backed_up_paths(job);
+    let session = virtfleet_ssh::Session::connect(&job.target, ssh)
+        .await
+        .map_err(|e| e.to_string())?;
+    let out = session
+        .exec(&script::remove_backups(&paths, suffix), b"")
+        .await;
+    session.close().await;
+    match out {
+        Ok(out) if out.success() => Ok(()),
+        Ok(out) => Err(format!("remove backups: {}", out.stderr_lossy().trim())),
+        Err(e) => Err(format!("remove backups: {e}")),
+    }
 }

@@ -87,20 +87,60 @@ pub fn push(files: &[&DesiredFile], backup_suffix: Option<&str>) -> (String, Vec
     }
     s.push_str("sync $staged\n");
     if let Some(suffix) = backup_suffix {
-        // Keep the previous version beside each file (mode 0600) for a rollback.
-        for f in files {
-            let p = quote(&f.path);
-            let b = quote(&format!("{}{suffix}", f.path));
-            s.push_str(&format!(
-                "if [ -f {p} ]; then cp -p {p} {b} && chmod 600 {b}; else : > {b}.absent; fi\n"
-            ));
-        }
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        s.push_str(&backup(&paths, suffix));
     }
     for (i, f) in files.iter().enumerate() {
         s.push_str(&format!("mv -f \"$t{i}\" {}\n", quote(&f.path)));
     }
     s.push_str("staged=\n");
     (s, stdin)
+}
+
+/// Keeps the current version of each file beside it as `<path><suffix>` (mode 0600), or an
+/// empty `<path><suffix>.absent` when there is none, so [`restore`] can put it back. Older
+/// backups of the same paths are replaced first.
+pub fn backup(paths: &[&str], suffix: &str) -> String {
+    let mut s = String::from("umask 077\n");
+    for path in paths {
+        let p = quote(path);
+        let b = quote(&format!("{path}{suffix}"));
+        let absent = quote(&format!("{path}{suffix}.absent"));
+        s.push_str(&format!(
+            "rm -f {b} {absent}\n\
+             if [ -f {p} ]; then cp -p {p} {b} && chmod 600 {b}; else : > {absent}; fi\n"
+        ));
+    }
+    s
+}
+
+/// Puts back what [`backup`] kept: the previous file, or no file where there was none.
+/// Paths without a backup are left as they are.
+pub fn restore(paths: &[&str], suffix: &str) -> String {
+    let mut s = String::from("set -e\n");
+    for path in paths {
+        let p = quote(path);
+        let b = quote(&format!("{path}{suffix}"));
+        let absent = quote(&format!("{path}{suffix}.absent"));
+        s.push_str(&format!(
+            "if [ -f {b} ]; then mv -f {b} {p}; rm -f {absent}; \
+             elif [ -f {absent} ]; then rm -f {p} {absent}; fi\n"
+        ));
+    }
+    s
+}
+
+/// Deletes the backups of these paths.
+pub fn remove_backups(paths: &[&str], suffix: &str) -> String {
+    let mut s = String::new();
+    for path in paths {
+        s.push_str(&format!(
+            "rm -f {} {}\n",
+            quote(&format!("{path}{suffix}")),
+            quote(&format!("{path}{suffix}.absent"))
+        ));
+    }
+    s
 }
 
 /// Restart a container, then poll its readiness check on the host (one round trip).
@@ -242,6 +282,40 @@ mod tests {
             text.contains(&format!("M {ms}\n| line1\n| line2\n")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn backup_then_restore_brings_back_old_files_and_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = file(&dir.path().join("old.pem"), b"new\n".to_vec(), 0o600);
+        let added = file(&dir.path().join("added.pem"), b"added\n".to_vec(), 0o600);
+        std::fs::write(&old.path, "old\n").unwrap();
+        let suffix = ".bak";
+        let (script, stdin) = push(&[&old, &added], Some(suffix));
+        run_sh(&script, &stdin);
+        assert_eq!(std::fs::read_to_string(&old.path).unwrap(), "new\n");
+        use std::os::unix::fs::PermissionsExt;
+        let kept = format!("{}{suffix}", old.path);
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+
+        let paths = [old.path.as_str(), added.path.as_str()];
+        run_sh(&restore(&paths, suffix), b"");
+        assert_eq!(std::fs::read_to_string(&old.path).unwrap(), "old\n");
+        assert!(!std::path::Path::new(&added.path).exists());
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["old.pem"], "backups left behind");
+
+        // Without backups, restore changes nothing; remove_backups cleans both kinds.
+        run_sh(&restore(&paths, suffix), b"");
+        assert_eq!(std::fs::read_to_string(&old.path).unwrap(), "old\n");
+        run_sh(&backup(&paths, suffix), b"");
+        run_sh(&remove_backups(&paths, suffix), b"");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     fn file(path: &std::path::Path, content: Vec<u8>, mode: u32) -> DesiredFile {
