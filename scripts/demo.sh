@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The virtfleet demo on a local 3-host lab: start from Kolla's insecure day-0 libvirt (TCP, no
-# authentication), deploy mutual TLS + SASL, and show what a peer host can and cannot do.
+# authentication), deploy mutual TLS + SASL, show what a peer host can and cannot do, then
+# rotate every host's certificates in rolling batches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -59,5 +60,14 @@ peer_virsh compute03 qemu+tcp://compute01/system && exit 1 || echo "  => refused
 
 step "Run it again: nothing to change, nothing restarted"
 vf deploy
+
+step "Rolling rotation: new leaf certificates for every host, one host per batch"
+for host in compute01 compute02 compute03; do
+  rm "$configdir/config/nova/nova-libvirt/$host/"{server,client}{cert,key}.pem
+done
+vf certs issue
+vf rotate --serial 1 --yes
+echo "libvirtd was reloaded, not restarted; peers still connect:"
+peer_virsh compute03 qemu+tls://compute02/system
 
 step "Done; tearing the lab down"
