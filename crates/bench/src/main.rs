@@ -1,0 +1,345 @@
+//! `virtfleet-bench`: fleet-scale speed and memory of virtfleet, measured against the SSH
+//! floors on the local lab (see docs/perf/README.md).
+//!
+//! For each size it brings up a lab with sleeping containers, then measures side by side: the
+//! OpenSSH floor, the protocol floor, noop, push, rotate-all and rotate-all's hand-written
+//! baseline, each `--runs` times, with wall time, controller CPU and peak RSS. Results go to
+//! `docs/perf/` (results.json, results.md, time-vs-hosts.png).
+
+mod fixture;
+mod measure;
+mod remote;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use virtfleet_lab::{Containers, Lab};
+
+use fixture::{Expect, Fixture};
+use measure::Sample;
+use report::{Results, SizeResult};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Benchmark virtfleet against the SSH floors on the local lab (root)"
+)]
+struct Cli {
+    /// Lab sizes to measure, comma-separated (each 1..=254).
+    #[arg(long, value_delimiter = ',')]
+    hosts: Vec<usize>,
+    /// Runs per scenario (the median is reported; at least 3 for the published figures).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// One size, 50 hosts, unless --hosts is given (finishes in under 10 minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Where results.json, results.md and time-vs-hosts.png go. Existing results of other
+    /// sizes in results.json are kept, so a sweep can be built up size by size.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/perf"))]
+    out: PathBuf,
+    /// The virtfleet binary (default: the one next to this binary).
+    #[arg(long)]
+    virtfleet: Option<PathBuf>,
+    /// The playbook the bench variant is made from.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks/nova-libvirt.yml"))]
+    playbook: PathBuf,
+    /// Skip the per-phase breakdown.
+    #[arg(long)]
+    no_phases: bool,
+    #[command(subcommand)]
+    child: Option<Child>,
+}
+
+/// The bench's own SSH programs, run as measured child processes.
+#[derive(Subcommand)]
+enum Child {
+    /// Protocol floor: connect + host key + auth + `true` to every lab host at once.
+    #[command(hide = true)]
+    ProtocolFloor {
+        #[arg(long)]
+        lab_dir: PathBuf,
+    },
+    /// rotate-all's container operations by hand, one round trip per host.
+    #[command(hide = true)]
+    DirectOps {
+        #[arg(long)]
+        lab_dir: PathBuf,
+    },
+    /// Times each phase of a converge on all hosts at once and on one host alone.
+    #[command(hide = true)]
+    Phases {
+        #[arg(long)]
+        lab_dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.child {
+        Some(Child::ProtocolFloor { lab_dir }) => return remote::protocol_floor(lab_dir),
+        Some(Child::DirectOps { lab_dir }) => return remote::direct_ops(lab_dir),
+        Some(Child::Phases {
+            lab_dir,
+            rounds,
+            out,
+        }) => return remote::phases(lab_dir, *rounds, out),
+        None => {}
+    }
+    match bench(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("some runs were invalid (a host failed): see results.md");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("virtfleet-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(cli: &Cli) -> Result<bool, String> {
+    let mut sizes = cli.hosts.clone();
+    if sizes.is_empty() {
+        sizes = if cli.quick {
+            vec![50]
+        } else {
+            vec![10, 50, 100, 200]
+        };
+    }
+    if cli.runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let virtfleet = match &cli.virtfleet {
+        Some(p) => p.clone(),
+        None => me.with_file_name("virtfleet"),
+    };
+    if !virtfleet.exists() {
+        return Err(format!(
+            "{} missing: build it with `cargo build --release -p virtfleet -p virtfleet-bench`",
+            virtfleet.display()
+        ));
+    }
+    std::fs::create_dir_all(&cli.out).map_err(|e| format!("{}: {e}", cli.out.display()))?;
+    let json = cli.out.join("results.json");
+    let mut results = Results::load(&json);
+    let mut all_valid = true;
+    for &hosts in &sizes {
+        let size = measure_size(cli, hosts, &me, &virtfleet)?;
+        all_valid &= size.invalid.is_empty();
+        results.sizes.insert(hosts, size);
+        // Save after every size, so a long sweep keeps what it measured.
+        write_outputs(&results, &cli.out)?;
+    }
+    let md = report::markdown(&results);
+    println!("{md}");
+    Ok(all_valid)
+}
+
+fn write_outputs(results: &Results, out: &Path) -> Result<(), String> {
+    results.save(&out.join("results.json"))?;
+    std::fs::write(out.join("results.md"), report::markdown(results))
+        .map_err(|e| format!("results.md: {e}"))?;
+    match report::plot(results, &out.join("time-vs-hosts.png")) {
+        Ok(()) => {}
+        Err(e) => eprintln!("{e}"),
+    }
+    Ok(())
+}
+
+fn log(msg: &str) {
+    eprintln!("[bench] {msg}");
+}
+
+struct Recorder {
+    size: SizeResult,
+    per_host: BTreeMap<String, Vec<f64>>,
+}
+
+impl Recorder {
+    fn record(&mut self, key: &str, run: usize, result: Result<(Sample, Option<f64>), String>) {
+        match result {
+            Ok((sample, per_host)) => {
+                log(&format!(
+                    "{} hosts {key} run {run}: {:.2} s wall, {:.2} s CPU, {:.1} MiB RSS",
+                    self.size.hosts,
+                    sample.wall,
+                    sample.cpu,
+                    sample.max_rss_kib as f64 / 1024.0
+                ));
+                self.size
+                    .scenarios
+                    .entry(key.to_string())
+                    .or_default()
+                    .push(sample);
+                if let Some(s) = per_host {
+                    self.per_host.entry(key.to_string()).or_default().push(s);
+                }
+            }
+            Err(e) => {
+                log(&format!(
+                    "{} hosts {key} run {run}: INVALID: {e}",
+                    self.size.hosts
+                ));
+                self.size.invalid.push(format!("{key} run {run}: {e}"));
+            }
+        }
+    }
+
+    fn finish(mut self) -> SizeResult {
+        for (key, v) in self.per_host {
+            self.size.per_host_seconds.insert(key, measure::stats(&v).0);
+        }
+        self.size
+    }
+}
+
+fn measure_size(
+    cli: &Cli,
+    hosts: usize,
+    me: &Path,
+    virtfleet: &Path,
+) -> Result<SizeResult, String> {
+    let other_labs = virtfleet_lab::list();
+    if !other_labs.is_empty() {
+        log(&format!(
+            "other labs are present ({other_labs:?}): the machine is shared, figures will be noisy"
+        ));
+    }
+    let started = Instant::now();
+    let lab = Lab::up_with(hosts, Containers::Light).map_err(|e| e.to_string())?;
+    log(&format!(
+        "lab{} up with {hosts} light hosts in {:.1} s",
+        lab.id,
+        started.elapsed().as_secs_f64()
+    ));
+    let fixture = Fixture::new(&lab, virtfleet, &cli.playbook)?;
+    let run_log = std::env::temp_dir().join(format!("virtfleet-bench-{hosts}.log"));
+    let _ = std::fs::remove_file(&run_log);
+    log(&format!("child output goes to {}", run_log.display()));
+    let mut rec = Recorder {
+        size: SizeResult {
+            hosts,
+            measured_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            other_labs,
+            ..SizeResult::default()
+        },
+        per_host: BTreeMap::new(),
+    };
+    let lab_dir = lab.dir().to_path_buf();
+    let child = |name: &str| {
+        let mut c = Command::new(me);
+        c.arg(name).arg("--lab-dir").arg(&lab_dir);
+        c
+    };
+    let no_report = |r: Result<Sample, String>| r.map(|s| (s, None));
+
+    // Warm-up (untimed): first connections after sshd start, page cache, podman state.
+    let _ = measure::run_one(child("protocol-floor"), &run_log);
+
+    for run in 1..=cli.runs {
+        let ssh_all = lab
+            .hosts
+            .iter()
+            .map(|h| {
+                let mut c = lab.ssh_command(h);
+                c.arg("true");
+                c
+            })
+            .collect();
+        rec.record(
+            "openssh_floor",
+            run,
+            no_report(measure::run_group(ssh_all, &run_log)),
+        );
+        rec.record(
+            "protocol_floor",
+            run,
+            no_report(measure::run_one(child("protocol-floor"), &run_log)),
+        );
+    }
+
+    let virtfleet_run = |args: &[&str], expect: Expect| {
+        // On a non-zero exit, say which hosts failed and why (from virtfleet's report).
+        let sample =
+            measure::run_one(fixture.command(args), &run_log).map_err(|e| {
+                match fixture.check_report(hosts, expect) {
+                    Err(hosts) => format!("{hosts} ({e})"),
+                    Ok(_) => e,
+                }
+            })?;
+        let per_host = fixture.check_report(hosts, expect)?;
+        Ok((sample, Some(per_host)))
+    };
+
+    for run in 1..=cli.runs {
+        fixture::reset_hosts(&lab)?;
+        rec.record(
+            "push",
+            run,
+            virtfleet_run(&["genconfig"], Expect::AllFilesNoRestart),
+        );
+    }
+    // Apply what genconfig wrote (restarts everything): the converged state noop starts from.
+    rec.record(
+        "setup_deploy",
+        1,
+        virtfleet_run(&["deploy"], Expect::Converged),
+    );
+    for run in 1..=cli.runs {
+        rec.record("noop", run, virtfleet_run(&["deploy"], Expect::NoChange));
+    }
+    if !cli.no_phases {
+        let out = std::env::temp_dir().join(format!("virtfleet-bench-phases-{hosts}.json"));
+        let mut c = child("phases");
+        c.arg("--out").arg(&out);
+        match measure::run_one(c, &run_log) {
+            Ok(_) => {
+                rec.size.phases = std::fs::read_to_string(&out)
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok());
+            }
+            Err(e) => log(&format!("phases failed: {e}")),
+        }
+    }
+    // Alternate rotate-all and its baseline, so drift in machine load hits both alike.
+    for run in 1..=cli.runs {
+        fixture.change_ca()?;
+        rec.record(
+            "rotate_all",
+            run,
+            virtfleet_run(&["deploy"], Expect::RestartBoth),
+        );
+        rec.record(
+            "direct_ops",
+            run,
+            no_report(measure::run_one(child("direct-ops"), &run_log)),
+        );
+    }
+    // A final noop proves the fleet is converged after all that (not timed).
+    if let Err(e) = virtfleet_run(&["deploy"], Expect::NoChange) {
+        rec.size
+            .invalid
+            .push(format!("final noop after rotate-all: {e}"));
+    }
+    let started = Instant::now();
+    let id = lab.id;
+    lab.down().map_err(|e| e.to_string())?;
+    log(&format!(
+        "lab{id} down in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(rec.finish())
+}

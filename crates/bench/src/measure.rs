@@ -1,0 +1,170 @@
+//! Timing one child process (wall, CPU and peak RSS from wait4's rusage) or a group of them,
+//! plus the machine's busy CPU time over the same interval (everything: controller, sshd,
+//! podman, containers).
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// One measured run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sample {
+    /// Wall-clock seconds.
+    pub wall: f64,
+    /// User + system CPU seconds of the controller process(es).
+    pub cpu: f64,
+    /// Peak resident set size of the controller in KiB (for a group: the largest member).
+    pub max_rss_kib: u64,
+    /// Busy CPU seconds of the whole machine over the run (all processes, all cores).
+    pub machine_cpu: f64,
+}
+
+/// Exit status plus rusage of one reaped child.
+pub struct Reaped {
+    pub status: i32,
+    pub cpu: f64,
+    pub max_rss_kib: u64,
+}
+
+/// Busy CPU seconds of the whole machine since boot (from /proc/stat).
+pub fn machine_busy_seconds() -> f64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
+    let busy: u64 = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .map(|(_, v)| v)
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    busy as f64 / hz
+}
+
+/// Waits for `pid` with wait4(2) and returns its status and resource usage.
+pub fn reap(pid: u32) -> Reaped {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    let code = if rc < 0 {
+        -1
+    } else if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Reaped {
+        status: code,
+        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss as u64,
+    }
+}
+
+/// Runs every command at once and waits for all; fails if any exits non-zero.
+/// `log` receives each child's stdout and stderr (appended).
+pub fn run_group(commands: Vec<Command>, log: &std::path::Path) -> Result<Sample, String> {
+    let machine_before = machine_busy_seconds();
+    let started = Instant::now();
+    let mut pids = Vec::new();
+    for mut cmd in commands {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        pids.push((child.id(), format!("{cmd:?}")));
+        // The Child is dropped without wait: we reap it ourselves with wait4.
+        drop(child);
+    }
+    let mut sample = Sample {
+        wall: 0.0,
+        cpu: 0.0,
+        max_rss_kib: 0,
+        machine_cpu: 0.0,
+    };
+    let mut failures = Vec::new();
+    for (pid, what) in pids {
+        let r = reap(pid);
+        if r.status != 0 {
+            failures.push(format!("{what} exited {}", r.status));
+        }
+        sample.cpu += r.cpu;
+        sample.max_rss_kib = sample.max_rss_kib.max(r.max_rss_kib);
+    }
+    sample.wall = started.elapsed().as_secs_f64();
+    sample.machine_cpu = machine_busy_seconds() - machine_before;
+    if failures.is_empty() {
+        Ok(sample)
+    } else {
+        Err(format!(
+            "{} of the commands failed (see {}): {}",
+            failures.len(),
+            log.display(),
+            failures.into_iter().take(3).collect::<Vec<_>>().join("; ")
+        ))
+    }
+}
+
+/// Runs one command and measures it.
+pub fn run_one(cmd: Command, log: &std::path::Path) -> Result<Sample, String> {
+    run_group(vec![cmd], log)
+}
+
+/// Median, min and max of a list.
+pub fn stats(values: &[f64]) -> (f64, f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (median, v[0], v[n - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_of_odd_and_even_lists() {
+        assert_eq!(stats(&[3.0, 1.0, 2.0]), (2.0, 1.0, 3.0));
+        assert_eq!(stats(&[4.0, 1.0, 2.0, 3.0]), (2.5, 1.0, 4.0));
+    }
+
+    #[test]
+    fn a_failing_child_is_reported_and_rusage_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut ok = Command::new("sh");
+        ok.args(["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"]);
+        let sample = run_one(ok, &log).unwrap();
+        assert!(sample.wall > 0.0 && sample.max_rss_kib > 0);
+        let mut bad = Command::new("sh");
+        bad.args(["-c", "exit 3"]);
+        let err = run_one(bad, &log).unwrap_err();
+        assert!(err.contains("exited 3"), "{err}");
+    }
+}

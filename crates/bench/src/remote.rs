@@ -1,0 +1,570 @@
+//! The bench's own SSH programs, run as child processes of the bench so that their wall time,
+//! CPU and RSS are measured exactly like virtfleet's: the protocol floor, the direct container
+//! operations (rotate-all's baseline) and the per-phase cost breakdown.
+//!
+//! All use `virtfleet_ssh::Session` with the options virtfleet's CLI uses
+//! (`ClientOptions::default()` plus the lab's known_hosts), one connection per host, all hosts
+//! at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use virtfleet_ssh::{ClientOptions, Session, Target};
+
+/// The SASL password of the bench's config dir (a throwaway lab secret).
+pub const SASL_PASSWORD: &str = "Bench-Sasl-Secret-42";
+
+/// Hosts of a lab, read from the inventory the lab wrote (`name ansible_host=ADDR` lines).
+pub fn lab_targets(lab_dir: &Path) -> Result<Vec<Target>, String> {
+    let inventory = lab_dir.join("inventory");
+    let text =
+        std::fs::read_to_string(&inventory).map_err(|e| format!("{}: {e}", inventory.display()))?;
+    let key = lab_dir.join("id_ed25519");
+    let mut targets = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(name), Some(addr)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if let Some(address) = addr.strip_prefix("ansible_host=") {
+            let mut target = Target::new(name, address, "root");
+            target.key_file = Some(key.clone());
+            targets.push(target);
+        }
+    }
+    if targets.is_empty() {
+        return Err(format!("no hosts in {}", inventory.display()));
+    }
+    Ok(targets)
+}
+
+/// What virtfleet's CLI uses, with the lab's known_hosts.
+pub fn client_options(lab_dir: &Path) -> ClientOptions {
+    ClientOptions {
+        known_hosts: lab_dir.join("known_hosts"),
+        ..ClientOptions::default()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    // The same runtime flavour as virtfleet's CLI.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Runs `per_host` for every target at once; returns the failures as `host: error` lines.
+fn for_all_hosts<F, Fut>(lab_dir: &Path, per_host: F) -> Vec<String>
+where
+    F: Fn(Target, Arc<ClientOptions>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let targets = match lab_targets(lab_dir) {
+        Ok(t) => t,
+        Err(e) => return vec![e],
+    };
+    let opts = Arc::new(client_options(lab_dir));
+    runtime().block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for target in targets {
+            let label = target.label.clone();
+            let fut = per_host(target, opts.clone());
+            tasks.spawn(async move { fut.await.map_err(|e| format!("{label}: {e}")) });
+        }
+        let mut failures = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(e),
+                Err(e) => failures.push(format!("task: {e}")),
+            }
+        }
+        failures
+    })
+}
+
+fn finish(what: &str, failures: Vec<String>) -> std::process::ExitCode {
+    if failures.is_empty() {
+        return std::process::ExitCode::SUCCESS;
+    }
+    eprintln!("{what}: {} hosts failed", failures.len());
+    for f in failures {
+        eprintln!("  {f}");
+    }
+    std::process::ExitCode::FAILURE
+}
+
+/// The protocol floor: connect, check the host key, authenticate, run `true`, close.
+pub fn protocol_floor(lab_dir: &Path) -> std::process::ExitCode {
+    let failures = for_all_hosts(lab_dir, |target, opts| async move {
+        let session = Session::connect(&target, &opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        let out = session.exec("true", b"").await.map_err(|e| e.to_string())?;
+        session.close().await;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!("`true` exited {}", out.status))
+        }
+    });
+    finish("protocol floor", failures)
+}
+
+/// The container operations of a rotation, written by hand in one round trip per host:
+/// restart nova_libvirt, poll the readiness check (the bench playbook's: `true` in the
+/// container, 40 × 250 ms), (re)create the SASL user with the password on stdin, restart
+/// nova_compute.
+pub fn direct_ops_script(engine: &str, ready: &str) -> String {
+    format!(
+        "set -e\n\
+         {engine} restart nova_libvirt >/dev/null\n\
+         i=0\n\
+         until {engine} exec nova_libvirt {ready} >/dev/null 2>&1; do\n  \
+           i=$((i+1)); [ $i -lt 40 ] || {{ echo 'nova_libvirt not ready' >&2; exit 3; }}\n  \
+           sleep 0.25\n\
+         done\n\
+         {engine} exec -i nova_libvirt saslpasswd2 -c -p -a libvirt nova\n\
+         {engine} restart nova_compute >/dev/null\n"
+    )
+}
+
+pub fn direct_ops(lab_dir: &Path) -> std::process::ExitCode {
+    let script: Arc<str> = direct_ops_script("podman", "true").into();
+    let failures = for_all_hosts(lab_dir, move |target, opts| {
+        let script = script.clone();
+        async move {
+            let session = Session::connect(&target, &opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            let out = session
+                .exec(&script, SASL_PASSWORD.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            session.close().await;
+            if out.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "exit {}: {}",
+                    out.status,
+                    out.stderr_lossy().trim()
+                ))
+            }
+        }
+    });
+    finish("direct ops", failures)
+}
+
+/// Every file and marker the nova-libvirt playbook manages with TLS + SASL on.
+pub const MANAGED: [(&str, &[&str]); 2] = [
+    (
+        "nova-libvirt",
+        &[
+            "libvirtd.conf",
+            "qemu.conf",
+            "sasl.conf",
+            "auth.conf",
+            "cacert.pem",
+            "servercert.pem",
+            "serverkey.pem",
+            "clientcert.pem",
+            "clientkey.pem",
+            "config.json",
+        ],
+    ),
+    (
+        "nova-compute",
+        &[
+            "nova.conf",
+            "auth.conf",
+            "cacert.pem",
+            "clientcert.pem",
+            "clientkey.pem",
+            "config.json",
+        ],
+    ),
+];
+
+/// Where the push phases write (a scratch tree, never the managed files).
+const SCRATCH: &str = "/etc/kolla/virtfleet-bench-scratch";
+
+/// The 16 files of a TLS + SASL host with realistic sizes, under [`SCRATCH`].
+fn scratch_files() -> Vec<virtfleet_plan::DesiredFile> {
+    MANAGED
+        .iter()
+        .flat_map(|(dir, files)| {
+            files.iter().map(move |f| virtfleet_plan::DesiredFile {
+                path: format!("{SCRATCH}/{dir}/{f}"),
+                content: vec![b'x'; if f.ends_with(".pem") { 1800 } else { 600 }],
+                mode: 0o600,
+                owner: None,
+                secret: false,
+                sha256: String::new(),
+                source: Default::default(),
+            })
+        })
+        .collect()
+}
+
+/// A push with the same guarantees as the engine's (staged in each file's directory with the
+/// mode set before any content, sizes checked, synced, then renamed; nothing left on failure)
+/// but a fixed number of processes besides one `head` and one `mv` per file: temp names
+/// come from the shell's PID instead of `mktemp`, one `mkdir -p`, one `chmod` per distinct
+/// mode other than the umask's 0600, one `stat` for every size.
+pub fn lean_push(files: &[&virtfleet_plan::DesiredFile]) -> (String, Vec<u8>) {
+    let mut s = String::from("set -e\numask 077\nstaged=\ntrap 'rm -f $staged' EXIT\n");
+    let mut dirs: Vec<&str> = files
+        .iter()
+        .map(|f| f.path.rsplit_once('/').map_or(".", |(d, _)| d))
+        .collect();
+    dirs.dedup();
+    let quoted = |w: &str| virtfleet_engine::script::quote(w);
+    s.push_str(&format!(
+        "mkdir -p {}\n",
+        dirs.iter().map(|d| quoted(d)).collect::<Vec<_>>().join(" ")
+    ));
+    let temp = |i: usize, f: &virtfleet_plan::DesiredFile| {
+        let dir = f.path.rsplit_once('/').map_or(".", |(d, _)| d);
+        format!("{}/.virtfleet.$$.{i}", quoted(dir))
+    };
+    let mut stdin = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        s.push_str(&format!(
+            "t{i}={}; staged=\"$staged $t{i}\"; : > \"$t{i}\"\n",
+            temp(i, f)
+        ));
+    }
+    let mut modes: Vec<u32> = files
+        .iter()
+        .map(|f| f.mode)
+        .filter(|m| *m != 0o600)
+        .collect();
+    modes.sort_unstable();
+    modes.dedup();
+    for mode in modes {
+        let of_mode: Vec<String> = files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.mode == mode)
+            .map(|(i, _)| format!("\"$t{i}\""))
+            .collect();
+        s.push_str(&format!("chmod {mode:o} {}\n", of_mode.join(" ")));
+    }
+    for (i, f) in files.iter().enumerate() {
+        if let Some(owner) = &f.owner {
+            s.push_str(&format!("chown {} \"$t{i}\"\n", quoted(owner)));
+        }
+    }
+    for (i, f) in files.iter().enumerate() {
+        s.push_str(&format!("head -c {} > \"$t{i}\"\n", f.content.len()));
+        stdin.extend_from_slice(&f.content);
+    }
+    let sizes: Vec<String> = files.iter().map(|f| f.content.len().to_string()).collect();
+    s.push_str(&format!(
+        "[ \"$(stat -c %s $staged | tr '\\n' ' ')\" = '{} ' ] || {{ echo 'short input' >&2; exit 1; }}\n",
+        sizes.join(" ")
+    ));
+    s.push_str("sync $staged\n");
+    for (i, f) in files.iter().enumerate() {
+        s.push_str(&format!("mv -f \"$t{i}\" {}\n", quoted(&f.path)));
+    }
+    s.push_str("staged=\n");
+    (s, stdin)
+}
+
+/// The commands whose cost the phase breakdown measures, in the order run.
+pub fn phase_commands() -> Vec<(&'static str, String, Vec<u8>)> {
+    let paths: Vec<String> = MANAGED
+        .iter()
+        .flat_map(|(dir, files)| files.iter().map(move |f| format!("/etc/kolla/{dir}/{f}")))
+        .collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let markers = [
+        "/etc/kolla/nova-libvirt/.virtfleet-applied",
+        "/etc/kolla/nova-compute/.virtfleet-applied",
+    ];
+    let containers = ["nova_libvirt", "nova_compute"];
+    let probe = virtfleet_engine::script::probe(&paths, &markers, "podman", &containers);
+    // The same script with the container engine replaced by `true`: no podman process.
+    let probe_files_only = virtfleet_engine::script::probe(&paths, &markers, "true", &containers);
+    // ... and with `podman inspect` for the container IDs (the probe before the store read).
+    let probe_inspect = probe_files_only.replace("\ntrue inspect ", "\npodman inspect ");
+    let files = scratch_files();
+    let refs: Vec<&virtfleet_plan::DesiredFile> = files.iter().collect();
+    let (push, push_stdin) = virtfleet_engine::script::push(&refs, None);
+    let (lean, lean_stdin) = lean_push(&refs);
+    let mut commands: Vec<(&'static str, String)> = vec![
+        ("exec `true` (bare round trip)", "true".to_string()),
+        (
+            "probe, engine's current script (files, markers, container IDs)",
+            probe,
+        ),
+        ("probe, files and markers only", probe_files_only),
+        (
+            "probe with `podman inspect` for the container IDs",
+            probe_inspect,
+        ),
+        (
+            "`podman inspect` of both containers alone",
+            "podman inspect --format '{{.Name}} {{.Id}}' nova_libvirt nova_compute".to_string(),
+        ),
+        (
+            "container IDs from podman's containers.json (no podman process)",
+            CONTAINERS_JSON_IDS.to_string(),
+        ),
+        (
+            "`podman exec nova_libvirt true` (one readiness check)",
+            "podman exec nova_libvirt true".to_string(),
+        ),
+        (
+            "`podman restart nova_compute`",
+            "podman restart nova_compute >/dev/null".to_string(),
+        ),
+    ];
+    let mut out: Vec<(&'static str, String, Vec<u8>)> = commands
+        .drain(..)
+        .map(|(n, c)| (n, c, Vec::new()))
+        .collect();
+    out.push((
+        "push of 16 files, engine's script (scratch dir)",
+        push,
+        push_stdin,
+    ));
+    out.push((
+        "push of 16 files, lean variant (`lean_push`, scratch dir)",
+        lean,
+        lean_stdin,
+    ));
+    out.push((
+        "(cleanup of the scratch dir)",
+        format!("rm -rf {SCRATCH}"),
+        Vec::new(),
+    ));
+    out
+}
+
+/// Reads container names and IDs from podman's own storage file instead of running podman.
+pub const CONTAINERS_JSON_IDS: &str = "f=/var/lib/containers/storage/overlay-containers/containers.json; \
+     tr '{' '\\n' < $f | sed -n 's/.*\"id\":\"\\([0-9a-f]*\\)\".*\"names\":\\[\"\\([^\"]*\\)\".*/C \\2 \\1/p'";
+
+#[derive(Debug, Serialize)]
+pub struct PhaseTiming {
+    pub phase: String,
+    /// Wall seconds for all hosts at once (fleet-wide), median of the rounds.
+    pub all_hosts_wall: f64,
+    /// Wall seconds on one host alone, median of the rounds.
+    pub one_host_wall: f64,
+}
+
+/// Times each phase on all hosts at once and on one host alone; prints JSON to `out`.
+pub fn phases(lab_dir: &Path, rounds: usize, out: &PathBuf) -> std::process::ExitCode {
+    let targets = match lab_targets(lab_dir) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let opts = client_options(lab_dir);
+    let commands = phase_commands();
+    let result = runtime().block_on(async {
+        let mut timings = Vec::new();
+        let mut all_connect = Vec::new();
+        let mut one_connect = Vec::new();
+        let mut all_cmd = vec![Vec::new(); commands.len()];
+        let mut one_cmd = vec![Vec::new(); commands.len()];
+        for _ in 0..rounds.max(1) {
+            // All hosts at once.
+            let started = Instant::now();
+            let sessions = connect_all(&targets, &opts).await?;
+            all_connect.push(started.elapsed().as_secs_f64());
+            // The first channel of a connection costs more (untimed warm-up).
+            exec_all(&sessions, "true", b"").await?;
+            for (i, (_, command, stdin)) in commands.iter().enumerate() {
+                all_cmd[i].push(exec_all(&sessions, command, stdin).await?);
+            }
+            close_all(sessions).await;
+            // One host alone.
+            let started = Instant::now();
+            let session = Session::connect(&targets[0], &opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            one_connect.push(started.elapsed().as_secs_f64());
+            let sessions = vec![Arc::new(session)];
+            exec_all(&sessions, "true", b"").await?;
+            for (i, (_, command, stdin)) in commands.iter().enumerate() {
+                one_cmd[i].push(exec_all(&sessions, command, stdin).await?);
+            }
+            close_all(sessions).await;
+        }
+        let median = |v: &[f64]| crate::measure::stats(v).0;
+        timings.push(PhaseTiming {
+            phase: "connect + host key + auth".into(),
+            all_hosts_wall: median(&all_connect),
+            one_host_wall: median(&one_connect),
+        });
+        for (i, (name, _, _)) in commands.iter().enumerate() {
+            timings.push(PhaseTiming {
+                phase: name.to_string(),
+                all_hosts_wall: median(&all_cmd[i]),
+                one_host_wall: median(&one_cmd[i]),
+            });
+        }
+        // Does the storage file agree with podman inspect? (Else the cheap way is no way.)
+        let check = format!(
+            "a=$(podman inspect --format 'C {{{{.Name}}}} {{{{.Id}}}}' nova_libvirt nova_compute | sort); \
+             b=$({CONTAINERS_JSON_IDS} | sort); [ \"$a\" = \"$b\" ] || {{ echo \"$a / $b\" >&2; exit 1; }}"
+        );
+        let sessions = vec![Arc::new(
+            Session::connect(&targets[0], &opts)
+                .await
+                .map_err(|e| e.to_string())?,
+        )];
+        let agrees = exec_all(&sessions, &check, b"").await.is_ok();
+        close_all(sessions).await;
+        Ok::<_, String>(serde_json::json!({
+            "hosts": targets.len(),
+            "rounds": rounds,
+            "phases": timings,
+            "containers_json_matches_podman_inspect": agrees,
+        }))
+    });
+    match result {
+        Ok(json) => {
+            if let Err(e) = std::fs::write(out, format!("{json:#}\n")) {
+                eprintln!("{}: {e}", out.display());
+                return std::process::ExitCode::FAILURE;
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("phases: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect_all(
+    targets: &[Target],
+    opts: &ClientOptions,
+) -> Result<Vec<Arc<Session>>, String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, t) in targets.iter().enumerate() {
+        let (t, o) = (t.clone(), opts.clone());
+        tasks.spawn(async move { (i, Session::connect(&t, &o).await) });
+    }
+    let mut sessions: Vec<Option<Arc<Session>>> = (0..targets.len()).map(|_| None).collect();
+    while let Some(done) = tasks.join_next().await {
+        let (i, s) = done.map_err(|e| e.to_string())?;
+        sessions[i] = Some(Arc::new(s.map_err(|e| e.to_string())?));
+    }
+    Ok(sessions.into_iter().flatten().collect())
+}
+
+async fn close_all(sessions: Vec<Arc<Session>>) {
+    for s in sessions {
+        if let Ok(s) = Arc::try_unwrap(s) {
+            s.close().await;
+        }
+    }
+}
+
+/// Runs `command` on every session at once; wall seconds until the last finished.
+async fn exec_all(sessions: &[Arc<Session>], command: &str, stdin: &[u8]) -> Result<f64, String> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in sessions {
+        let (s, c, i) = (s.clone(), command.to_string(), stdin.to_vec());
+        tasks.spawn(async move {
+            let out = s
+                .exec_with_timeout(&c, &i, Duration::from_secs(120))
+                .await
+                .map_err(|e| e.to_string())?;
+            if out.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: `{}` exited {}: {}",
+                    s.host(),
+                    c.lines().next().unwrap_or(""),
+                    out.status,
+                    out.stderr_lossy().trim()
+                ))
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| e.to_string())??;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inspect_variant_of_the_probe_runs_podman_inspect() {
+        let commands = phase_commands();
+        let inspect = &commands[3].1;
+        assert!(commands[5].0.contains("containers.json"));
+        assert!(inspect.contains("\npodman inspect "), "{inspect}");
+        assert!(!commands[2].1.contains("podman"), "{}", commands[2].1);
+    }
+
+    #[test]
+    fn lean_push_writes_every_file_with_its_mode_and_leaves_nothing() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, content: &[u8], mode| virtfleet_plan::DesiredFile {
+            path: dir.path().join(name).to_str().unwrap().to_string(),
+            content: content.to_vec(),
+            mode,
+            owner: None,
+            secret: false,
+            sha256: String::new(),
+            source: Default::default(),
+        };
+        let a = file("a/x.conf", b"secret=1\n", 0o600);
+        let b = file("b/y.pem", b"pem\n", 0o644);
+        let (script, stdin) = lean_push(&[&a, &b]);
+        let run = |stdin: &[u8]| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(stdin).unwrap();
+            child.wait().unwrap().success()
+        };
+        // Short input: nothing replaced, nothing left behind.
+        assert!(!run(&stdin[..stdin.len() - 1]));
+        assert!(!std::path::Path::new(&a.path).exists());
+        assert!(run(&stdin));
+        assert_eq!(std::fs::read(&a.path).unwrap(), b"secret=1\n");
+        assert_eq!(std::fs::read(&b.path).unwrap(), b"pem\n");
+        let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&a.path), mode(&b.path)), (0o600, 0o644));
+        for sub in ["a", "b"] {
+            let names: Vec<_> = std::fs::read_dir(dir.path().join(sub))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(names.len(), 1, "{names:?}");
+        }
+    }
+
+    #[test]
+    fn direct_ops_keep_the_password_off_the_command_line() {
+        let script = direct_ops_script("podman", "true");
+        assert!(!script.contains(SASL_PASSWORD));
+        assert!(script.contains("podman exec -i nova_libvirt saslpasswd2 -c -p -a libvirt nova"));
+    }
+}
