@@ -30,6 +30,17 @@ pub struct PreparedHost {
     pub container_engine: String,
 }
 
+impl PreparedHost {
+    /// What the engine needs to converge this host.
+    pub fn into_job(self) -> virtfleet_engine::HostJob {
+        virtfleet_engine::HostJob {
+            target: self.target,
+            plan: self.plan,
+            container_engine: self.container_engine,
+        }
+    }
+}
+
 pub struct Inputs {
     pub configdir: PathBuf,
     pub inventory: Inventory,

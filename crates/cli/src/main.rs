@@ -175,14 +175,7 @@ pub fn prepare(global: &GlobalArgs) -> Result<Vec<PreparedHost>, InputErrors> {
 
 async fn converge(global: &GlobalArgs, command: &str, mode: Mode) -> Result<ExitCode, InputErrors> {
     let hosts = prepare(global)?;
-    let jobs: Vec<HostJob> = hosts
-        .into_iter()
-        .map(|h| HostJob {
-            target: h.target,
-            plan: h.plan,
-            container_engine: h.container_engine,
-        })
-        .collect();
+    let jobs: Vec<HostJob> = hosts.into_iter().map(PreparedHost::into_job).collect();
     let options = RunOptions {
         mode,
         forks: global.forks(jobs.len()),

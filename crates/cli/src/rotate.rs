@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use virtfleet_engine::{ApplyOptions, Event, HostJob, HostReport, Mode, RunOptions, Status};
 use virtfleet_ssh::ClientOptions;
 
-use crate::inputs::{self, InputErrors};
+use crate::inputs::{self, InputErrors, PreparedHost};
 use crate::output::{self, Summary, Verbosity};
 use crate::GlobalArgs;
 use gate::{Endpoint, Expected, Peers};
@@ -98,14 +98,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
     if !without_certs.is_empty() {
         return Err(InputErrors(without_certs));
     }
-    let jobs: Vec<HostJob> = hosts
-        .into_iter()
-        .map(|h| HostJob {
-            target: h.target,
-            plan: h.plan,
-            container_engine: h.container_engine,
-        })
-        .collect();
+    let jobs: Vec<HostJob> = hosts.into_iter().map(PreparedHost::into_job).collect();
     let ssh = global.ssh_options();
     let phases = rollover::phases(jobs, &ssh, global.forks(usize::MAX)).await;
     let size = args.serial.batch_size(phases[0].jobs.len());
