@@ -210,72 +210,6 @@ fn scratch_files() -> Vec<virtfleet_plan::DesiredFile> {
         .collect()
 }
 
-/// A push with the same guarantees as the engine's (staged in each file's directory with the
-/// mode set before any content, sizes checked, synced, then renamed; nothing left on failure)
-/// but a fixed number of processes besides one `head` and one `mv` per file: temp names
-/// come from the shell's PID instead of `mktemp`, one `mkdir -p`, one `chmod` per distinct
-/// mode other than the umask's 0600, one `stat` for every size.
-pub fn lean_push(files: &[&virtfleet_plan::DesiredFile]) -> (String, Vec<u8>) {
-    let mut s = String::from("set -e\numask 077\nstaged=\ntrap 'rm -f $staged' EXIT\n");
-    let mut dirs: Vec<&str> = files
-        .iter()
-        .map(|f| f.path.rsplit_once('/').map_or(".", |(d, _)| d))
-        .collect();
-    dirs.dedup();
-    let quoted = |w: &str| virtfleet_engine::script::quote(w);
-    s.push_str(&format!(
-        "mkdir -p {}\n",
-        dirs.iter().map(|d| quoted(d)).collect::<Vec<_>>().join(" ")
-    ));
-    let temp = |i: usize, f: &virtfleet_plan::DesiredFile| {
-        let dir = f.path.rsplit_once('/').map_or(".", |(d, _)| d);
-        format!("{}/.virtfleet.$$.{i}", quoted(dir))
-    };
-    let mut stdin = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        s.push_str(&format!(
-            "t{i}={}; staged=\"$staged $t{i}\"; : > \"$t{i}\"\n",
-            temp(i, f)
-        ));
-    }
-    let mut modes: Vec<u32> = files
-        .iter()
-        .map(|f| f.mode)
-        .filter(|m| *m != 0o600)
-        .collect();
-    modes.sort_unstable();
-    modes.dedup();
-    for mode in modes {
-        let of_mode: Vec<String> = files
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.mode == mode)
-            .map(|(i, _)| format!("\"$t{i}\""))
-            .collect();
-        s.push_str(&format!("chmod {mode:o} {}\n", of_mode.join(" ")));
-    }
-    for (i, f) in files.iter().enumerate() {
-        if let Some(owner) = &f.owner {
-            s.push_str(&format!("chown {} \"$t{i}\"\n", quoted(owner)));
-        }
-    }
-    for (i, f) in files.iter().enumerate() {
-        s.push_str(&format!("head -c {} > \"$t{i}\"\n", f.content.len()));
-        stdin.extend_from_slice(&f.content);
-    }
-    let sizes: Vec<String> = files.iter().map(|f| f.content.len().to_string()).collect();
-    s.push_str(&format!(
-        "[ \"$(stat -c %s $staged | tr '\\n' ' ')\" = '{} ' ] || {{ echo 'short input' >&2; exit 1; }}\n",
-        sizes.join(" ")
-    ));
-    s.push_str("sync $staged\n");
-    for (i, f) in files.iter().enumerate() {
-        s.push_str(&format!("mv -f \"$t{i}\" {}\n", quoted(&f.path)));
-    }
-    s.push_str("staged=\n");
-    (s, stdin)
-}
-
 /// The commands whose cost the phase breakdown measures, in the order run.
 pub fn phase_commands() -> Vec<(&'static str, String, Vec<u8>)> {
     let paths: Vec<String> = MANAGED
@@ -295,8 +229,7 @@ pub fn phase_commands() -> Vec<(&'static str, String, Vec<u8>)> {
     let probe_inspect = probe_files_only.replace("\ntrue inspect ", "\npodman inspect ");
     let files = scratch_files();
     let refs: Vec<&virtfleet_plan::DesiredFile> = files.iter().collect();
-    let (push, push_stdin) = virtfleet_engine::script::push(&refs, None);
-    let (lean, lean_stdin) = lean_push(&refs);
+    let push_stdin = virtfleet_engine::script::push(&refs, None);
     let mut commands: Vec<(&'static str, String)> = vec![
         ("exec `true` (bare round trip)", "true".to_string()),
         (
@@ -331,13 +264,8 @@ pub fn phase_commands() -> Vec<(&'static str, String, Vec<u8>)> {
         .collect();
     out.push((
         "push of 16 files, engine's script (scratch dir)",
-        push,
+        virtfleet_engine::script::PUSH_COMMAND.to_string(),
         push_stdin,
-    ));
-    out.push((
-        "push of 16 files, lean variant (`lean_push`, scratch dir)",
-        lean,
-        lean_stdin,
     ));
     out.push((
         "(cleanup of the scratch dir)",
@@ -514,51 +442,6 @@ mod tests {
         assert!(commands[5].0.contains("containers.json"));
         assert!(inspect.contains("\npodman inspect "), "{inspect}");
         assert!(!commands[2].1.contains("podman"), "{}", commands[2].1);
-    }
-
-    #[test]
-    fn lean_push_writes_every_file_with_its_mode_and_leaves_nothing() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let file = |name: &str, content: &[u8], mode| virtfleet_plan::DesiredFile {
-            path: dir.path().join(name).to_str().unwrap().to_string(),
-            content: content.to_vec(),
-            mode,
-            owner: None,
-            secret: false,
-            sha256: String::new(),
-            source: Default::default(),
-        };
-        let a = file("a/x.conf", b"secret=1\n", 0o600);
-        let b = file("b/y.pem", b"pem\n", 0o644);
-        let (script, stdin) = lean_push(&[&a, &b]);
-        let run = |stdin: &[u8]| {
-            use std::io::Write;
-            let mut child = std::process::Command::new("sh")
-                .args(["-c", &script])
-                .stdin(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(stdin).unwrap();
-            child.wait().unwrap().success()
-        };
-        // Short input: nothing replaced, nothing left behind.
-        assert!(!run(&stdin[..stdin.len() - 1]));
-        assert!(!std::path::Path::new(&a.path).exists());
-        assert!(run(&stdin));
-        assert_eq!(std::fs::read(&a.path).unwrap(), b"secret=1\n");
-        assert_eq!(std::fs::read(&b.path).unwrap(), b"pem\n");
-        let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!((mode(&a.path), mode(&b.path)), (0o600, 0o644));
-        for sub in ["a", "b"] {
-            let names: Vec<_> = std::fs::read_dir(dir.path().join(sub))
-                .unwrap()
-                .flatten()
-                .map(|e| e.file_name())
-                .collect();
-            assert_eq!(names.len(), 1, "{names:?}");
-        }
     }
 
     #[test]

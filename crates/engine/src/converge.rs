@@ -120,14 +120,26 @@ impl Converger<'_> {
 
         if !to_push.is_empty() {
             self.progress.phase(Phase::Push);
-            let suffix = self.apply.backup_suffix.as_deref();
-            let (mut push, stdin) = script::push(&to_push, suffix);
-            if let Some(suffix) = suffix {
-                // The markers too: a rollback must leave them describing the restored files.
-                let markers: Vec<&str> = services.iter().map(|s| s.marker_path.as_str()).collect();
-                push = format!("{}{push}", script::backup(&markers, suffix));
+            let backup = self
+                .apply
+                .backup_suffix
+                .as_deref()
+                .map(|suffix| script::Backup {
+                    suffix,
+                    // The markers too: a rollback must leave them describing the restored files.
+                    paths: to_push
+                        .iter()
+                        .map(|f| f.path.as_str())
+                        .chain(services.iter().map(|s| s.marker_path.as_str()))
+                        .collect(),
+                });
+            let stdin = script::push(&to_push, backup.as_ref());
+            let out = self
+                .exec("push files", script::PUSH_COMMAND, &stdin)
+                .await?;
+            if !String::from_utf8_lossy(&out).contains(script::PUSH_DONE) {
+                return Err("push files: the script did not run to its end".into());
             }
-            self.exec("push files", &push, &stdin).await?;
         }
         if mode == Mode::WriteOnly {
             return Ok(());

@@ -24,16 +24,19 @@ const PODMAN_STORES: &str = "/var/lib/containers/storage/overlay-containers/cont
                              /var/lib/containers/storage/vfs-containers/containers.json";
 
 /// One round trip that reports, for every path: mode, owner and sha256; the applied markers;
-/// and each container's ID (a recreated container has a new one).
+/// and each container's ID (a recreated container has a new one). Two processes on the host
+/// (`stat`, `sha256sum`): markers and podman's store are read with shell builtins, since each
+/// process start costs about a millisecond of a host's CPU, per host, per run.
 pub fn probe(paths: &[&str], markers: &[&str], engine: &str, containers: &[&str]) -> String {
     let paths = paths.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" ");
     let mut s = String::new();
     s.push_str(&format!("stat -c 'S %a %U %n' {paths} 2>/dev/null\n"));
-    s.push_str(&format!("sha256sum {paths} 2>/dev/null | sed 's/^/H /'\n"));
+    // Output lines are `<64 hex>  <path>`, told apart from the others by their shape.
+    s.push_str(&format!("sha256sum {paths} 2>/dev/null\n"));
     for marker in markers {
         let m = quote(marker);
         s.push_str(&format!(
-            "echo 'M {marker}'; [ -f {m} ] && sed 's/^/| /' {m}\n"
+            "echo 'M {marker}'\n[ -f {m} ] && while IFS= read -r l || [ -n \"$l\" ]; do printf '| %s\\n' \"$l\"; done < {m}\n"
         ));
     }
     let inspect = format!(
@@ -50,7 +53,9 @@ pub fn probe(paths: &[&str], markers: &[&str], engine: &str, containers: &[&str]
         // ~2 ms where starting `podman inspect` costs ~200 ms of host CPU per run.
         s.push_str(&format!(
             "store=\nfor f in {PODMAN_STORES}; do [ -f \"$f\" ] && store=$f; done\n\
-             if [ -n \"$store\" ]; then printf 'J '; tr -d '\\n' < \"$store\"; echo; else {inspect}; fi\n"
+             if [ -n \"$store\" ]; then printf 'J '\n  \
+               while IFS= read -r l || [ -n \"$l\" ]; do printf '%s' \"$l\"; done < \"$store\"; echo\n\
+             else {inspect}; fi\n"
         ));
     } else {
         s.push_str(&inspect);
@@ -60,41 +65,180 @@ pub fn probe(paths: &[&str], markers: &[&str], engine: &str, containers: &[&str]
     s
 }
 
-/// Stages every file as a temp file in its own directory (mode and owner set before any
-/// content arrives), checks sizes, syncs, then renames them all: the host ends with the old
-/// set or the new one. Contents arrive concatenated on stdin, in order.
-pub fn push(files: &[&DesiredFile], backup_suffix: Option<&str>) -> (String, Vec<u8>) {
-    let mut s = String::from("set -e\numask 077\nstaged=\ntrap 'rm -f $staged' EXIT\n");
-    let mut stdin = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        let dir = parent(&f.path);
-        s.push_str(&format!("mkdir -p {}\n", quote(dir)));
-        s.push_str(&format!(
-            "t{i}=$(mktemp {}/.virtfleet.XXXXXX); staged=\"$staged $t{i}\"\n",
-            quote(dir)
-        ));
-        s.push_str(&format!("chmod {:o} \"$t{i}\"\n", f.mode));
-        if let Some(owner) = &f.owner {
-            s.push_str(&format!("chown {} \"$t{i}\"\n", quote(owner)));
+/// The remote command of a [`push`]: the script itself, contents included, arrives on stdin,
+/// so no secret ever appears on a command line.
+pub const PUSH_COMMAND: &str = "sh -s";
+
+/// The last line a complete [`push`] prints. A script cut short on its way prints nothing
+/// and changes nothing, yet may exit 0, so the caller checks for this line.
+pub const PUSH_DONE: &str = "virtfleet push complete";
+
+/// Previous versions to keep during a push (see [`backup`]).
+pub struct Backup<'a> {
+    pub suffix: &'a str,
+    pub paths: Vec<&'a str>,
+}
+
+/// A script for `sh -s` that replaces `files` all or nothing. Every file is written under its
+/// final name into a fresh 0700 stage directory beside its target (same filesystem, readable
+/// by nobody else), with shell builtins: no process per file. Modes and owners are set, the
+/// staged contents checked against their sha256 and synced; only then is each directory's
+/// set renamed into place by one `mv`. The whole script is one shell function that runs only
+/// once it has arrived in full, so a cut-off transfer writes nothing.
+pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
+    use std::io::Write;
+    let token = stage_token();
+    let mut dirs: Vec<&str> = files.iter().map(|f| parent(&f.path)).collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    let stage = |dir: &str| format!("{}/.virtfleet-stage.{token}", dir.trim_end_matches('/'));
+    let staged = |f: &DesiredFile| format!("{}/{}", stage(parent(&f.path)), base_name(&f.path));
+    let words = |paths: &mut dyn Iterator<Item = String>| {
+        paths.map(|p| quote(&p)).collect::<Vec<_>>().join(" ")
+    };
+    let stages = words(&mut dirs.iter().map(|d| stage(d)));
+
+    let mut s = Vec::new();
+    // Writes to a Vec cannot fail.
+    let _ = write!(
+        s,
+        "run() {{\nset -e\numask 077\ntrap {} EXIT\nmkdir -p {}\nmkdir {stages}\n",
+        quote(&format!("rm -rf {stages}")),
+        words(&mut dirs.iter().map(|d| d.to_string()))
+    );
+    for f in files {
+        let target = quote(&staged(f));
+        if f.content.contains(&0) {
+            // A shell word cannot hold NUL: such a file travels as base64 (one process).
+            let _ = write!(
+                s,
+                "base64 -d > {target} <<'VIRTFLEET_B64'\n{}VIRTFLEET_B64\n",
+                base64_lines(&f.content)
+            );
+        } else {
+            s.extend_from_slice(b"printf %s ");
+            s.extend_from_slice(&quote_bytes(&f.content));
+            let _ = writeln!(s, " > {target}");
         }
-        s.push_str(&format!("head -c {} > \"$t{i}\"\n", f.content.len()));
-        s.push_str(&format!(
-            "[ \"$(stat -c %s \"$t{i}\")\" = {} ] || {{ echo 'short input for {}' >&2; exit 1; }}\n",
-            f.content.len(),
-            f.path.replace('\'', "")
-        ));
-        stdin.extend_from_slice(&f.content);
     }
-    s.push_str("sync $staged\n");
-    if let Some(suffix) = backup_suffix {
-        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-        s.push_str(&backup(&paths, suffix));
+    for (mode, group) in grouped(files, |f| {
+        (f.mode != 0o600).then(|| format!("{:o}", f.mode))
+    }) {
+        let _ = writeln!(
+            s,
+            "chmod {mode} {}",
+            words(&mut group.into_iter().map(staged))
+        );
     }
-    for (i, f) in files.iter().enumerate() {
-        s.push_str(&format!("mv -f \"$t{i}\" {}\n", quote(&f.path)));
+    for (owner, group) in grouped(files, |f| f.owner.clone()) {
+        let _ = writeln!(
+            s,
+            "chown {} {}",
+            quote(&owner),
+            words(&mut group.into_iter().map(staged))
+        );
     }
-    s.push_str("staged=\n");
-    (s, stdin)
+    // End to end: what landed on the host is what was planned, byte for byte.
+    s.extend_from_slice(b"sha256sum --quiet --strict -c - <<'VIRTFLEET_SUMS'\n");
+    for f in files {
+        s.extend_from_slice(checksum_line(&f.content, &staged(f)).as_bytes());
+    }
+    s.extend_from_slice(b"VIRTFLEET_SUMS\n");
+    let _ = writeln!(s, "sync {}", words(&mut files.iter().map(|f| staged(f))));
+    if let Some(backup) = backup {
+        s.extend_from_slice(self::backup(&backup.paths, backup.suffix).as_bytes());
+    }
+    for dir in &dirs {
+        let in_dir = files.iter().filter(|f| parent(&f.path) == *dir);
+        let _ = writeln!(
+            s,
+            "mv -f -t {} {}",
+            quote(dir),
+            words(&mut in_dir.map(|f| staged(f)))
+        );
+    }
+    let _ = write!(
+        s,
+        "rmdir {stages}\ntrap - EXIT\necho '{PUSH_DONE}'\n}}\nrun\n"
+    );
+    s
+}
+
+/// Distinguishes this run's stage directories from any other's (a killed run's leftovers, a
+/// concurrent run): `mkdir` without `-p` refuses an existing one.
+fn stage_token() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}.{nanos:x}.{n:x}", std::process::id())
+}
+
+/// `bytes` as one single-quoted shell word (bytes kept as they are; NUL cannot occur).
+fn quote_bytes(bytes: &[u8]) -> Vec<u8> {
+    let mut word = Vec::with_capacity(bytes.len() + 2);
+    word.push(b'\'');
+    for &b in bytes {
+        if b == b'\'' {
+            word.extend_from_slice(br"'\''");
+        } else {
+            word.push(b);
+        }
+    }
+    word.push(b'\'');
+    word
+}
+
+/// Base64 in 76-column lines, each ending in a newline, as `base64 -d` reads it.
+fn base64_lines(bytes: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / 76 + 1);
+    for chunk in encoded.as_bytes().chunks(76) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out
+}
+
+/// One `sha256sum -c` line; names with a backslash or newline use its escaped form.
+fn checksum_line(content: &[u8], path: &str) -> String {
+    use sha2::Digest;
+    let sum = hex::encode(sha2::Sha256::digest(content));
+    if path.contains(['\\', '\n']) {
+        let escaped = path.replace('\\', r"\\").replace('\n', r"\n");
+        format!("\\{sum}  {escaped}\n")
+    } else {
+        format!("{sum}  {path}\n")
+    }
+}
+
+/// Files grouped by a key (in first-seen order), skipping those without one: one command
+/// per group instead of one per file.
+fn grouped<'a>(
+    files: &[&'a DesiredFile],
+    key: impl Fn(&DesiredFile) -> Option<String>,
+) -> Vec<(String, Vec<&'a DesiredFile>)> {
+    let mut keys: Vec<String> = Vec::new();
+    for f in files {
+        if let Some(k) = key(f) {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    keys.into_iter()
+        .map(|k| {
+            let members = files
+                .iter()
+                .copied()
+                .filter(|f| key(f).as_ref() == Some(&k))
+                .collect();
+            (k, members)
+        })
+        .collect()
 }
 
 /// Keeps the current version of each file beside it as `<path><suffix>` (mode 0600), or an
@@ -108,7 +252,7 @@ pub fn backup(paths: &[&str], suffix: &str) -> String {
         let absent = quote(&format!("{path}{suffix}.absent"));
         s.push_str(&format!(
             "rm -f {b} {absent}\n\
-             if [ -f {p} ]; then cp -p {p} {b} && chmod 600 {b}; else : > {absent}; fi\n"
+             if [ -f {p} ]; then cp -p {p} {b}; chmod 600 {b}; else : > {absent}; fi\n"
         ));
     }
     s
@@ -194,6 +338,10 @@ pub fn write_marker(path: &str, content: &str) -> String {
     )
 }
 
+fn base_name(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, name)| name)
+}
+
 fn parent(path: &str) -> &str {
     match path.rfind('/') {
         Some(0) => "/",
@@ -222,46 +370,96 @@ mod tests {
         }
     }
 
-    #[test]
-    fn push_stages_then_renames_and_keeps_contents_off_the_command_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = b"password=hunter2\n".to_vec();
-        let a = file(&dir.path().join("a/auth.conf"), secret.clone(), 0o600);
-        let b = file(&dir.path().join("b.conf"), b"x = 1\n".to_vec(), 0o644);
-        let (script, stdin) = push(&[&a, &b], None);
-        assert!(!script.contains("hunter2"));
-        run_sh(&script, &stdin);
-        let read = |p: &str| std::fs::read(p).unwrap();
-        assert_eq!(read(&a.path), secret);
-        assert_eq!(read(&b.path), b"x = 1\n");
-        use std::os::unix::fs::PermissionsExt;
-        let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!((mode(&a.path), mode(&b.path)), (0o600, 0o644));
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".virtfleet"))
-            .collect();
-        assert!(leftovers.is_empty());
+    /// Names in `dir` (recursively) other than the given targets: stage or temp leftovers.
+    fn leftovers(dir: &std::path::Path) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".virtfleet") {
+                found.push(name);
+            } else if entry.path().is_dir() {
+                found.extend(leftovers(&entry.path()));
+            }
+        }
+        found
     }
 
     #[test]
-    fn push_with_short_input_changes_nothing() {
+    fn push_writes_every_file_exactly_with_its_mode_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = b"password=hunter2\n".to_vec();
+        let a = file(&dir.path().join("a/auth.conf"), secret.clone(), 0o600);
+        let b = file(
+            &dir.path().join("b.conf"),
+            b"x = 'quoted' $HOME `id`".to_vec(),
+            0o644,
+        );
+        let binary = file(
+            &dir.path().join("a/keytab"),
+            vec![0, 1, 0xff, b'\n', 0],
+            0o640,
+        );
+        let latin1 = file(
+            &dir.path().join("b c/l1.txt"),
+            b"caf\xe9\n\n".to_vec(),
+            0o600,
+        );
+        let empty = file(&dir.path().join("a/empty"), Vec::new(), 0o644);
+        std::fs::write(&a.path, "old").ok();
+        let files = [&a, &b, &binary, &latin1, &empty];
+        let out = sh(PUSH_COMMAND, &push(&files, None));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(PUSH_DONE));
+        use std::os::unix::fs::PermissionsExt;
+        for f in files {
+            assert_eq!(std::fs::read(&f.path).unwrap(), f.content, "{}", f.path);
+            let mode = std::fs::metadata(&f.path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, f.mode, "{}", f.path);
+        }
+        assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn push_cut_short_anywhere_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let a = file(&dir.path().join("a.conf"), b"new a\n".to_vec(), 0o600);
-        let b = file(&dir.path().join("b.conf"), b"new b\n".to_vec(), 0o600);
+        let b = file(&dir.path().join("sub/b.conf"), b"new b\n".to_vec(), 0o644);
         std::fs::write(&a.path, "old a\n").unwrap();
-        let (script, mut stdin) = push(&[&a, &b], None);
-        stdin.truncate(stdin.len() - 2);
-        let out = sh(&script, &stdin);
+        let script = push(&[&a, &b], None);
+        // Only the final newline missing is the whole script; any shorter cut must do nothing.
+        let body_end = script.len() - "run\n".len();
+        let cuts = (0..script.len() - 1)
+            .step_by(5)
+            .chain([body_end, script.len() - 2]);
+        for cut in cuts {
+            let out = sh(PUSH_COMMAND, &script[..cut]);
+            assert!(!String::from_utf8_lossy(&out.stdout).contains(PUSH_DONE));
+            assert_eq!(
+                std::fs::read_to_string(&a.path).unwrap(),
+                "old a\n",
+                "cut at {cut}"
+            );
+            assert!(!std::path::Path::new(&b.path).exists(), "cut at {cut}");
+            assert_eq!(leftovers(dir.path()), Vec::<String>::new(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn push_that_fails_half_way_leaves_the_old_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = file(&dir.path().join("a.conf"), b"new a\n".to_vec(), 0o600);
+        let mut b = file(&dir.path().join("b.conf"), b"new b\n".to_vec(), 0o600);
+        b.owner = Some("no-such-user-virtfleet".into());
+        std::fs::write(&a.path, "old a\n").unwrap();
+        let out = sh(PUSH_COMMAND, &push(&[&a, &b], None));
         assert!(!out.status.success());
         assert_eq!(std::fs::read_to_string(&a.path).unwrap(), "old a\n");
         assert!(!std::path::Path::new(&b.path).exists());
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "temp files left"
-        );
+        assert_eq!(leftovers(dir.path()), Vec::<String>::new());
     }
 
     #[test]
@@ -270,18 +468,24 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, "abc").unwrap();
         let m = dir.path().join("marker");
-        std::fs::write(&m, "line1\nline2\n").unwrap();
+        let marker = crate::state::Marker {
+            container_id: "c1".into(),
+            files: [("/x".to_string(), ("ab".repeat(32), 0o644))].into(),
+        };
+        // No final newline: the last line still counts.
+        std::fs::write(&m, marker.render().trim_end()).unwrap();
         let ps = p.to_str().unwrap();
         let ms = m.to_str().unwrap();
         let out = sh(&probe(&[ps, "/nonexistent"], &[ms], "true", &["c"]), b"");
-        let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.contains(&format!(
-            "H ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  {ps}"
-        )));
-        assert!(
-            text.contains(&format!("M {ms}\n| line1\n| line2\n")),
-            "{text}"
+        let state = crate::state::HostState::parse(&String::from_utf8(out.stdout).unwrap());
+        let f = &state.files[ps];
+        assert_eq!(
+            f.sha256.as_deref(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
+        assert_eq!(f.mode, Some(0o644));
+        assert!(!state.files.contains_key("/nonexistent"));
+        assert_eq!(state.markers.get(ms), Some(&marker));
     }
 
     #[test]
@@ -291,8 +495,16 @@ mod tests {
         let added = file(&dir.path().join("added.pem"), b"added\n".to_vec(), 0o600);
         std::fs::write(&old.path, "old\n").unwrap();
         let suffix = ".bak";
-        let (script, stdin) = push(&[&old, &added], Some(suffix));
-        run_sh(&script, &stdin);
+        let keep = Backup {
+            suffix,
+            paths: vec![old.path.as_str(), added.path.as_str()],
+        };
+        let out = sh(PUSH_COMMAND, &push(&[&old, &added], Some(&keep)));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(std::fs::read_to_string(&old.path).unwrap(), "new\n");
         use std::os::unix::fs::PermissionsExt;
         let kept = format!("{}{suffix}", old.path);

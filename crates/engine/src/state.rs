@@ -65,6 +65,12 @@ impl Marker {
     }
 }
 
+/// A `sha256sum` output line: `<64 hex digits>  <path>`.
+fn sha256sum_line(line: &str) -> Option<(&str, &str)> {
+    let (sha, path) = line.split_once("  ")?;
+    (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then_some((sha, path))
+}
+
 /// Everything one probe round trip learned about a host.
 #[derive(Debug, Default)]
 pub struct HostState {
@@ -105,10 +111,8 @@ impl HostState {
                     entry.mode = u32::from_str_radix(mode, 8).ok();
                     entry.owner = Some(owner.to_string());
                 }
-            } else if let Some(rest) = line.strip_prefix("H ") {
-                if let Some((sha, path)) = rest.split_once("  ") {
-                    state.files.entry(path.to_string()).or_default().sha256 = Some(sha.to_string());
-                }
+            } else if let Some((sha, path)) = sha256sum_line(line) {
+                state.files.entry(path.to_string()).or_default().sha256 = Some(sha.to_string());
             } else if let Some(json) = line.strip_prefix("J ") {
                 state.containers.extend(containers_from_store(json));
             } else if let Some(rest) = line.strip_prefix("C ") {
