@@ -14,6 +14,7 @@
 //! ```
 
 mod error;
+mod file_cache;
 mod known_hosts;
 mod session;
 

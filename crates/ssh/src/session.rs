@@ -1,6 +1,6 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use russh::client::{self, Handle, Msg};
@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::{timeout, timeout_at, Instant};
 
+use crate::file_cache::FileCache;
 use crate::known_hosts::{self, KnownHosts, Verdict};
 use crate::{ClientOptions, SshError, Target};
 
@@ -73,7 +74,7 @@ impl Session {
         let names = known_hosts::lookup_names(&target.address, &target.label, target.port);
         let known = {
             let path = opts.known_hosts.clone();
-            blocking(move || KnownHosts::load(&path))
+            blocking(move || KNOWN_HOSTS.get(&path, KnownHosts::load))
                 .await
                 .map_err(|err| SshError::KnownHostsFile {
                     path: opts.known_hosts.clone(),
@@ -415,7 +416,7 @@ struct HostKeyCheck {
     host: String,
     address: String,
     known_hosts_path: PathBuf,
-    known: KnownHosts,
+    known: Arc<KnownHosts>,
     names: Vec<String>,
     accept_new: bool,
 }
@@ -497,9 +498,13 @@ fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-async fn load_private_key(path: &Path) -> Result<PrivateKey, SshError> {
+/// Parsed once per process: every connection of a run reads the same few files.
+static KNOWN_HOSTS: LazyLock<FileCache<KnownHosts>> = LazyLock::new(FileCache::new);
+static PRIVATE_KEYS: LazyLock<FileCache<PrivateKey>> = LazyLock::new(FileCache::new);
+
+async fn load_private_key(path: &Path) -> Result<Arc<PrivateKey>, SshError> {
     let owned = path.to_path_buf();
-    blocking(move || russh::keys::load_secret_key(&owned, None))
+    blocking(move || PRIVATE_KEYS.get(&owned, |p| russh::keys::load_secret_key(p, None)))
         .await
         .map_err(|err| SshError::KeyFile {
             path: path.to_path_buf(),
@@ -518,12 +523,12 @@ async fn authenticate(
     handle: &mut Handle<HostKeyCheck>,
     target: &Target,
     opts: &ClientOptions,
-    key: Option<(PathBuf, PrivateKey)>,
+    key: Option<(PathBuf, Arc<PrivateKey>)>,
 ) -> Result<(), SshError> {
     let mut tried = Vec::new();
     if let Some((path, key)) = key {
         let hash = rsa_hash(handle, key.algorithm()).await;
-        let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+        let key = PrivateKeyWithHashAlg::new(key, hash);
         tried.push(format!("key {}", path.display()));
         match handle.authenticate_publickey(&target.user, key).await {
             Ok(result) if result.success() => return Ok(()),
