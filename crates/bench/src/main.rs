@@ -51,6 +51,10 @@ struct Cli {
     /// Skip the per-phase breakdown.
     #[arg(long)]
     no_phases: bool,
+    /// Skip rotate-all and direct ops (the slow pair): for quick looks at the other figures,
+    /// with --out elsewhere, since the size's published record would lose them.
+    #[arg(long)]
+    no_rotate: bool,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -315,7 +319,7 @@ fn measure_size(
         }
     }
     // Alternate rotate-all and its baseline, so drift in machine load hits both alike.
-    for run in 1..=cli.runs {
+    for run in (1..=cli.runs).filter(|_| !cli.no_rotate) {
         fixture.change_ca()?;
         rec.record(
             "rotate_all",

@@ -121,28 +121,24 @@ impl Inputs {
 
     /// Plans every targeted host; all errors at once.
     pub fn plan_all(&self, default_user: &str) -> Result<Vec<PreparedHost>, InputErrors> {
-        let mut prepared = Vec::new();
-        let mut errors = Vec::new();
-        for host in &self.hosts {
+        let outcomes = crate::parallel::map(&self.hosts, |host| {
             let vars = self.vars(host);
-            match plan_host(&self.plan_input(host, &vars)) {
-                Ok(plan) => match target(host, &plan.vars, default_user) {
-                    Ok(target) => prepared.push(PreparedHost {
-                        name: host.clone(),
-                        container_engine: text_var(&plan.vars, "kolla_container_engine")
-                            .unwrap_or_else(|| "docker".into()),
-                        target,
-                        plan,
-                    }),
-                    Err(e) => errors.push(e),
-                },
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
+            let plan = plan_host(&self.plan_input(host, &vars)).map_err(|e| e.to_string())?;
+            Ok(PreparedHost {
+                name: host.clone(),
+                container_engine: text_var(&plan.vars, "kolla_container_engine")
+                    .unwrap_or_else(|| "docker".into()),
+                target: target(host, &plan.vars, default_user)?,
+                plan,
+            })
+        });
+        let (prepared, errors): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
         if errors.is_empty() {
-            Ok(prepared)
+            Ok(prepared.into_iter().flatten().collect())
         } else {
-            Err(InputErrors(errors))
+            Err(InputErrors(
+                errors.into_iter().filter_map(Result::err).collect(),
+            ))
         }
     }
 }
@@ -226,11 +222,12 @@ pub fn host_certs(host: &PreparedHost) -> Option<HostCerts> {
 /// Validates every host's certificates; errors and warnings, all hosts at once.
 pub fn check_certs(hosts: &[PreparedHost], warn_days: u32) -> Vec<Finding> {
     let now = SystemTime::now();
-    hosts
-        .iter()
-        .filter_map(host_certs)
-        .flat_map(|certs| validate_host(&certs, now, warn_days))
-        .collect()
+    crate::parallel::map(hosts, |host| {
+        host_certs(host).map_or_else(Vec::new, |certs| validate_host(&certs, now, warn_days))
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod certs;
 mod inputs;
 mod output;
+mod parallel;
 mod rotate;
 
 use std::path::PathBuf;
