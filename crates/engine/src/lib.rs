@@ -133,7 +133,7 @@ pub struct ApplyOptions {
     /// Restart services even where the playbook's live reload would apply the change.
     pub force_restart: bool,
     /// Before replacing files, keep the previous ones (and the applied markers) beside them as
-    /// `<path><suffix>`, mode 0600, for [`roll_back`]; [`remove_backups`] deletes them.
+    /// `<path><suffix>` (hard links: content, mode and owner exactly as they were), for [`roll_back`]; [`remove_backups`] deletes them.
     pub backup_suffix: Option<String>,
 }
 

@@ -241,18 +241,30 @@ fn grouped<'a>(
         .collect()
 }
 
-/// Keeps the current version of each file beside it as `<path><suffix>` (mode 0600), or an
-/// empty `<path><suffix>.absent` when there is none, so [`restore`] can put it back. Older
-/// backups of the same paths are replaced first.
+/// Keeps the current version of each file beside it as `<path><suffix>`, a hard link: the
+/// push renames the new file over the path, so the link holds the old file exactly (content,
+/// mode, owner) at the cost of one `ln`. Where there is no file, an empty
+/// `<path><suffix>.absent` says so, so [`restore`] can put either back. Older backups of the
+/// same paths are replaced first.
 pub fn backup(paths: &[&str], suffix: &str) -> String {
-    let mut s = String::from("umask 077\n");
+    let kept = |path: &&str| {
+        [
+            quote(&format!("{path}{suffix}")),
+            quote(&format!("{path}{suffix}.absent")),
+        ]
+    };
+    let old: Vec<String> = paths.iter().flat_map(kept).collect();
+    let mut s = format!(
+        "umask 077
+rm -f {}
+",
+        old.join(" ")
+    );
     for path in paths {
+        let [b, absent] = kept(path);
         let p = quote(path);
-        let b = quote(&format!("{path}{suffix}"));
-        let absent = quote(&format!("{path}{suffix}.absent"));
         s.push_str(&format!(
-            "rm -f {b} {absent}\n\
-             if [ -f {p} ]; then cp -p {p} {b}; chmod 600 {b}; else : > {absent}; fi\n"
+            "if [ -f {p} ]; then ln {p} {b}; else : > {absent}; fi\n"
         ));
     }
     s
@@ -494,6 +506,9 @@ mod tests {
         let old = file(&dir.path().join("old.pem"), b"new\n".to_vec(), 0o600);
         let added = file(&dir.path().join("added.pem"), b"added\n".to_vec(), 0o600);
         std::fs::write(&old.path, "old\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        std::fs::set_permissions(&old.path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let suffix = ".bak";
         let keep = Backup {
             suffix,
@@ -506,14 +521,14 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(std::fs::read_to_string(&old.path).unwrap(), "new\n");
-        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode(&old.path), 0o600);
         let kept = format!("{}{suffix}", old.path);
-        let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "old\n");
 
         let paths = [old.path.as_str(), added.path.as_str()];
         run_sh(&restore(&paths, suffix), b"");
         assert_eq!(std::fs::read_to_string(&old.path).unwrap(), "old\n");
+        assert_eq!(mode(&old.path), 0o644, "the old file's own mode comes back");
         assert!(!std::path::Path::new(&added.path).exists());
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
