@@ -32,9 +32,13 @@ struct Cli {
     /// Lab sizes to measure, comma-separated (each 1..=254).
     #[arg(long, value_delimiter = ',')]
     hosts: Vec<usize>,
-    /// Runs per scenario (the median is reported; at least 3 for the published figures).
-    #[arg(long, default_value_t = 3)]
+    /// Runs of the floors, push and noop (the median is reported; at least 3 for the
+    /// published figures). They take seconds, so more runs cost little and steady the medians.
+    #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Runs of rotate-all and its baseline, direct ops (each takes minutes at 100+ hosts).
+    #[arg(long, default_value_t = 3)]
+    rotate_runs: usize,
     /// One size, 50 hosts, unless --hosts is given (finishes in under 10 minutes).
     #[arg(long)]
     quick: bool,
@@ -120,8 +124,8 @@ fn bench(cli: &Cli) -> Result<bool, String> {
             vec![10, 50, 100, 200]
         };
     }
-    if cli.runs == 0 {
-        return Err("--runs must be at least 1".into());
+    if cli.runs == 0 || cli.rotate_runs == 0 {
+        return Err("--runs and --rotate-runs must be at least 1".into());
     }
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let virtfleet = match &cli.virtfleet {
@@ -253,7 +257,11 @@ fn measure_size(
     // Warm-up (untimed): first connections after sshd start, page cache, podman state.
     let _ = measure::run_one(child("protocol-floor"), &run_log);
 
-    for run in 1..=cli.runs {
+    // The floors are measured right before each push and each noop run, so drift in the
+    // machine's load (podman's background work after restarts, page cache) hits all alike.
+    let mut floor_run = 0;
+    let mut measure_floors = |rec: &mut Recorder| {
+        floor_run += 1;
         let ssh_all = lab
             .hosts
             .iter()
@@ -265,15 +273,15 @@ fn measure_size(
             .collect();
         rec.record(
             "openssh_floor",
-            run,
+            floor_run,
             no_report(measure::run_group(ssh_all, &run_log)),
         );
         rec.record(
             "protocol_floor",
-            run,
+            floor_run,
             no_report(measure::run_one(child("protocol-floor"), &run_log)),
         );
-    }
+    };
 
     let virtfleet_run = |args: &[&str], expect: Expect| {
         // On a non-zero exit, say which hosts failed and why (from virtfleet's report).
@@ -290,6 +298,7 @@ fn measure_size(
 
     for run in 1..=cli.runs {
         fixture::reset_hosts(&lab)?;
+        measure_floors(&mut rec);
         rec.record(
             "push",
             run,
@@ -303,6 +312,7 @@ fn measure_size(
         virtfleet_run(&["deploy"], Expect::Converged),
     );
     for run in 1..=cli.runs {
+        measure_floors(&mut rec);
         rec.record("noop", run, virtfleet_run(&["deploy"], Expect::NoChange));
     }
     if !cli.no_phases {
@@ -319,7 +329,7 @@ fn measure_size(
         }
     }
     // Alternate rotate-all and its baseline, so drift in machine load hits both alike.
-    for run in (1..=cli.runs).filter(|_| !cli.no_rotate) {
+    for run in (1..=cli.rotate_runs).filter(|_| !cli.no_rotate) {
         fixture.change_ca()?;
         rec.record(
             "rotate_all",
