@@ -102,7 +102,10 @@ pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
     // Writes to a Vec cannot fail.
     let _ = write!(
         s,
-        "run() {{\nset -e\numask 077\ntrap {} EXIT\nmkdir -p {}\nmkdir {stages}\n",
+        // A dropped connection (HUP) or a kill (TERM) must remove the stage too: a shell
+        // killed by a signal skips its EXIT trap unless the signal is trapped.
+        "run() {{\nset -e\numask 077\ntrap {} EXIT\ntrap 'exit 129' HUP INT TERM PIPE\n\
+         mkdir -p {}\nmkdir {stages}\n",
         quote(&format!("rm -rf {stages}")),
         words(&mut dirs.iter().map(|d| d.to_string()))
     );
@@ -303,7 +306,18 @@ pub fn remove_backups(paths: &[&str], suffix: &str) -> String {
 pub fn restart(engine: &str, container: &str, ready: Option<(&[String], u32, u64)>) -> String {
     let e = quote(engine);
     let c = quote(container);
-    let mut s = format!("set -e\n{e} restart {c} >/dev/null\n");
+    // Under heavy load podman can stop the container and still fail the restart (seen at 200
+    // containers restarting on 2 cores: "SIGTERM failed to stop container in 5 seconds" then
+    // "container state improper: stopped"; "timed out waiting for file /run/libpod/exits"),
+    // leaving the service down. Then stop (a no-op when stopped) and start it: it comes back
+    // on the new files, and only if both fail is the host failed, with the restart's error.
+    let mut s = format!(
+        "set -e\n\
+         if ! out=$({e} restart {c} 2>&1 >/dev/null); then\n  \
+           {e} stop {c} >/dev/null 2>&1 && {e} start {c} >/dev/null 2>&1 || \
+           {{ printf '%s\\n' \"$out\" >&2; exit 1; }}\n\
+         fi\n"
+    );
     if let Some((argv, retries, delay_ms)) = ready {
         s.push_str(&format!(
             "i=0\nuntil out=$({e} exec {c} {} 2>&1); do\n  i=$((i+1))\n  \
@@ -472,6 +486,97 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&a.path).unwrap(), "old a\n");
         assert!(!std::path::Path::new(&b.path).exists());
         assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn push_killed_while_staging_leaves_the_old_set_and_no_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = file(&dir.path().join("a.conf"), b"new a\n".to_vec(), 0o600);
+        std::fs::write(&a.path, "old a\n").unwrap();
+        // A slow `sync` holds the script after staging, before any rename. (A shell runs a
+        // trap once its foreground command ends, so the signal takes effect after it.)
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let fake_sync = bin.join("sync");
+        std::fs::write(&fake_sync, "#!/bin/sh\nexec sleep 1\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake_sync, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let mut child = std::process::Command::new("sh")
+            .arg("-s")
+            .env("PATH", path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&push(&[&a], None)).unwrap();
+        drop(stdin);
+        let staged = || !leftovers(dir.path()).is_empty();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !staged() {
+            assert!(std::time::Instant::now() < deadline, "never staged");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        assert_eq!(std::fs::read_to_string(&a.path).unwrap(), "old a\n");
+        assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+    }
+
+    /// A container engine that records its calls and whose `restart` fails the way podman's
+    /// does under load; `stop` fails too when `stop_fails`.
+    fn fake_engine(dir: &std::path::Path, stop_fails: bool) -> (String, std::path::PathBuf) {
+        let log = dir.join("calls");
+        let engine = dir.join("engine");
+        let script = format!(
+            "#!/bin/sh\necho \"$1\" >> {log}\ncase $1 in\n  \
+             restart) echo 'container state improper: stopped' >&2; exit 125 ;;\n  \
+             stop) exit {stop} ;;\nesac\nexit 0\n",
+            log = log.display(),
+            stop = u8::from(stop_fails),
+        );
+        std::fs::write(&engine, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&engine, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (engine.to_str().unwrap().to_string(), log)
+    }
+
+    #[test]
+    fn a_failed_restart_falls_back_to_stop_and_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, log) = fake_engine(dir.path(), false);
+        let ready = ["true".to_string()];
+        let out = sh(
+            &restart(&engine, "nova_libvirt", Some((&ready, 3, 10))),
+            b"",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(calls, "restart\nstop\nstart\nexec\n");
+    }
+
+    #[test]
+    fn a_restart_that_cannot_be_recovered_fails_with_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, log) = fake_engine(dir.path(), true);
+        let out = sh(&restart(&engine, "nova_libvirt", None), b"");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("state improper"));
+        // Never started while possibly still running the old files.
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "restart\nstop\n");
     }
 
     #[test]
