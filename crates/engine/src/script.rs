@@ -97,6 +97,7 @@ pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
         paths.map(|p| quote(&p)).collect::<Vec<_>>().join(" ")
     };
     let stages = words(&mut dirs.iter().map(|d| stage(d)));
+    let owners = words(&mut dirs.iter().map(|d| format!("{}.pid", stage(d))));
 
     let mut s = Vec::new();
     // Writes to a Vec cannot fail.
@@ -105,10 +106,18 @@ pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
         // A dropped connection (HUP) or a kill (TERM) must remove the stage too: a shell
         // killed by a signal skips its EXIT trap unless the signal is trapped.
         "run() {{\nset -e\numask 077\ntrap {} EXIT\ntrap 'exit 129' HUP INT TERM PIPE\n\
-         mkdir -p {}\nmkdir {stages}\n",
-        quote(&format!("rm -rf {stages}")),
+         mkdir -p {}\n",
+        quote(&format!("rm -rf {stages} {owners}")),
         words(&mut dirs.iter().map(|d| d.to_string()))
     );
+    for dir in &dirs {
+        s.extend_from_slice(remove_stale_stages(dir).as_bytes());
+    }
+    // The owner file comes first, so a stage never exists without one.
+    for dir in &dirs {
+        let _ = writeln!(s, "echo $$ > {}", quote(&format!("{}.pid", stage(dir))));
+    }
+    let _ = writeln!(s, "mkdir {stages}");
     for f in files {
         let target = quote(&staged(f));
         if f.content.contains(&0) {
@@ -162,9 +171,27 @@ pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
     }
     let _ = write!(
         s,
-        "rmdir {stages}\ntrap - EXIT\necho '{PUSH_DONE}'\n}}\nrun\n"
+        // `-d`: a stage must be empty by now, every staged file renamed into place.
+        "rm -df {stages} {owners}\ntrap - EXIT\necho '{PUSH_DONE}'\n}}\nrun\n"
     );
     s
+}
+
+/// Shell lines that remove the stage directories in `dir` whose push died without cleaning
+/// up (SIGKILL, a host crash): those whose owner file names a process that no longer exists.
+/// A live push's stage is left alone, and an unreadable owner counts as live. Builtins only;
+/// `rm` runs only when there is something to remove.
+fn remove_stale_stages(dir: &str) -> String {
+    format!(
+        "for owner in {}/.virtfleet-stage.*.pid; do\n\
+         [ -f \"$owner\" ] || continue\n\
+         pid=; read -r pid < \"$owner\" || :\n\
+         case $pid in ''|*[!0-9]*) continue ;; esac\n\
+         [ -d \"/proc/$pid\" ] && continue\n\
+         rm -rf \"${{owner%.pid}}\" \"$owner\"\n\
+         done\n",
+        quote(dir.trim_end_matches('/'))
+    )
 }
 
 /// Distinguishes this run's stage directories from any other's (a killed run's leftovers, a
@@ -530,6 +557,40 @@ mod tests {
         assert!(!status.success());
         assert_eq!(std::fs::read_to_string(&a.path).unwrap(), "old a\n");
         assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn push_removes_stages_of_dead_pushes_and_keeps_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = file(&dir.path().join("a.conf"), b"new a\n".to_vec(), 0o600);
+        // A stage left by a push that was SIGKILLed: its shell is gone.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = gone.id();
+        gone.wait().unwrap();
+        let stale = dir.path().join(".virtfleet-stage.dead");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("serverkey.pem"), "old key").unwrap();
+        std::fs::write(
+            dir.path().join(".virtfleet-stage.dead.pid"),
+            format!("{dead_pid}\n"),
+        )
+        .unwrap();
+        // A concurrent push still running (this test process stands in for its shell).
+        let live = dir.path().join(".virtfleet-stage.live");
+        std::fs::create_dir(&live).unwrap();
+        let live_owner = dir.path().join(".virtfleet-stage.live.pid");
+        std::fs::write(&live_owner, format!("{}\n", std::process::id())).unwrap();
+
+        let out = sh(PUSH_COMMAND, &push(&[&a], None));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&a.path).unwrap(), "new a\n");
+        let mut left = leftovers(dir.path());
+        left.sort();
+        assert_eq!(left, [".virtfleet-stage.live", ".virtfleet-stage.live.pid"]);
     }
 
     /// A container engine that records its calls and whose `restart` fails the way podman's
