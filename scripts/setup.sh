@@ -9,6 +9,7 @@ packages=(
   sasl2-bin libsasl2-modules  # saslpasswd2, SCRAM/DIGEST-MD5
   gnutls-bin                           # certtool, for test fixtures
   iproute2 util-linux procps time      # ss, unshare/nsenter, ps, /usr/bin/time
+  sudo                                 # become: commands run as root through sudo -n
 )
 missing=()
 for p in "${packages[@]}"; do

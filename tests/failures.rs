@@ -614,6 +614,20 @@ fn bad_input_broken_ini_host_line_names_file_and_line() {
 }
 
 #[test]
+fn bad_input_become_with_a_sudo_password_is_refused_without_showing_it() {
+    let input = BadInput::new(TCP_SASL);
+    let mut inventory = read(&input.inventory());
+    inventory.push_str("ansible_become=true\nansible_become_password=Sudo-Secret-9\n");
+    std::fs::write(input.inventory(), inventory).unwrap();
+    let stderr = input.rejected(&[]);
+    assert!(
+        stderr.contains("node-a") && stderr.contains("ansible_become_password"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Sudo-Secret-9"), "{stderr}");
+}
+
+#[test]
 fn bad_input_server_cert_not_covering_the_host() {
     let input = BadInput::new(TLS_SASL);
     input.ok(&["certs", "init-ca"]);

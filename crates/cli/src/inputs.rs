@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use virtfleet_inventory::{load_inventory, load_vars_file, merge, Inventory, Vars};
+use virtfleet_inventory::{load_inventory, load_vars_file, merge, parse_bool, Inventory, Vars};
 use virtfleet_pki::{validate_host, CertFile, Finding, HostCerts, KollaFile};
 use virtfleet_plan::{load_playbook, plan_host, HostPlan, PlanInput, Playbook};
 use virtfleet_ssh::Target;
@@ -187,7 +187,41 @@ fn target(host: &str, vars: &Vars, default_user: &str) -> Result<Target, String>
         port,
         user: text_var(vars, "ansible_user").unwrap_or_else(|| default_user.to_string()),
         key_file: text_var(vars, "ansible_ssh_private_key_file").map(|p| expand_home(&p)),
+        become_user: become_user(host, vars)?,
     })
+}
+
+/// Ansible's privilege escalation, as far as virtfleet supports it: `sudo` without a
+/// password. Anything else is refused before any host is contacted, rather than failing on
+/// every host (or, for a password, rather than sending it anywhere).
+fn become_user(host: &str, vars: &Vars) -> Result<Option<String>, String> {
+    let enabled = match vars.get("ansible_become") {
+        None => false,
+        Some(value) => parse_bool(value).ok_or_else(|| {
+            format!("{host}: ansible_become {value} is not a boolean (use true or false)")
+        })?,
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let method = text_var(vars, "ansible_become_method").unwrap_or_else(|| "sudo".into());
+    if method != "sudo" {
+        return Err(format!(
+            "{host}: ansible_become_method {method:?} is not supported; virtfleet becomes \
+             another user with sudo only"
+        ));
+    }
+    for password in ["ansible_become_password", "ansible_become_pass"] {
+        if vars.contains_key(password) {
+            return Err(format!(
+                "{host}: {password} is set, but virtfleet runs sudo without a password \
+                 (sudo -n); give the SSH user a NOPASSWD sudo rule and remove {password}"
+            ));
+        }
+    }
+    Ok(Some(
+        text_var(vars, "ansible_become_user").unwrap_or_else(|| "root".into()),
+    ))
 }
 
 /// `~/x` means the operator's home, as in Ansible.
@@ -270,5 +304,36 @@ mod tests {
             bad.contains("compute03") && bad.contains("ansible_port"),
             "{bad}"
         );
+    }
+
+    #[test]
+    fn become_runs_commands_through_passwordless_sudo_only() {
+        let become_of = |pairs: &[(&str, &str)]| target("compute01", &vars(pairs), "ops");
+        assert_eq!(become_of(&[]).unwrap().become_user, None);
+        assert_eq!(
+            become_of(&[("ansible_become", "no")]).unwrap().become_user,
+            None
+        );
+        assert_eq!(
+            become_of(&[("ansible_become", "yes")]).unwrap().become_user,
+            Some("root".into())
+        );
+        let as_kolla = [("ansible_become", "True"), ("ansible_become_user", "kolla")];
+        assert_eq!(
+            become_of(&as_kolla).unwrap().become_user,
+            Some("kolla".into())
+        );
+        let not_bool = become_of(&[("ansible_become", "maybe")]).unwrap_err();
+        assert!(not_bool.contains("compute01") && not_bool.contains("ansible_become"));
+        let su = become_of(&[("ansible_become", "yes"), ("ansible_become_method", "su")]);
+        assert!(su.unwrap_err().contains("\"su\" is not supported"));
+        for key in ["ansible_become_password", "ansible_become_pass"] {
+            let err = become_of(&[("ansible_become", "yes"), (key, "Sudo-Secret-1")]).unwrap_err();
+            assert!(err.contains(key) && err.contains("NOPASSWD"), "{err}");
+            assert!(!err.contains("Sudo-Secret-1"), "{err}");
+        }
+        // A password without become is never used, so it is no error.
+        let unused = [("ansible_become_password", "Sudo-Secret-1")];
+        assert_eq!(become_of(&unused).unwrap().become_user, None);
     }
 }

@@ -12,7 +12,7 @@ use crate::sys::{self, run};
 use crate::{Containers, LabError, ROOTFS_BIND};
 
 /// Directories of the real root that every lab host covers with a private bind mount.
-const PRIVATE_DIRS: [(&str, &str); 7] = [
+const PRIVATE_DIRS: [(&str, &str); 8] = [
     ("kolla", "/etc/kolla"),
     ("storage", "/var/lib/containers"),
     ("run-containers", "/run/containers"),
@@ -20,6 +20,8 @@ const PRIVATE_DIRS: [(&str, &str); 7] = [
     ("root", "/root"),
     ("../etc-containers", "/etc/containers"),
     ("../hosts", "/etc/hosts"),
+    // The lab's sudo rules (see `Lab::add_user`), never the machine's.
+    ("../sudoers.d", "/etc/sudoers.d"),
 ];
 
 #[derive(Debug, Clone)]
@@ -155,6 +157,7 @@ impl LabHost {
              KbdInteractiveAuthentication no\n\
              UsePAM no\n\
              StrictModes no\n\
+             AuthorizedKeysFile .ssh/authorized_keys {dir}/../authorized_keys.%u\n\
              UseDNS no\n\
              PrintMotd no\n\
              MaxStartups 500:30:1000\n\

@@ -128,6 +128,7 @@ impl Lab {
             "/var/lib/containers",
             "/run/containers",
             "/run/libpod",
+            "/etc/sudoers.d",
         ] {
             mkdir(Path::new(dir))?;
         }
@@ -167,6 +168,7 @@ impl Lab {
             hosts.push_str(&format!("{} {}\n", host.address, host.name));
         }
         write(&self.data_dir.join("hosts"), &hosts)?;
+        mkdir(&self.data_dir.join("sudoers.d"))?;
         // podman on this kernel needs runc + cgroupfs and lower rlimits than its defaults.
         let etc = self.data_dir.join("etc-containers");
         mkdir(&etc)?;
@@ -222,6 +224,40 @@ impl Lab {
         &self.data_dir
     }
 
+    /// Lets `user` log in to every host of this lab with the lab's client key, as an
+    /// operator's non-root SSH user (Kolla's `kolla` user, say). With `sudo`, the user may run
+    /// anything as anyone without a password on these hosts (a NOPASSWD rule in the lab's own
+    /// sudoers.d). The account is created on the machine when missing (no password, no home),
+    /// since lab hosts share its `/etc/passwd`, and stays there; its key and rule go with the lab.
+    pub fn add_user(&self, user: &str, sudo: bool) -> Result<(), LabError> {
+        let exists = Command::new("getent")
+            .args(["passwd", user])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !exists {
+            // `*`, not useradd's locked `!`: sshd refuses key logins to a locked account.
+            run(Command::new("useradd")
+                .args(["--system", "--no-create-home", "--home-dir", "/"])
+                .args(["--shell", "/bin/sh", "--password", "*", user]))?;
+        }
+        let pubkey = read(&self.data_dir.join("id_ed25519.pub"))?;
+        write(
+            &self.data_dir.join(format!("authorized_keys.{user}")),
+            &pubkey,
+        )?;
+        let rule = self.data_dir.join("sudoers.d").join(user);
+        if sudo {
+            write(&rule, &format!("{user} ALL=(ALL:ALL) NOPASSWD: ALL\n"))?;
+            set_mode(&rule, 0o440)?;
+            run(Command::new("visudo").arg("-cqf").arg(&rule))?;
+        } else if let Err(source) = fs::remove_file(&rule) {
+            if source.kind() != std::io::ErrorKind::NotFound {
+                return Err(LabError::Io { path: rule, source });
+            }
+        }
+        Ok(())
+    }
+
     pub fn host(&self, name: &str) -> &LabHost {
         self.hosts
             .iter()
@@ -239,6 +275,11 @@ impl Lab {
 
     /// An OpenSSH client command for `host` with the lab's key and strict host-key checking.
     pub fn ssh_command(&self, host: &LabHost) -> Command {
+        self.ssh_command_as(host, "root")
+    }
+
+    /// `ssh` to `host` as `user` (see [`add_user`](Self::add_user)), without a command yet.
+    pub fn ssh_command_as(&self, host: &LabHost, user: &str) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.args(["-F", "/dev/null", "-o", "BatchMode=yes"])
             .args(["-o", "StrictHostKeyChecking=yes", "-o"])
@@ -248,7 +289,7 @@ impl Lab {
             ))
             .arg("-i")
             .arg(self.client_key())
-            .arg(format!("root@{}", host.address));
+            .arg(format!("{user}@{}", host.address));
         cmd
     }
 

@@ -297,3 +297,35 @@ fn make_pki(dir: &Path, server: &LabHost) {
     }
     fs::copy(dir.join("cacert.pem"), anonymous.join("cacert.pem")).unwrap();
 }
+
+#[test]
+fn a_non_root_user_logs_in_and_sudo_follows_its_rule() {
+    let lab = Lab::up_with(2, virtfleet_lab::Containers::Light).expect("lab up");
+    lab.add_user("vflab-ops", true).expect("add a sudo user");
+    lab.add_user("vflab-plain", false)
+        .expect("add a plain user");
+    for host in &lab.hosts {
+        let run = |user: &str, command: &str| {
+            lab.ssh_command_as(host, user)
+                .arg(command)
+                .output()
+                .unwrap()
+        };
+        let ops = stdout(&run("vflab-ops", "id -un; sudo -n id -un; hostname"));
+        assert_eq!(ops, format!("vflab-ops\nroot\n{}\n", host.name));
+        let plain = run("vflab-plain", "id -un; sudo -n true");
+        assert!(!plain.status.success());
+        assert_eq!(String::from_utf8_lossy(&plain.stdout), "vflab-plain\n");
+        assert!(
+            String::from_utf8_lossy(&plain.stderr).contains("password is required"),
+            "{}",
+            String::from_utf8_lossy(&plain.stderr)
+        );
+    }
+    // The rule is the lab's own: outside the lab hosts, the machine grants nothing.
+    assert!(!Path::new("/etc/sudoers.d/vflab-ops").exists());
+    let rule = lab.dir().join("sudoers.d/vflab-ops");
+    assert!(rule.exists());
+    lab.down().expect("lab down");
+    assert!(!rule.exists());
+}

@@ -35,6 +35,9 @@ pub struct Target {
     pub user: String,
     /// Unencrypted OpenSSH private key (ed25519, ecdsa or rsa). Tried before the agent.
     pub key_file: Option<PathBuf>,
+    /// Run every command as this user through `sudo -n` (Ansible's `become` with the sudo
+    /// method; it needs a NOPASSWD rule). `None` runs commands as `user`.
+    pub become_user: Option<String>,
 }
 
 impl Target {
@@ -50,6 +53,7 @@ impl Target {
             port: 22,
             user: user.into(),
             key_file: None,
+            become_user: None,
         }
     }
 }

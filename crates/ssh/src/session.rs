@@ -53,6 +53,8 @@ pub struct Session {
     channel_slots: Semaphore,
     label: String,
     command_timeout: Duration,
+    /// `sudo -n -u <user> -- sh -c` when commands run as another user (see `Target`).
+    become_prefix: Option<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -157,6 +159,11 @@ impl Session {
             channel_slots: Semaphore::new(opts.max_concurrent_commands.max(1)),
             label: host,
             command_timeout: opts.command_timeout,
+            become_prefix: target
+                .become_user
+                .as_ref()
+                .filter(|user| **user != target.user)
+                .map(|user| format!("sudo -n -u {} -- sh -c ", shell_quote(user))),
         })
     }
 
@@ -165,7 +172,8 @@ impl Session {
         &self.label
     }
 
-    /// Runs `command` through the remote user's shell on a new channel, writes `stdin` to it
+    /// Runs `command` through the remote user's shell (under `sudo -n` as the target's
+    /// `become_user`, when it has one) on a new channel, writes `stdin` to it
     /// followed by EOF, and collects stdout, stderr and the exit status, within the session's
     /// command timeout. A non-zero status is not an error.
     ///
@@ -198,9 +206,14 @@ impl Session {
         };
         let (mut reader, writer) = channel.split();
         let remaining = limit.saturating_sub(started.elapsed());
+        // Under become, the command is one argument of sudo; stdin passes through to it.
+        let command = match &self.become_prefix {
+            Some(prefix) => Cow::Owned(format!("{prefix}{}", shell_quote(command))),
+            None => Cow::Borrowed(command),
+        };
         match timeout(
             remaining,
-            run_on_channel(&mut reader, &writer, command, stdin),
+            run_on_channel(&mut reader, &writer, &command, stdin),
         )
         .await
         {
@@ -285,6 +298,11 @@ impl Session {
             }
         }
     }
+}
+
+/// `word` as one single-quoted POSIX shell word.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 enum ChannelFailure {

@@ -164,3 +164,31 @@ async fn more_concurrent_commands_than_max_sessions_are_retried() {
         assert_eq!(out.stdout_lossy(), format!("{i}\n"));
     }
 }
+
+#[tokio::test]
+async fn become_runs_the_command_as_that_user_with_stdin_and_quotes_intact() {
+    let server = TestSshd::start();
+    let target = virtfleet_ssh::Target {
+        become_user: Some("nobody".into()),
+        ..server.target()
+    };
+    let opts = server.options(server.trusting_known_hosts());
+    let session = Session::connect(&target, &opts).await.unwrap();
+    let out = session
+        .exec("printf '%s:' \"$(id -un)\" \"it's\"; cat", b"on stdin")
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", out.stderr_lossy());
+    assert_eq!(out.stdout_lossy(), "nobody:it's:on stdin");
+    // The login user's own commands are not wrapped: root stays root without sudo.
+    let as_login = virtfleet_ssh::Target {
+        become_user: Some("root".into()),
+        ..server.target()
+    };
+    let session = Session::connect(&as_login, &opts).await.unwrap();
+    let out = session
+        .exec("echo \"${SUDO_USER-no sudo}\"", b"")
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy(), "no sudo\n");
+}

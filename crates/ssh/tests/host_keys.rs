@@ -173,6 +173,7 @@ async fn nothing_listening_is_unreachable_quickly() {
         port,
         user: "root".into(),
         key_file: None,
+        become_user: None,
     };
     let opts = virtfleet_ssh::ClientOptions {
         known_hosts: dir.path().join("known_hosts"),

@@ -138,6 +138,7 @@ impl TestSshd {
             port: self.port,
             user: "root".into(),
             key_file: Some(self.client_key.clone()),
+            become_user: None,
         }
     }
 
