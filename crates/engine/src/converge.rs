@@ -90,6 +90,18 @@ impl Converger<'_> {
         let engine = self.job.container_engine.as_str();
         self.progress.phase(Phase::Probe);
         let state = self.probe().await?;
+        if !state.unwritable_dirs.is_empty() {
+            let target = &self.job.target;
+            let who = match &target.become_user {
+                Some(user) if *user != target.user => format!("{user} (via sudo)"),
+                _ => format!("SSH user {}", target.user),
+            };
+            return Err(format!(
+                "{} not writable for {who}: log in as root, or set ansible_become with a \
+                 passwordless sudo rule",
+                state.unwritable_dirs.join(", ")
+            ));
+        }
         let decisions: Vec<Decision> = services
             .iter()
             .map(|s| decide(s, &state))

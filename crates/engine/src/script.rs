@@ -33,6 +33,12 @@ pub fn probe(paths: &[&str], markers: &[&str], engine: &str, containers: &[&str]
     s.push_str(&format!("stat -c 'S %a %U %n' {paths} 2>/dev/null\n"));
     // Output lines are `<64 hex>  <path>`, told apart from the others by their shape.
     s.push_str(&format!("sha256sum {paths} 2>/dev/null\n"));
+    // A service directory (where its marker lives) this login cannot write: without root
+    // rights every file would look changed and every container missing, so say so instead.
+    for marker in markers {
+        let d = quote(parent(marker));
+        s.push_str(&format!("[ -e {d} ] && [ ! -w {d} ] && echo W {d}\n"));
+    }
     for marker in markers {
         let m = quote(marker);
         s.push_str(&format!(
@@ -638,6 +644,48 @@ mod tests {
         assert!(String::from_utf8_lossy(&out.stderr).contains("state improper"));
         // Never started while possibly still running the old files.
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "restart\nstop\n");
+    }
+
+    #[test]
+    fn probe_names_service_dirs_the_user_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (locked, open) = (dir.path().join("locked"), dir.path().join("open"));
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let marker = |d: &std::path::Path| d.join(".virtfleet-applied").display().to_string();
+        let markers = [
+            marker(&locked),
+            marker(&open),
+            marker(&dir.path().join("absent")),
+        ];
+        let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
+        let script = probe(&[], &markers, "true", &["c"]);
+        // As an unprivileged user (the tests run as root, like the lab).
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let state = crate::state::HostState::parse(&String::from_utf8(out.stdout).unwrap());
+        assert_eq!(state.unwritable_dirs, [locked.display().to_string()]);
+        // Root may write everywhere here.
+        let as_root = sh(&script, b"");
+        let state = crate::state::HostState::parse(&String::from_utf8(as_root.stdout).unwrap());
+        assert!(state.unwritable_dirs.is_empty());
     }
 
     #[test]

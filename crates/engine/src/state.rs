@@ -78,6 +78,8 @@ pub struct HostState {
     pub markers: BTreeMap<String, Marker>,
     /// container name -> ID
     pub containers: BTreeMap<String, String>,
+    /// Service directories that exist but the remote user cannot write.
+    pub unwritable_dirs: Vec<String>,
 }
 
 impl HostState {
@@ -113,6 +115,8 @@ impl HostState {
                 }
             } else if let Some((sha, path)) = sha256sum_line(line) {
                 state.files.entry(path.to_string()).or_default().sha256 = Some(sha.to_string());
+            } else if let Some(dir) = line.strip_prefix("W ") {
+                state.unwritable_dirs.push(dir.to_string());
             } else if let Some(json) = line.strip_prefix("J ") {
                 state.containers.extend(containers_from_store(json));
             } else if let Some(rest) = line.strip_prefix("C ") {
