@@ -175,20 +175,45 @@ fn text_var(vars: &Vars, name: &str) -> Option<String> {
 
 /// Where and how to reach a host: Ansible's connection variables.
 fn target(host: &str, vars: &Vars, default_user: &str) -> Result<Target, String> {
-    let port = match text_var(vars, "ansible_port") {
+    let port = match connection_var(host, vars, &["ansible_port", "ansible_ssh_port"])? {
         Some(p) => p
             .parse()
             .map_err(|_| format!("{host}: ansible_port {p:?} is not a port number"))?,
         None => 22,
     };
+    let key_names = ["ansible_ssh_private_key_file", "ansible_private_key_file"];
     Ok(Target {
         label: host.to_string(),
-        address: text_var(vars, "ansible_host").unwrap_or_else(|| host.to_string()),
+        address: connection_var(host, vars, &["ansible_host", "ansible_ssh_host"])?
+            .unwrap_or_else(|| host.to_string()),
         port,
-        user: text_var(vars, "ansible_user").unwrap_or_else(|| default_user.to_string()),
-        key_file: text_var(vars, "ansible_ssh_private_key_file").map(|p| expand_home(&p)),
+        user: connection_var(host, vars, &["ansible_user", "ansible_ssh_user"])?
+            .unwrap_or_else(|| default_user.to_string()),
+        key_file: connection_var(host, vars, &key_names)?.map(|p| expand_home(&p)),
         become_user: become_user(host, vars)?,
     })
+}
+
+/// One connection setting under any of the names Ansible's ssh connection accepts for it
+/// (older inventories say `ansible_ssh_user`, `ansible_ssh_host`, ...). Two names with
+/// different values are refused rather than one picked silently.
+fn connection_var(host: &str, vars: &Vars, names: &[&str]) -> Result<Option<String>, String> {
+    let mut found: Option<(&str, String)> = None;
+    for name in names {
+        let Some(value) = text_var(vars, name) else {
+            continue;
+        };
+        match &found {
+            Some((first, seen)) if *seen != value => {
+                return Err(format!(
+                    "{host}: {first} is {seen:?} but {name} is {value:?}; set only one of them"
+                ))
+            }
+            Some(_) => {}
+            None => found = Some((name, value)),
+        }
+    }
+    Ok(found.map(|(_, value)| value))
 }
 
 /// Ansible's privilege escalation, as far as virtfleet supports it: `sudo` without a
@@ -303,6 +328,40 @@ mod tests {
         assert!(
             bad.contains("compute03") && bad.contains("ansible_port"),
             "{bad}"
+        );
+    }
+
+    #[test]
+    fn older_ssh_variable_names_work_and_conflicts_are_refused() {
+        let t = target(
+            "compute01",
+            &vars(&[
+                ("ansible_ssh_host", "10.0.0.5"),
+                ("ansible_ssh_port", "2200"),
+                ("ansible_ssh_user", "kolla"),
+                ("ansible_private_key_file", "/keys/kolla"),
+            ]),
+            "root",
+        )
+        .unwrap();
+        assert_eq!(
+            (t.address.as_str(), t.port, t.user.as_str()),
+            ("10.0.0.5", 2200, "kolla")
+        );
+        assert_eq!(t.key_file, Some(PathBuf::from("/keys/kolla")));
+        // The same value under both names is fine; different values are not.
+        let same = [("ansible_user", "kolla"), ("ansible_ssh_user", "kolla")];
+        assert_eq!(
+            target("compute01", &vars(&same), "root").unwrap().user,
+            "kolla"
+        );
+        let clash = [("ansible_user", "kolla"), ("ansible_ssh_user", "ops")];
+        let err = target("compute01", &vars(&clash), "root").unwrap_err();
+        assert!(
+            err.contains("compute01")
+                && err.contains("ansible_user")
+                && err.contains("ansible_ssh_user"),
+            "{err}"
         );
     }
 
