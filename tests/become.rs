@@ -53,6 +53,29 @@ fn a_sudo_user_deploys_tls_sasl_and_a_rerun_changes_nothing() {
     let (out, report) = fleet.run_report(&["deploy"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(report["summary"]["ok"], 2, "{report}");
+    // A rolling rotation through sudo: new server pairs, each host's gate passes (the reload
+    // and the peer checks run through sudo too), and no backup of an old key is left.
+    for host in ["compute01", "compute02"] {
+        for name in [
+            "servercert.pem",
+            "serverkey.pem",
+            "clientcert.pem",
+            "clientkey.pem",
+        ] {
+            std::fs::remove_file(fleet.host_cert_dir(host).join(name)).unwrap();
+        }
+    }
+    fleet.ok(&["certs", "issue"]);
+    let (out, report) = fleet.run_report(&["rotate", "--serial", "1", "--yes"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in ["compute01", "compute02"] {
+        assert_eq!(host_report(&report, host)["status"], "changed", "{report}");
+        let pushed = fleet.file_fingerprint(&fleet.host_cert_dir(host).join("servercert.pem"));
+        assert_eq!(fleet.served_fingerprint(host), pushed, "{host}");
+        let left = fleet.sh(host, "find /etc/kolla -name '*.virtfleet-backup*'");
+        assert_eq!(left, "", "{host}");
+    }
+
     // Reading root-only files goes through sudo as well.
     let expiry = fleet.ok(&["certs", "expiry"]);
     let text = String::from_utf8_lossy(&expiry.stdout);
