@@ -318,7 +318,7 @@ fn check_diff_changes_nothing_and_shows_no_secret() {
         ("stderr", &*stderr),
         ("report", &report_text),
     ] {
-        for secret in [SASL_PASSWORD, NEW_PASSWORD, "PRIVATE KEY"] {
+        for secret in [SASL_PASSWORD, NEW_PASSWORD, "PRIVATE KEY", LAB_NOVA_SECRET] {
             assert!(!text.contains(secret), "{what} shows {secret:?}:\n{text}");
         }
     }

@@ -114,3 +114,85 @@ fn a_recreated_container_is_restarted_and_gets_its_sasl_user_back() {
     let back = fleet.peer_virsh("compute01", "qemu+tls://compute02/system", true);
     assert!(back.status.success(), "{}", describe(&back));
 }
+
+/// nova.conf and config.json are kolla-ansible's files too: a deploy sets virtfleet's keys and
+/// entries in them and keeps everything else; their secrets never show in a diff.
+#[test]
+fn kollas_own_settings_survive_and_their_secrets_stay_hidden() {
+    let fleet = Fleet::new(1, TLS_SASL, true);
+    let nova_conf = fleet.host("compute01").kolla_path("nova-compute/nova.conf");
+    let compute_json = fleet
+        .host("compute01")
+        .kolla_path("nova-compute/config.json");
+    let day0 = std::fs::read_to_string(&nova_conf).unwrap();
+    assert!(day0.contains(LAB_NOVA_SECRET));
+
+    // The first diff adds settings next to transport_url: its password is masked.
+    let (out, report) = fleet.run_report(&["check", "--diff"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(" transport_url = rabbit://openstack:<redacted>@10.255.0.1:5672//\n"),
+        "{stdout}"
+    );
+    for text in [
+        &*stdout,
+        &String::from_utf8_lossy(&out.stderr),
+        &report.to_string(),
+    ] {
+        assert!(
+            !text.contains(LAB_NOVA_SECRET),
+            "a Kolla secret is shown:\n{text}"
+        );
+    }
+
+    fleet.ok(&["deploy"]);
+    let merged = std::fs::read_to_string(&nova_conf).unwrap();
+    for kept in [
+        "debug = False\n",
+        &format!("transport_url = rabbit://openstack:{LAB_NOVA_SECRET}@10.255.0.1:5672//\n"),
+        &format!("[keystone_authtoken]\nauth_url = http://10.255.0.1:5000\npassword = {LAB_NOVA_SECRET}\n"),
+    ] {
+        assert!(merged.contains(kept), "{kept:?} lost:\n{merged}");
+    }
+    assert!(
+        merged.contains("connection_uri = qemu+tls://compute01/system\n"),
+        "{merged}"
+    );
+    assert!(!merged.contains("qemu+tcp"), "{merged}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&compute_json).unwrap()).unwrap();
+    assert_eq!(json["command"], "/usr/local/bin/sleep_forever");
+    assert_eq!(json["permissions"][0]["path"], "/var/log/kolla/nova");
+    let dests: Vec<&str> = json["config_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["dest"].as_str())
+        .collect();
+    for dest in [
+        "/etc/nova/nova.conf",
+        "/etc/ceph/ceph.conf",
+        "/etc/pki/CA/cacert.pem",
+    ] {
+        assert!(dests.contains(&dest), "{dest} missing: {dests:?}");
+    }
+
+    // Merging is stable: the next run changes nothing.
+    let (_, report) = fleet.run_report(&["deploy"]);
+    assert_eq!(report["summary"]["ok"], 1, "{report}");
+
+    // kolla-ansible renders nova.conf again (its own template, without virtfleet's keys): the
+    // next deploy puts the keys back and restarts only nova_compute.
+    std::fs::write(&nova_conf, &day0).unwrap();
+    let (out, report) = fleet.run_report(&["deploy"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let r = host_report(&report, "compute01");
+    assert_eq!(
+        strings(&r["changed_files"]),
+        ["/etc/kolla/nova-compute/nova.conf"],
+        "{r}"
+    );
+    assert_eq!(strings(&r["restarted"]), ["nova_compute"], "{r}");
+    assert_eq!(std::fs::read_to_string(&nova_conf).unwrap(), merged);
+}

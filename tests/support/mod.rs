@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use virtfleet_lab::{Lab, LabHost};
+pub use virtfleet_lab::{Lab, LabHost, LAB_NOVA_SECRET};
 
 pub struct Fleet {
     pub lab: Lab,

@@ -205,6 +205,7 @@ fn scratch_files() -> Vec<virtfleet_plan::DesiredFile> {
                 secret: false,
                 sha256: String::new(),
                 source: Default::default(),
+                merge: None,
             })
         })
         .collect()
@@ -222,9 +223,17 @@ pub fn phase_commands() -> Vec<(&'static str, String, Vec<u8>)> {
         "/etc/kolla/nova-compute/.virtfleet-applied",
     ];
     let containers = ["nova_libvirt", "nova_compute"];
-    let probe = virtfleet_engine::script::probe(&paths, &markers, "podman", &containers);
+    // The files the playbook merges with the host's version (read whole by the probe).
+    let merged = [
+        "/etc/kolla/nova-libvirt/config.json",
+        "/etc/kolla/nova-compute/nova.conf",
+        "/etc/kolla/nova-compute/config.json",
+    ];
+    let probe_with =
+        |engine| virtfleet_engine::script::probe(&paths, &merged, &markers, engine, &containers);
+    let probe = probe_with("podman");
     // The same script with the container engine replaced by `true`: no podman process.
-    let probe_files_only = virtfleet_engine::script::probe(&paths, &markers, "true", &containers);
+    let probe_files_only = probe_with("true");
     // ... and with `podman inspect` for the container IDs (the probe before the store read).
     let probe_inspect = probe_files_only.replace("\ntrue inspect ", "\npodman inspect ");
     let files = scratch_files();

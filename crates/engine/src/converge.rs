@@ -86,7 +86,6 @@ impl Converger<'_> {
     }
 
     async fn converge(&self, mode: Mode, report: &mut HostReport) -> Result<(), String> {
-        let services = &self.job.plan.services;
         let engine = self.job.container_engine.as_str();
         self.progress.phase(Phase::Probe);
         let state = self.probe().await?;
@@ -102,6 +101,7 @@ impl Converger<'_> {
                 state.unwritable_dirs.join(", ")
             ));
         }
+        let services = &merged_services(&self.job.plan.services, &state)?;
         let decisions: Vec<Decision> = services
             .iter()
             .map(|s| decide(s, &state))
@@ -271,9 +271,15 @@ impl Converger<'_> {
             .iter()
             .flat_map(|s| s.files.iter().map(|f| f.path.as_str()))
             .collect();
+        let merged: Vec<&str> = services
+            .iter()
+            .flat_map(|s| s.files.iter().filter(|f| f.merge.is_some()))
+            .map(|f| f.path.as_str())
+            .collect();
         let markers: Vec<&str> = services.iter().map(|s| s.marker_path.as_str()).collect();
         let containers: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
-        let probe = script::probe(&paths, &markers, &self.job.container_engine, &containers);
+        let engine = &self.job.container_engine;
+        let probe = script::probe(&paths, &merged, &markers, engine, &containers);
         let out = self.exec("probe", &probe, b"").await?;
         Ok(HostState::parse(&String::from_utf8_lossy(&out)))
     }
@@ -325,6 +331,28 @@ impl Converger<'_> {
         }
         Ok(out.stdout)
     }
+}
+
+/// The services with every merged file resolved against the host's current version, so
+/// that everything after the probe compares, pushes and marks the exact bytes to be written.
+fn merged_services(
+    services: &[ServicePlan],
+    state: &HostState,
+) -> Result<Vec<ServicePlan>, String> {
+    services
+        .iter()
+        .map(|service| {
+            let files = service
+                .files
+                .iter()
+                .map(|f| f.merged_into(state.contents.get(&f.path).map(|t| t.as_bytes())))
+                .collect::<Result<_, _>>()?;
+            Ok(ServicePlan {
+                files,
+                ..service.clone()
+            })
+        })
+        .collect()
 }
 
 /// Every path a backed-up run may have kept a copy of: the plan's files and the markers.

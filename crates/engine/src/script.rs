@@ -27,7 +27,13 @@ const PODMAN_STORES: &str = "/var/lib/containers/storage/overlay-containers/cont
 /// and each container's ID (a recreated container has a new one). Two processes on the host
 /// (`stat`, `sha256sum`): markers and podman's store are read with shell builtins, since each
 /// process start costs about a millisecond of a host's CPU, per host, per run.
-pub fn probe(paths: &[&str], markers: &[&str], engine: &str, containers: &[&str]) -> String {
+pub fn probe(
+    paths: &[&str],
+    contents: &[&str],
+    markers: &[&str],
+    engine: &str,
+    containers: &[&str],
+) -> String {
     let paths = paths.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" ");
     let mut s = String::new();
     s.push_str(&format!("stat -c 'S %a %U %n' {paths} 2>/dev/null\n"));
@@ -38,6 +44,13 @@ pub fn probe(paths: &[&str], markers: &[&str], engine: &str, containers: &[&str]
     for marker in markers {
         let d = quote(parent(marker));
         s.push_str(&format!("[ -e {d} ] && [ ! -w {d} ] && echo W {d}\n"));
+    }
+    // Files merged with the host's version travel whole, line by line, by the shell itself.
+    for path in contents {
+        let f = quote(path);
+        s.push_str(&format!(
+            "[ -f {f} ] && {{ printf 'F %s\\n' {f}; while IFS= read -r l || [ -n \"$l\" ]; do printf '| %s\\n' \"$l\"; done < {f}; }}\n"
+        ));
     }
     for marker in markers {
         let m = quote(marker);
@@ -662,7 +675,7 @@ mod tests {
             marker(&dir.path().join("absent")),
         ];
         let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
-        let script = probe(&[], &markers, "true", &["c"]);
+        let script = probe(&[], &[], &markers, "true", &["c"]);
         // As an unprivileged user (the tests run as root, like the lab).
         let out = std::process::Command::new("setpriv")
             .args([
@@ -702,8 +715,25 @@ mod tests {
         std::fs::write(&m, marker.render().trim_end()).unwrap();
         let ps = p.to_str().unwrap();
         let ms = m.to_str().unwrap();
-        let out = sh(&probe(&[ps, "/nonexistent"], &[ms], "true", &["c"]), b"");
+        // A merged file's text comes back whole: blank lines, leading blanks, backslashes.
+        let q = dir.path().join("nova.conf");
+        let text = "[DEFAULT]\n\n  indented = a\\b %s\n| not a marker\nlast";
+        std::fs::write(&q, text).unwrap();
+        let qs = q.to_str().unwrap();
+        let script = probe(
+            &[ps, "/nonexistent"],
+            &[qs, "/nonexistent"],
+            &[ms],
+            "true",
+            &["c"],
+        );
+        let out = sh(&script, b"");
         let state = crate::state::HostState::parse(&String::from_utf8(out.stdout).unwrap());
+        assert_eq!(
+            state.contents.get(qs).map(String::as_str),
+            Some(&*format!("{text}\n"))
+        );
+        assert!(!state.contents.contains_key("/nonexistent"));
         let f = &state.files[ps];
         assert_eq!(
             f.sha256.as_deref(),
@@ -768,6 +798,7 @@ mod tests {
             owner: None,
             secret: false,
             source: Default::default(),
+            merge: None,
         }
     }
 

@@ -80,30 +80,45 @@ pub struct HostState {
     pub containers: BTreeMap<String, String>,
     /// Service directories that exist but the remote user cannot write.
     pub unwritable_dirs: Vec<String>,
+    /// Current text of the files merged with the host's version (absent files missing).
+    pub contents: BTreeMap<String, String>,
+}
+
+enum Block {
+    Marker,
+    Content,
 }
 
 impl HostState {
     pub fn parse(probe_output: &str) -> HostState {
         let mut state = HostState::default();
-        let mut marker: Option<(String, String)> = None;
-        let finish = |state: &mut HostState, marker: Option<(String, String)>| {
-            if let Some((path, text)) = marker {
+        // The file a run of `| ` lines belongs to: a marker (`M`) or a merged file (`F`).
+        let mut block: Option<(Block, String, String)> = None;
+        let finish = |state: &mut HostState, block: Option<(Block, String, String)>| match block {
+            Some((Block::Marker, path, text)) => {
                 if let Some(m) = Marker::parse(&text) {
                     state.markers.insert(path, m);
                 }
             }
+            Some((Block::Content, path, text)) => {
+                state.contents.insert(path, text);
+            }
+            None => {}
         };
         for line in probe_output.lines() {
             if let Some(rest) = line.strip_prefix("| ") {
-                if let Some((_, text)) = marker.as_mut() {
+                if let Some((_, _, text)) = block.as_mut() {
                     text.push_str(rest);
                     text.push('\n');
                 }
                 continue;
             }
             if let Some(path) = line.strip_prefix("M ") {
-                finish(&mut state, marker.take());
-                marker = Some((path.to_string(), String::new()));
+                finish(&mut state, block.take());
+                block = Some((Block::Marker, path.to_string(), String::new()));
+            } else if let Some(path) = line.strip_prefix("F ") {
+                finish(&mut state, block.take());
+                block = Some((Block::Content, path.to_string(), String::new()));
             } else if let Some(rest) = line.strip_prefix("S ") {
                 let mut parts = rest.splitn(3, ' ');
                 if let (Some(mode), Some(owner), Some(path)) =
@@ -127,7 +142,7 @@ impl HostState {
                 }
             }
         }
-        finish(&mut state, marker);
+        finish(&mut state, block);
         state
     }
 
@@ -208,11 +223,22 @@ pub fn decide(service: &ServicePlan, state: &HostState) -> Result<Decision, Stri
         ));
     }
     let applied = &Marker::for_service(service, container_id).files;
+    // Someone else (kolla-ansible, a hand edit) rewrote a file since the apply: the container
+    // may have been restarted on it, so it is not known to run what the marker says.
+    let rewritten: BTreeSet<&String> = marker
+        .files
+        .iter()
+        .filter(|(path, (sha, _))| {
+            state.files.get(*path).and_then(|f| f.sha256.as_ref()) != Some(sha)
+        })
+        .map(|(path, _)| path)
+        .collect();
     let pending: BTreeSet<&String> = applied
         .iter()
         .filter(|(path, want)| marker.files.get(*path) != Some(want))
         .map(|(path, _)| path)
         .chain(marker.files.keys().filter(|p| !applied.contains_key(*p)))
+        .chain(rewritten.iter().copied())
         .collect();
     if pending.is_empty() {
         return Ok(decision(Action::Nothing, String::new()));
@@ -221,15 +247,24 @@ pub fn decide(service: &ServicePlan, state: &HostState) -> Result<Decision, Stri
         .reload
         .as_ref()
         .is_some_and(|r| pending.iter().all(|p| r.files.contains(p)));
-    let names = pending
-        .iter()
-        .map(|p| p.rsplit('/').next().unwrap_or(p))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names = |paths: &BTreeSet<&String>| {
+        paths
+            .iter()
+            .map(|p| p.rsplit('/').next().unwrap_or(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut reason = names(&pending);
+    if !rewritten.is_empty() {
+        reason.push_str(&format!(
+            " (rewritten on the host since the last apply: {})",
+            names(&rewritten)
+        ));
+    }
     if reloadable {
-        Ok(decision(Action::Reload, format!("reload for {names}")))
+        Ok(decision(Action::Reload, format!("reload for {reason}")))
     } else {
-        Ok(decision(Action::Restart, format!("changed: {names}")))
+        Ok(decision(Action::Restart, format!("changed: {reason}")))
     }
 }
 
@@ -247,6 +282,7 @@ mod tests {
             secret: false,
             sha256: sha.into(),
             source: Default::default(),
+            merge: None,
         }
     }
 
@@ -360,6 +396,32 @@ mod tests {
         state.files.get_mut("/k/svc/a").unwrap().mode = Some(0o644);
         let d = decide(&svc, &state).unwrap();
         assert_eq!((d.push.len(), d.action), (1, Action::Nothing));
+    }
+
+    #[test]
+    fn a_file_rewritten_on_the_host_since_the_apply_is_pushed_and_applied_again() {
+        let svc = service(
+            vec![file("/k/svc/a", "aa"), file("/k/svc/key", "kk")],
+            &["key"],
+        );
+        // kolla-ansible wrote its own version of `a` (and may have restarted the container).
+        let mut state = host_with(&svc, Some(&svc), "c1");
+        state.files.get_mut("/k/svc/a").unwrap().sha256 = Some("kolla".into());
+        let d = decide(&svc, &state).unwrap();
+        assert_eq!(
+            (d.push, d.action),
+            (vec!["/k/svc/a".to_string()], Action::Restart)
+        );
+        assert!(d.reason.contains("rewritten on the host"), "{}", d.reason);
+        // Deleted counts too; a reloadable file is reloaded.
+        let mut state = host_with(&svc, Some(&svc), "c1");
+        state.files.remove("/k/svc/key");
+        let reload = service(
+            vec![file("/k/svc/a", "aa"), file("/k/svc/key", "kk")],
+            &["/k/svc/key"],
+        );
+        let d = decide(&reload, &state).unwrap();
+        assert_eq!(d.action, Action::Reload, "{}", d.reason);
     }
 
     #[test]

@@ -125,9 +125,16 @@ impl LabHost {
             &libvirt_dir.join("config.json"),
             &format!("{libvirt_json:#}\n"),
         )?;
+        // As kolla-ansible writes it: much more than the libvirt settings (a deploy must keep
+        // all of it; the password is a stand-in a diff must never show).
         let nova_conf = format!(
-            "[libvirt]\nconnection_uri = qemu+tcp://{}/system\nvirt_type = qemu\n",
-            self.address
+            "[DEFAULT]\ndebug = False\n\
+             transport_url = rabbit://openstack:{secret}@10.255.0.1:5672//\n\n\
+             [libvirt]\nconnection_uri = qemu+tcp://{}/system\nvirt_type = qemu\n\n\
+             [keystone_authtoken]\nauth_url = http://10.255.0.1:5000\n\
+             password = {secret}\n",
+            self.address,
+            secret = crate::LAB_NOVA_SECRET,
         );
         write(&compute_dir.join("nova.conf"), &nova_conf)?;
         let compute_json = serde_json::json!({
@@ -137,7 +144,14 @@ impl LabHost {
                 "dest": "/etc/nova/nova.conf",
                 "owner": "nova",
                 "perm": "0600"
-            }]
+            }, {
+                "source": "/var/lib/kolla/config_files/ceph.conf",
+                "dest": "/etc/ceph/ceph.conf",
+                "owner": "nova",
+                "perm": "0600",
+                "optional": true
+            }],
+            "permissions": [{"path": "/var/log/kolla/nova", "owner": "nova:nova"}]
         });
         write(
             &compute_dir.join("config.json"),

@@ -29,6 +29,10 @@ pub const ROOTFS_BIND: &str = "/var/lib/vflab-root";
 /// Hosts per lab: one /24 of loopback addresses, 127.<lab id>.0.1 to .254.
 pub const MAX_HOSTS: usize = 254;
 
+/// The stand-in secret in every lab host's day-0 `nova.conf` (messaging and keystone
+/// passwords, as kolla-ansible writes them): tests check it survives a deploy and is never shown.
+pub const LAB_NOVA_SECRET: &str = "Lab-Nova-Secret-51c2";
+
 const SCRIPTS: [(&str, &str); 3] = [
     (
         "kolla_set_configs",

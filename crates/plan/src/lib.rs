@@ -30,6 +30,7 @@
 //! `inventory_hostname`, `playbook_dir`, and `node_config` (the config directory) unless set.
 
 mod error;
+mod merge;
 mod plan;
 mod playbook;
 mod redact;
@@ -37,6 +38,7 @@ mod render;
 mod vars;
 
 pub use error::PlanError;
+pub use merge::{merge, Merge};
 pub use plan::{
     plan_host, resolve_vars, DesiredFile, HostPlan, PlanInput, ReadyCheck, Reload, ServicePlan,
     Step, MARKER_NAME,

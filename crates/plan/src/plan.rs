@@ -65,6 +65,9 @@ pub struct DesiredFile {
     pub sha256: String,
     /// The template or certificate file the content came from.
     pub source: PathBuf,
+    /// Set when `content` is only virtfleet's part of a file shared with kolla-ansible: the
+    /// engine merges it into the host's current file (and recomputes `sha256`) before comparing.
+    pub merge: Option<crate::Merge>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +129,23 @@ impl fmt::Debug for HostPlan {
     }
 }
 
+impl DesiredFile {
+    /// The file as it should be on a host whose current version is `current` (`None`: absent):
+    /// itself, or, for a merged file, its content merged into `current`.
+    pub fn merged_into(&self, current: Option<&[u8]>) -> Result<DesiredFile, String> {
+        let Some(kind) = self.merge else {
+            return Ok(self.clone());
+        };
+        let content = crate::merge(kind, current, &self.content)
+            .map_err(|e| format!("{}: cannot merge with the host's file: {e}", self.path))?;
+        Ok(DesiredFile {
+            sha256: sha256_hex(&content),
+            content,
+            ..self.clone()
+        })
+    }
+}
+
 impl fmt::Debug for DesiredFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DesiredFile")
@@ -136,6 +156,7 @@ impl fmt::Debug for DesiredFile {
             .field("secret", &self.secret)
             .field("sha256", &self.sha256)
             .field("source", &self.source)
+            .field("merge", &self.merge)
             .finish()
     }
 }
@@ -442,6 +463,7 @@ impl<'a> HostContext<'a> {
             owner,
             secret,
             source,
+            merge: file.merge,
         })
     }
 

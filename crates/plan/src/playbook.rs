@@ -76,6 +76,8 @@ pub struct FileSpec {
     pub secret: bool,
     /// Expression; the file is managed only when it is true.
     pub when: Option<String>,
+    /// The template renders only virtfleet's part; the rest comes from the host's file.
+    pub merge: Option<crate::Merge>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -281,6 +283,8 @@ struct FileYaml {
     secret: bool,
     #[serde(default, deserialize_with = "de_opt_expression")]
     when: Option<String>,
+    #[serde(default)]
+    merge: Option<crate::Merge>,
 }
 
 impl TryFrom<FileYaml> for FileSpec {
@@ -294,6 +298,9 @@ impl TryFrom<FileYaml> for FileSpec {
             }
             (None, Some(c)) => {
                 check_name(&c, "cert name")?;
+                if raw.merge.is_some() {
+                    return Err("`merge` needs a template; certificates are copied whole".into());
+                }
                 (FileSource::Cert(c.clone()), c)
             }
             _ => return Err("a file entry needs exactly one of `template` or `cert`".into()),
@@ -307,6 +314,7 @@ impl TryFrom<FileYaml> for FileSpec {
             owner: raw.owner,
             secret: raw.secret,
             when: raw.when,
+            merge: raw.merge,
         })
     }
 }
@@ -472,6 +480,21 @@ services:
         let err = load(&text).unwrap_err().to_string();
         assert!(err.contains("quoted octal"), "{err}");
         assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn merge_is_for_templates_and_names_a_known_kind() {
+        let text = MINIMAL.replace(r#"mode: "0640"}"#, r#"mode: "0640", merge: ini}"#);
+        assert_eq!(
+            load(&text).unwrap().services[0].files[0].merge,
+            Some(crate::Merge::Ini)
+        );
+        assert_eq!(load(MINIMAL).unwrap().services[0].files[0].merge, None);
+        let text = MINIMAL.replace(r#"mode: "0640"}"#, r#"mode: "0640", merge: yaml}"#);
+        assert!(load(&text).unwrap_err().to_string().contains("yaml"));
+        let text = MINIMAL.replace("secret: true", "secret: true, merge: kolla_config");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("`merge` needs a template"), "{err}");
     }
 
     #[test]

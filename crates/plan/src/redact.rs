@@ -53,10 +53,37 @@ fn redact_line(line: &str, secret_file: bool) -> String {
         Some((key, _)) if secret_file || is_secret_key(key) => {
             format!("{}{REDACTED}", &line[..key_end(line, key)])
         }
-        Some(_) => line.to_string(),
+        Some(_) => redact_url_passwords(line),
         None if secret_file => REDACTED.to_string(),
-        None => line.to_string(),
+        None => redact_url_passwords(line),
     }
+}
+
+/// Hides the password of every `scheme://user:password@host` in the line (Kolla's
+/// `transport_url` and database `connection` carry them), however many hosts a URL lists.
+fn redact_url_passwords(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find("://") {
+        let authority_start = at + 3;
+        out.push_str(&rest[..authority_start]);
+        let tail = &rest[authority_start..];
+        let authority_len = tail.find(['/', ' ', '\t']).unwrap_or(tail.len());
+        let hosts: Vec<String> = tail[..authority_len]
+            .split(',')
+            .map(|part| match part.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:{REDACTED}@{host}"),
+                    None => part.to_string(),
+                },
+                None => part.to_string(),
+            })
+            .collect();
+        out.push_str(&hosts.join(","));
+        rest = &tail[authority_len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Key of a `key = value`, `key=value` or `key: value` line.
@@ -143,6 +170,7 @@ mod tests {
             secret,
             sha256: sha256_hex(content.as_bytes()),
             source: PathBuf::from("f"),
+            merge: None,
         }
     }
 
@@ -169,6 +197,21 @@ mod tests {
         assert_eq!(
             shown,
             "[x]\nuser = nova\nadmin_password = <redacted>\nlisten_tls = 1\n"
+        );
+    }
+
+    #[test]
+    fn url_passwords_are_hidden_in_any_file() {
+        let text =
+            "transport_url = rabbit://openstack:Pw1@10.0.0.1:5672,openstack:Pw2@10.0.0.2:5672//\n\
+                    connection = mysql+pymysql://nova:Pw3@db/nova\n\
+                    connection_uri = qemu+tls://compute01/system\n";
+        let shown = redact(&file(text, false));
+        assert_eq!(
+            shown,
+            "transport_url = rabbit://openstack:<redacted>@10.0.0.1:5672,openstack:<redacted>@10.0.0.2:5672//\n\
+             connection = mysql+pymysql://nova:<redacted>@db/nova\n\
+             connection_uri = qemu+tls://compute01/system\n"
         );
     }
 
