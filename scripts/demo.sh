@@ -58,6 +58,10 @@ peer_virsh compute02 qemu+tls://compute01/system noauth && exit 1 || echo "  => 
 step "Plain TCP: closed"
 peer_virsh compute03 qemu+tcp://compute01/system && exit 1 || echo "  => refused, as it should be"
 
+step "Kolla's own settings are still there: virtfleet merged its keys into nova.conf"
+on compute01 "grep -E '^\[|^(transport_url|connection_uri|live_migration_scheme) ' /etc/kolla/nova-compute/nova.conf" |
+  sed -E 's#(://[^:/]*:)[^@]*@#\1<redacted>@#'
+
 step "Run it again: nothing to change, nothing restarted"
 vf deploy
 
