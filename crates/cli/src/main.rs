@@ -5,13 +5,14 @@ mod inputs;
 mod output;
 mod parallel;
 mod rotate;
+mod serial;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use virtfleet_engine::{HostJob, Mode, RunOptions};
+use virtfleet_engine::{HostJob, HostReport, Mode, RunOptions, Status};
 use virtfleet_ssh::ClientOptions;
 
 use inputs::{InputErrors, Inputs, PreparedHost};
@@ -79,11 +80,11 @@ pub struct GlobalArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Converge configuration, certificates and SASL; restart or reload what changed.
-    Deploy,
+    Deploy(serial::RolloutArgs),
     /// Same as deploy: re-render after a globals change and apply what changed.
-    Reconfigure,
+    Reconfigure(serial::RolloutArgs),
     /// Write the files to the hosts but never restart (a later deploy restarts what is stale).
-    Genconfig,
+    Genconfig(serial::RolloutArgs),
     /// Contact the hosts, change nothing, report what would change and restart.
     Check {
         /// Show unified diffs of changed files (secrets redacted).
@@ -106,14 +107,24 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let result = match cli.command {
-        Command::Deploy => runtime.block_on(converge(&cli.global, "deploy", Mode::Converge)),
-        Command::Reconfigure => {
-            runtime.block_on(converge(&cli.global, "reconfigure", Mode::Converge))
+        Command::Deploy(rollout) => {
+            runtime.block_on(converge(&cli.global, "deploy", Mode::Converge, rollout))
         }
-        Command::Genconfig => runtime.block_on(converge(&cli.global, "genconfig", Mode::WriteOnly)),
-        Command::Check { diff } => {
-            runtime.block_on(converge(&cli.global, "check", Mode::Check { diff }))
+        Command::Reconfigure(rollout) => runtime.block_on(converge(
+            &cli.global,
+            "reconfigure",
+            Mode::Converge,
+            rollout,
+        )),
+        Command::Genconfig(rollout) => {
+            runtime.block_on(converge(&cli.global, "genconfig", Mode::WriteOnly, rollout))
         }
+        Command::Check { diff } => runtime.block_on(converge(
+            &cli.global,
+            "check",
+            Mode::Check { diff },
+            serial::RolloutArgs::default(),
+        )),
         Command::Certs { command } => runtime.block_on(certs::run(&cli.global, command)),
         Command::Rotate(args) => runtime.block_on(rotate::run(&cli.global, args)),
     };
@@ -174,19 +185,59 @@ pub fn prepare(global: &GlobalArgs) -> Result<Vec<PreparedHost>, InputErrors> {
     Ok(hosts)
 }
 
-async fn converge(global: &GlobalArgs, command: &str, mode: Mode) -> Result<ExitCode, InputErrors> {
+async fn converge(
+    global: &GlobalArgs,
+    command: &str,
+    mode: Mode,
+    rollout: serial::RolloutArgs,
+) -> Result<ExitCode, InputErrors> {
     let hosts = prepare(global)?;
-    let jobs: Vec<HostJob> = hosts.into_iter().map(PreparedHost::into_job).collect();
-    let options = RunOptions {
-        mode,
-        forks: global.forks(jobs.len()),
-        ssh: global.ssh_options(),
-    };
-    let total = jobs.len();
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let progress = tokio::spawn(output::show_progress(receiver, total, global.verbosity()));
-    let reports = virtfleet_engine::run(jobs, &options, sender).await;
-    progress.await.expect("progress task");
+    let mut pending: Vec<HostJob> = hosts.into_iter().map(PreparedHost::into_job).collect();
+    let total = pending.len();
+    let size = rollout.serial.map_or(total, |s| s.batch_size(total)).max(1);
+    let batches = total.div_ceil(size);
+    let (mut attempted, mut failed) = (0, 0);
+    let mut reports = std::collections::BTreeMap::new();
+    for number in 1..=batches {
+        let rest = pending.split_off(size.min(pending.len()));
+        let batch = std::mem::replace(&mut pending, rest);
+        if rollout.serial.is_some() && rollout.over_budget(failed, attempted) {
+            for job in batch {
+                reports.insert(job.target.label, HostReport::new(Status::Skipped));
+            }
+            continue;
+        }
+        let names: Vec<&str> = batch.iter().map(|j| j.target.label.as_str()).collect();
+        if batches > 1 && global.verbosity() > Verbosity::Quiet {
+            println!("batch {number}/{batches}: {}", names.join(", "));
+        }
+        let options = RunOptions {
+            mode,
+            forks: global.forks(batch.len()),
+            ssh: global.ssh_options(),
+        };
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let progress = tokio::spawn(output::show_progress(
+            receiver,
+            batch.len(),
+            global.verbosity(),
+        ));
+        let batch_reports = virtfleet_engine::run(batch, &options, sender).await;
+        progress.await.expect("progress task");
+        attempted += batch_reports.len();
+        failed += batch_reports
+            .values()
+            .filter(|r| !matches!(r.status, Status::Ok | Status::Changed))
+            .count();
+        reports.extend(batch_reports);
+        if number < batches && rollout.over_budget(failed, attempted) {
+            println!(
+                "{command}: stopping: {failed} of {attempted} hosts attempted failed (more than \
+                 {}%); the remaining hosts are skipped, untouched",
+                rollout.max_fail_percentage
+            );
+        }
+    }
     if let Mode::Check { diff: true } = mode {
         for (host, report) in &reports {
             for diff in &report.diffs {

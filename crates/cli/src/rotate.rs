@@ -19,6 +19,7 @@ use virtfleet_ssh::ClientOptions;
 
 use crate::inputs::{self, InputErrors, PreparedHost};
 use crate::output::{self, Summary, Verbosity};
+use crate::serial::Serial;
 use crate::GlobalArgs;
 use gate::{Endpoint, Expected, Peers};
 use rollover::Phase;
@@ -43,38 +44,6 @@ pub struct RotateArgs {
     /// Rotate without asking for confirmation of the plan.
     #[arg(long)]
     yes: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Serial {
-    Hosts(usize),
-    Percent(u32),
-}
-
-impl Serial {
-    fn parse(text: &str) -> Result<Serial, String> {
-        let bad =
-            || format!("{text:?}: expected a number of hosts (e.g. 2) or a percentage (e.g. 10%)");
-        match text.strip_suffix('%') {
-            Some(p) => match p.trim().parse::<u32>() {
-                Ok(p) if (1..=100).contains(&p) => Ok(Serial::Percent(p)),
-                _ => Err(bad()),
-            },
-            None => match text.trim().parse::<usize>() {
-                Ok(n) if n > 0 => Ok(Serial::Hosts(n)),
-                _ => Err(bad()),
-            },
-        }
-    }
-
-    /// Hosts per batch out of `hosts` targeted; a percentage rounds down, but never to 0.
-    fn batch_size(self, hosts: usize) -> usize {
-        match self {
-            Serial::Hosts(n) => n,
-            Serial::Percent(p) => hosts * p as usize / 100,
-        }
-        .max(1)
-    }
 }
 
 pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, InputErrors> {
@@ -510,18 +479,6 @@ async fn show_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn serial_counts_hosts_or_a_percentage_of_them() {
-        let size = |text: &str, hosts| Serial::parse(text).unwrap().batch_size(hosts);
-        assert_eq!(size("2", 6), 2);
-        assert_eq!(size("50%", 6), 3);
-        assert_eq!(size("10%", 6), 1, "rounds down but never to 0");
-        assert_eq!(size("100%", 6), 6);
-        for bad in ["0", "0%", "101%", "x", "-1", "%"] {
-            assert!(Serial::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn merged_phases_keep_the_worst_status_and_every_change() {
