@@ -31,6 +31,12 @@ fn batches_stop_at_the_failure_budget_and_later_hosts_stay_untouched() {
         assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
     }
     assert!(!stdout.contains("batch 3/3"), "{stdout}");
+    // Per-host lines reach a pipe too (no terminal here).
+    assert!(stdout.contains("compute01: changed ("), "{stdout}");
+    assert!(
+        stdout.contains("compute02: unreachable compute02: "),
+        "{stdout}"
+    );
     assert_eq!(status(&report, "compute01"), "changed", "{report}");
     assert_eq!(status(&report, "compute02"), "unreachable", "{report}");
     assert_eq!(status(&report, "compute03"), "skipped", "{report}");

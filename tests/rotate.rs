@@ -399,3 +399,26 @@ fn a_ca_rollover_never_cuts_any_pair_of_hosts_off() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(report["summary"]["ok"], 4, "{report}");
 }
+
+/// A rotation killed before it cleaned up leaves backups (old private keys among them); the
+/// next deploy deletes them, a check only looks.
+#[test]
+fn backups_left_by_a_killed_rotation_are_deleted_by_the_next_deploy() {
+    let fleet = Fleet::new(1, TCP_SASL, false);
+    deploy_ok(&fleet);
+    fleet.sh(
+        "compute01",
+        "cd /etc/kolla/nova-libvirt && ln auth.conf auth.conf.virtfleet-backup && \
+         : > sasl.conf.virtfleet-backup.absent",
+    );
+    fleet.ok(&["check"]);
+    assert_eq!(backups_left(&fleet, "compute01").lines().count(), 2);
+
+    let out = fleet.ok(&["deploy", "-v"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("removed 2 backup(s) left by an interrupted rotation"),
+        "{stdout}"
+    );
+    assert_eq!(backups_left(&fleet, "compute01"), "");
+}

@@ -39,16 +39,18 @@ pub async fn show_progress(
             Event::Phase { host, phase } => {
                 phases.insert(host, phase.name());
             }
+            // `suspend`, not `println`: a hidden bar (output not a terminal: cron, CI, a log
+            // file) drops what `println` gives it, and these lines are the run's record.
             Event::Detail { host, detail } => {
                 if verbosity == Verbosity::Verbose {
-                    bar.println(format!("{host}: {detail}"));
+                    bar.suspend(|| println!("{host}: {detail}"));
                 }
             }
             Event::Done { host, report } => {
                 phases.remove(&host);
                 bar.inc(1);
                 if let Some(line) = host_line(&host, &report, verbosity) {
-                    bar.println(line);
+                    bar.suspend(|| println!("{line}"));
                 }
             }
         }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
-use virtfleet_engine::{ApplyOptions, Event, HostJob, HostReport, Mode, RunOptions, Status};
+use virtfleet_engine::{
+    ApplyOptions, Event, HostJob, HostReport, Mode, RunOptions, Status, BACKUP_SUFFIX,
+};
 use virtfleet_ssh::ClientOptions;
 
 use crate::inputs::{self, InputErrors, PreparedHost};
@@ -23,9 +25,6 @@ use crate::serial::Serial;
 use crate::GlobalArgs;
 use gate::{Endpoint, Expected, Peers};
 use rollover::Phase;
-
-/// Kept beside each replaced file on the host until its gate passed (or it was restored).
-const BACKUP_SUFFIX: &str = ".virtfleet-backup";
 
 #[derive(Args)]
 pub struct RotateArgs {

@@ -6,7 +6,7 @@ use virtfleet_ssh::{ClientOptions, Session};
 
 use crate::script;
 use crate::state::{decide, Action, Decision, HostState, Marker};
-use crate::{ApplyOptions, Event, HostJob, HostReport, Mode, Phase, Status};
+use crate::{ApplyOptions, Event, HostJob, HostReport, Mode, Phase, Status, BACKUP_SUFFIX};
 
 pub(crate) async fn host(
     job: &HostJob,
@@ -102,6 +102,20 @@ impl Converger<'_> {
             ));
         }
         let services = &merged_services(&self.job.plan.services, &state)?;
+        let stale = self.stale_backups(&state);
+        if !stale.is_empty() && !matches!(mode, Mode::Check { .. }) {
+            let paths = backed_up_paths(self.job);
+            self.exec(
+                "remove stale backups",
+                &script::remove_backups(&paths, BACKUP_SUFFIX),
+                b"",
+            )
+            .await?;
+            self.progress.detail(format!(
+                "removed {} backup(s) left by an interrupted rotation",
+                stale.len()
+            ));
+        }
         let decisions: Vec<Decision> = services
             .iter()
             .map(|s| decide(s, &state))
@@ -265,11 +279,28 @@ impl Converger<'_> {
         })
     }
 
+    /// Backups of this host's files left by an interrupted rotation, as the probe saw them.
+    /// None while this run keeps backups of its own.
+    fn stale_backups(&self, state: &HostState) -> Vec<String> {
+        if self.apply.backup_suffix.is_some() {
+            return Vec::new();
+        }
+        backup_names(&backed_up_paths(self.job))
+            .into_iter()
+            .filter(|b| state.files.contains_key(b))
+            .collect()
+    }
+
     async fn probe(&self) -> Result<HostState, String> {
         let services = &self.job.plan.services;
+        let backups = match self.apply.backup_suffix {
+            Some(_) => Vec::new(),
+            None => backup_names(&backed_up_paths(self.job)),
+        };
         let paths: Vec<&str> = services
             .iter()
             .flat_map(|s| s.files.iter().map(|f| f.path.as_str()))
+            .chain(backups.iter().map(String::as_str))
             .collect();
         let merged: Vec<&str> = services
             .iter()
@@ -351,6 +382,19 @@ fn merged_services(
                 files,
                 ..service.clone()
             })
+        })
+        .collect()
+}
+
+/// The names a rotation's backups of `paths` take on the host.
+fn backup_names(paths: &[&str]) -> Vec<String> {
+    paths
+        .iter()
+        .flat_map(|p| {
+            [
+                format!("{p}{BACKUP_SUFFIX}"),
+                format!("{p}{BACKUP_SUFFIX}.absent"),
+            ]
         })
         .collect()
 }

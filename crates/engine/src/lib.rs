@@ -127,6 +127,11 @@ pub struct RunOptions {
     pub ssh: ClientOptions,
 }
 
+/// The suffix of the previous versions a rotation keeps beside replaced files until its gate
+/// passes. Any other run that finds such backups (left by a rotation that was killed) deletes
+/// them: they hold old private keys.
+pub const BACKUP_SUFFIX: &str = ".virtfleet-backup";
+
 /// Per-run choices beyond [`RunOptions`]; the defaults are deploy's behaviour.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
