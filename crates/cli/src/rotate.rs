@@ -206,7 +206,11 @@ impl Rotation<'_> {
                 batch_failed,
                 batch.len()
             ));
-            if self.failed * 100 > usize::from(self.args.max_fail_percentage) * self.attempted {
+            if crate::serial::over_budget(
+                self.failed,
+                self.attempted,
+                self.args.max_fail_percentage,
+            ) {
                 self.stopped = true;
                 println!(
                     "rotate: stopping: {} of {} hosts attempted failed (more than {}%); no further host is touched",

@@ -17,8 +17,13 @@ pub struct RolloutArgs {
 impl RolloutArgs {
     /// True once `failed` of `attempted` hosts is more than the failure budget allows.
     pub fn over_budget(&self, failed: usize, attempted: usize) -> bool {
-        failed * 100 > usize::from(self.max_fail_percentage) * attempted
+        over_budget(failed, attempted, self.max_fail_percentage)
     }
+}
+
+/// Ansible's `max_fail_percentage`: more than `percent` of the hosts attempted have failed.
+pub fn over_budget(failed: usize, attempted: usize, percent: u8) -> bool {
+    failed * 100 > usize::from(percent) * attempted
 }
 
 #[derive(Debug, Clone, Copy)]
