@@ -175,6 +175,18 @@ fn text_var(vars: &Vars, name: &str) -> Option<String> {
 
 /// Where and how to reach a host: Ansible's connection variables.
 fn target(host: &str, vars: &Vars, default_user: &str) -> Result<Target, String> {
+    // Ansible's other transports (local, docker, winrm, ...) would reach some other place.
+    if let Some(connection) = text_var(vars, "ansible_connection") {
+        if !matches!(
+            connection.as_str(),
+            "ssh" | "smart" | "paramiko" | "paramiko_ssh"
+        ) {
+            return Err(format!(
+                "{host}: ansible_connection={connection} is not supported; virtfleet reaches \
+                 hosts over SSH only (for this machine: run sshd and set ansible_host)"
+            ));
+        }
+    }
     let port = match connection_var(host, vars, &["ansible_port", "ansible_ssh_port"])? {
         Some(p) => p
             .parse()
@@ -361,6 +373,18 @@ mod tests {
             err.contains("compute01")
                 && err.contains("ansible_user")
                 && err.contains("ansible_ssh_user"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_ssh_connections_are_accepted() {
+        for ok in ["ssh", "smart", "paramiko"] {
+            assert!(target("c1", &vars(&[("ansible_connection", ok)]), "root").is_ok());
+        }
+        let err = target("c1", &vars(&[("ansible_connection", "local")]), "root").unwrap_err();
+        assert!(
+            err.contains("c1: ansible_connection=local is not supported"),
             "{err}"
         );
     }
