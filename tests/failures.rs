@@ -121,7 +121,8 @@ fn killed_between_push_and_restart_the_next_deploy_restarts_exactly_the_stale_co
         .spawn()
         .expect("virtfleet starts");
     // All changed files of a host are renamed into place by one push script, before any
-    // restart; nova.conf (nova_compute's) is the last of them.
+    // restart, one directory after the other (nova-compute's first); once the renames have
+    // begun, the script finishes them even when its connection is gone.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if std::fs::read_to_string(&nova_conf).is_ok_and(|now| now != nova_before) {
@@ -145,6 +146,10 @@ fn killed_between_push_and_restart_the_next_deploy_restarts_exactly_the_stale_co
     );
     let nova_pushed = read(&nova_conf);
     assert!(nova_pushed.contains("virt_type = kvm"), "{nova_pushed}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while read(&libvirtd_conf) == libvirtd_before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let libvirtd_pushed = read(&libvirtd_conf);
     assert_ne!(
         libvirtd_pushed, libvirtd_before,

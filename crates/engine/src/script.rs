@@ -179,6 +179,10 @@ pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
     if let Some(backup) = backup {
         s.extend_from_slice(self::backup(&backup.paths, backup.suffix).as_bytes());
     }
+    // From the first rename on, a dropped connection or a kill must not leave one directory
+    // new and the next old: the renames take milliseconds, so they are finished, not cut.
+    // (Ignored signals stay ignored in the `mv` processes too.)
+    s.extend_from_slice(b"trap '' HUP INT TERM PIPE\n");
     for dir in &dirs {
         let in_dir = files.iter().filter(|f| parent(&f.path) == *dir);
         let _ = writeln!(
@@ -610,6 +614,61 @@ mod tests {
         let mut left = leftovers(dir.path());
         left.sort();
         assert_eq!(left, [".virtfleet-stage.live", ".virtfleet-stage.live.pid"]);
+    }
+
+    #[test]
+    fn a_kill_once_the_renames_began_still_swaps_every_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = file(&dir.path().join("a/a.conf"), b"new a\n".to_vec(), 0o600);
+        let b = file(&dir.path().join("b/b.conf"), b"new b\n".to_vec(), 0o600);
+        for f in [&a, &b] {
+            std::fs::create_dir_all(std::path::Path::new(&f.path).parent().unwrap()).unwrap();
+            std::fs::write(&f.path, "old\n").unwrap();
+        }
+        // A slow `mv` holds the script inside its renames; the signal comes during the first.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let started = dir.path().join("mv-started");
+        let fake_mv = bin.join("mv");
+        std::fs::write(
+            &fake_mv,
+            format!(
+                "#!/bin/sh\n: > {}\nsleep 0.5\nexec /bin/mv \"$@\"\n",
+                started.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake_mv, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let mut child = std::process::Command::new("sh")
+            .arg("-s")
+            .env("PATH", path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&push(&[&a, &b], None)).unwrap();
+        drop(stdin);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !started.exists() {
+            assert!(std::time::Instant::now() < deadline, "never renamed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for signal in ["-HUP", "-TERM"] {
+            let sent = std::process::Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+        }
+        child.wait().unwrap();
+        assert_eq!(std::fs::read_to_string(&a.path).unwrap(), "new a\n");
+        assert_eq!(std::fs::read_to_string(&b.path).unwrap(), "new b\n");
+        assert_eq!(leftovers(dir.path()), Vec::<String>::new());
     }
 
     /// A container engine that records its calls and whose `restart` fails the way podman's
