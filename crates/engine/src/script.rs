@@ -538,19 +538,20 @@ mod tests {
         assert_eq!(leftovers(dir.path()), Vec::<String>::new());
     }
 
-    #[test]
-    fn push_killed_while_staging_leaves_the_old_set_and_no_stage() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = file(&dir.path().join("a.conf"), b"new a\n".to_vec(), 0o600);
-        std::fs::write(&a.path, "old a\n").unwrap();
-        // A slow `sync` holds the script after staging, before any rename. (A shell runs a
-        // trap once its foreground command ends, so the signal takes effect after it.)
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        let fake_sync = bin.join("sync");
-        std::fs::write(&fake_sync, "#!/bin/sh\nexec sleep 1\n").unwrap();
+    /// Starts `sh -s` on the push script of `files`, with `tool` on the PATH replaced by a
+    /// shell script of that `body` (to hold the push at a chosen step).
+    fn spawn_push_with(
+        dir: &std::path::Path,
+        tool: &str,
+        body: &str,
+        files: &[&DesiredFile],
+    ) -> std::process::Child {
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let fake = bin.join(tool);
+        std::fs::write(&fake, format!("#!/bin/sh\n{body}")).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&fake_sync, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
         let mut child = std::process::Command::new("sh")
             .arg("-s")
@@ -562,8 +563,18 @@ mod tests {
             .unwrap();
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(&push(&[&a], None)).unwrap();
-        drop(stdin);
+        stdin.write_all(&push(files, None)).unwrap();
+        child
+    }
+
+    #[test]
+    fn push_killed_while_staging_leaves_the_old_set_and_no_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = file(&dir.path().join("a.conf"), b"new a\n".to_vec(), 0o600);
+        std::fs::write(&a.path, "old a\n").unwrap();
+        // A slow `sync` holds the script after staging, before any rename. (A shell runs a
+        // trap once its foreground command ends, so the signal takes effect after it.)
+        let mut child = spawn_push_with(dir.path(), "sync", "exec sleep 1\n", &[&a]);
         let staged = || !leftovers(dir.path()).is_empty();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !staged() {
@@ -626,33 +637,12 @@ mod tests {
             std::fs::write(&f.path, "old\n").unwrap();
         }
         // A slow `mv` holds the script inside its renames; the signal comes during the first.
-        let bin = dir.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
         let started = dir.path().join("mv-started");
-        let fake_mv = bin.join("mv");
-        std::fs::write(
-            &fake_mv,
-            format!(
-                "#!/bin/sh\n: > {}\nsleep 0.5\nexec /bin/mv \"$@\"\n",
-                started.display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&fake_mv, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-        let mut child = std::process::Command::new("sh")
-            .arg("-s")
-            .env("PATH", path)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(&push(&[&a, &b], None)).unwrap();
-        drop(stdin);
+        let body = format!(
+            ": > {}\nsleep 0.5\nexec /bin/mv \"$@\"\n",
+            started.display()
+        );
+        let mut child = spawn_push_with(dir.path(), "mv", &body, &[&a, &b]);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !started.exists() {
             assert!(std::time::Instant::now() < deadline, "never renamed");
