@@ -83,15 +83,14 @@ fn merge_ini(current: &str, owned: &str) -> String {
 fn set_ini(lines: &mut Vec<String>, section: &str, key: &str, setting: &str) {
     // Lines before the first header belong to DEFAULT, as oslo.config reads them.
     let mut current = "DEFAULT".to_string();
-    let mut section_seen = false;
-    let mut section_end = None; // index after the section's last non-blank line
-    let mut found = None;
+    // Index after the section's last non-blank line; None while the section was not met.
+    let mut section_end = None;
+    let mut found = false;
     let mut i = 0;
     while i < lines.len() {
         if let Some(name) = section_name(&lines[i]) {
             current = name.to_string();
             if current == section {
-                section_seen = true;
                 section_end = Some(i + 1);
             }
             i += 1;
@@ -110,9 +109,9 @@ fn set_ini(lines: &mut Vec<String>, section: &str, key: &str, setting: &str) {
             {
                 end += 1;
             }
-            if found.is_none() {
+            if !found {
                 lines.splice(i..end, [setting.to_string()]);
-                found = Some(i);
+                found = true;
                 i += 1;
             } else {
                 lines.drain(i..end);
@@ -125,18 +124,14 @@ fn set_ini(lines: &mut Vec<String>, section: &str, key: &str, setting: &str) {
         }
         i += 1;
     }
-    if found.is_some() {
+    if found {
         return;
     }
     match section_end {
-        Some(at) if section_seen || section == "DEFAULT" => {
-            lines.insert(at, setting.to_string());
-        }
-        _ if section == "DEFAULT" && !section_seen => {
-            // No DEFAULT settings or header at all: settings before the first header.
-            lines.insert(0, setting.to_string());
-        }
-        _ => {
+        Some(at) => lines.insert(at, setting.to_string()),
+        // No DEFAULT settings or header at all: settings before the first header.
+        None if section == "DEFAULT" => lines.insert(0, setting.to_string()),
+        None => {
             if lines.last().is_some_and(|l| !l.trim().is_empty()) {
                 lines.push(String::new());
             }
