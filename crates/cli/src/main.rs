@@ -201,7 +201,7 @@ async fn converge(
     for number in 1..=batches {
         let rest = pending.split_off(size.min(pending.len()));
         let batch = std::mem::replace(&mut pending, rest);
-        if rollout.serial.is_some() && rollout.over_budget(failed, attempted) {
+        if rollout.over_budget(failed, attempted) {
             for job in batch {
                 reports.insert(job.target.label, HostReport::new(Status::Skipped));
             }

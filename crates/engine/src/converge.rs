@@ -91,9 +91,9 @@ impl Converger<'_> {
         let state = self.probe().await?;
         if !state.unwritable_dirs.is_empty() {
             let target = &self.job.target;
-            let who = match &target.become_user {
-                Some(user) if *user != target.user => format!("{user} (via sudo)"),
-                _ => format!("SSH user {}", target.user),
+            let who = match target.sudo_user() {
+                Some(user) => format!("{user} (via sudo)"),
+                None => format!("SSH user {}", target.user),
             };
             return Err(format!(
                 "{} not writable for {who}: log in as root, or set ansible_become with a \
@@ -102,8 +102,9 @@ impl Converger<'_> {
             ));
         }
         let services = &merged_services(&self.job.plan.services, &state)?;
-        let stale = self.stale_backups(&state);
-        if !stale.is_empty() && !matches!(mode, Mode::Check { .. }) {
+        // The probe looks for a killed rotation's backups only when this run keeps none.
+        let stale = state.files.keys().filter(|p| is_backup(p)).count();
+        if stale > 0 && !matches!(mode, Mode::Check { .. }) {
             let paths = backed_up_paths(self.job);
             self.exec(
                 "remove stale backups",
@@ -112,8 +113,7 @@ impl Converger<'_> {
             )
             .await?;
             self.progress.detail(format!(
-                "removed {} backup(s) left by an interrupted rotation",
-                stale.len()
+                "removed {stale} backup(s) left by an interrupted rotation"
             ));
         }
         let decisions: Vec<Decision> = services
@@ -279,18 +279,6 @@ impl Converger<'_> {
         })
     }
 
-    /// Backups of this host's files left by an interrupted rotation, as the probe saw them.
-    /// None while this run keeps backups of its own.
-    fn stale_backups(&self, state: &HostState) -> Vec<String> {
-        if self.apply.backup_suffix.is_some() {
-            return Vec::new();
-        }
-        backup_names(&backed_up_paths(self.job))
-            .into_iter()
-            .filter(|b| state.files.contains_key(b))
-            .collect()
-    }
-
     async fn probe(&self) -> Result<HostState, String> {
         let services = &self.job.plan.services;
         let backups = match self.apply.backup_suffix {
@@ -384,6 +372,11 @@ fn merged_services(
             })
         })
         .collect()
+}
+
+/// Whether `path` is one of the names [`backup_names`] gives.
+fn is_backup(path: &str) -> bool {
+    path.ends_with(BACKUP_SUFFIX) || path.ends_with(&format!("{BACKUP_SUFFIX}.absent"))
 }
 
 /// The names a rotation's backups of `paths` take on the host.

@@ -3,17 +3,8 @@
 
 use virtfleet_plan::DesiredFile;
 
-/// Quotes one word for POSIX sh.
-pub fn quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-:=@%+,".contains(&b))
-    {
-        return word.to_string();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
+/// Quotes one word for POSIX sh (the same quoting the SSH layer uses for `sudo`).
+pub use virtfleet_ssh::shell_quote as quote;
 
 pub fn quote_argv(argv: &[String]) -> String {
     argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")

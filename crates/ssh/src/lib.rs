@@ -40,7 +40,27 @@ pub struct Target {
     pub become_user: Option<String>,
 }
 
+/// `word` as one POSIX shell word: as it is when it holds only characters no shell treats
+/// specially, else single-quoted.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-:=@%+,".contains(&b))
+    {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
 impl Target {
+    /// The user commands run as through sudo: `become_user`, unless it is the login user.
+    pub fn sudo_user(&self) -> Option<&str> {
+        self.become_user
+            .as_deref()
+            .filter(|user| *user != self.user)
+    }
+
     /// A target on port 22 with no key file.
     pub fn new(
         label: impl Into<String>,

@@ -16,7 +16,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::file_cache::FileCache;
 use crate::known_hosts::{self, KnownHosts, Verdict};
-use crate::{ClientOptions, SshError, Target};
+use crate::{shell_quote, ClientOptions, SshError, Target};
 
 /// What one command produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,9 +160,7 @@ impl Session {
             label: host,
             command_timeout: opts.command_timeout,
             become_prefix: target
-                .become_user
-                .as_ref()
-                .filter(|user| **user != target.user)
+                .sudo_user()
                 .map(|user| format!("sudo -n -u {} -- sh -c ", shell_quote(user))),
         })
     }
@@ -298,11 +296,6 @@ impl Session {
             }
         }
     }
-}
-
-/// `word` as one single-quoted POSIX shell word.
-fn shell_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 enum ChannelFailure {
