@@ -93,6 +93,11 @@ pub enum SshError {
     #[error("{host}: connection lost: {reason}")]
     ConnectionLost { host: String, reason: String },
 
+    /// The target cannot be used as given (e.g. a host key alias that is not a plain host
+    /// name). Nothing was sent to the host.
+    #[error("{host}: {reason}")]
+    InvalidTarget { host: String, reason: String },
+
     /// The server or the SSH layer misbehaved (failed handshake, refused channel or exec, ...).
     #[error("{host}: SSH protocol error: {reason}")]
     Protocol { host: String, reason: String },

@@ -1,6 +1,11 @@
 //! OpenSSH `known_hosts` files: host lookup (plain, `[host]:port`, wildcard, negated and
 //! hashed `|1|` patterns), a verdict that names the file line, and appending newly accepted keys.
 //!
+//! A host is looked up under exactly one name, the one `ssh` would use: the dialled host
+//! (`[host]:port` off port 22), or its `HostKeyAlias` when one is configured. Lines marked
+//! `@cert-authority` never vouch for a plain key; `@revoked` lines refuse their key for the
+//! hosts they name.
+//!
 //! russh ships `check_known_hosts_path`, but it miscounts lines after comments, fails the whole
 //! check on one unparsable line and ignores markers, wildcards and negation; an operator told
 //! "line N" must find the key on line N, so we parse the file ourselves (ssh-key parses entries).
@@ -24,7 +29,7 @@ pub(crate) enum Verdict {
     Unknown,
     /// Lines mention this host, but with other keys; `line` is the first one (1-based).
     Changed { line: usize },
-    /// The key is marked `@revoked` at `line`.
+    /// The key is marked `@revoked` for this host at `line`.
     Revoked { line: usize },
 }
 
@@ -65,21 +70,23 @@ impl KnownHosts {
         }
     }
 
-    /// Judges `key` for a host known under any of `names` (see [`lookup_names`]).
-    pub(crate) fn check(&self, names: &[String], key: &PublicKey) -> Verdict {
+    /// Judges `key` for the host known as `name` (see [`lookup_name`]), as OpenSSH's
+    /// `check_key_in_hostkeys` does: only lines whose patterns match `name` count.
+    pub(crate) fn check(&self, name: &str, key: &PublicKey) -> Verdict {
         let mut trusted = false;
         let mut same_type_mismatch = None;
         let mut first_mention = None;
         for (line, entry) in &self.entries {
+            if !entry_matches(entry.host_patterns(), name) {
+                continue;
+            }
             let same_key = entry.public_key().key_data() == key.key_data();
             match entry.marker() {
-                // A revoked key is refused whatever hosts the line names.
+                // Revocation wins over any line trusting the key.
                 Some(Marker::Revoked) if same_key => return Verdict::Revoked { line: *line },
+                // @cert-authority lines only vouch for host certificates, never a plain key.
                 Some(_) => continue,
                 None => {}
-            }
-            if !entry_matches(entry.host_patterns(), names) {
-                continue;
             }
             if same_key {
                 trusted = true;
@@ -102,10 +109,10 @@ impl KnownHosts {
     }
 
     /// Key algorithms recorded for the host, so the handshake can ask for one we can verify.
-    pub(crate) fn recorded_algorithms(&self, names: &[String]) -> Vec<Algorithm> {
+    pub(crate) fn recorded_algorithms(&self, name: &str) -> Vec<Algorithm> {
         let mut algorithms: Vec<Algorithm> = Vec::new();
         for (_, entry) in &self.entries {
-            if entry.marker().is_none() && entry_matches(entry.host_patterns(), names) {
+            if entry.marker().is_none() && entry_matches(entry.host_patterns(), name) {
                 let algorithm = entry.public_key().algorithm();
                 if !algorithms.contains(&algorithm) {
                     algorithms.push(algorithm);
@@ -116,31 +123,32 @@ impl KnownHosts {
     }
 }
 
-/// The names a host is looked up under: its address and its inventory label, each in
-/// OpenSSH's form (`name` on port 22, `[name]:port` otherwise).
-pub(crate) fn lookup_names(address: &str, label: &str, port: u16) -> Vec<String> {
-    let mut names = vec![entry_name(address, port)];
-    let by_label = entry_name(label, port);
-    if !label.is_empty() && by_label != names[0] {
-        names.push(by_label);
-    }
-    names
-}
-
-/// How OpenSSH writes a host into known_hosts.
-pub(crate) fn entry_name(host: &str, port: u16) -> String {
-    if port == 22 {
-        host.to_ascii_lowercase()
-    } else {
-        format!("[{}]:{port}", host.to_ascii_lowercase())
+/// The one name `ssh` looks a host up under (with `CheckHostIP no`, its default): the
+/// `HostKeyAlias` when there is one, used as it is; else the dialled host, as `[host]:port`
+/// off port 22. Lowercased, as ssh does with both.
+pub(crate) fn lookup_name(address: &str, port: u16, alias: Option<&str>) -> String {
+    match alias {
+        Some(alias) => alias.to_ascii_lowercase(),
+        None if port == 22 => address.to_ascii_lowercase(),
+        None => format!("[{}]:{port}", address.to_ascii_lowercase()),
     }
 }
 
-fn entry_matches(patterns: &HostPatterns, names: &[String]) -> bool {
-    names.iter().any(|name| match patterns {
+/// Whether `name` can be written as a known_hosts host field that names only itself: a host
+/// name, an IP address (IPv6 with a `%zone`) or the `[host]:port` form. Anything else
+/// (blanks, newlines, `,`, `*`, `!`, a leading `|` or `@`) would change what the line means.
+pub(crate) fn is_plain_entry_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]%".contains(&b))
+}
+
+fn entry_matches(patterns: &HostPatterns, name: &str) -> bool {
+    match patterns {
         HostPatterns::HashedName { salt, hash } => hashed_name_matches(salt, hash, name),
         HostPatterns::Patterns(patterns) => patterns_match(patterns, name),
-    })
+    }
 }
 
 /// OpenSSH semantics: some positive pattern matches and no negated (`!`) pattern does.
@@ -200,13 +208,20 @@ fn hashed_name_matches(salt: &[u8], hash: &[u8; 20], name: &str) -> bool {
 static APPEND_LOCK: Mutex<()> = Mutex::new(());
 
 /// Accepts a new host key: re-reads the file under a lock (another connection may have
-/// recorded this host meanwhile) and appends `key` for `names[0]` only if the host is still
-/// unknown. Returns the verdict found before writing; `Unknown` means the key was appended.
-pub(crate) fn learn(path: &Path, names: &[String], key: &PublicKey) -> io::Result<Verdict> {
+/// recorded this host meanwhile) and appends `key` under `name` (the lookup name, nothing
+/// else) only if the host is still unknown. Returns the verdict found before writing;
+/// `Unknown` means the key was appended.
+pub(crate) fn learn(path: &Path, name: &str, key: &PublicKey) -> io::Result<Verdict> {
     let _guard = APPEND_LOCK
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let verdict = KnownHosts::load(path)?.check(names, key);
+    if !is_plain_entry_name(name) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to record a key under {name:?}: not a plain host name"),
+        ));
+    }
+    let verdict = KnownHosts::load(path)?.check(name, key);
     if verdict != Verdict::Unknown {
         return Ok(verdict);
     }
@@ -230,7 +245,7 @@ pub(crate) fn learn(path: &Path, names: &[String], key: &PublicKey) -> io::Resul
     let key_text = key
         .to_openssh()
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err.to_string()))?;
-    line.push_str(&names[0]);
+    line.push_str(name);
     line.push(' ');
     line.push_str(key_text.trim_end());
     line.push('\n');
@@ -253,21 +268,21 @@ mod tests {
         PublicKey::from_openssh(text).unwrap()
     }
 
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|n| n.to_string()).collect()
+    /// What a known_hosts file holding `text` says about `key_text` for `name`.
+    fn verdict(text: &str, name: &str, key_text: &str) -> Verdict {
+        KnownHosts::parse(text).check(name, &key(key_text))
     }
 
     #[test]
-    fn lookup_names_use_brackets_off_port_22_and_include_the_label() {
+    fn lookup_name_is_the_dialled_host_or_the_alias_only() {
+        assert_eq!(lookup_name("10.0.0.1", 22, None), "10.0.0.1");
         assert_eq!(
-            lookup_names("10.0.0.1", "compute1", 22),
-            names(&["10.0.0.1", "compute1"])
+            lookup_name("Compute1.Lab", 2222, None),
+            "[compute1.lab]:2222"
         );
-        assert_eq!(
-            lookup_names("10.0.0.1", "Compute1", 2222),
-            names(&["[10.0.0.1]:2222", "[compute1]:2222"])
-        );
-        assert_eq!(lookup_names("h", "h", 22), names(&["h"]));
+        assert_eq!(lookup_name("::1", 2222, None), "[::1]:2222");
+        // HostKeyAlias replaces host and port, as in OpenSSH.
+        assert_eq!(lookup_name("10.0.0.1", 2222, Some("Compute1")), "compute1");
     }
 
     #[test]
@@ -283,48 +298,45 @@ mod tests {
     }
 
     #[test]
-    fn trusted_by_plain_bracketed_list_and_label_entries() {
+    fn trusted_by_plain_bracketed_and_list_entries() {
         let text = format!(
-            "# comment\n\nother {KEY_B}\n[10.0.0.1]:2222 {KEY_A}\nalpha,compute1  {KEY_B}\n"
+            "# comment\n\nother {KEY_B}\n[10.0.0.1]:2222 {KEY_A}\nalpha,10.0.0.9  {KEY_B}\n"
         );
         let file = KnownHosts::parse(&text);
-        let a = key(KEY_A);
-        let b = key(KEY_B);
-        assert_eq!(
-            file.check(&lookup_names("10.0.0.1", "x", 2222), &a),
-            Verdict::Trusted
-        );
-        assert_eq!(
-            file.check(&lookup_names("10.0.0.9", "compute1", 22), &b),
-            Verdict::Trusted
-        );
+        assert_eq!(file.check("[10.0.0.1]:2222", &key(KEY_A)), Verdict::Trusted);
+        assert_eq!(file.check("10.0.0.9", &key(KEY_B)), Verdict::Trusted);
         // Same host, other port: unknown.
-        assert_eq!(
-            file.check(&lookup_names("10.0.0.1", "x", 22), &a),
-            Verdict::Unknown
-        );
+        assert_eq!(file.check("10.0.0.1", &key(KEY_A)), Verdict::Unknown);
     }
 
     #[test]
     fn changed_key_reports_the_real_line_number() {
         let text = format!("# one\n\n# three\nunrelated {KEY_A}\n10.0.0.1 {KEY_B}\n");
-        let file = KnownHosts::parse(&text);
         assert_eq!(
-            file.check(&lookup_names("10.0.0.1", "c1", 22), &key(KEY_A)),
+            verdict(&text, "10.0.0.1", KEY_A),
             Verdict::Changed { line: 5 }
+        );
+    }
+
+    #[test]
+    fn a_trusting_line_does_not_hide_a_changed_one_for_another_name() {
+        // Only the lookup name counts: a line for another name neither trusts nor masks.
+        let text = format!("10.0.0.1 {KEY_B}\ncompute1 {KEY_A}\n");
+        assert_eq!(
+            verdict(&text, "10.0.0.1", KEY_A),
+            Verdict::Changed { line: 1 }
         );
     }
 
     #[test]
     fn only_other_key_types_recorded_counts_as_changed() {
         let file = KnownHosts::parse(&format!("10.0.0.1 {KEY_ECDSA}\n"));
-        let names = lookup_names("10.0.0.1", "c1", 22);
         assert_eq!(
-            file.check(&names, &key(KEY_A)),
+            file.check("10.0.0.1", &key(KEY_A)),
             Verdict::Changed { line: 1 }
         );
         assert_eq!(
-            file.recorded_algorithms(&names),
+            file.recorded_algorithms("10.0.0.1"),
             vec![key(KEY_ECDSA).algorithm()]
         );
     }
@@ -332,14 +344,11 @@ mod tests {
     #[test]
     fn negated_pattern_excludes_a_host() {
         let file = KnownHosts::parse(&format!("*.lab,!evil.lab {KEY_A}\n"));
-        assert_eq!(
-            file.check(&names(&["good.lab"]), &key(KEY_A)),
-            Verdict::Trusted
-        );
-        assert_eq!(
-            file.check(&names(&["evil.lab"]), &key(KEY_A)),
-            Verdict::Unknown
-        );
+        assert_eq!(file.check("good.lab", &key(KEY_A)), Verdict::Trusted);
+        assert_eq!(file.check("evil.lab", &key(KEY_A)), Verdict::Unknown);
+        // Pattern order does not matter, and a negated name never falls back to a wildcard.
+        let file = KnownHosts::parse(&format!("!evil.lab,* {KEY_A}\n"));
+        assert_eq!(file.check("evil.lab", &key(KEY_A)), Verdict::Unknown);
     }
 
     #[test]
@@ -348,35 +357,38 @@ mod tests {
         let text =
             format!("|1|i6NVOhaN0v1Et4uTjvCCNoTMJGg=|OTzHotb6MS2vJgOQhHXJ+UMGblE= {KEY_B}\n");
         let file = KnownHosts::parse(&text);
-        assert_eq!(
-            file.check(&names(&["example.com"]), &key(KEY_B)),
-            Verdict::Trusted
-        );
-        assert_eq!(
-            file.check(&names(&["example.org"]), &key(KEY_B)),
-            Verdict::Unknown
-        );
+        assert_eq!(file.check("example.com", &key(KEY_B)), Verdict::Trusted);
+        assert_eq!(file.check("example.org", &key(KEY_B)), Verdict::Unknown);
     }
 
     #[test]
     fn revoked_wins_and_cert_authority_lines_are_ignored() {
         let text = format!("h {KEY_A}\n@revoked * {KEY_A}\n@cert-authority h {KEY_B}\n");
         let file = KnownHosts::parse(&text);
+        assert_eq!(file.check("h", &key(KEY_A)), Verdict::Revoked { line: 2 });
+        assert_eq!(file.check("h", &key(KEY_B)), Verdict::Changed { line: 1 });
+        // A CA line alone trusts no plain key.
+        let file = KnownHosts::parse(&format!("@cert-authority * {KEY_B}\n"));
+        assert_eq!(file.check("h", &key(KEY_B)), Verdict::Unknown);
+    }
+
+    #[test]
+    fn revocation_applies_to_the_hosts_its_line_names() {
+        // As in OpenSSH, `@revoked` lines are matched against the host like any other line.
+        let text = format!("h {KEY_A}\n@revoked other,!h {KEY_A}\n@revoked *.lab {KEY_A}\n");
+        let file = KnownHosts::parse(&text);
+        assert_eq!(file.check("h", &key(KEY_A)), Verdict::Trusted);
         assert_eq!(
-            file.check(&names(&["h"]), &key(KEY_A)),
-            Verdict::Revoked { line: 2 }
-        );
-        assert_eq!(
-            file.check(&names(&["h"]), &key(KEY_B)),
-            Verdict::Changed { line: 1 }
+            file.check("c1.lab", &key(KEY_A)),
+            Verdict::Revoked { line: 3 }
         );
     }
 
     #[test]
     fn unparsable_lines_are_skipped() {
-        let text = format!("garbage\nh ssh-unknown AAAA\nh {KEY_A}\n");
+        let text = format!("garbage\nh ssh-unknown AAAA\n@bogus h {KEY_A}\nh {KEY_A}\n");
         assert_eq!(
-            KnownHosts::parse(&text).check(&names(&["h"]), &key(KEY_A)),
+            KnownHosts::parse(&text).check("h", &key(KEY_A)),
             Verdict::Trusted
         );
     }
@@ -385,11 +397,11 @@ mod tests {
     fn learn_appends_once_and_keeps_lines_separate() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/known_hosts");
-        let names = lookup_names("10.0.0.1", "c1", 2222);
-        assert_eq!(learn(&path, &names, &key(KEY_A)).unwrap(), Verdict::Unknown);
-        assert_eq!(learn(&path, &names, &key(KEY_A)).unwrap(), Verdict::Trusted);
+        let name = lookup_name("10.0.0.1", 2222, None);
+        assert_eq!(learn(&path, &name, &key(KEY_A)).unwrap(), Verdict::Unknown);
+        assert_eq!(learn(&path, &name, &key(KEY_A)).unwrap(), Verdict::Trusted);
         assert_eq!(
-            learn(&path, &names, &key(KEY_B)).unwrap(),
+            learn(&path, &name, &key(KEY_B)).unwrap(),
             Verdict::Changed { line: 1 }
         );
         let text = std::fs::read_to_string(&path).unwrap();
@@ -397,8 +409,28 @@ mod tests {
 
         // A file without a final newline gets one before the new entry.
         std::fs::write(&path, format!("other {KEY_B}")).unwrap();
-        learn(&path, &names, &key(KEY_A)).unwrap();
+        learn(&path, &name, &key(KEY_A)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, format!("other {KEY_B}\n[10.0.0.1]:2222 {KEY_A}\n"));
+    }
+
+    #[test]
+    fn learn_refuses_names_that_would_be_patterns_or_extra_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        for name in [
+            "",
+            "a b",
+            "h\n* ssh-ed25519 AAAA",
+            "*",
+            "a,b",
+            "!h",
+            "|1|x",
+            "@revoked",
+        ] {
+            assert!(learn(&path, name, &key(KEY_A)).is_err(), "{name:?}");
+        }
+        assert!(!path.exists());
+        assert!(is_plain_entry_name("[fe80::1%eth0]:2222"));
     }
 }

@@ -18,6 +18,7 @@ mod file_cache;
 mod known_hosts;
 mod session;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,9 +28,11 @@ pub use session::{ExecOutput, Session};
 /// One host to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// Inventory name: used in messages, and also looked up in known_hosts.
+    /// Inventory name: used in messages only (never looked up in known_hosts; see
+    /// [`ClientOptions::host_key_aliases`]).
     pub label: String,
-    /// IP address or DNS name to dial.
+    /// IP address or DNS name to dial; the host is looked up in known_hosts under this name
+    /// (`[address]:port` off port 22), as `ssh` does.
     pub address: String,
     pub port: u16,
     pub user: String,
@@ -84,8 +87,13 @@ pub struct ClientOptions {
     /// OpenSSH-format known_hosts file; host keys are checked strictly against it.
     pub known_hosts: PathBuf,
     /// Append unknown host keys to `known_hosts` instead of refusing them (a changed key is
-    /// still refused).
+    /// still refused). A key is recorded under the name it is looked up under, nothing else.
     pub accept_new_host_keys: bool,
+    /// OpenSSH's `HostKeyAlias`, per target: a target whose [`Target::label`] is a key here is
+    /// looked up in (and, with `accept_new_host_keys`, recorded into) known_hosts under the
+    /// alias instead of its dialled `[address]:port`. Empty by default: no aliases. An alias
+    /// must be a plain host name (letters, digits, `-._:[]%`).
+    pub host_key_aliases: BTreeMap<String, String>,
     /// Also try the keys of the ssh-agent at `$SSH_AUTH_SOCK`.
     pub use_agent: bool,
     /// Budget for TCP connect + SSH handshake + authentication together.
@@ -111,6 +119,7 @@ impl Default for ClientOptions {
             command_timeout: Duration::from_secs(300),
             keepalive: Duration::from_secs(15),
             max_concurrent_commands: 8,
+            host_key_aliases: BTreeMap::new(),
         }
     }
 }

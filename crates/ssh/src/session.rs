@@ -73,7 +73,16 @@ impl Session {
         let host = target.label.clone();
         let dialled = format!("{}:{}", target.address, target.port);
 
-        let names = known_hosts::lookup_names(&target.address, &target.label, target.port);
+        let alias = opts.host_key_aliases.get(&target.label).map(String::as_str);
+        if let Some(alias) = alias.filter(|a| !known_hosts::is_plain_entry_name(a)) {
+            return Err(SshError::InvalidTarget {
+                host,
+                reason: format!(
+                    "host key alias {alias:?} is not a plain host name (letters, digits, -._:[]%)"
+                ),
+            });
+        }
+        let name = known_hosts::lookup_name(&target.address, target.port, alias);
         let known = {
             let path = opts.known_hosts.clone();
             blocking(move || KNOWN_HOSTS.get(&path, KnownHosts::load))
@@ -114,13 +123,13 @@ impl Session {
         // Commands are small request/response exchanges: do not let Nagle delay them.
         let _ = stream.set_nodelay(true);
 
-        let config = Arc::new(client_config(opts, &known.recorded_algorithms(&names)));
+        let config = Arc::new(client_config(opts, &known.recorded_algorithms(&name)));
         let check = HostKeyCheck {
             host: host.clone(),
             address: dialled.clone(),
             known_hosts_path: opts.known_hosts.clone(),
             known,
-            names,
+            name,
             accept_new: opts.accept_new_host_keys,
         };
         let mut handle =
@@ -428,7 +437,8 @@ struct HostKeyCheck {
     address: String,
     known_hosts_path: PathBuf,
     known: Arc<KnownHosts>,
-    names: Vec<String>,
+    /// What the host is looked up under (see `known_hosts::lookup_name`).
+    name: String,
     accept_new: bool,
 }
 
@@ -460,14 +470,14 @@ impl client::Handler for HostKeyCheck {
                     .into(),
             }));
         };
-        let mut verdict = self.known.check(&self.names, key);
+        let mut verdict = self.known.check(&self.name, key);
         if verdict == Verdict::Unknown && self.accept_new {
-            let (path, names, key) = (
+            let (path, name, key) = (
                 self.known_hosts_path.clone(),
-                self.names.clone(),
+                self.name.clone(),
                 key.clone(),
             );
-            verdict = match blocking(move || known_hosts::learn(&path, &names, &key)).await {
+            verdict = match blocking(move || known_hosts::learn(&path, &name, &key)).await {
                 // `Unknown` here means the key has just been appended.
                 Ok(Verdict::Unknown) => Verdict::Trusted,
                 Ok(other) => other,

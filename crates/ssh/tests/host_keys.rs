@@ -13,6 +13,14 @@ fn some_other_key(server: &TestSshd) -> String {
     public_key_fields(&read_public(&keygen(server.dir.path(), "other", "ed25519")))
 }
 
+/// Why connecting to `server` with a known_hosts file holding `text` fails.
+async fn refusal(server: &TestSshd, text: &str) -> SshError {
+    let known_hosts = server.write_file("known_hosts", text);
+    Session::connect(&server.target(), &server.options(known_hosts))
+        .await
+        .expect_err("the host key should be refused")
+}
+
 #[tokio::test]
 async fn unknown_host_key_is_refused_with_advice() {
     let server = TestSshd::start();
@@ -114,7 +122,7 @@ async fn accept_new_appends_the_key_once() {
 }
 
 #[tokio::test]
-async fn hashed_entries_and_label_entries_are_trusted() {
+async fn hashed_entries_are_trusted() {
     let server = TestSshd::start();
     // Hashed with ssh-keygen -H, the way OpenSSH's HashKnownHosts writes them.
     let known_hosts = server.trusting_known_hosts();
@@ -132,31 +140,73 @@ async fn hashed_entries_and_label_entries_are_trusted() {
     Session::connect(&server.target(), &server.options(known_hosts))
         .await
         .unwrap();
+}
 
-    // Recorded under the inventory label only (comma list, off-port brackets).
-    let by_label = server.write_file(
-        "known_hosts_label",
-        &format!("elsewhere,[testhost]:{} {}\n", server.port, server.host_key),
+// OpenSSH looks a host up under the name it dials (`[address]:port`) and nothing else; the
+// inventory name is only a label. Trusting entries under the label would let a line written
+// for another machine vouch for this address.
+
+#[tokio::test]
+async fn entries_under_the_inventory_name_are_not_trusted_for_the_address() {
+    let server = TestSshd::start();
+    let by_label = format!("elsewhere,[testhost]:{} {}\n", server.port, server.host_key);
+    let err = refusal(&server, &by_label).await;
+    assert!(matches!(err, SshError::HostKeyUnknown { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn changed_key_under_the_address_is_not_masked_by_an_inventory_name_entry() {
+    let server = TestSshd::start();
+    let other = some_other_key(&server);
+    let text = format!(
+        "{} {other}\n[testhost]:{} {}\n",
+        server.known_hosts_name(),
+        server.port,
+        server.host_key
     );
-    Session::connect(&server.target(), &server.options(by_label))
-        .await
-        .unwrap();
+    let err = refusal(&server, &text).await;
+    assert!(
+        matches!(err, SshError::HostKeyChanged { line: 1, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn negated_address_is_not_trusted_through_another_name() {
+    let server = TestSshd::start();
+    let text = format!("*,!{} {}\n", server.known_hosts_name(), server.host_key);
+    let err = refusal(&server, &text).await;
+    assert!(matches!(err, SshError::HostKeyUnknown { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn accept_new_appends_under_the_dialled_name_only() {
+    let server = TestSshd::start();
+    let other = some_other_key(&server);
+    let before = format!("[testhost]:{} {other}\n", server.port);
+    let known_hosts = server.write_file("known_hosts", &before);
+    let mut opts = server.options(known_hosts.clone());
+    opts.accept_new_host_keys = true;
+    Session::connect(&server.target(), &opts).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&known_hosts).unwrap(),
+        format!(
+            "{before}{} {}\n",
+            server.known_hosts_name(),
+            server.host_key
+        )
+    );
 }
 
 #[tokio::test]
 async fn revoked_key_is_refused() {
     let server = TestSshd::start();
-    let known_hosts = server.write_file(
-        "known_hosts",
-        &format!(
-            "{name} {key}\n@revoked * {key}\n",
-            name = server.known_hosts_name(),
-            key = server.host_key
-        ),
+    let text = format!(
+        "{name} {key}\n@revoked * {key}\n",
+        name = server.known_hosts_name(),
+        key = server.host_key
     );
-    let err = Session::connect(&server.target(), &server.options(known_hosts))
-        .await
-        .unwrap_err();
+    let err = refusal(&server, &text).await;
     assert!(
         matches!(err, SshError::HostKeyRevoked { line: 2, .. }),
         "{err:?}"
@@ -220,4 +270,45 @@ async fn silent_server_times_out_in_the_handshake() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn host_key_alias_is_looked_up_and_learned_instead_of_the_address() {
+    let server = TestSshd::start();
+    let by_alias = server.write_file(
+        "known_hosts",
+        &format!("compute01.fleet {}\n", server.host_key),
+    );
+    let mut opts = server.options(by_alias);
+    opts.host_key_aliases
+        .insert("testhost".into(), "Compute01.fleet".into());
+    Session::connect(&server.target(), &opts).await.unwrap();
+
+    // Like OpenSSH's HostKeyAlias: the address is no longer consulted at all.
+    let by_address = server.trusting_known_hosts();
+    opts.known_hosts = by_address;
+    let err = Session::connect(&server.target(), &opts).await.unwrap_err();
+    assert!(matches!(err, SshError::HostKeyUnknown { .. }), "{err:?}");
+
+    // An alias is given per inventory name: other hosts are unaffected.
+    let mut other = server.target();
+    other.label = "otherhost".into();
+    Session::connect(&other, &opts).await.unwrap();
+
+    // accept-new records the alias, as `ssh -o HostKeyAlias=...` does.
+    let fresh = server.path("fresh_known_hosts");
+    opts.known_hosts = fresh.clone();
+    opts.accept_new_host_keys = true;
+    Session::connect(&server.target(), &opts).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&fresh).unwrap(),
+        format!("compute01.fleet {}\n", server.host_key)
+    );
+
+    // An alias that would be a pattern or a second line is refused before dialling.
+    opts.host_key_aliases
+        .insert("testhost".into(), "x\n* ssh-ed25519 AAAA".into());
+    let err = Session::connect(&server.target(), &opts).await.unwrap_err();
+    assert!(matches!(err, SshError::InvalidTarget { .. }), "{err:?}");
+    assert!(err.to_string().contains("host key alias"), "{err}");
 }

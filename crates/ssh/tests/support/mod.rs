@@ -151,6 +151,7 @@ impl TestSshd {
             command_timeout: Duration::from_secs(30),
             keepalive: Duration::from_secs(10),
             max_concurrent_commands: 8,
+            ..ClientOptions::default()
         }
     }
 }
