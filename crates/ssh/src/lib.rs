@@ -37,6 +37,7 @@ pub struct Target {
     pub port: u16,
     pub user: String,
     /// Unencrypted OpenSSH private key (ed25519, ecdsa or rsa). Tried before the agent.
+    /// Refused, as `ssh` does, when group or others may read or write it.
     pub key_file: Option<PathBuf>,
     /// Run every command as this user through `sudo -n` (Ansible's `become` with the sudo
     /// method; it needs a NOPASSWD rule). `None` runs commands as `user`.

@@ -525,18 +525,43 @@ static PRIVATE_KEYS: LazyLock<FileCache<PrivateKey>> = LazyLock::new(FileCache::
 
 async fn load_private_key(path: &Path) -> Result<Arc<PrivateKey>, SshError> {
     let owned = path.to_path_buf();
-    blocking(move || PRIVATE_KEYS.get(&owned, |p| russh::keys::load_secret_key(p, None)))
-        .await
-        .map_err(|err| SshError::KeyFile {
-            path: path.to_path_buf(),
-            reason: match err {
+    blocking(move || {
+        // Checked on every use: a chmod changes neither the size nor the mtime the cache
+        // goes by.
+        if let Some(reason) = unprotected_key_file(&owned) {
+            return Err(reason);
+        }
+        PRIVATE_KEYS
+            .get(&owned, |p| russh::keys::load_secret_key(p, None))
+            .map_err(|err| match err {
                 russh::keys::Error::KeyIsEncrypted => {
                     "the key is passphrase-protected; load it into ssh-agent instead".into()
                 }
                 // russh's key errors describe the problem, never the key material.
                 other => other.to_string(),
-            },
-        })
+            })
+    })
+    .await
+    .map_err(|reason| SshError::KeyFile {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// OpenSSH's `sshkey_perm_ok`: a private key group or others may read or write is refused
+/// (ssh ignores it with this message), whoever owns it. `None` when the mode is fine or
+/// the file cannot be stat'ed (reading it will say why).
+fn unprotected_key_file(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "UNPROTECTED PRIVATE KEY FILE: permissions {mode:04o} for '{}' are too open; \
+             private key files must not be accessible by others, so this key is ignored \
+             (chmod 600 it)",
+            path.display()
+        )
+    })
 }
 
 /// Tries the key file, then (if enabled) every key of the ssh-agent.

@@ -76,3 +76,41 @@ async fn unreadable_or_encrypted_key_file_is_reported_without_its_content() {
     assert!(message.contains("passphrase"), "{message}");
     assert!(!message.contains("sekrit"), "{message}");
 }
+
+#[tokio::test]
+async fn key_file_others_may_read_or_write_is_refused_like_ssh_does() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestSshd::start();
+    let opts = server.options(server.trusting_known_hosts());
+    let target = server.target();
+    let key = target.key_file.clone().unwrap();
+    let chmod = |mode: u32| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode));
+
+    // Used while private (also read-only), and parsed into the per-process cache.
+    for mode in [0o600, 0o400] {
+        chmod(mode).unwrap();
+        Session::connect(&target, &opts)
+            .await
+            .unwrap()
+            .close()
+            .await;
+    }
+    // chmod changes neither size nor mtime: the cache must not hide it.
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o602] {
+        chmod(mode).unwrap();
+        let err = Session::connect(&target, &opts).await.unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, SshError::KeyFile { .. }), "{mode:o}: {err:?}");
+        assert!(
+            message.contains("UNPROTECTED PRIVATE KEY FILE"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!(
+                "permissions 0{mode:o} for '{}' are too open",
+                key.display()
+            )),
+            "{message}"
+        );
+    }
+}
