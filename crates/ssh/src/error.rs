@@ -98,6 +98,21 @@ pub enum SshError {
     #[error("{host}: {reason}")]
     InvalidTarget { host: String, reason: String },
 
+    /// A command wrote more than the configured limit (`ClientOptions::max_stdout` or
+    /// `max_stderr`) to one stream; it was stopped (KILL requested, channel closed) and its
+    /// output dropped instead of read further into memory.
+    #[error(
+        "{host}: the command wrote more than {} to {stream}, the limit for one command; it \
+         was stopped and its output discarded",
+        byte_size(*limit)
+    )]
+    OutputTooLarge {
+        host: String,
+        /// `stdout` or `stderr`.
+        stream: &'static str,
+        limit: usize,
+    },
+
     /// The server or the SSH layer misbehaved (failed handshake, refused channel or exec, ...).
     #[error("{host}: SSH protocol error: {reason}")]
     Protocol { host: String, reason: String },
@@ -123,5 +138,15 @@ impl SshError {
     /// True for timeouts (handshake, authentication or command).
     pub fn is_timeout(&self) -> bool {
         matches!(self, SshError::Timeout { .. })
+    }
+}
+
+/// `64 MiB`, `512 KiB` or `1000 bytes`: the unit the operator most likely configured.
+fn byte_size(bytes: usize) -> String {
+    match bytes {
+        0 => "0 bytes".into(),
+        b if b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
     }
 }

@@ -107,7 +107,17 @@ pub struct ClientOptions {
     /// Commands running at once on one connection; more wait for a free slot. sshd's
     /// `MaxSessions` (default 10) caps the channels a connection may have open.
     pub max_concurrent_commands: usize,
+    /// Most bytes of stdout one command may produce; beyond it the command is stopped and
+    /// fails with [`SshError::OutputTooLarge`]. Default [`DEFAULT_MAX_STDOUT`].
+    pub max_stdout: usize,
+    /// Most bytes of stderr one command may produce. Default [`DEFAULT_MAX_STDERR`].
+    pub max_stderr: usize,
 }
+
+/// Default [`ClientOptions::max_stdout`]: 64 MiB.
+pub const DEFAULT_MAX_STDOUT: usize = 64 << 20;
+/// Default [`ClientOptions::max_stderr`]: 1 MiB.
+pub const DEFAULT_MAX_STDERR: usize = 1 << 20;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -121,6 +131,8 @@ impl Default for ClientOptions {
             keepalive: Duration::from_secs(15),
             max_concurrent_commands: 8,
             host_key_aliases: BTreeMap::new(),
+            max_stdout: DEFAULT_MAX_STDOUT,
+            max_stderr: DEFAULT_MAX_STDERR,
         }
     }
 }

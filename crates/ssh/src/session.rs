@@ -53,8 +53,16 @@ pub struct Session {
     channel_slots: Semaphore,
     label: String,
     command_timeout: Duration,
+    limits: OutputLimits,
     /// `sudo -n -u <user> -- sh -c` when commands run as another user (see `Target`).
     become_prefix: Option<String>,
+}
+
+/// Most bytes one command may write to stdout and to stderr.
+#[derive(Debug, Clone, Copy)]
+struct OutputLimits {
+    stdout: usize,
+    stderr: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -168,6 +176,10 @@ impl Session {
             channel_slots: Semaphore::new(opts.max_concurrent_commands.max(1)),
             label: host,
             command_timeout: opts.command_timeout,
+            limits: OutputLimits {
+                stdout: opts.max_stdout,
+                stderr: opts.max_stderr,
+            },
             become_prefix: target
                 .sudo_user()
                 .map(|user| format!("sudo -n -u {} -- sh -c ", shell_quote(user))),
@@ -182,9 +194,11 @@ impl Session {
     /// Runs `command` through the remote user's shell (under `sudo -n` as the target's
     /// `become_user`, when it has one) on a new channel, writes `stdin` to it
     /// followed by EOF, and collects stdout, stderr and the exit status, within the session's
-    /// command timeout. A non-zero status is not an error.
+    /// command timeout. A non-zero status is not an error; output beyond the
+    /// `max_stdout` / `max_stderr` limits is ([`SshError::OutputTooLarge`]).
     ///
-    /// The channel is always closed afterwards. On timeout a KILL signal is requested too, but
+    /// The channel is always closed afterwards. On timeout or too much output a KILL signal
+    /// is requested too, but
     /// sshd ignores signal requests in root sessions (they run without privilege separation),
     /// so there the remote command runs on until it ends by itself.
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, SshError> {
@@ -220,12 +234,15 @@ impl Session {
         };
         match timeout(
             remaining,
-            run_on_channel(&mut reader, &writer, &command, stdin),
+            run_on_channel(&mut reader, &writer, &command, stdin, self.limits),
         )
         .await
         {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(reason)) => {
+                if matches!(reason, ChannelFailure::TooMuchOutput { .. }) {
+                    let _ = writer.signal(Sig::KILL).await;
+                }
                 let _ = writer.close().await;
                 Err(self.channel_error(reason))
             }
@@ -289,6 +306,11 @@ impl Session {
                 host: self.label.clone(),
                 reason: reason.into(),
             },
+            ChannelFailure::TooMuchOutput { stream, limit } => SshError::OutputTooLarge {
+                host: self.label.clone(),
+                stream,
+                limit,
+            },
         }
     }
 
@@ -310,15 +332,32 @@ impl Session {
 enum ChannelFailure {
     Ssh(&'static str, russh::Error),
     Protocol(&'static str),
+    TooMuchOutput { stream: &'static str, limit: usize },
+}
+
+/// Appends `data` to `buffer`, unless that would take it beyond `limit` bytes.
+fn collect(
+    buffer: &mut Vec<u8>,
+    data: &[u8],
+    stream: &'static str,
+    limit: usize,
+) -> Result<(), ChannelFailure> {
+    if data.len() > limit.saturating_sub(buffer.len()) {
+        return Err(ChannelFailure::TooMuchOutput { stream, limit });
+    }
+    buffer.extend_from_slice(data);
+    Ok(())
 }
 
 /// Drives one exec channel to its end. stdin is written while output is read, so a command
-/// that streams its input back (`cat`) cannot stall on full flow-control windows.
+/// that streams its input back (`cat`) cannot stall on full flow-control windows. Output is
+/// kept up to `limits`; the first byte beyond them ends the read.
 async fn run_on_channel(
     reader: &mut ChannelReadHalf,
     writer: &ChannelWriteHalf<Msg>,
     command: &str,
     stdin: &[u8],
+    limits: OutputLimits,
 ) -> Result<ExecOutput, ChannelFailure> {
     writer
         .exec(true, command)
@@ -342,10 +381,12 @@ async fn run_on_channel(
             // status, so a failed write is not an error by itself.
             _ = &mut feed, if feeding => feeding = false,
             message = reader.wait() => match message {
-                Some(ChannelMsg::Data { data }) => output.stdout.extend_from_slice(&data),
+                Some(ChannelMsg::Data { data }) => {
+                    collect(&mut output.stdout, &data, "stdout", limits.stdout)?
+                }
                 // Extended data type 1 is stderr (RFC 4254 §5.2).
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                    output.stderr.extend_from_slice(&data)
+                    collect(&mut output.stderr, &data, "stderr", limits.stderr)?
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => status = Some(exit_status),
                 Some(ChannelMsg::ExitSignal { signal_name, .. }) => {

@@ -192,3 +192,58 @@ async fn become_runs_the_command_as_that_user_with_stdin_and_quotes_intact() {
         .unwrap();
     assert_eq!(out.stdout_lossy(), "no sudo\n");
 }
+
+#[tokio::test]
+async fn output_beyond_the_limit_stops_the_command_with_a_clear_error() {
+    let server = TestSshd::start();
+    let mut opts = server.options(server.trusting_known_hosts());
+    opts.max_stdout = 64 << 10;
+    opts.max_stderr = 1000;
+    let session = Session::connect(&server.target(), &opts).await.unwrap();
+
+    // Up to the limit is fine.
+    let out = session.exec("head -c 65536 /dev/zero", b"").await.unwrap();
+    assert_eq!(out.stdout.len(), 64 << 10);
+
+    let err = session
+        .exec("head -c 65537 /dev/zero", b"")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SshError::OutputTooLarge {
+                stream: "stdout",
+                limit: 65536,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.starts_with("testhost: ")
+            && message.contains("64 KiB")
+            && message.contains("stdout"),
+        "{message}"
+    );
+
+    let err = session
+        .exec("head -c 1001 /dev/zero >&2", b"")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1000 bytes to stderr"), "{err}");
+
+    // Endless output: stopped at the limit, not read until the command timeout.
+    let started = Instant::now();
+    let err = session.exec("yes", b"").await.unwrap_err();
+    assert!(matches!(err, SshError::OutputTooLarge { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The connection stays usable.
+    assert_eq!(session.exec("echo ok", b"").await.unwrap().stdout, b"ok\n");
+}
