@@ -6,7 +6,7 @@ use std::path::Path;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::error::X509Error;
 
-use super::checker::Checker;
+use super::checker::{format_time, Checker};
 use super::rules;
 use super::CertFile;
 use crate::ca::CertKind;
@@ -183,15 +183,35 @@ fn check_chain(c: &mut Checker, path: &Path, label: &str, cert: &X509Certificate
         return; // the bundle's own findings explain why
     }
     let mut unsupported = false;
+    let mut signers = Vec::new();
     for ca in trust.cas {
         match cert.verify_signature(Some(ca.public_key())) {
-            Ok(()) => return,
+            Ok(()) => signers.push(ca),
             Err(X509Error::SignatureUnsupportedAlgorithm) => unsupported = true,
             Err(_) => {}
         }
     }
-    let issuer = cert.issuer();
     let bundle = trust.path.display();
+    // A CA renewed with the same key may sit in the bundle beside the old one: the one that
+    // lasts longest is the one peers can rely on.
+    if let Some(ca) = signers.iter().max_by_key(|ca| ca.validity().not_after) {
+        let ca_end = ca.validity().not_after.to_datetime();
+        let leaf_end = cert.validity().not_after.to_datetime();
+        // An expired CA is an error of its own; this is about the one still valid today.
+        if leaf_end > ca_end && c.now <= ca_end {
+            c.warning(
+                path,
+                format!(
+                    "{label} outlives its CA: it is valid until {} but CA '{}' in {bundle} expires on {}, after which peers reject it; renew the CA (same key) or reissue this certificate before then",
+                    format_time(leaf_end),
+                    ca.subject(),
+                    format_time(ca_end)
+                ),
+            );
+        }
+        return;
+    }
+    let issuer = cert.issuer();
     if unsupported {
         c.warning(
             path,

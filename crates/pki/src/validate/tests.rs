@@ -570,6 +570,60 @@ fn expired_ca() {
     assert_one(&run(&set), Severity::Error, KollaFile::CaCert, "expired on");
 }
 
+#[test]
+fn leaf_outliving_its_ca_is_a_warning_naming_both_dates() {
+    // The other leaf of each set ends after 365 days, within the CA's 400.
+    let ca = Ca::build("Short CA", None, |p| {
+        p.not_after = now() + Duration::days(400);
+    });
+    let ca_end = checker::format_time(now() + Duration::days(400));
+    for (kind, spec) in [
+        (KollaFile::ServerCert, LeafSpec::server(HOST)),
+        (KollaFile::ClientCert, LeafSpec::client(HOST)),
+    ] {
+        let spec = LeafSpec {
+            not_after: now() + Duration::days(500),
+            ..spec
+        };
+        let set = if kind == KollaFile::ServerCert {
+            set_with_server(&ca, &spec)
+        } else {
+            set_with_client(&ca, &spec)
+        };
+        let findings = run(&set);
+        assert_one(&findings, Severity::Warning, kind, "outlives its CA");
+        let line = findings[0].to_string();
+        let leaf_end = checker::format_time(now() + Duration::days(500));
+        assert!(line.contains(&leaf_end) && line.contains(&ca_end), "{line}");
+        assert!(line.contains("CN=Short CA"), "{line}");
+        assert!(
+            line.contains(&path(KollaFile::CaCert).display().to_string()),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn leaf_ending_with_its_ca_or_covered_by_a_renewed_ca_is_fine() {
+    let ca = Ca::build("Test CA", None, |p| {
+        p.not_after = now() + Duration::days(365);
+    });
+    assert_eq!(run(&set_with_server(&ca, &LeafSpec::server(HOST))), vec![]);
+
+    // The same CA renewed (same name and key, later end) beside the old one in the bundle.
+    let key = fixture("ec-p256-sec1.pem");
+    let old = Ca::build("Test CA", Some(&key), |p| {
+        p.not_after = now() + Duration::days(100);
+    });
+    let renewed = Ca::build("Test CA", Some(&key), |_| {});
+    let set = host_certs(
+        &format!("{}{}", old.cert_pem, renewed.cert_pem),
+        &old.issue(&LeafSpec::server(HOST)),
+        &old.issue(&LeafSpec::client(HOST)),
+    );
+    assert_eq!(run(&set), vec![]);
+}
+
 // ---- unreadable files and reporting everything ----
 
 #[test]
