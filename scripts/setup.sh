@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   openssh-server openssh-client        # the lab hosts' sshd, and ssh for the OpenSSH floor
   podman runc conmon                   # the hosts' containers (runc: crun fails on this kernel)
+  docker.io                            # docker lab hosts: a dockerd (+ containerd) per host
   dumb-init jq                         # PID 1 and config copying inside the lab containers
   libvirt-daemon-system libvirt-clients qemu-system-x86   # libvirtd, virsh, virt-admin
   sasl2-bin libsasl2-modules  # saslpasswd2, SCRAM/DIGEST-MD5
@@ -20,5 +21,6 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The host's own libvirtd is not used (each lab host runs one in a container).
+# The host's own libvirtd and dockerd are not used (each lab host runs its own; without systemd
+# as PID 1 the packages start no daemon).
 mkdir -p /run/sshd
