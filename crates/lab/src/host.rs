@@ -1,5 +1,6 @@
 //! One lab host: a persistent mount+UTS namespace with private /etc/kolla, /root, podman
-//! storage and /etc/hosts, its own sshd on its own loopback address, and two containers.
+//! storage and /etc/hosts, its own sshd on its own loopback address, and two containers (podman's,
+//! or those of its own dockerd: see `docker`).
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -8,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::docker;
 use crate::sys::{self, run};
-use crate::{Containers, LabError, ROOTFS_BIND};
+use crate::{Containers, Engine, LabError, ROOTFS_BIND};
 
 /// Directories of the real root that every lab host covers with a private bind mount.
 const PRIVATE_DIRS: [(&str, &str); 8] = [
@@ -28,6 +30,8 @@ const PRIVATE_DIRS: [(&str, &str); 8] = [
 pub struct LabHost {
     pub name: String,
     pub address: Ipv4Addr,
+    /// The engine that runs this host's containers (`format!("{} ps", host.engine)`).
+    pub engine: Engine,
     /// Host-side directory holding this host's private trees and sshd files.
     pub dir: PathBuf,
     pub(crate) ns_mnt: PathBuf,
@@ -38,11 +42,20 @@ pub struct LabHost {
 pub(crate) struct Shared<'a> {
     pub client_pubkey: &'a str,
     pub containers: Containers,
+    /// Present when the lab has docker hosts.
+    pub docker: Option<&'a docker::LabFiles>,
 }
 
 impl LabHost {
-    pub(crate) fn new(name: String, address: Ipv4Addr, data_dir: &Path, ns_dir: &Path) -> Self {
+    pub(crate) fn new(
+        name: String,
+        address: Ipv4Addr,
+        engine: Engine,
+        data_dir: &Path,
+        ns_dir: &Path,
+    ) -> Self {
         LabHost {
+            engine,
             dir: data_dir.join(&name),
             ns_mnt: ns_dir.join(format!("{name}.mnt")),
             ns_uts: ns_dir.join(format!("{name}.uts")),
@@ -70,6 +83,9 @@ impl LabHost {
         self.write_files(shared)?;
         self.create_namespace()?;
         self.start_sshd()?;
+        if let (Engine::Docker, Some(files)) = (self.engine, shared.docker) {
+            docker::start(self, files)?;
+        }
         self.start_containers()
     }
 
@@ -79,6 +95,9 @@ impl LabHost {
             .filter(|(sub, _)| !sub.starts_with(".."))
         {
             mkdir(&self.dir.join(sub))?;
+        }
+        if self.engine == Engine::Docker {
+            docker::write_host_files(&self.dir)?;
         }
         mkdir(&self.dir.join("root/.ssh"))?;
         write(
@@ -184,6 +203,9 @@ impl LabHost {
         write(&self.ns_mnt, "")?;
         write(&self.ns_uts, "")?;
         let mut script = format!("set -e\nhostname {}\n", self.name);
+        if self.engine == Engine::Docker {
+            script.push_str(&docker::namespace_script(&self.dir));
+        }
         for (sub, target) in PRIVATE_DIRS {
             let source = self.dir.join(sub);
             script.push_str(&format!("mount --bind {} {target}\n", source.display()));
@@ -250,9 +272,12 @@ impl LabHost {
     /// Removes a container and creates it again, as an operator or Kolla's deploy would: a
     /// new container ID, and nothing of the old one's writable layer (e.g. its SASL users).
     pub fn recreate_container(&self, container: &str) -> Result<(), LabError> {
-        run(self
-            .command("podman")
-            .args(["rm", "--force", "--time", "0", container]))?;
+        let mut rm = self.command(self.engine.as_str());
+        rm.args(["rm", "--force"]);
+        if self.engine == Engine::Podman {
+            rm.args(["--time", "0"]);
+        }
+        run(rm.arg(container))?;
         self.run_container(container)
     }
 
@@ -263,23 +288,22 @@ impl LabHost {
             .parent()
             .expect("host dir in a lab dir")
             .join("bin");
-        let mut cmd = self.command("podman");
+        let mut cmd = self.command(self.engine.as_str());
         cmd.args(["run", "-d", "--name", container, "--network", "host"])
             .args(["--stop-timeout", "5", "-v"])
             .arg(format!("{kolla_dir}:/var/lib/kolla/config_files:ro"));
         if container == "nova_libvirt" {
             cmd.arg("--privileged");
         }
-        for script in ["kolla_set_configs", "kolla_start", "sleep_forever"] {
-            cmd.arg("-v").arg(format!(
-                "{}:/usr/local/bin/{script}:ro",
-                bin_dir.join(script).display()
-            ));
+        if self.engine == Engine::Docker {
+            docker::run_args(&mut cmd, &bin_dir);
+        } else {
+            podman_run_args(&mut cmd, &bin_dir);
         }
         // dumb-init as PID 1, as in Kolla's images: it reaps the daemonized qemu processes
         // libvirtd spawns to probe capabilities (libvirtd as PID 1 leaves them zombies and
         // then waits 40 s per probe for them to die) and forwards SIGTERM.
-        cmd.args(["--rootfs", &format!("{ROOTFS_BIND}:O")]).args([
+        cmd.args([
             "dumb-init",
             "--single-child",
             "--",
@@ -294,7 +318,10 @@ impl LabHost {
     pub(crate) fn tear_down(ns_mnt: &Path, ns_uts: &Path, dir: &Path) -> Vec<LabError> {
         let mut errors = Vec::new();
         let mounted = sys::is_mount_point(ns_mnt);
-        if mounted {
+        let docker_host = docker::is_docker_host(dir);
+        if docker_host {
+            docker::stop(ns_mnt, ns_uts, dir, &mut errors);
+        } else if mounted {
             let mut rm = sys::nsenter(ns_mnt, ns_uts, "podman");
             rm.args(["rm", "--all", "--force", "--time", "0"]);
             if let Err(e) = run(&mut rm) {
@@ -311,6 +338,9 @@ impl LabHost {
             if let Ok(meta) = fs::metadata(ns_mnt) {
                 sys::kill_namespace_members(meta.ino());
             }
+            if docker_host {
+                docker::unmount_leftovers(ns_mnt, ns_uts, &mut errors);
+            }
         }
         for ns in [ns_mnt, ns_uts] {
             if sys::is_mount_point(ns) {
@@ -321,6 +351,18 @@ impl LabHost {
         }
         errors
     }
+}
+
+/// `podman run` arguments: the image is the machine's root through an overlay, the lab's scripts
+/// bound over it.
+fn podman_run_args(cmd: &mut Command, bin_dir: &Path) {
+    for script in ["kolla_set_configs", "kolla_start", "sleep_forever"] {
+        cmd.arg("-v").arg(format!(
+            "{}:/usr/local/bin/{script}:ro",
+            bin_dir.join(script).display()
+        ));
+    }
+    cmd.args(["--rootfs", &format!("{ROOTFS_BIND}:O")]);
 }
 
 pub(crate) fn mkdir(path: &Path) -> Result<(), LabError> {

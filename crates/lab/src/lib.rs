@@ -1,10 +1,12 @@
 //! The local fleet lab: N real "hosts" on this machine, each a persistent mount+UTS namespace
-//! with its own hostname, loopback address, OpenSSH sshd, private /etc/kolla and /root, and
-//! podman storage holding `nova_libvirt` (a real `libvirtd --listen`) and `nova_compute`.
+//! with its own hostname, loopback address, OpenSSH sshd, private /etc/kolla and /root, and a
+//! container engine (podman, or a dockerd of its own: [`Engine`]) holding `nova_libvirt` (a real
+//! `libvirtd --listen`) and `nova_compute`.
 //!
 //! Used by the end-to-end tests, the benchmark and the demo. Needs root. A [`Lab`] tears itself
 //! down when dropped (also while a test panics); [`down_all`] removes leftovers of killed runs.
 
+mod docker;
 mod host;
 mod sys;
 
@@ -49,6 +51,96 @@ pub enum Containers {
     Libvirt,
     /// Both containers only sleep: for benchmarks at sizes where 200 libvirtds cost too much.
     Light,
+}
+
+/// A lab host's container engine: what `kolla_container_engine` says for it in the lab's
+/// inventory, and the command that manages its containers on the host (`podman`, `docker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// podman with the lab's containers.conf (the default).
+    #[default]
+    Podman,
+    /// A real Docker Engine: the host's own `dockerd` (Debian's docker.io), socket at the host's
+    /// `/var/run/docker.sock`, data root `/var/lib/docker`, as on a Kolla host.
+    Docker,
+}
+
+impl Engine {
+    /// The command name, which is also Kolla's name for the engine.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Podman => "podman",
+            Engine::Docker => "docker",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "podman" => Ok(Engine::Podman),
+            "docker" => Ok(Engine::Docker),
+            _ => Err(format!("{s}: not a container engine (podman or docker)")),
+        }
+    }
+}
+
+/// What to bring up: `LabOptions::new(3).engine(Engine::Docker).up()`. Defaults: real libvirtd
+/// containers on podman, as [`Lab::up`].
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    hosts: usize,
+    containers: Containers,
+    /// Engines of compute01, compute02, ..., repeated when shorter than the lab.
+    engines: Vec<Engine>,
+}
+
+impl LabOptions {
+    pub fn new(hosts: usize) -> LabOptions {
+        LabOptions {
+            hosts,
+            containers: Containers::Libvirt,
+            engines: vec![Engine::Podman],
+        }
+    }
+
+    pub fn containers(mut self, containers: Containers) -> LabOptions {
+        self.containers = containers;
+        self
+    }
+
+    /// One engine for every host.
+    pub fn engine(self, engine: Engine) -> LabOptions {
+        self.engines(&[engine])
+    }
+
+    /// A mixed lab: host n (compute0n) runs `engines[(n - 1) % engines.len()]`, so
+    /// `[Docker, Podman]` alternates starting with docker. An empty list means podman.
+    pub fn engines(mut self, engines: &[Engine]) -> LabOptions {
+        self.engines = if engines.is_empty() {
+            vec![Engine::Podman]
+        } else {
+            engines.to_vec()
+        };
+        self
+    }
+
+    /// The engine of host `n` (1 for compute01).
+    pub fn engine_of(&self, n: usize) -> Engine {
+        self.engines[(n - 1) % self.engines.len()]
+    }
+
+    pub fn up(&self) -> Result<Lab, LabError> {
+        Lab::up_options(self)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +189,11 @@ impl Lab {
     }
 
     pub fn up_with(count: usize, containers: Containers) -> Result<Lab, LabError> {
+        LabOptions::new(count).containers(containers).up()
+    }
+
+    fn up_options(options: &LabOptions) -> Result<Lab, LabError> {
+        let count = options.hosts;
         if !(1..=MAX_HOSTS).contains(&count) {
             return Err(LabError::Size(count));
         }
@@ -113,11 +210,11 @@ impl Lab {
             owned: true,
         };
         // From here on, Drop cleans up whatever part was built.
-        lab.build(count, containers)?;
+        lab.build(options)?;
         Ok(lab)
     }
 
-    fn build(&mut self, count: usize, containers: Containers) -> Result<(), LabError> {
+    fn build(&mut self, options: &LabOptions) -> Result<(), LabError> {
         let ns_dir = self.run_dir.join("ns");
         mkdir(&ns_dir)?;
         // Namespace files can only be bind targets on a private mount.
@@ -137,18 +234,25 @@ impl Lab {
             mkdir(Path::new(dir))?;
         }
         mkdir(&self.data_dir)?;
-        self.hosts = (1..=count)
+        self.hosts = (1..=options.hosts)
             .map(|n| {
                 let name = format!("compute{n:02}");
                 let address = Ipv4Addr::new(127, self.id as u8, 0, n as u8);
-                LabHost::new(name, address, &self.data_dir, &ns_dir)
+                let engine = options.engine_of(n);
+                LabHost::new(name, address, engine, &self.data_dir, &ns_dir)
             })
             .collect();
         self.write_shared_files()?;
+        let docker = if self.hosts.iter().any(|h| h.engine == Engine::Docker) {
+            Some(docker::LabFiles::write(&self.data_dir)?)
+        } else {
+            None
+        };
         let client_pubkey = read(&self.data_dir.join("id_ed25519.pub"))?;
         let shared = Shared {
             client_pubkey: &client_pubkey,
-            containers,
+            containers: options.containers,
+            docker: docker.as_ref(),
         };
         for_each_parallel(&self.hosts, |host| host.bring_up(&shared))?;
         self.write_known_hosts()?;
@@ -196,15 +300,22 @@ impl Lab {
         write(&self.known_hosts(), &text)
     }
 
+    /// The group's engine is compute01's; a host with another engine says so on its own line
+    /// (an inventory host variable, which Kolla lets override the group's).
     fn write_inventory(&self) -> Result<(), LabError> {
         let mut text =
             String::from("# Written by virtfleet-lab: one line per lab host.\n[compute]\n");
+        let group_engine = self.hosts.first().map_or(Engine::Podman, |h| h.engine);
         for host in &self.hosts {
-            text.push_str(&format!("{} ansible_host={}\n", host.name, host.address));
+            text.push_str(&format!("{} ansible_host={}", host.name, host.address));
+            if host.engine != group_engine {
+                text.push_str(&format!(" kolla_container_engine={}", host.engine));
+            }
+            text.push('\n');
         }
         text.push_str(&format!(
             "\n[compute:vars]\nansible_user=root\nansible_ssh_private_key_file={}\n\
-             kolla_container_engine=podman\nnova_compute_virt_type=qemu\n\
+             kolla_container_engine={group_engine}\nnova_compute_virt_type=qemu\n\
              nova_compute_command=/usr/local/bin/sleep_forever\n",
             self.client_key().display()
         ));
@@ -465,9 +576,12 @@ fn ensure_rootfs_bind() -> Result<(), LabError> {
 fn release_rootfs_bind_if_unused() -> Result<(), LabError> {
     let _lock = RootfsLock::take()?;
     let path = Path::new(ROOTFS_BIND);
-    if list().is_empty() && sys::is_mount_point(path) {
-        sys::umount(path)?;
-        let _ = fs::remove_dir(path);
+    if list().is_empty() {
+        if sys::is_mount_point(path) {
+            sys::umount(path)?;
+            let _ = fs::remove_dir(path);
+        }
+        docker::remove_machine_leftovers();
     }
     Ok(())
 }
@@ -525,4 +639,21 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), LabError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_repeat_host_by_host() {
+        let options = LabOptions::new(5).engines(&[Engine::Docker, Engine::Podman]);
+        let engines: Vec<Engine> = (1..=5).map(|n| options.engine_of(n)).collect();
+        use Engine::{Docker, Podman};
+        assert_eq!(engines, [Docker, Podman, Docker, Podman, Docker]);
+        assert_eq!(LabOptions::new(2).engine_of(2), Podman);
+        assert_eq!(LabOptions::new(2).engines(&[]).engine_of(1), Podman);
+        assert_eq!("docker".parse(), Ok(Docker));
+        assert!("lxc".parse::<Engine>().is_err());
+    }
 }

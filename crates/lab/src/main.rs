@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use virtfleet_lab::{Containers, Lab};
+use virtfleet_lab::{Containers, Engine, LabOptions};
 
 #[derive(Parser)]
 #[command(version, about = "The virtfleet local fleet lab (root only)")]
@@ -22,6 +22,10 @@ enum Cmd {
         /// Containers only sleep (no libvirtd): for large benchmark labs.
         #[arg(long)]
         light: bool,
+        /// Container engine of the hosts: `podman`, `docker` (a dockerd per host), or a list
+        /// given host by host and repeated (`docker,podman`: odd hosts docker, even podman).
+        #[arg(long, value_delimiter = ',', default_value = "podman")]
+        engine: Vec<Engine>,
     },
     /// Tear down a lab (e.g. `lab12`), or every lab on this machine when none is named:
     /// containers, sshd, namespaces, mounts, files.
@@ -35,18 +39,27 @@ enum Cmd {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Cmd::Up { hosts, light } => {
+        Cmd::Up {
+            hosts,
+            light,
+            engine,
+        } => {
             let containers = if light {
                 Containers::Light
             } else {
                 Containers::Libvirt
             };
-            match Lab::up_with(hosts, containers) {
+            let options = LabOptions::new(hosts)
+                .containers(containers)
+                .engines(&engine);
+            match options.up() {
                 Ok(lab) => {
                     println!("lab{} is up with {} hosts", lab.id, lab.hosts.len());
                     for host in &lab.hosts {
                         println!("  {:<10} {}", host.name, host.address);
                     }
+                    let engines: Vec<&str> = engine.iter().map(|e| e.as_str()).collect();
+                    println!("engine:      {}", engines.join(","));
                     println!("inventory:   {}", lab.inventory().display());
                     println!("known_hosts: {}", lab.known_hosts().display());
                     println!("ssh key:     {}", lab.client_key().display());

@@ -1,4 +1,4 @@
-//! Running the system tools the lab is built from (unshare, nsenter, sshd, podman, mount).
+//! Running the system tools the lab is built from (unshare, nsenter, sshd, podman, docker, mount).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -66,12 +66,15 @@ pub(crate) fn umount(path: &Path) -> Result<(), LabError> {
     run(Command::new("umount").arg(path)).map(|_| ())
 }
 
-/// Sends SIGKILL to every process whose mount namespace is `ns_inode`.
+/// Sends SIGKILL to every process whose mount namespace is `ns_inode`, and to their descendants
+/// (a container's processes live in namespaces of their own under conmon or containerd's shim).
 pub(crate) fn kill_namespace_members(ns_inode: u64) {
     let wanted = format!("mnt:[{ns_inode}]");
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };
+    // (pid, parent pid, a member?) of every process.
+    let mut processes: Vec<(i32, i32, bool)> = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -80,13 +83,39 @@ pub(crate) fn kill_namespace_members(ns_inode: u64) {
         else {
             continue;
         };
-        let Ok(link) = std::fs::read_link(entry.path().join("ns/mnt")) else {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        if link.to_string_lossy() == wanted {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+        // After the command name in parentheses: state, then the parent pid.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+        else {
+            continue;
+        };
+        let member = std::fs::read_link(entry.path().join("ns/mnt"))
+            .is_ok_and(|link| link.to_string_lossy() == wanted);
+        processes.push((pid, ppid, member));
+    }
+    let mut doomed: std::collections::HashSet<i32> = processes
+        .iter()
+        .filter(|(_, _, member)| *member)
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    loop {
+        let before = doomed.len();
+        for (pid, ppid, _) in &processes {
+            if doomed.contains(ppid) {
+                doomed.insert(*pid);
+            }
         }
+        if doomed.len() == before {
+            break;
+        }
+    }
+    for pid in doomed {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
 
