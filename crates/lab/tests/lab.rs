@@ -7,14 +7,8 @@ use std::process::Command;
 
 use virtfleet_lab::{Lab, LabHost};
 
-fn stdout(output: &std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "command failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+mod common;
+use common::{assert_day0_libvirtd, down_leaves_nothing, peer_virsh, stdout, wait_ready};
 
 #[test]
 fn hosts_are_separate_machines_reachable_over_ssh() {
@@ -25,12 +19,7 @@ fn hosts_are_separate_machines_reachable_over_ssh() {
         assert_eq!(lines.next(), Some(host.name.as_str()));
         assert_eq!(lines.next(), Some("nova-compute"));
         assert_eq!(lines.next(), Some("nova-libvirt"));
-        // Day 0: the insecure Kolla default, bound to this host's own address.
-        assert!(out.contains("auth_tcp = \"none\""), "{out}");
-        assert!(
-            out.contains(&format!("listen_addr = \"{}\"", host.address)),
-            "{out}"
-        );
+        assert_day0_libvirtd(&out, host);
         assert!(out.ends_with("nova_compute\nnova_libvirt\n"), "{out}");
     }
     let (a, b) = (&lab.hosts[0], &lab.hosts[1]);
@@ -141,8 +130,6 @@ fn podman_restart_survives_an_sshd_restart() {
 #[test]
 fn tear_down_leaves_nothing_behind() {
     let lab = Lab::up(2).expect("lab up");
-    let id = lab.id;
-    let dir = lab.dir().to_path_buf();
     let sshd_pids: Vec<i32> = lab.hosts.iter().filter_map(LabHost::sshd_pid).collect();
     assert_eq!(sshd_pids.len(), 2);
     let container_pids: Vec<i32> = lab
@@ -159,21 +146,7 @@ fn tear_down_leaves_nothing_behind() {
         })
         .collect();
     assert_eq!(container_pids.len(), 4);
-    lab.down().expect("clean tear-down");
-    assert!(!dir.exists(), "{} still exists", dir.display());
-    assert!(!Path::new(&format!("{}/lab{id}", virtfleet_lab::RUN_ROOT)).exists());
-    for pid in sshd_pids.into_iter().chain(container_pids) {
-        let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(
-            state.is_empty() || state.contains(") Z"),
-            "process {pid} still runs: {state}"
-        );
-    }
-    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mounts.contains(&format!("lab{id}/")),
-        "mounts left: {mounts}"
-    );
+    down_leaves_nothing(lab, sshd_pids.into_iter().chain(container_pids).collect());
 }
 
 #[test]
@@ -191,28 +164,6 @@ fn a_dropped_lab_cleans_up_even_when_a_test_panics() {
 
 fn container_id(lab: &Lab, host: &LabHost) -> String {
     stdout(&lab.ssh(host, "podman inspect --format '{{.Id}}' nova_libvirt"))
-}
-
-fn wait_ready(lab: &Lab, host: &LabHost) {
-    for _ in 0..80 {
-        if lab
-            .ssh(host, "podman exec nova_libvirt virsh version --daemon")
-            .status
-            .success()
-        {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
-    panic!("libvirtd on {} never became ready", host.name);
-}
-
-/// virsh run on a peer host, so the server name resolves through the lab's /etc/hosts.
-fn peer_virsh(peer: &LabHost, uri: &str) -> std::process::Output {
-    peer.command("timeout")
-        .args(["20", "virsh", "-c", uri, "version"])
-        .output()
-        .unwrap()
 }
 
 /// A CA, a server pair for `server` and a client pair, with certtool (gnutls-bin).
