@@ -9,11 +9,13 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
 use crate::error::PkiError;
+use crate::finding::display_safe;
 use crate::hostname::Presented;
 use crate::key::{self, KeyAlgorithm};
 use crate::pemfile;
 
-/// What an operator wants to know about one certificate.
+/// What an operator wants to know about one certificate. Its text fields are meant for
+/// printing: characters that could act on a terminal are escaped ([`crate::display_safe`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
     /// RFC 4514-style distinguished name, e.g. `CN=compute1, O=Example`.
@@ -100,13 +102,17 @@ fn cert_info(der: Vec<u8>) -> Result<CertInfo, String> {
     let cert = parse_der(&der)?;
     let names = presented_names(&cert)?;
     let info = CertInfo {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
+        subject: display_safe(&cert.subject().to_string()).into_owned(),
+        issuer: display_safe(&cert.issuer().to_string()).into_owned(),
         serial: serial_hex(cert.raw_serial()),
         not_before: cert.validity().not_before.to_datetime(),
         not_after: cert.validity().not_after.to_datetime(),
         is_ca: cert.is_ca(),
-        dns_names: names.dns,
+        dns_names: names
+            .dns
+            .iter()
+            .map(|name| display_safe(name).into_owned())
+            .collect(),
         ip_addresses: names.ips,
         key_algorithm: key::certificate_public_key(cert.public_key())
             .ok()
@@ -258,5 +264,33 @@ mod tests {
         assert!(!signed_by_any(leaf.as_bytes(), other_ca.as_bytes()).unwrap());
         let bundle = format!("{other_ca}{ca}");
         assert!(signed_by_any(leaf.as_bytes(), bundle.as_bytes()).unwrap());
+    }
+}
+
+#[cfg(test)]
+mod hostile_text_tests {
+    use super::*;
+    use crate::testutil::{Ca, LeafSpec};
+
+    #[test]
+    fn certificate_text_is_escaped_for_terminals() {
+        let hostile = "evil\u{202e}gpj.exe\0\x1b[2J\nCN=forged";
+        let ca = Ca::new(&format!("CA {hostile}"));
+        let leaf = ca.issue(&LeafSpec {
+            cn: hostile.into(),
+            dns: vec!["a\x1b]0;title\x07.example.com".into()],
+            ..LeafSpec::server("compute1")
+        });
+        let info = &parse_certs(leaf.cert_pem.as_bytes()).unwrap()[0];
+        let escaped = r"evil\u{202e}gpj.exe\0\x1b[2J\nCN=forged";
+        assert!(info.subject.contains(escaped), "{:?}", info.subject);
+        assert!(info.issuer.contains(escaped), "{:?}", info.issuer);
+        assert_eq!(info.dns_names, vec![r"a\x1b]0;title\x07.example.com"]);
+        for text in [&info.subject, &info.issuer, &info.dns_names[0]] {
+            assert!(
+                !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{text:?}"
+            );
+        }
     }
 }

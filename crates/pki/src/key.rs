@@ -11,6 +11,7 @@ use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPa
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::der;
+use crate::finding::display_safe;
 use crate::pemfile;
 
 /// Public key algorithms this crate can match and sign with.
@@ -89,7 +90,8 @@ pub(crate) fn parse_private_key_pem(bytes: &[u8]) -> Result<PrivateKey, KeyError
             "EC PARAMETERS" => continue,
             other => {
                 return Err(KeyError::Invalid(format!(
-                    "unexpected PEM block '{other}' in a private key file"
+                    "unexpected PEM block '{}' in a private key file",
+                    display_safe(other)
                 )))
             }
         };

@@ -25,7 +25,7 @@ mod testutil;
 
 pub use ca::{init_ca, issue_pair, CertKind};
 pub use error::PkiError;
-pub use finding::{Finding, Severity};
+pub use finding::{display_safe, Finding, Severity};
 pub use inspect::{
     fingerprint_sha256, key_matches_certificate, parse_certs, signed_by_any, CertInfo,
 };

@@ -1,6 +1,7 @@
 //! Splitting PEM files into typed blocks.
 
 use crate::error::PkiError;
+use crate::finding::display_safe;
 
 pub(crate) const CERTIFICATE: &str = "CERTIFICATE";
 
@@ -33,7 +34,7 @@ pub(crate) fn certificate_ders(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PkiError> {
                 Ok(block.into_contents())
             } else {
                 Err(PkiError::UnexpectedBlock {
-                    found: block.tag().to_string(),
+                    found: display_safe(block.tag()).into_owned(),
                     expected: CERTIFICATE,
                 })
             }
@@ -83,6 +84,13 @@ mod tests {
         let text = "-----BEGIN PRIVATE KEY-----\nAQID\n-----END PRIVATE KEY-----\n";
         let err = certificate_ders(text.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("'PRIVATE KEY'"), "{err}");
+    }
+
+    #[test]
+    fn block_names_are_escaped_in_errors() {
+        let text = "-----BEGIN \x1b[2J\u{202e}X-----\nAQID\n-----END \x1b[2J\u{202e}X-----\n";
+        let err = certificate_ders(text.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains(r"'\x1b[2J\u{202e}X'"), "{err:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use time::OffsetDateTime;
 
 use crate::error::PkiError;
-use crate::finding::{Finding, Severity};
+use crate::finding::{display_safe, Finding, Severity};
 use crate::pemfile;
 
 use super::CertFile;
@@ -27,12 +27,15 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Records a finding. Messages quote certificate fields (subjects, SANs) verbatim, so
+    /// they are escaped here, once for every consumer: terminal, log and JSON report.
     pub fn report(&mut self, severity: Severity, path: &Path, message: impl Into<String>) {
+        let message = message.into();
         self.findings.push(Finding {
             severity,
             host: self.host.to_string(),
             path: path.to_path_buf(),
-            message: message.into(),
+            message: display_safe(&message).into_owned(),
         });
     }
 

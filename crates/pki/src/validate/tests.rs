@@ -748,3 +748,49 @@ fn kolla_file_helpers() {
     }
     assert!(KollaFile::ServerKey.is_private_key() && !KollaFile::CaCert.is_private_key());
 }
+
+// ---- hostile certificate text ----
+
+/// Right-to-left override, NUL, an escape sequence and a forged second line.
+const HOSTILE: &str = "evil\u{202e}gpj.exe\0\x1b[2J\nCN=forged";
+
+/// No character that could move the cursor, hide or reorder text, or start a new line.
+fn assert_terminal_safe(text: &str) {
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|c| {
+            c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect();
+    assert!(bad.is_empty(), "raw {bad:?} in {text:?}");
+}
+
+#[test]
+fn control_characters_from_certificates_are_escaped_in_findings() {
+    let ca = Ca::new(&format!("CA {HOSTILE}"));
+    let stranger = Ca::new(&format!("Other {HOSTILE}"));
+    let server = LeafSpec {
+        cn: HOSTILE.into(),
+        dns: vec!["x\x1b[31m.example.com\n".into()],
+        ips: Vec::new(),
+        not_after: now() + Duration::days(5000),
+        ..LeafSpec::server(HOST)
+    };
+    let set = host_certs(
+        &ca.cert_pem,
+        &ca.issue(&server),
+        &stranger.issue(&LeafSpec::client(HOST)),
+    );
+    let findings = run(&set);
+    // Server: names not covered, outlives the CA; client: signed by an unknown issuer.
+    assert!(findings.len() >= 3, "{findings:#?}");
+    for finding in &findings {
+        assert_terminal_safe(&finding.message);
+        let line = finding.to_string();
+        assert_terminal_safe(&line);
+        assert!(
+            line.contains(r"evil\u{202e}gpj.exe\0\x1b[2J\nCN=forged"),
+            "{line}"
+        );
+    }
+}
