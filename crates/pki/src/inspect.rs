@@ -247,6 +247,18 @@ mod tests {
     }
 
     #[test]
+    fn large_rsa_keys_are_described_and_matched() {
+        use crate::testutil::fixture;
+        let cert = fixture("big-rsa/rsa16384-cert.pem");
+        let info = &parse_certs(cert.as_bytes()).unwrap()[0];
+        assert_eq!(info.key_algorithm, Some(KeyAlgorithm::Rsa));
+        let key = |name: &str| fixture(&format!("big-rsa/{name}"));
+        let cert = cert.as_bytes();
+        assert!(key_matches_certificate(cert, key("rsa16384-pkcs8.pem").as_bytes()).unwrap());
+        assert!(!key_matches_certificate(cert, key("rsa8192-pkcs1.pem").as_bytes()).unwrap());
+    }
+
+    #[test]
     fn signed_by_any_checks_keys_not_names() {
         let (ca, ca_key) = crate::init_ca("same name", 30).unwrap();
         let (other_ca, _) = crate::init_ca("same name", 30).unwrap();

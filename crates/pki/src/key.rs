@@ -1,13 +1,15 @@
 //! Private keys in the encodings deployments meet (PKCS#8, PKCS#1 RSA, SEC1 EC), reduced to
 //! their public half so they can be compared with a certificate's public key.
 //!
-//! ring does the parsing: it also checks the private and public halves are consistent, so a
-//! damaged key is rejected instead of "matching" through a stale embedded public key.
+//! Every key is checked for consistency, so a damaged key is rejected instead of "matching"
+//! through a stale embedded public key: ring does it for EC and Ed25519 keys; RSA keys are
+//! checked here (see [`rsa`]), because ring refuses RSA private keys over 4096 bits and
+//! deployments use up to 16384.
 
 use std::fmt;
 
 use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::der;
@@ -135,10 +137,11 @@ fn from_pkcs8(pkcs8: Vec<u8>) -> Result<PrivateKey, KeyError> {
     let malformed = || KeyError::Invalid("malformed PKCS#8 private key".into());
     let (body, _) = der::expect(&pkcs8, der::SEQUENCE).ok_or_else(malformed)?;
     let (_version, rest) = der::expect(body, der::INTEGER).ok_or_else(malformed)?;
-    let (alg_id, _) = der::expect(rest, der::SEQUENCE).ok_or_else(malformed)?;
+    let (alg_id, rest) = der::expect(rest, der::SEQUENCE).ok_or_else(malformed)?;
     let (alg_oid, params) = der::expect(alg_id, der::OID).ok_or_else(malformed)?;
     let algorithm = algorithm_from_oids(alg_oid, der::expect(params, der::OID).map(|p| p.0))?;
-    let public = public_from_pkcs8(algorithm, &pkcs8)?;
+    let (raw_key, _) = der::expect(rest, der::OCTET_STRING).ok_or_else(malformed)?;
+    let public = public_from_pkcs8(algorithm, &pkcs8, raw_key)?;
     Ok(PrivateKey {
         public: PublicKey {
             algorithm,
@@ -148,17 +151,19 @@ fn from_pkcs8(pkcs8: Vec<u8>) -> Result<PrivateKey, KeyError> {
     })
 }
 
-fn public_from_pkcs8(algorithm: KeyAlgorithm, pkcs8: &[u8]) -> Result<Vec<u8>, KeyError> {
+/// The public half of a key, once checked against the private half: by [`rsa`] for RSA
+/// (`raw_key` is the PKCS#1 key inside `pkcs8`), by ring for the others.
+fn public_from_pkcs8(
+    algorithm: KeyAlgorithm,
+    pkcs8: &[u8],
+    raw_key: &[u8],
+) -> Result<Vec<u8>, KeyError> {
     let rejected = |e: ring::error::KeyRejected| {
         KeyError::Invalid(format!("{algorithm} private key rejected: {e}"))
     };
     let rng = SystemRandom::new();
     let public = match algorithm {
-        KeyAlgorithm::Rsa => RsaKeyPair::from_pkcs8(pkcs8)
-            .map_err(rejected)?
-            .public()
-            .as_ref()
-            .to_vec(),
+        KeyAlgorithm::Rsa => rsa::public_of_private(raw_key)?,
         KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => {
             let signing = if algorithm == KeyAlgorithm::EcdsaP256 {
                 &signature::ECDSA_P256_SHA256_ASN1_SIGNING
@@ -256,10 +261,25 @@ pub(crate) fn certificate_public_key(spki: &SubjectPublicKeyInfo) -> Result<Publ
         spki.algorithm.algorithm.as_bytes(),
         curve.as_ref().map(|c| c.as_bytes()),
     )?;
-    Ok(PublicKey {
-        algorithm,
-        bytes: spki.subject_public_key.data.to_vec(),
-    })
+    let key = spki.subject_public_key.data.as_ref();
+    let bytes = if algorithm == KeyAlgorithm::Rsa {
+        // Re-encoded, so a certificate with non-minimal integers still compares equal.
+        let (n, e) = rsa::parse_public(key)
+            .ok_or_else(|| KeyError::Invalid("a malformed RSA public key".into()))?;
+        rsa::public_der(n, e)
+    } else {
+        key.to_vec()
+    };
+    Ok(PublicKey { algorithm, bytes })
+}
+
+/// Size of a certificate's RSA key in bits; `None` for other key types.
+pub(crate) fn rsa_bits(spki: &SubjectPublicKeyInfo) -> Option<usize> {
+    if spki.algorithm.algorithm.as_bytes() != oid::RSA_ENCRYPTION {
+        return None;
+    }
+    let (n, _) = rsa::parse_public(&spki.subject_public_key.data)?;
+    Some(rsa::bit_length(n))
 }
 
 /// Compares a private key with a certificate's public key; `Err` carries the reason.
@@ -274,6 +294,277 @@ pub(crate) fn check_match(key: &PublicKey, cert: &PublicKey) -> Result<(), Strin
         return Err("private key does not match the certificate's public key".into());
     }
     Ok(())
+}
+
+/// RSA private keys (PKCS#1 `RSAPrivateKey`) read and checked without ring, whose RSA support
+/// stops at 4096-bit private keys: the key must be a consistent two-prime key of 2048 bits
+/// (the least ring and current guidance accept) to 16384 bits (OpenSSL's largest modulus),
+/// verified with plain big-integer arithmetic.
+mod rsa {
+    use std::cmp::Ordering;
+
+    use super::KeyError;
+    use crate::der;
+
+    pub(super) const MIN_BITS: usize = 2048;
+    pub(super) const MAX_BITS: usize = 16384;
+
+    /// The public key (DER `RSAPublicKey`) of a PKCS#1 private key, once the key has proved
+    /// consistent.
+    pub(super) fn public_of_private(pkcs1: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let rejected =
+            |reason: &str| KeyError::Invalid(format!("RSA private key rejected: {reason}"));
+        let (body, _) = der::expect(pkcs1, der::SEQUENCE).ok_or_else(|| rejected("malformed"))?;
+        let mut fields = Vec::with_capacity(9);
+        let mut rest = body;
+        while !rest.is_empty() && fields.len() < 9 {
+            let (value, next) =
+                der::expect(rest, der::INTEGER).ok_or_else(|| rejected("malformed"))?;
+            fields.push(unsigned(value).ok_or_else(|| rejected("malformed (negative integer)"))?);
+            rest = next;
+        }
+        let [version, n, e, d, p, q, dp, dq, qinv] = fields[..] else {
+            return Err(rejected("malformed (missing fields)"));
+        };
+        // Version 1 adds otherPrimeInfos: a multi-prime key, which gnutls does not load.
+        if !version.is_empty() {
+            return Err(rejected("multi-prime keys are not supported"));
+        }
+        if !rest.is_empty() {
+            return Err(rejected("malformed (trailing data)"));
+        }
+        let bits = bit_length(n);
+        if bits < MIN_BITS {
+            return Err(rejected(&format!(
+                "{bits}-bit modulus is too small; use at least {MIN_BITS} bits"
+            )));
+        }
+        if bits > MAX_BITS {
+            return Err(rejected(&format!(
+                "{bits}-bit modulus is larger than {MAX_BITS} bits, the most accepted"
+            )));
+        }
+        let integers = [n, e, d, p, q, dp, dq, qinv];
+        // None is larger than the modulus in a sound key; this also bounds the work below.
+        if integers.iter().any(|int| bit_length(int) > bits) {
+            return Err(rejected(
+                "malformed (a component is larger than the modulus)",
+            ));
+        }
+        check_consistent(integers).map_err(rejected)?;
+        Ok(public_der(n, e))
+    }
+
+    /// `(n, e)` of a DER `RSAPublicKey`, without leading zeros.
+    pub(super) fn parse_public(key: &[u8]) -> Option<(&[u8], &[u8])> {
+        let (body, _) = der::expect(key, der::SEQUENCE)?;
+        let (n, rest) = der::expect(body, der::INTEGER)?;
+        let (e, _) = der::expect(rest, der::INTEGER)?;
+        Some((unsigned(n)?, unsigned(e)?))
+    }
+
+    /// DER `RSAPublicKey { n, e }` with minimal integers, as certificates carry it.
+    pub(super) fn public_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+        let mut body = der_unsigned(n);
+        body.extend(der_unsigned(e));
+        der::tlv(der::SEQUENCE, &body)
+    }
+
+    pub(super) fn bit_length(be: &[u8]) -> usize {
+        be.first()
+            .map_or(0, |&top| be.len() * 8 - top.leading_zeros() as usize)
+    }
+
+    /// The magnitude of a non-negative DER INTEGER without leading zero bytes; `None` when
+    /// negative or empty.
+    fn unsigned(int: &[u8]) -> Option<&[u8]> {
+        match int.first() {
+            None => None,
+            Some(&b) if b & 0x80 != 0 => None,
+            Some(_) => Some(&int[int.iter().take_while(|&&b| b == 0).count()..]),
+        }
+    }
+
+    fn der_unsigned(magnitude: &[u8]) -> Vec<u8> {
+        let mut content = Vec::with_capacity(magnitude.len() + 1);
+        if magnitude.first().is_none_or(|&b| b & 0x80 != 0) {
+            content.push(0);
+        }
+        content.extend_from_slice(magnitude);
+        der::tlv(der::INTEGER, &content)
+    }
+
+    /// What a private-key operation relies on: n = p·q, and e·d, e·dp, e·dq and q·qinv are
+    /// the inverses they claim to be (modulo p−1, q−1 and p).
+    fn check_consistent(integers: [&[u8]; 8]) -> Result<(), &'static str> {
+        let [n, e, d, p, q, dp, dq, qinv] = integers.map(Big::from_be);
+        if !e.is_odd() || e.cmp(&Big::from_u32(3)) == Ordering::Less {
+            return Err("its public exponent is not an odd number of at least 3");
+        }
+        if p.cmp(&Big::from_u32(1)) != Ordering::Greater
+            || q.cmp(&Big::from_u32(1)) != Ordering::Greater
+            || p.mul(&q).cmp(&n) != Ordering::Equal
+        {
+            return Err("its primes do not multiply to its modulus");
+        }
+        let (p1, q1) = (p.minus_one(), q.minus_one());
+        if !e.mul(&d).rem(&p1).is_one() || !e.mul(&d).rem(&q1).is_one() {
+            return Err("its private exponent does not invert its public exponent");
+        }
+        if !e.mul(&dp).rem(&p1).is_one() || !e.mul(&dq).rem(&q1).is_one() {
+            return Err("its CRT exponents do not invert its public exponent");
+        }
+        if !q.mul(&qinv).rem(&p).is_one() {
+            return Err("its CRT coefficient is not the inverse of q modulo p");
+        }
+        Ok(())
+    }
+
+    /// A non-negative integer as little-endian 32-bit limbs, without high zero limbs. Just the
+    /// operations the consistency check needs; speed is no concern at these sizes.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Big(Vec<u32>);
+
+    impl Big {
+        fn from_be(bytes: &[u8]) -> Big {
+            let limbs = bytes
+                .rchunks(4)
+                .map(|chunk| chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)))
+                .collect();
+            Big(limbs).trimmed()
+        }
+
+        fn from_u32(value: u32) -> Big {
+            Big(vec![value]).trimmed()
+        }
+
+        fn trimmed(mut self) -> Big {
+            while self.0.last() == Some(&0) {
+                self.0.pop();
+            }
+            self
+        }
+
+        fn is_one(&self) -> bool {
+            self.0 == [1]
+        }
+
+        fn is_odd(&self) -> bool {
+            self.0.first().is_some_and(|&limb| limb & 1 == 1)
+        }
+
+        fn cmp(&self, other: &Big) -> Ordering {
+            self.0
+                .len()
+                .cmp(&other.0.len())
+                .then_with(|| self.0.iter().rev().cmp(other.0.iter().rev()))
+        }
+
+        fn mul(&self, other: &Big) -> Big {
+            let mut out = vec![0u32; self.0.len() + other.0.len()];
+            for (i, &a) in self.0.iter().enumerate() {
+                let mut carry = 0u64;
+                for (j, &b) in other.0.iter().enumerate() {
+                    let t = u64::from(a) * u64::from(b) + u64::from(out[i + j]) + carry;
+                    out[i + j] = t as u32;
+                    carry = t >> 32;
+                }
+                out[i + other.0.len()] = carry as u32;
+            }
+            Big(out).trimmed()
+        }
+
+        /// `self - 1`; `self` must be positive.
+        fn minus_one(&self) -> Big {
+            let mut limbs = self.0.clone();
+            for limb in &mut limbs {
+                let (value, borrow) = limb.overflowing_sub(1);
+                *limb = value;
+                if !borrow {
+                    break;
+                }
+            }
+            Big(limbs).trimmed()
+        }
+
+        /// `self mod m` by binary long division; `m` must be positive.
+        fn rem(&self, m: &Big) -> Big {
+            let mut r = Big(Vec::with_capacity(m.0.len() + 1));
+            for i in (0..self.0.len() * 32).rev() {
+                r.shift_left_one((self.0[i / 32] >> (i % 32)) & 1);
+                if r.cmp(m) != Ordering::Less {
+                    r.sub_assign(m);
+                }
+            }
+            r
+        }
+
+        /// `self = self * 2 + bit`.
+        fn shift_left_one(&mut self, bit: u32) {
+            let mut carry = bit;
+            for limb in &mut self.0 {
+                let top = *limb >> 31;
+                *limb = (*limb << 1) | carry;
+                carry = top;
+            }
+            if carry != 0 {
+                self.0.push(carry);
+            }
+        }
+
+        /// `self -= other`; `self` must not be smaller.
+        fn sub_assign(&mut self, other: &Big) {
+            let mut borrow = false;
+            for (i, limb) in self.0.iter_mut().enumerate() {
+                let b = other.0.get(i).copied().unwrap_or(0);
+                let (v1, o1) = limb.overflowing_sub(b);
+                let (v2, o2) = v1.overflowing_sub(u32::from(borrow));
+                *limb = v2;
+                borrow = o1 || o2;
+            }
+            while self.0.last() == Some(&0) {
+                self.0.pop();
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn big(value: u128) -> Big {
+            Big::from_be(&value.to_be_bytes())
+        }
+
+        #[test]
+        fn arithmetic_matches_u128() {
+            let cases = [
+                (0u128, 1u128),
+                (1, 1),
+                (0xffff_ffff, 0xffff_ffff),
+                (0x1_0000_0000, 7),
+                (0xdead_beef_0bad_f00d, 0x1234_5678_9abc),
+                (u64::MAX as u128, u64::MAX as u128),
+            ];
+            for (a, b) in cases {
+                assert_eq!(big(a).mul(&big(b)), big(a * b), "{a} * {b}");
+                assert_eq!(big(a).rem(&big(b)), big(a % b), "{a} % {b}");
+                assert_eq!(big(a * b + 1).minus_one(), big(a * b), "{a} * {b}");
+            }
+            assert_eq!(big(5).cmp(&big(1 << 40)), Ordering::Less);
+            assert!(big(1).is_one() && !big(0).is_one() && big(9).is_odd());
+        }
+
+        #[test]
+        fn integers_are_read_and_written_as_der() {
+            assert_eq!(unsigned(&[0, 0x80, 1]), Some(&[0x80, 1][..]));
+            assert_eq!(unsigned(&[0x80]), None);
+            assert_eq!(unsigned(&[]), None);
+            assert_eq!(der_unsigned(&[0x80]), vec![der::INTEGER, 2, 0, 0x80]);
+            assert_eq!(der_unsigned(&[]), vec![der::INTEGER, 1, 0]);
+            assert_eq!(bit_length(&[0x01, 0]), 9);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +632,60 @@ mod tests {
         let two = fixture("ec-p256-sec1.pem").repeat(2);
         let err = parse_private_key_pem(two.as_bytes()).err().unwrap();
         assert!(err.to_string().contains("2 private keys"), "{err}");
+    }
+
+    /// The rsa2048 PKCS#1 fixture with one bit flipped in the middle of its `field`-th
+    /// INTEGER (0 version, 1 n, 2 e, 3 d, 4 p, 5 q, 6 dp, 7 dq, 8 qinv).
+    fn damaged_rsa(field: usize) -> String {
+        let block = pem::parse(fixture("rsa2048-pkcs1.pem")).unwrap();
+        let mut bytes = block.contents().to_vec();
+        let (mut rest, _) = der::expect(&bytes, der::SEQUENCE).unwrap();
+        for _ in 0..field {
+            rest = der::read_tlv(rest).unwrap().2;
+        }
+        let value = der::read_tlv(rest).unwrap().1;
+        let middle = value.as_ptr() as usize - bytes.as_ptr() as usize + value.len() / 2;
+        bytes[middle] ^= 1;
+        pem::encode(&pem::Pem::new("RSA PRIVATE KEY", bytes))
+    }
+
+    fn rejection(pem: &str) -> String {
+        match parse_private_key_pem(pem.as_bytes()) {
+            Err(KeyError::Invalid(reason)) => reason,
+            Err(other) => panic!("expected Invalid, got {other:?}"),
+            Ok(_) => panic!("damaged key accepted"),
+        }
+    }
+
+    #[test]
+    fn inconsistent_rsa_keys_are_rejected() {
+        for (field, reason) in [
+            (1, "its primes do not multiply to its modulus"),
+            (4, "its primes do not multiply to its modulus"),
+            (
+                3,
+                "its private exponent does not invert its public exponent",
+            ),
+            (6, "its CRT exponents do not invert its public exponent"),
+            (7, "its CRT exponents do not invert its public exponent"),
+            (8, "its CRT coefficient is not the inverse of q modulo p"),
+        ] {
+            let reason_found = rejection(&damaged_rsa(field));
+            assert_eq!(
+                reason_found,
+                format!("RSA private key rejected: {reason}"),
+                "field {field}"
+            );
+        }
+    }
+
+    #[test]
+    fn rsa_key_sizes_from_2048_to_16384_bits() {
+        let small = rejection(&fixture("rsa1024-pkcs1.pem"));
+        assert!(small.contains("1024-bit modulus is too small"), "{small}");
+        for name in ["big-rsa/rsa8192-pkcs1.pem", "big-rsa/rsa16384-pkcs8.pem"] {
+            assert_eq!(algorithm_of(name), KeyAlgorithm::Rsa);
+        }
     }
 
     #[test]

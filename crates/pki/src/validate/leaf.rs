@@ -176,18 +176,33 @@ impl CertKind {
     }
 }
 
+/// Largest RSA key whose signatures the chain check can verify (ring's limit).
+const MAX_VERIFIABLE_RSA_BITS: usize = 8192;
+
 /// libvirt verifies the certificate against cacert.pem alone (virNetTLSContextCheckCertPair),
 /// so the direct issuer must be in the bundle.
 fn check_chain(c: &mut Checker, path: &Path, label: &str, cert: &X509Certificate, trust: &Trust) {
     if trust.cas.is_empty() {
         return; // the bundle's own findings explain why
     }
-    let mut unsupported = false;
+    // Why some CA's signature could not be checked, if one could not.
+    let mut unsupported = None;
     let mut signers = Vec::new();
     for ca in trust.cas {
+        // ring (behind x509-parser) verifies RSA signatures of keys up to 8192 bits only.
+        if let Some(bits) = key::rsa_bits(ca.public_key()).filter(|&b| b > MAX_VERIFIABLE_RSA_BITS)
+        {
+            unsupported = Some(format!(
+                "CA '{}' has a {bits}-bit RSA key, beyond the {MAX_VERIFIABLE_RSA_BITS} bits this check verifies",
+                ca.subject()
+            ));
+            continue;
+        }
         match cert.verify_signature(Some(ca.public_key())) {
             Ok(()) => signers.push(ca),
-            Err(X509Error::SignatureUnsupportedAlgorithm) => unsupported = true,
+            Err(X509Error::SignatureUnsupportedAlgorithm) => {
+                unsupported = Some("unsupported signature algorithm".into())
+            }
             Err(_) => {}
         }
     }
@@ -212,10 +227,10 @@ fn check_chain(c: &mut Checker, path: &Path, label: &str, cert: &X509Certificate
         return;
     }
     let issuer = cert.issuer();
-    if unsupported {
+    if let Some(reason) = unsupported {
         c.warning(
             path,
-            format!("{label}: cannot verify its signature against {bundle}: unsupported signature algorithm"),
+            format!("{label}: cannot verify its signature against {bundle}: {reason}"),
         );
     } else if trust
         .cas

@@ -228,6 +228,64 @@ fn encrypted_key_is_an_error() {
     );
 }
 
+// ---- large RSA keys (openssl-made, see tests/fixtures/README.md) ----
+
+/// A server-only set of `tests/fixtures/big-rsa` files.
+fn big_rsa_set(ca: &str, cert: &str, key: &str) -> HostCerts {
+    let big_rsa = |name: &str| fixture(&format!("big-rsa/{name}"));
+    HostCerts {
+        host: HOST.into(),
+        migration_hostname: Some("compute1.example.com".into()),
+        migration_address: Some("10.0.0.11".into()),
+        cacert: file(KollaFile::CaCert, &big_rsa(ca)),
+        servercert: file(KollaFile::ServerCert, &big_rsa(cert)),
+        serverkey: file(KollaFile::ServerKey, &big_rsa(key)),
+        ..HostCerts::default()
+    }
+}
+
+#[test]
+fn rsa_keys_up_to_16384_bits_match_their_certificates() {
+    for (cert, key) in [
+        ("rsa8192-cert.pem", "rsa8192-pkcs8.pem"),
+        ("rsa8192-cert.pem", "rsa8192-pkcs1.pem"),
+        ("rsa16384-cert.pem", "rsa16384-pkcs8.pem"),
+    ] {
+        assert_eq!(run(&big_rsa_set("ca.pem", cert, key)), vec![], "{key}");
+    }
+    let swapped = big_rsa_set("ca.pem", "rsa16384-cert.pem", "rsa8192-pkcs8.pem");
+    assert_one(
+        &run(&swapped),
+        Severity::Error,
+        KollaFile::ServerKey,
+        "does not match",
+    );
+}
+
+#[test]
+fn certificates_from_large_rsa_cas() {
+    let by_8192 = big_rsa_set(
+        "rsa8192-ca.pem",
+        "by-rsa8192-ca-cert.pem",
+        "by-rsa8192-ca-key.pem",
+    );
+    assert_eq!(run(&by_8192), vec![]);
+    // Signatures of RSA keys over 8192 bits cannot be verified here: say so, rather than
+    // claim the certificate is not signed by its CA.
+    let by_16384 = big_rsa_set(
+        "rsa16384-ca.pem",
+        "by-rsa16384-ca-cert.pem",
+        "by-rsa16384-ca-key.pem",
+    );
+    assert_one(
+        &run(&by_16384),
+        Severity::Warning,
+        KollaFile::ServerCert,
+        "cannot verify its signature",
+    );
+    assert!(run(&by_16384)[0].message.contains("16384-bit RSA"));
+}
+
 // ---- chain ----
 
 #[test]
