@@ -8,7 +8,9 @@ pub(crate) const CERTIFICATE: &str = "CERTIFICATE";
 /// All PEM blocks in `bytes`, in order. Text around blocks (e.g. `openssl x509 -text`
 /// output) is ignored, as gnutls does; a BEGIN line without its END is an error.
 pub(crate) fn blocks(bytes: &[u8]) -> Result<Vec<pem::Pem>, PkiError> {
-    let parsed = pem::parse_many(bytes).map_err(|e| PkiError::Pem(e.to_string()))?;
+    // pem's errors quote the file (block names, headers): escaped like certificate text.
+    let parsed = pem::parse_many(bytes)
+        .map_err(|e| PkiError::Pem(display_safe(&e.to_string()).into_owned()))?;
     // `parse_many` silently stops at an unterminated block; a truncated copy must not pass.
     let begins = count(bytes, b"-----BEGIN ");
     if begins > parsed.len() {
@@ -91,6 +93,14 @@ mod tests {
         let text = "-----BEGIN \x1b[2J\u{202e}X-----\nAQID\n-----END \x1b[2J\u{202e}X-----\n";
         let err = certificate_ders(text.as_bytes()).unwrap_err().to_string();
         assert!(err.contains(r"'\x1b[2J\u{202e}X'"), "{err:?}");
+        let mismatched = "-----BEGIN \x1b[2JA-----\nAQID\n-----END \u{202e}B-----\n";
+        let err = certificate_ders(mismatched.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains('\x1b') && !err.contains('\u{202e}'),
+            "{err:?}"
+        );
     }
 
     #[test]
