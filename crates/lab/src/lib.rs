@@ -523,10 +523,9 @@ fn tear_down_slot(id: u32) -> Result<(), LabError> {
         .collect();
     let results = std::sync::Mutex::new(Vec::new());
     let _ = for_each_parallel(&hosts, |(mnt, uts, dir)| {
-        results
-            .lock()
-            .unwrap()
-            .extend(LabHost::tear_down(mnt, uts, dir));
+        // Not inside the lock's statement: that would tear the hosts down one at a time.
+        let host_errors = LabHost::tear_down(mnt, uts, dir);
+        results.lock().unwrap().extend(host_errors);
         Ok(())
     });
     errors.extend(results.into_inner().unwrap());
