@@ -28,8 +28,8 @@ pub(crate) const DIRS: [(&str, &str); 2] =
 /// defaults, private to the host (the machine's `/run` is shared by every podman host).
 pub(crate) const RUN_DIR: &str = "run";
 
-/// As kolla-ansible configures dockerd on hosts without Docker's default network: no bridge, no
-/// iptables rules, no sysctl changes (lab hosts share the machine's network namespace).
+/// No bridge, no iptables rules, no sysctl changes: lab hosts share the machine's network
+/// namespace (and Kolla's containers use the host network anyway). No data-root: the default.
 const DAEMON_JSON: &str = r#"{
   "bridge": "none",
   "iptables": false,
