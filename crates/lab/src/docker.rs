@@ -217,13 +217,16 @@ pub(crate) fn namespace_script(dir: &Path) -> String {
     script
 }
 
-/// The host's dockerd pid, from its pidfile at the host's `/var/run/docker.pid`.
+/// The host's dockerd pid, from its pidfile at the host's `/var/run/docker.pid`, while that
+/// process is a dockerd (the pidfile is on disk: after a reboot its pid may be anything's).
 fn daemon_pid(dir: &Path) -> Option<i32> {
-    fs::read_to_string(dir.join(RUN_DIR).join("docker.pid"))
+    let pid = fs::read_to_string(dir.join(RUN_DIR).join("docker.pid"))
         .ok()?
         .trim()
         .parse()
-        .ok()
+        .ok()?;
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "dockerd").then_some(pid)
 }
 
 /// `GET /_ping` over the host's socket: true once the daemon serves its API.
@@ -277,7 +280,8 @@ pub(crate) fn start(host: &LabHost, files: &LabFiles) -> Result<(), LabError> {
         if ping(&socket) {
             break;
         }
-        let exited = daemon_pid(&host.dir).is_some_and(|pid| !sys::alive(pid));
+        let pidfile = host.dir.join(RUN_DIR).join("docker.pid");
+        let exited = pidfile.exists() && !daemon_pid(&host.dir).is_some_and(sys::alive);
         if exited || Instant::now() > deadline {
             let text = fs::read_to_string(&log_path).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(5).collect();
