@@ -7,6 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::inventory::{Group, Inventory};
+use crate::names::check_name;
 use crate::Vars;
 
 pub(crate) const ALL: &str = "all";
@@ -33,17 +34,26 @@ impl InventoryBuilder {
             host_vars: HashMap::new(),
             groups: BTreeMap::new(),
         };
-        builder.add_group(ALL);
-        builder.add_group(UNGROUPED);
+        builder.groups.insert(ALL.to_string(), GroupData::default());
+        builder
+            .groups
+            .insert(UNGROUPED.to_string(), GroupData::default());
         builder
     }
 
-    pub fn add_group(&mut self, name: &str) {
-        self.groups.entry(name.to_string()).or_default();
+    /// Refuses a name Ansible would refuse (see [`check_name`]).
+    pub fn add_group(&mut self, name: &str) -> Result<(), String> {
+        if !self.groups.contains_key(name) {
+            check_name("group", name)?;
+            self.groups.insert(name.to_string(), GroupData::default());
+        }
+        Ok(())
     }
 
-    pub fn add_host(&mut self, group: &str, host: &str) {
+    /// Refuses a name Ansible would refuse (see [`check_name`]).
+    pub fn add_host(&mut self, group: &str, host: &str) -> Result<(), String> {
         if !self.host_vars.contains_key(host) {
+            check_name("host", host)?;
             self.hosts.push(host.to_string());
             self.host_vars.insert(host.to_string(), Vars::new());
         }
@@ -51,6 +61,7 @@ impl InventoryBuilder {
         if !members.iter().any(|h| h == host) {
             members.push(host.to_string());
         }
+        Ok(())
     }
 
     /// Later definitions win, as when Ansible meets the same host on several lines.
@@ -77,7 +88,7 @@ impl InventoryBuilder {
                 "making {child:?} a child of {parent:?} creates a loop of groups"
             ));
         }
-        self.add_group(child);
+        self.add_group(child)?;
         let children = &mut self.groups.entry(parent.to_string()).or_default().children;
         if !children.iter().any(|c| c == child) {
             children.push(child.to_string());

@@ -84,8 +84,8 @@ impl IniParser<'_> {
                 ))
             }
         };
+        self.builder.add_group(group)?;
         self.group = group.to_string();
-        self.builder.add_group(group);
         if self.section == Section::Vars {
             self.vars_sections.push((group.to_string(), self.line_no));
         } else if !self.declared.iter().any(|g| g == group) {
@@ -125,7 +125,7 @@ impl IniParser<'_> {
             vars.push((key.to_string(), ini_value(value)));
         }
         for name in &names {
-            self.builder.add_host(&self.group, name);
+            self.builder.add_host(&self.group, name)?;
             for (key, value) in &vars {
                 self.builder.set_host_var(name, key, value.clone());
             }

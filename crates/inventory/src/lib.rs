@@ -10,6 +10,7 @@ mod hostrange;
 mod ini;
 mod inventory;
 mod limit;
+mod names;
 mod precedence;
 mod pyliteral;
 mod shellwords;

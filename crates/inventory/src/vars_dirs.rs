@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::inventory::Inventory;
+use crate::names::name_problem;
 use crate::yaml_vars::{merge, parse_vars_text};
 use crate::{InventoryError, Vars};
 
@@ -27,9 +28,17 @@ pub(crate) fn attach_vars_files(inventory: &mut Inventory) -> Result<(), Invento
     Ok(())
 }
 
-/// All variable files for one group or host, later files overriding earlier ones.
+/// All variable files for one group or host, later files overriding earlier ones. `name`
+/// must be one path component (names are checked when the inventory is parsed; this is the
+/// last line of defence), so nothing outside `dir` is ever looked at.
 fn load_entity(dir: &Path, name: &str) -> Result<Vars, InventoryError> {
     let mut vars = Vars::new();
+    if let Some(why) = name_problem(name) {
+        return Err(InventoryError::invalid(
+            dir,
+            format!("refusing to look up vars for {name:?}: {why}"),
+        ));
+    }
     if !dir.is_dir() {
         return Ok(vars);
     }
@@ -78,4 +87,21 @@ fn files_in(dir: &Path) -> Result<Vec<PathBuf>, InventoryError> {
         }
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load_entity;
+
+    #[test]
+    fn a_name_that_is_not_one_path_component_is_never_looked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = dir.path().join("host_vars");
+        std::fs::create_dir_all(&vars).unwrap();
+        std::fs::write(dir.path().join("x.yml"), "leaked: true\n").unwrap();
+        for name in ["../x", "/etc/passwd", "..", ".", ""] {
+            let err = load_entity(&vars, name).unwrap_err().to_string();
+            assert!(err.contains("refusing to look up"), "{err}");
+        }
+    }
 }

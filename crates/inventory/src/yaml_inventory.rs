@@ -12,6 +12,7 @@ use serde_yaml_ng::Mapping;
 
 use crate::builder::InventoryBuilder;
 use crate::hostrange::expand_host_pattern;
+use crate::names::check_name;
 use crate::yaml_vars::{mapping_to_vars, reject_vault_file, yaml_error};
 use crate::InventoryError;
 
@@ -40,12 +41,32 @@ impl<V> Default for Entries<V> {
     }
 }
 
-impl<'de, V: Deserialize<'de> + Default> Deserialize<'de> for Entries<V> {
+impl<'de, V: Deserialize<'de> + Default + Entry> Deserialize<'de> for Entries<V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(EntriesVisitor {
             bare_name_ok: true,
             values: PhantomData,
         })
+    }
+}
+
+/// What the names of a mapping's entries are, so a bad one is refused while parsing, where
+/// the error still gets a line.
+trait Entry {
+    fn check_name(name: &str) -> Result<(), String>;
+}
+
+/// `hosts:` entries are host patterns (`compute[01:03]`): every name they expand to counts.
+impl Entry for Option<Mapping> {
+    fn check_name(pattern: &str) -> Result<(), String> {
+        let (names, _) = expand_host_pattern(pattern)?;
+        names.iter().try_for_each(|n| check_name("host", n))
+    }
+}
+
+impl Entry for Option<GroupNode> {
+    fn check_name(name: &str) -> Result<(), String> {
+        check_name("group", name)
     }
 }
 
@@ -69,7 +90,7 @@ struct EntriesVisitor<V> {
     values: PhantomData<V>,
 }
 
-impl<'de, V: Deserialize<'de> + Default> Visitor<'de> for EntriesVisitor<V> {
+impl<'de, V: Deserialize<'de> + Default + Entry> Visitor<'de> for EntriesVisitor<V> {
     type Value = Entries<V>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -88,6 +109,7 @@ impl<'de, V: Deserialize<'de> + Default> Visitor<'de> for EntriesVisitor<V> {
         if !self.bare_name_ok {
             return Err(de::Error::invalid_type(de::Unexpected::Str(name), &self));
         }
+        V::check_name(name).map_err(de::Error::custom)?;
         Ok(Entries(vec![(name.to_string(), V::default())]))
     }
 
@@ -97,6 +119,7 @@ impl<'de, V: Deserialize<'de> + Default> Visitor<'de> for EntriesVisitor<V> {
             if entries.iter().any(|(k, _)| *k == key) {
                 return Err(de::Error::custom(format_args!("duplicate entry {key:?}")));
             }
+            V::check_name(&key).map_err(de::Error::custom)?;
             let value = map.next_value()?;
             entries.push((key, value));
         }
@@ -109,7 +132,9 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<InventoryBuilder, In
     let top: Option<TopLevel> = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, e))?;
     let mut builder = InventoryBuilder::new();
     for (group, node) in top.unwrap_or_default().0 .0 {
-        builder.add_group(&group);
+        builder
+            .add_group(&group)
+            .map_err(|e| InventoryError::invalid(path, e))?;
         add_group(&mut builder, path, &group, node.unwrap_or_default())?;
     }
     Ok(builder)
@@ -135,7 +160,9 @@ fn add_group(
             None => Default::default(),
         };
         for name in &names {
-            builder.add_host(group, name);
+            builder
+                .add_host(group, name)
+                .map_err(|e| InventoryError::invalid(path, e))?;
             if let Some(port) = port {
                 builder.set_host_var(name, "ansible_port", Value::from(port));
             }

@@ -1,30 +1,7 @@
 //! Every parse error names the file and, where there is one, the line.
 
-use std::path::Path;
-
-use super::write;
+use super::{assert_at, assert_inventory_errors, inventory_error, write};
 use crate::{load_inventory, load_vars_file, InventoryError};
-
-fn inventory_error(dir: &Path, name: &str, content: &str) -> String {
-    let path = write(dir, name, content);
-    match load_inventory(&path) {
-        Ok(_) => panic!("{name} loaded without error"),
-        Err(e) => e.to_string(),
-    }
-}
-
-/// Asserts the message starts with `<dir>/<file>:<line>: ` and contains `needle`.
-fn assert_at(message: &str, dir: &Path, file: &str, line: usize, needle: &str) {
-    let prefix = format!("{}:{line}: ", dir.join(file).display());
-    assert!(
-        message.starts_with(&prefix),
-        "{message:?} should start with {prefix:?}"
-    );
-    assert!(
-        message.contains(needle),
-        "{message:?} should contain {needle:?}"
-    );
-}
 
 #[test]
 fn ini_errors_name_file_and_line() {
@@ -64,11 +41,7 @@ fn ini_errors_name_file_and_line() {
         ("[g]\nc[3:1]\n", 2, "begin <= end"),
         ("[g]\nc1:\n", 2, "reserved for a port"),
     ];
-    for (i, (content, line, needle)) in cases.iter().enumerate() {
-        let name = format!("inv{i}");
-        let message = inventory_error(d, &name, content);
-        assert_at(&message, d, &name, *line, needle);
-    }
+    assert_inventory_errors(d, "", cases);
 }
 
 #[test]
@@ -104,11 +77,7 @@ fn yaml_inventory_errors_name_file_and_line() {
             "could not find expected ':', while scanning a simple key at line 4",
         ),
     ];
-    for (i, (content, line, needle)) in cases.iter().enumerate() {
-        let name = format!("inv{i}.yml");
-        let message = inventory_error(d, &name, content);
-        assert_at(&message, d, &name, *line, needle);
-    }
+    assert_inventory_errors(d, ".yml", cases);
 }
 
 #[test]

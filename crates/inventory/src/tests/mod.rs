@@ -3,6 +3,7 @@
 mod errors;
 mod ini;
 mod limit;
+mod names;
 mod precedence;
 mod yaml;
 
@@ -21,6 +22,37 @@ pub(crate) fn write(dir: &Path, rel: &str, content: &str) -> PathBuf {
 pub(crate) fn load(dir: &Path, rel: &str, content: &str) -> Inventory {
     let path = write(dir, rel, content);
     load_inventory(&path).unwrap_or_else(|e| panic!("loading {rel}: {e}"))
+}
+
+pub(crate) fn inventory_error(dir: &Path, name: &str, content: &str) -> String {
+    let path = write(dir, name, content);
+    match load_inventory(&path) {
+        Ok(_) => panic!("{name} loaded without error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Asserts the message starts with `<dir>/<file>:<line>: ` and contains `needle`.
+pub(crate) fn assert_at(message: &str, dir: &Path, file: &str, line: usize, needle: &str) {
+    let prefix = format!("{}:{line}: ", dir.join(file).display());
+    assert!(
+        message.starts_with(&prefix),
+        "{message:?} should start with {prefix:?}"
+    );
+    assert!(
+        message.contains(needle),
+        "{message:?} should contain {needle:?}"
+    );
+}
+
+/// Loads each `(content, line, needle)` case as `inv<i><extension>` in `dir` and checks that
+/// it fails at that line with that text.
+pub(crate) fn assert_inventory_errors(dir: &Path, extension: &str, cases: &[(&str, usize, &str)]) {
+    for (i, (content, line, needle)) in cases.iter().enumerate() {
+        let name = format!("inv{i}{extension}");
+        let message = inventory_error(dir, &name, content);
+        assert_at(&message, dir, &name, *line, needle);
+    }
 }
 
 pub(crate) fn strings(items: &[&str]) -> Vec<String> {
