@@ -10,9 +10,11 @@ mod hostrange;
 mod ini;
 mod inventory;
 mod limit;
+pub mod limits;
 mod names;
 mod precedence;
 mod pyliteral;
+mod read;
 mod shellwords;
 mod vars_dirs;
 mod yaml_inventory;
@@ -26,6 +28,7 @@ use std::path::Path;
 pub use boolean::{parse_bool, truthy};
 pub use error::InventoryError;
 pub use inventory::Inventory;
+pub use read::read_text_file;
 pub use yaml_vars::{load_vars_file, merge};
 
 /// Variables of one host after precedence is applied: plain JSON values (YAML maps to them).
@@ -33,15 +36,17 @@ pub type Vars = serde_json::Map<String, serde_json::Value>;
 
 /// Loads an Ansible inventory, INI or YAML (detected), with the `group_vars/` and `host_vars/`
 /// directories beside it.
+/// Reads within the limits of [`limits`].
 pub fn load_inventory(path: &Path) -> Result<Inventory, InventoryError> {
-    let text = std::fs::read_to_string(path).map_err(|e| InventoryError::io(path, e))?;
+    let mut budget = read::Budget::new();
+    let text = budget.read(path)?;
     let builder = if looks_like_yaml(path, &text) {
         yaml_inventory::parse_yaml(path, &text)?
     } else {
         ini::parse_ini(path, &text)?
     };
     let mut inventory = builder.finish(path);
-    vars_dirs::attach_vars_files(&mut inventory)?;
+    vars_dirs::attach_vars_files(&mut inventory, &mut budget)?;
     Ok(inventory)
 }
 

@@ -9,9 +9,10 @@ use serde_yaml_ng::{Mapping, Value as Yaml};
 use crate::{InventoryError, Vars};
 
 /// Loads a YAML (or JSON) file whose top level is a mapping of variables, e.g. Kolla's
-/// `globals.yml` or `passwords.yml`. An empty file gives no variables.
+/// `globals.yml` or `passwords.yml`. An empty file gives no variables. Reads within the
+/// limits of [`limits`](crate::limits).
 pub fn load_vars_file(path: &Path) -> Result<Vars, InventoryError> {
-    let text = std::fs::read_to_string(path).map_err(|e| InventoryError::io(path, e))?;
+    let text = crate::read_text_file(path)?;
     parse_vars_text(path, &text)
 }
 

@@ -3,6 +3,7 @@
 mod errors;
 mod ini;
 mod limit;
+mod limits;
 mod names;
 mod precedence;
 mod yaml;
@@ -43,6 +44,18 @@ pub(crate) fn assert_at(message: &str, dir: &Path, file: &str, line: usize, need
         message.contains(needle),
         "{message:?} should contain {needle:?}"
     );
+}
+
+/// Runs `f`, failing the test if it takes a second or longer.
+pub(crate) fn quickly<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let out = f();
+    let took = start.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "{what} took {took:?}"
+    );
+    out
 }
 
 /// Loads each `(content, line, needle)` case as `inv<i><extension>` in `dir` and checks that
