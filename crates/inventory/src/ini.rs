@@ -1,7 +1,7 @@
 //! Ansible INI inventories (Kolla's `multinode`/`all-in-one`): `[group]`, `[group:vars]`,
 //! `[group:children]`, host lines `name key=value ...`, `#`/`;` comment lines.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde_json::Value;
@@ -95,8 +95,9 @@ impl IniParser<'_> {
     }
 
     fn host_line(&mut self, line: &str) -> Result<(), String> {
-        let words = shellwords::split(line)
-            .map_err(|e| format!("host line {line:?} cannot be split: {e}"))?;
+        // Messages name the host and the variable, never the line: it may hold a password.
+        let words =
+            shellwords::split(line).map_err(|e| format!("host line cannot be split: {e}"))?;
         let Some((pattern, args)) = words.split_first() else {
             return Ok(()); // only a comment after all
         };
@@ -108,21 +109,25 @@ impl IniParser<'_> {
         if let Some(port) = port {
             vars.push(("ansible_port".into(), Value::from(port)));
         }
-        let mut seen = Vec::new();
-        for arg in args {
+        let mut seen = HashSet::new();
+        for (n, arg) in args.iter().enumerate() {
             let Some((key, value)) = arg.split_once('=') else {
                 return Err(format!(
-                    "host line {line:?} has an argument without '=': {arg:?}"
+                    "host {pattern:?}: argument {} is not key=value (quote a value that contains blanks)",
+                    n + 1
                 ));
             };
             if key.is_empty() {
-                return Err(format!("host line {line:?} has an empty variable name"));
+                return Err(format!(
+                    "host {pattern:?}: argument {} has an empty variable name",
+                    n + 1
+                ));
             }
-            if seen.contains(&key) {
-                return Err(format!("host line {line:?} sets {key:?} twice"));
+            if !seen.insert(key) {
+                return Err(format!("host {pattern:?} sets {key:?} twice"));
             }
-            seen.push(key);
-            vars.push((key.to_string(), ini_value(value)));
+            let value = ini_value(value).map_err(|e| format!("host {pattern:?}: {key}: {e}"))?;
+            vars.push((key.to_string(), value));
         }
         for name in &names {
             self.builder.add_host(&self.group, name)?;
@@ -135,14 +140,11 @@ impl IniParser<'_> {
 
     fn var_line(&mut self, line: &str) -> Result<(), String> {
         let Some((key, value)) = line.split_once('=') else {
-            return Err(format!(
-                "expected key=value in [{}:vars], got {line:?}",
-                self.group
-            ));
+            return Err(format!("expected key=value in [{}:vars]", self.group));
         };
         let key = key.trim();
         if key.is_empty() {
-            return Err(format!("{line:?} has an empty variable name"));
+            return Err(format!("empty variable name in [{}:vars]", self.group));
         }
         let slot = (self.group.clone(), key.to_string());
         if let Some(first) = self.var_lines.get(&slot) {
@@ -152,8 +154,9 @@ impl IniParser<'_> {
             ));
         }
         self.var_lines.insert(slot, self.line_no);
-        self.builder
-            .set_group_var(&self.group, key, ini_value(value.trim()));
+        let value =
+            ini_value(value.trim()).map_err(|e| format!("[{}:vars] {key}: {e}", self.group))?;
+        self.builder.set_group_var(&self.group, key, value);
         Ok(())
     }
 

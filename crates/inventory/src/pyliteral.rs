@@ -4,17 +4,26 @@
 
 use serde_json::{Map, Number, Value};
 
+use crate::limits::MAX_NESTING;
+
 /// The typed value of an INI `key=value` right-hand side, or the text itself if it is not a
-/// Python literal (so `yes` stays the string `"yes"`, `22` becomes a number).
-pub(crate) fn ini_value(raw: &str) -> Value {
+/// Python literal (so `yes` stays the string `"yes"`, `22` becomes a number). Lists, tuples
+/// and dicts nested deeper than [`MAX_NESTING`] are an error (Python itself gives up on deep
+/// nesting; here it would overflow the stack).
+pub(crate) fn ini_value(raw: &str) -> Result<Value, String> {
     let mut parser = Parser {
         s: raw.as_bytes(),
         text: raw,
         pos: 0,
+        depth: 0,
+        too_deep: false,
     };
     match parser.whole() {
-        Some(value) => value,
-        None => Value::String(raw.to_string()),
+        Some(value) => Ok(value),
+        None if parser.too_deep => Err(format!(
+            "the value is nested deeper than {MAX_NESTING} levels"
+        )),
+        None => Ok(Value::String(raw.to_string())),
     }
 }
 
@@ -22,6 +31,9 @@ struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,
     pos: usize,
+    /// Containers open around `pos`.
+    depth: usize,
+    too_deep: bool,
 }
 
 impl Parser<'_> {
@@ -58,17 +70,20 @@ impl Parser<'_> {
     fn expr(&mut self) -> Option<Value> {
         self.skip_blanks();
         match self.peek()? {
-            b'[' => {
+            open @ (b'[' | b'(' | b'{') => {
+                if self.depth == MAX_NESTING {
+                    self.too_deep = true;
+                    return None;
+                }
                 self.pos += 1;
-                self.sequence(b']')
-            }
-            b'(' => {
-                self.pos += 1;
-                self.tuple()
-            }
-            b'{' => {
-                self.pos += 1;
-                self.dict()
+                self.depth += 1;
+                let value = match open {
+                    b'[' => self.sequence(b']'),
+                    b'(' => self.tuple(),
+                    _ => self.dict(),
+                };
+                self.depth -= 1;
+                value
             }
             b'-' | b'+' => {
                 let negative = self.peek() == Some(b'-');
@@ -301,8 +316,11 @@ fn key_text(key: Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::ini_value;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn ini_value(raw: &str) -> Value {
+        super::ini_value(raw).unwrap()
+    }
 
     #[test]
     fn numbers() {
@@ -352,5 +370,16 @@ mod tests {
     fn trailing_python_comment_is_ignored_only_after_a_literal() {
         assert_eq!(ini_value("23 # a comment"), json!(23));
         assert_eq!(ini_value("yes # a comment"), json!("yes # a comment"));
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        let ok = format!("{}1{}", "[(".repeat(32), ")]".repeat(32));
+        assert!(super::ini_value(&ok).is_ok());
+        let deep = format!("{}1{}", "[".repeat(65), "]".repeat(65));
+        let err = super::ini_value(&deep).unwrap_err();
+        assert!(err.contains("deeper than 64"), "{err}");
+        // Unbalanced deep nesting is no Python literal either way, but still refused.
+        assert!(super::ini_value(&"{".repeat(100_000)).is_err());
     }
 }

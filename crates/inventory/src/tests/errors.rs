@@ -11,7 +11,7 @@ fn ini_errors_name_file_and_line() {
         (
             "[compute]\ncompute01\n\ncompute02 foo\n",
             4,
-            r#"host line "compute02 foo" has an argument without '='"#,
+            r#"host "compute02": argument 1 is not key=value"#,
         ),
         ("# c\n[bad group]\n", 2, "invalid section header"),
         (

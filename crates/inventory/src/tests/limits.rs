@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{inventory_error, quickly};
+use super::{assert_at, inventory_error, quickly};
 use crate::{load_inventory, load_vars_file};
 
 #[test]
@@ -73,4 +73,21 @@ fn vars_directories_are_bounded() {
     std::fs::create_dir_all(&deep).unwrap();
     let message = inventory_error(d, "inv", "[compute]\nc1\n");
     assert!(message.contains("more than 16 levels deep"), "{message}");
+}
+
+#[test]
+fn deeply_nested_ini_values_are_an_error_not_a_stack_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let deep = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
+    let message = quickly("a 20k deep INI value", || {
+        inventory_error(d, "inv0", &format!("[g]\nh1 x={deep}\n"))
+    });
+    assert_at(&message, d, "inv0", 2, "nested deeper than 64 levels");
+    let message = inventory_error(d, "inv1", &format!("[g]\nh1\n[g:vars]\ny={deep}\n"));
+    assert_at(&message, d, "inv1", 4, "nested deeper than 64 levels");
+    // 64 levels are fine.
+    let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+    let inv = super::load(d, "inv2", &format!("[g]\nh1 x={ok}\n"));
+    assert!(inv.host_vars("h1")["x"].is_array());
 }
