@@ -17,6 +17,7 @@ mod pyliteral;
 mod read;
 mod shellwords;
 mod vars_dirs;
+mod yaml_depth;
 mod yaml_inventory;
 mod yaml_vars;
 

@@ -13,7 +13,7 @@ use serde_yaml_ng::Mapping;
 use crate::builder::InventoryBuilder;
 use crate::hostrange::expand_host_pattern;
 use crate::names::check_name;
-use crate::yaml_vars::{mapping_to_vars, reject_vault_file, yaml_error};
+use crate::yaml_vars::{mapping_to_vars, precheck_yaml, yaml_error};
 use crate::InventoryError;
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -128,7 +128,7 @@ impl<'de, V: Deserialize<'de> + Default + Entry> Visitor<'de> for EntriesVisitor
 }
 
 pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<InventoryBuilder, InventoryError> {
-    reject_vault_file(path, text)?;
+    precheck_yaml(path, text)?;
     let top: Option<TopLevel> = serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, e))?;
     let mut builder = InventoryBuilder::new();
     for (group, node) in top.unwrap_or_default().0 .0 {

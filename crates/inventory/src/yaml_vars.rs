@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::{Map, Number, Value};
 use serde_yaml_ng::{Mapping, Value as Yaml};
 
+use crate::limits::MAX_NESTING;
 use crate::{InventoryError, Vars};
 
 /// Loads a YAML (or JSON) file whose top level is a mapping of variables, e.g. Kolla's
@@ -25,19 +26,28 @@ pub fn merge(lower: &mut Vars, higher: &Vars) {
 }
 
 pub(crate) fn parse_vars_text(path: &Path, text: &str) -> Result<Vars, InventoryError> {
-    reject_vault_file(path, text)?;
+    precheck_yaml(path, text)?;
     let mapping: Option<Mapping> =
         serde_yaml_ng::from_str(text).map_err(|e| yaml_error(path, e))?;
     mapping_to_vars(path, mapping.unwrap_or_default(), "")
 }
 
-/// Kolla users often keep passwords.yml encrypted; say so instead of a confusing YAML error.
-pub(crate) fn reject_vault_file(path: &Path, text: &str) -> Result<(), InventoryError> {
+/// What is checked before YAML text reaches the parser. Kolla users often keep passwords.yml
+/// encrypted: say so instead of a confusing YAML error. Flow collections nested past
+/// [`MAX_NESTING`] are refused before parsing, which would take quadratic time.
+pub(crate) fn precheck_yaml(path: &Path, text: &str) -> Result<(), InventoryError> {
     if text.trim_start().starts_with("$ANSIBLE_VAULT;") {
         return Err(InventoryError::parse(
             path,
             1,
             "file is encrypted with ansible-vault; decrypt it first (ansible-vault decrypt)",
+        ));
+    }
+    if let Some(line) = crate::yaml_depth::too_deep_at(text) {
+        return Err(InventoryError::parse(
+            path,
+            line,
+            format!("[ ] or {{ }} nested deeper than {MAX_NESTING} levels"),
         ));
     }
     Ok(())

@@ -3,8 +3,18 @@
 
 use std::path::Path;
 
-use super::{assert_at, inventory_error, quickly};
+use serde_json::json;
+
+use super::{assert_at, inventory_error, quickly, write};
 use crate::{load_inventory, load_vars_file};
+
+fn vars_error(dir: &Path, name: &str, content: &str) -> String {
+    let path = write(dir, name, content);
+    match load_vars_file(&path) {
+        Ok(vars) => panic!("{name} loaded without error: {} keys", vars.len()),
+        Err(e) => e.to_string(),
+    }
+}
 
 #[test]
 fn oversized_and_endless_files_fail_fast() {
@@ -90,4 +100,51 @@ fn deeply_nested_ini_values_are_an_error_not_a_stack_overflow() {
     let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
     let inv = super::load(d, "inv2", &format!("[g]\nh1 x={ok}\n"));
     assert!(inv.host_vars("h1")["x"].is_array());
+}
+
+#[test]
+fn deeply_nested_yaml_fails_fast_before_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (open, close) in [("[", "]"), ("{a: ", "}")] {
+        let deep = format!("a: {}1{}\n", open.repeat(100_000), close.repeat(100_000));
+        let message = quickly("a 100k deep YAML value", || {
+            vars_error(d, "deep.yml", &deep)
+        });
+        assert_at(&message, d, "deep.yml", 1, "nested deeper than 64 levels");
+        let inventory = format!("all:\n  vars:\n    {deep}");
+        let message = quickly("a 100k deep YAML inventory", || {
+            inventory_error(d, "deep-inv.yml", &inventory)
+        });
+        assert_at(
+            &message,
+            d,
+            "deep-inv.yml",
+            3,
+            "nested deeper than 64 levels",
+        );
+    }
+    // Block nesting is cheap to parse; serde_yaml_ng's own limit (128) refuses it.
+    let block: String = (0..3000)
+        .map(|i| format!("{}k:\n", " ".repeat(i)))
+        .collect();
+    let message = quickly("3000 nested block mappings", || {
+        vars_error(d, "block.yml", &block)
+    });
+    assert!(message.contains("recursion limit exceeded"), "{message}");
+    // Balanced brackets and closing brackets in strings, comments and block scalars are fine.
+    let text = format!(
+        "a: \"{0}\"\nb: '{1}'\n# {0}\nc: |\n  {1}\nd: [[[1]]]\n",
+        "[x]".repeat(200),
+        "]".repeat(200),
+    );
+    let path = write(d, "fine.yml", &text);
+    let vars = load_vars_file(&path).unwrap();
+    assert_eq!(vars["d"], json!([[[1]]]));
+    // The check is an upper bound: 65 unbalanced `[` in one string are refused too.
+    let message = vars_error(d, "odd.yml", &format!("a: \"{}\"\n", "[".repeat(65)));
+    assert!(
+        message.contains("nested deeper than 64 levels"),
+        "{message}"
+    );
 }
