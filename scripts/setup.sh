@@ -11,6 +11,7 @@ packages=(
   gnutls-bin                           # certtool, for test fixtures
   iproute2 util-linux procps time      # ss, unshare/nsenter, ps, /usr/bin/time
   sudo                                 # become: commands run as root through sudo -n
+  shellcheck                           # lints the engine's shell functions (script/lib.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

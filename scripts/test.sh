@@ -4,7 +4,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo fmt --all -- --check
+shellcheck -s sh crates/engine/src/script/lib.sh
 cargo build --workspace --all-targets
+# The release binary as a user builds it at the root: `cargo build --release` (default-members).
+cargo build --release
+./target/release/virtfleet --help >/dev/null
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 # Every test tears its lab down (also on panic); anything listed here leaked.

@@ -66,7 +66,7 @@ impl Fixture {
             .arg("--known-hosts")
             .arg(&self.known_hosts)
             .arg("--playbook")
-            .arg(self.playbook_dir().join("nova-libvirt.yml"))
+            .arg(self.playbook_dir().join("kolla.yml"))
             .arg("--report")
             .arg(self.report_path());
         cmd
@@ -220,7 +220,7 @@ pub fn write_bench_playbook(source: &Path, dir: &Path) -> Result<(), String> {
         out.push('\n');
     }
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    write(&dir.join("nova-libvirt.yml"), &out)?;
+    write(&dir.join("kolla.yml"), &out)?;
     let templates = source.parent().unwrap_or(Path::new(".")).join("templates");
     let link = dir.join("templates");
     let _ = std::fs::remove_file(&link);
@@ -239,10 +239,10 @@ mod tests {
 
     #[test]
     fn bench_playbook_has_a_trivial_ready_check_and_no_reload() {
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks/nova-libvirt.yml");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks/kolla.yml");
         let dir = tempfile::tempdir().unwrap();
         write_bench_playbook(&source, dir.path()).unwrap();
-        let text = std::fs::read_to_string(dir.path().join("nova-libvirt.yml")).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("kolla.yml")).unwrap();
         assert!(text.contains("exec: [\"true\"]"));
         assert!(!text.contains("reload:"));
         assert!(!text.contains("virt-admin"));

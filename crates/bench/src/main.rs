@@ -50,7 +50,7 @@ struct Cli {
     #[arg(long)]
     virtfleet: Option<PathBuf>,
     /// The playbook the bench variant is made from.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks/nova-libvirt.yml"))]
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks/kolla.yml"))]
     playbook: PathBuf,
     /// Skip the per-phase breakdown.
     #[arg(long)]

@@ -206,6 +206,7 @@ fn scratch_files() -> Vec<virtfleet_plan::DesiredFile> {
                 sha256: String::new(),
                 source: Default::default(),
                 merge: None,
+                role: None,
             })
         })
         .collect()
@@ -231,11 +232,14 @@ pub fn phase_commands() -> Vec<(&'static str, String, Vec<u8>)> {
     ];
     let probe_with =
         |engine| virtfleet_engine::script::probe(&paths, &merged, &markers, engine, &containers);
-    let probe = probe_with("podman");
+    let probe = probe_with("podman").command();
     // The same script with the container engine replaced by `true`: no podman process.
-    let probe_files_only = probe_with("true");
+    let probe_files_only = probe_with("true").command();
     // ... and with `podman inspect` for the container IDs (the probe before the store read).
-    let probe_inspect = probe_files_only.replace("\ntrue inspect ", "\npodman inspect ");
+    let probe_inspect = probe_files_only.replace(
+        "\nexit 0\n",
+        "\npodman inspect --format 'C {{.Name}} {{.Id}}' nova_libvirt nova_compute\nexit 0\n",
+    );
     let files = scratch_files();
     let refs: Vec<&virtfleet_plan::DesiredFile> = files.iter().collect();
     let push_stdin = virtfleet_engine::script::push(&refs, None);

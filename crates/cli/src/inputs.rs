@@ -5,12 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use virtfleet_engine::HostJob;
 use virtfleet_inventory::{load_inventory, load_vars_file, merge, parse_bool, Inventory, Vars};
-use virtfleet_pki::{validate_host, CertFile, Finding, HostCerts, KollaFile};
-use virtfleet_plan::{load_playbook, plan_host, HostPlan, PlanInput, Playbook};
+use virtfleet_pki::{validate_host, CertFile, Finding, HostCerts, Role};
+use virtfleet_plan::{load_playbook, plan_host, CertRole, PlanInput, Playbook, TlsPlan};
 use virtfleet_ssh::Target;
 
-use crate::GlobalArgs;
+use crate::args::GlobalArgs;
+
+/// Certificates expiring within this many days are warned about.
+pub const DEFAULT_WARN_DAYS: u32 = 30;
 
 /// Bad input: every message names the file (and line) or the host. Exit status 2.
 #[derive(Debug)]
@@ -22,23 +26,24 @@ impl InputErrors {
     }
 }
 
-/// One targeted host, fully planned.
-pub struct PreparedHost {
-    pub name: String,
-    pub target: Target,
-    pub plan: HostPlan,
-    pub container_engine: String,
+/// The user to log in as when the inventory names none (as ssh does).
+pub fn default_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "root".into())
 }
 
-impl PreparedHost {
-    /// What the engine needs to converge this host.
-    pub fn into_job(self) -> virtfleet_engine::HostJob {
-        virtfleet_engine::HostJob {
-            target: self.target,
-            plan: self.plan,
-            container_engine: self.container_engine,
-        }
+/// Load, plan and check everything; only then contact the hosts.
+pub fn prepare(global: &GlobalArgs) -> Result<Vec<HostJob>, InputErrors> {
+    let inputs = Inputs::load(global)?;
+    let hosts = inputs.plan_all(&default_user())?;
+    let findings = check_certs(&hosts, DEFAULT_WARN_DAYS);
+    let (errors, warnings): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| f.is_error());
+    for w in &warnings {
+        eprintln!("warning: {w}");
     }
+    if !errors.is_empty() {
+        return Err(InputErrors(errors.iter().map(|e| e.to_string()).collect()));
+    }
+    Ok(hosts)
 }
 
 pub struct Inputs {
@@ -113,21 +118,19 @@ impl Inputs {
         }
     }
 
-    /// A host's final variables without planning files (works before certificates exist).
-    pub fn resolved_vars(&self, host: &str) -> Result<Vars, InputErrors> {
+    /// A host's certificate directories (host first, shared last) and TLS facts, without
+    /// planning files (works before certificates exist).
+    pub fn tls(&self, host: &str) -> Result<(Vec<PathBuf>, Option<TlsPlan>), InputErrors> {
         let vars = self.vars(host);
-        virtfleet_plan::resolve_vars(&self.plan_input(host, &vars)).map_err(InputErrors::one)
+        virtfleet_plan::resolve_tls(&self.plan_input(host, &vars)).map_err(InputErrors::one)
     }
 
     /// Plans every targeted host; all errors at once.
-    pub fn plan_all(&self, default_user: &str) -> Result<Vec<PreparedHost>, InputErrors> {
+    pub fn plan_all(&self, default_user: &str) -> Result<Vec<HostJob>, InputErrors> {
         let outcomes = crate::parallel::map(&self.hosts, |host| {
             let vars = self.vars(host);
             let plan = plan_host(&self.plan_input(host, &vars)).map_err(|e| e.to_string())?;
-            Ok(PreparedHost {
-                name: host.clone(),
-                container_engine: text_var(&plan.vars, "kolla_container_engine")
-                    .unwrap_or_else(|| "docker".into()),
+            Ok(HostJob {
                 target: target(host, &plan.vars, default_user)?,
                 plan,
             })
@@ -151,18 +154,18 @@ fn playbook_path(args: &GlobalArgs) -> Result<PathBuf, InputErrors> {
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf));
     let candidates = [
-        Some(PathBuf::from("playbooks/nova-libvirt.yml")),
-        exe_dir.map(|d| d.join("../share/virtfleet/playbooks/nova-libvirt.yml")),
+        Some(PathBuf::from("playbooks/kolla.yml")),
+        exe_dir.map(|d| d.join("../share/virtfleet/playbooks/kolla.yml")),
         Some(PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../playbooks/nova-libvirt.yml"
+            "/../../playbooks/kolla.yml"
         ))),
     ];
     candidates
         .into_iter()
         .flatten()
         .find(|p| p.is_file())
-        .ok_or_else(|| InputErrors::one("playbook nova-libvirt.yml not found; pass --playbook"))
+        .ok_or_else(|| InputErrors::one("playbook kolla.yml not found; pass --playbook"))
 }
 
 fn text_var(vars: &Vars, name: &str) -> Option<String> {
@@ -269,29 +272,37 @@ fn expand_home(path: &str) -> PathBuf {
     }
 }
 
-/// The certificate set a host will receive, as the PKI checks see it. None when the plan
-/// pushes no certificates (TLS off, or certificates not managed).
-pub fn host_certs(host: &PreparedHost) -> Option<HostCerts> {
-    let mut certs = HostCerts::new(&host.name);
-    certs.migration_hostname = text_var(&host.plan.vars, "migration_hostname");
-    certs.migration_address = text_var(&host.plan.vars, "migration_interface_address");
-    let mut any = false;
-    for service in &host.plan.services {
-        for file in &service.files {
-            let name = file.path.rsplit('/').next().unwrap_or_default();
-            if let Some(kind) = KollaFile::ALL.into_iter().find(|k| k.file_name() == name) {
-                if certs.file(kind).is_none() {
-                    certs.set_file(kind, CertFile::new(&file.source, file.content.clone()));
-                    any = true;
-                }
-            }
+/// The certificate set the TLS service of a host will receive, as the PKI checks see it.
+/// None when the plan serves no TLS (TLS off, or certificates not managed).
+pub fn host_certs(job: &HostJob) -> Option<HostCerts> {
+    let tls = job.plan.tls.as_ref()?;
+    let mut certs = HostCerts::new(&job.target.label);
+    certs.migration_hostname = Some(tls.server_name.clone());
+    certs.migration_address = Some(tls.address.clone());
+    for role in CertRole::ALL {
+        if let Some(file) = job.plan.tls_file(role) {
+            certs.set_file(
+                pki_role(role),
+                CertFile::new(&file.source, file.content.clone()),
+            );
         }
     }
-    any.then_some(certs)
+    Some(certs)
+}
+
+/// The PKI checks' name for a role.
+pub fn pki_role(role: CertRole) -> Role {
+    match role {
+        CertRole::Ca => Role::Ca,
+        CertRole::ServerCert => Role::ServerCert,
+        CertRole::ServerKey => Role::ServerKey,
+        CertRole::ClientCert => Role::ClientCert,
+        CertRole::ClientKey => Role::ClientKey,
+    }
 }
 
 /// Validates every host's certificates; errors and warnings, all hosts at once.
-pub fn check_certs(hosts: &[PreparedHost], warn_days: u32) -> Vec<Finding> {
+pub fn check_certs(hosts: &[HostJob], warn_days: u32) -> Vec<Finding> {
     let now = SystemTime::now();
     crate::parallel::map(hosts, |host| {
         host_certs(host).map_or_else(Vec::new, |certs| validate_host(&certs, now, warn_days))

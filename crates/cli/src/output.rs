@@ -1,14 +1,16 @@
-//! What the operator sees: a live progress bar, one line per changed or failed host, a
-//! summary, and the JSON report.
+//! What the operator sees: a live progress bar per batch, one line per changed or failed
+//! host, batch and phase lines, a summary, and the JSON report. One renderer for every
+//! command that rolls out over hosts.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use tokio::sync::mpsc::UnboundedReceiver;
 use virtfleet_engine::{Event, HostReport, Status};
+use virtfleet_rollout::{Note, Observer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verbosity {
@@ -17,46 +19,177 @@ pub enum Verbosity {
     Verbose,
 }
 
-/// Drains engine events into a progress bar until the run ends.
-pub async fn show_progress(
-    mut events: UnboundedReceiver<Event>,
-    total: usize,
+/// Renders a rollout's notes and engine events.
+pub struct Progress {
+    command: &'static str,
     verbosity: Verbosity,
-) {
-    let bar = if verbosity == Verbosity::Quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} hosts  {elapsed}  {msg}")
+    /// Rotation names every batch (its plan is shown batch by batch); others only when
+    /// there is more than one.
+    number_every_batch: bool,
+    state: Mutex<BarState>,
+}
+
+#[derive(Default)]
+struct BarState {
+    bar: Option<ProgressBar>,
+    /// Where each running host is, for the bar's message.
+    phases: BTreeMap<String, &'static str>,
+}
+
+impl Progress {
+    pub fn new(command: &'static str, verbosity: Verbosity, number_every_batch: bool) -> Self {
+        Progress {
+            command,
+            verbosity,
+            number_every_batch,
+            state: Mutex::new(BarState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, BarState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Prints a line above the bar. `suspend`, not the bar's `println`: a hidden bar
+    /// (output not a terminal: cron, CI, a log file) drops what `println` gives it.
+    fn line(&self, line: &str) {
+        match &self.state().bar {
+            Some(bar) => bar.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
+    fn say(&self, line: &str) {
+        if self.verbosity > Verbosity::Quiet {
+            self.line(line);
+        }
+    }
+
+    fn start_bar(&self, hosts: usize) {
+        let bar = if self.verbosity == Verbosity::Quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(hosts as u64)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{bar:30}] {pos}/{len} hosts  {elapsed}  {msg}",
+            )
             .expect("valid template")
             .progress_chars("=> "),
-    );
-    let mut phases: BTreeMap<String, &'static str> = BTreeMap::new();
-    while let Some(event) = events.recv().await {
-        match event {
-            Event::Phase { host, phase } => {
-                phases.insert(host, phase.name());
+        );
+        let mut state = self.state();
+        if let Some(old) = state.bar.replace(bar) {
+            old.finish_and_clear();
+        }
+        state.phases.clear();
+    }
+
+    fn host(&self, host: &str, report: &HostReport, gate: Option<&[String]>) {
+        let line = match (report.status, gate) {
+            (Status::Failed | Status::Unreachable, _) => Some(format!(
+                "{host}: {} {}",
+                status_name(report.status),
+                report.error.as_deref().unwrap_or("")
+            )),
+            (Status::Changed, Some(_)) if self.verbosity > Verbosity::Quiet => Some(format!(
+                "{host}: rotated ({}); gate passed",
+                what_changed(report)
+            )),
+            (Status::Changed, None) if self.verbosity > Verbosity::Quiet => {
+                Some(format!("{host}: changed ({})", what_changed(report)))
             }
-            // `suspend`, not `println`: a hidden bar (output not a terminal: cron, CI, a log
-            // file) drops what `println` gives it, and these lines are the run's record.
-            Event::Detail { host, detail } => {
-                if verbosity == Verbosity::Verbose {
-                    bar.suspend(|| println!("{host}: {detail}"));
+            (Status::Ok, Some(_)) if self.verbosity == Verbosity::Verbose => {
+                Some(format!("{host}: already current"))
+            }
+            (Status::Ok, None) if self.verbosity == Verbosity::Verbose => {
+                Some(format!("{host}: ok"))
+            }
+            _ => None,
+        };
+        if let Some(line) = line {
+            self.line(&line);
+        }
+        if self.verbosity == Verbosity::Verbose {
+            for note in gate.unwrap_or_default() {
+                self.line(&format!("{host}: gate: {note}"));
+            }
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn note(&self, note: Note<'_>) {
+        match note {
+            Note::Phase { title } => self.say(title),
+            Note::Batch { number, of, hosts } => {
+                if of > 1 || self.number_every_batch {
+                    self.say(&format!("batch {number}/{of}: {}", hosts.join(", ")));
+                }
+                self.start_bar(hosts.len());
+            }
+            Note::BatchDone {
+                number,
+                of,
+                failed,
+                hosts,
+            } => {
+                if let Some(bar) = self.state().bar.take() {
+                    bar.finish_and_clear();
+                }
+                if of > 1 || self.number_every_batch {
+                    self.say(&format!(
+                        "batch {number}/{of} done: {failed} of {hosts} hosts failed"
+                    ));
                 }
             }
-            Event::Done { host, report } => {
-                phases.remove(&host);
-                bar.inc(1);
-                if let Some(line) = host_line(&host, &report, verbosity) {
-                    bar.suspend(|| println!("{line}"));
+            Note::Pausing(pause) => self.say(&format!("pausing {} s", pause.as_secs())),
+            Note::Stopping {
+                failed,
+                attempted,
+                percent,
+            } => self.line(&format!(
+                "{}: stopping: {failed} of {attempted} hosts attempted failed (more than \
+                 {percent}%); the remaining hosts are skipped, untouched",
+                self.command
+            )),
+            Note::Host { host, report, gate } => self.host(host, report, gate),
+            Note::Warning(warning) => {
+                let state = self.state();
+                match &state.bar {
+                    Some(bar) => bar.suspend(|| eprintln!("warning: {warning}")),
+                    None => eprintln!("warning: {warning}"),
                 }
             }
         }
-        bar.set_message(phase_summary(&phases));
     }
-    bar.finish_and_clear();
+
+    fn event(&self, event: &Event) {
+        let mut state = self.state();
+        match event {
+            Event::Phase { host, phase } => {
+                state.phases.insert(host.clone(), phase.name());
+            }
+            Event::Detail { host, detail } => {
+                if self.verbosity == Verbosity::Verbose {
+                    match &state.bar {
+                        Some(bar) => bar.suspend(|| println!("{host}: {detail}")),
+                        None => println!("{host}: {detail}"),
+                    }
+                }
+            }
+            Event::Done { host, .. } => {
+                state.phases.remove(host);
+                if let Some(bar) = &state.bar {
+                    bar.inc(1);
+                }
+            }
+        }
+        let message = phase_summary(&state.phases);
+        if let Some(bar) = &state.bar {
+            bar.set_message(message);
+        }
+    }
 }
 
 /// e.g. "push 3, restart 12": where the hosts still running are.
@@ -72,26 +205,16 @@ fn phase_summary(phases: &BTreeMap<String, &'static str>) -> String {
         .join(", ")
 }
 
-fn host_line(host: &str, report: &HostReport, verbosity: Verbosity) -> Option<String> {
-    match report.status {
-        Status::Failed | Status::Unreachable => Some(format!(
-            "{host}: {} {}",
-            status_name(report.status),
-            report.error.as_deref().unwrap_or("")
-        )),
-        Status::Changed if verbosity > Verbosity::Quiet => {
-            let mut parts = vec![format!("{} files", report.changed_files.len())];
-            if !report.restarted.is_empty() {
-                parts.push(format!("restarted {}", report.restarted.join(", ")));
-            }
-            if !report.reloaded.is_empty() {
-                parts.push(format!("reloaded {}", report.reloaded.join(", ")));
-            }
-            Some(format!("{host}: changed ({})", parts.join("; ")))
-        }
-        Status::Ok if verbosity == Verbosity::Verbose => Some(format!("{host}: ok")),
-        _ => None,
+/// e.g. "3 files; reloaded nova_libvirt".
+fn what_changed(report: &HostReport) -> String {
+    let mut parts = vec![format!("{} files", report.changed_files.len())];
+    if !report.restarted.is_empty() {
+        parts.push(format!("restarted {}", report.restarted.join(", ")));
     }
+    if !report.reloaded.is_empty() {
+        parts.push(format!("reloaded {}", report.reloaded.join(", ")));
+    }
+    parts.join("; ")
 }
 
 pub fn status_name(status: Status) -> &'static str {
@@ -173,4 +296,26 @@ pub fn write_report(
     tmp.write_all(text.as_bytes())?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Prints the summary, writes the report; the exit status: 0 when every host is ok or
+/// changed, 1 otherwise (or when the report cannot be written).
+pub fn finish(
+    global: &crate::args::GlobalArgs,
+    command: &str,
+    reports: &BTreeMap<String, HostReport>,
+) -> std::process::ExitCode {
+    let summary = Summary::of(reports);
+    println!("{command}: {}", summary.line());
+    if let Some(path) = &global.report {
+        if let Err(e) = write_report(path, command, reports) {
+            eprintln!("error: cannot write report {}: {e}", path.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    if summary.all_good() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
 }

@@ -4,9 +4,12 @@ use tokio::sync::mpsc::UnboundedSender;
 use virtfleet_plan::{redact, DesiredFile, ServicePlan};
 use virtfleet_ssh::{ClientOptions, Session};
 
-use crate::script;
+use crate::script::{self, MarkerWrite, Readiness, Script};
 use crate::state::{decide, Action, Decision, HostState, Marker};
-use crate::{ApplyOptions, Event, HostJob, HostReport, Mode, Phase, Status, BACKUP_SUFFIX};
+use crate::{
+    remote, Applied, ApplyOptions, EngineError, Event, HostJob, HostReport, Mode, Outcome, Phase,
+    Status, BACKUP_SUFFIX,
+};
 
 pub(crate) async fn host(
     job: &HostJob,
@@ -14,7 +17,7 @@ pub(crate) async fn host(
     apply: &ApplyOptions,
     ssh: &ClientOptions,
     events: &UnboundedSender<Event>,
-) -> HostReport {
+) -> Outcome {
     let progress = Progress {
         host: &job.target.label,
         events,
@@ -22,12 +25,19 @@ pub(crate) async fn host(
     progress.phase(Phase::Connect);
     let session = match Session::connect(&job.target, ssh).await {
         Ok(session) => session,
-        Err(e) if e.is_unreachable() => {
-            return HostReport::failed(Status::Unreachable, e.to_string())
+        Err(e) => {
+            let status = if e.is_unreachable() {
+                Status::Unreachable
+            } else {
+                Status::Failed
+            };
+            return Outcome {
+                report: HostReport::failed(status, e.to_string()),
+                applied: Applied::default(),
+            };
         }
-        Err(e) => return HostReport::failed(Status::Failed, e.to_string()),
     };
-    let report = Converger {
+    let outcome = Converger {
         session: &session,
         job,
         progress,
@@ -36,7 +46,7 @@ pub(crate) async fn host(
     .run(mode)
     .await;
     session.close().await;
-    report
+    outcome
 }
 
 struct Progress<'a> {
@@ -68,9 +78,10 @@ struct Converger<'a> {
 }
 
 impl Converger<'_> {
-    async fn run(&self, mode: Mode) -> HostReport {
+    async fn run(&self, mode: Mode) -> Outcome {
         let mut report = HostReport::new(Status::Ok);
-        match self.converge(mode, &mut report).await {
+        let mut applied = Applied::default();
+        match self.converge(mode, &mut report, &mut applied).await {
             Ok(()) => {
                 let touched = !report.changed_files.is_empty()
                     || !report.restarted.is_empty()
@@ -79,14 +90,23 @@ impl Converger<'_> {
             }
             Err(e) => {
                 report.status = Status::Failed;
-                report.error = Some(e);
+                report.error = Some(e.to_string());
+                applied.interrupted = !applied.pushed.is_empty();
             }
         }
-        report
+        if !matches!(mode, Mode::Check { .. }) {
+            applied.restarted.clone_from(&report.restarted);
+            applied.reloaded.clone_from(&report.reloaded);
+        }
+        Outcome { report, applied }
     }
 
-    async fn converge(&self, mode: Mode, report: &mut HostReport) -> Result<(), String> {
-        let engine = self.job.container_engine.as_str();
+    async fn converge(
+        &self,
+        mode: Mode,
+        report: &mut HostReport,
+        applied: &mut Applied,
+    ) -> Result<(), EngineError> {
         self.progress.phase(Phase::Probe);
         let state = self.probe().await?;
         if !state.unwritable_dirs.is_empty() {
@@ -95,11 +115,10 @@ impl Converger<'_> {
                 Some(user) => format!("{user} (via sudo)"),
                 None => format!("SSH user {}", target.user),
             };
-            return Err(format!(
-                "{} not writable for {who}: log in as root, or set ansible_become with a \
-                 passwordless sudo rule",
-                state.unwritable_dirs.join(", ")
-            ));
+            return Err(EngineError::Unwritable {
+                dirs: state.unwritable_dirs.join(", "),
+                who,
+            });
         }
         let services = &merged_services(&self.job.plan.services, &state)?;
         // The probe looks for a killed rotation's backups only when this run keeps none.
@@ -119,7 +138,8 @@ impl Converger<'_> {
         let decisions: Vec<Decision> = services
             .iter()
             .map(|s| decide(s, &state))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()
+            .map_err(EngineError::MissingContainer)?;
         let to_push: Vec<&DesiredFile> = services
             .iter()
             .zip(&decisions)
@@ -160,11 +180,17 @@ impl Converger<'_> {
                         .collect(),
                 });
             let stdin = script::push(&to_push, backup.as_ref());
-            let out = self
-                .exec("push files", script::PUSH_COMMAND, &stdin)
-                .await?;
+            let out = remote::exec_command(
+                self.session,
+                "push files",
+                script::PUSH_COMMAND,
+                &stdin,
+                None,
+            )
+            .await?;
+            applied.pushed = report.changed_files.clone();
             if !String::from_utf8_lossy(&out).contains(script::PUSH_DONE) {
-                return Err("push files: the script did not run to its end".into());
+                return Err(EngineError::Incomplete("push files".into()));
             }
         }
         if mode == Mode::WriteOnly {
@@ -172,61 +198,76 @@ impl Converger<'_> {
         }
         for (service, decision) in services.iter().zip(&decisions) {
             let container_id = &state.containers[&service.name];
-            let marker = script::write_marker(
-                &service.marker_path,
-                &Marker::for_service(service, container_id).render(),
-            );
+            let text = Marker::for_service(service, container_id).render();
+            let marker = MarkerWrite {
+                path: &service.marker_path,
+                text: &text,
+            };
             if decision.action == Action::Reload && self.apply.force_restart {
                 self.progress
                     .detail(format!("{}: restarting (restart requested)", service.name));
             } else if decision.action == Action::Reload {
                 self.progress.phase(Phase::Reload);
-                let reload = service.reload.as_ref().expect("decided on a reload spec");
-                let commands = format!(
-                    "{}{marker}",
-                    script::exec_in(engine, &service.name, &reload.exec)
-                );
-                match self.exec("reload", &commands, b"").await {
-                    Ok(_) => {
-                        report.reloaded.push(service.name.clone());
-                        continue;
-                    }
-                    Err(e) => self
-                        .progress
-                        .detail(format!("{}: {e}; restarting instead", service.name)),
+                if self.reload(service, Some(&marker)).await {
+                    report.reloaded.push(service.name.clone());
+                    continue;
                 }
             } else if decision.action == Action::Nothing {
                 continue;
             }
-            self.restart(service, &marker).await?;
+            self.restart(service, Some(&marker)).await?;
             report.restarted.push(service.name.clone());
         }
         Ok(())
     }
 
-    /// Restart, wait until ready, run the post-restart steps, then record the applied state.
-    async fn restart(&self, service: &ServicePlan, marker: &str) -> Result<(), String> {
-        let engine = self.job.container_engine.as_str();
-        self.progress.phase(Phase::Restart);
-        let ready = service
-            .ready
-            .as_ref()
-            .map(|r| (r.exec.as_slice(), r.retries, r.delay_ms));
-        let mut restart = script::restart(engine, &service.name, ready);
-        if service.after_restart.is_empty() {
-            restart.push_str(marker);
+    /// Applies a service's changed files live (the playbook's reload commands); false when
+    /// that failed and a restart must do it.
+    async fn reload(&self, service: &ServicePlan, marker: Option<&MarkerWrite<'_>>) -> bool {
+        let Some(reload) = &service.reload else {
+            return false;
+        };
+        let engine = self.job.plan.container_engine.as_str();
+        let commands = script::exec_in(engine, &service.name, &reload.exec, marker);
+        match self.exec("reload", &commands, b"").await {
+            Ok(_) => true,
+            Err(e) => {
+                self.progress
+                    .detail(format!("{}: {e}; restarting instead", service.name));
+                false
+            }
         }
+    }
+
+    /// Restart, wait until ready, run the post-restart steps, then record the applied state.
+    async fn restart(
+        &self,
+        service: &ServicePlan,
+        marker: Option<&MarkerWrite<'_>>,
+    ) -> Result<(), EngineError> {
+        let engine = self.job.plan.container_engine.as_str();
+        self.progress.phase(Phase::Restart);
+        let ready = service.ready.as_ref().map(|r| Readiness {
+            argv: &r.exec,
+            retries: r.retries,
+            delay_ms: r.delay_ms,
+        });
+        let last_step = service.after_restart.len();
+        let restart = script::restart(
+            engine,
+            &service.name,
+            ready,
+            marker.filter(|_| last_step == 0),
+        );
         self.exec(&format!("restart {}", service.name), &restart, b"")
             .await?;
         for (i, step) in service.after_restart.iter().enumerate() {
-            let mut command = format!(
-                "set -e\n{}\n",
-                script::exec_with_stdin(engine, &service.name, &step.exec)
-            );
-            if i + 1 == service.after_restart.len() {
+            let last = i + 1 == last_step;
+            if last && marker.is_some() {
                 self.progress.phase(Phase::Mark);
-                command.push_str(marker);
             }
+            let command =
+                script::exec_with_stdin(engine, &service.name, &step.exec, marker.filter(|_| last));
             let stdin = step.stdin.as_deref().unwrap_or_default();
             let what = format!("{} after restart: {}", service.name, step.exec.join(" "));
             self.exec(&what, &command, stdin).await?;
@@ -237,39 +278,28 @@ impl Converger<'_> {
     /// Re-applies restored files: reload where the run reloaded (restart if that fails),
     /// restart where it restarted or failed half-way. The restored markers already describe
     /// the restored files, so none is written.
-    async fn reapply(&self, applied: &HostReport, force_restart: bool) -> Result<String, String> {
-        let engine = self.job.container_engine.as_str();
+    async fn reapply(&self, applied: &Applied, force_restart: bool) -> Result<String, EngineError> {
         let mut done = Vec::new();
         for service in &self.job.plan.services {
             let touched = service
                 .files
                 .iter()
-                .any(|f| applied.changed_files.contains(&f.path));
+                .any(|f| applied.pushed.contains(&f.path));
             let reloaded = applied.reloaded.contains(&service.name);
             let restarted = applied.restarted.contains(&service.name);
             // A failed run may have stopped a service before it could report it.
-            let interrupted = applied.status == Status::Failed && touched;
+            let interrupted = applied.interrupted && touched;
             if !(reloaded || restarted || interrupted) {
                 continue;
             }
-            let reload = service
-                .reload
-                .as_ref()
-                .filter(|_| !force_restart && !restarted);
-            if let Some(reload) = reload {
+            if !force_restart && !restarted && service.reload.is_some() {
                 self.progress.phase(Phase::Reload);
-                let commands = script::exec_in(engine, &service.name, &reload.exec);
-                match self.exec("reload", &commands, b"").await {
-                    Ok(_) => {
-                        done.push(format!("reloaded {}", service.name));
-                        continue;
-                    }
-                    Err(e) => self
-                        .progress
-                        .detail(format!("{}: {e}; restarting instead", service.name)),
+                if self.reload(service, None).await {
+                    done.push(format!("reloaded {}", service.name));
+                    continue;
                 }
             }
-            self.restart(service, "").await?;
+            self.restart(service, None).await?;
             done.push(format!("restarted {}", service.name));
         }
         Ok(if done.is_empty() {
@@ -279,7 +309,7 @@ impl Converger<'_> {
         })
     }
 
-    async fn probe(&self) -> Result<HostState, String> {
+    async fn probe(&self) -> Result<HostState, EngineError> {
         let services = &self.job.plan.services;
         let backups = match self.apply.backup_suffix {
             Some(_) => Vec::new(),
@@ -297,14 +327,14 @@ impl Converger<'_> {
             .collect();
         let markers: Vec<&str> = services.iter().map(|s| s.marker_path.as_str()).collect();
         let containers: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
-        let engine = &self.job.container_engine;
+        let engine = &self.job.plan.container_engine;
         let probe = script::probe(&paths, &merged, &markers, engine, &containers);
         let out = self.exec("probe", &probe, b"").await?;
         Ok(HostState::parse(&String::from_utf8_lossy(&out)))
     }
 
     /// Unified diffs of what would change, with secrets redacted on both sides.
-    async fn diffs(&self, files: &[&DesiredFile]) -> Result<Vec<String>, String> {
+    async fn diffs(&self, files: &[&DesiredFile]) -> Result<Vec<String>, EngineError> {
         let mut diffs = Vec::new();
         for file in files {
             if file.secret {
@@ -314,9 +344,10 @@ impl Converger<'_> {
                 ));
                 continue;
             }
-            let cat = format!("cat {} 2>/dev/null; true", script::quote(&file.path));
             let old = DesiredFile {
-                content: self.exec("read file", &cat, b"").await?,
+                content: self
+                    .exec("read file", &script::cat(&file.path), b"")
+                    .await?,
                 ..(*file).clone()
             };
             let (old, new) = (redact(&old), redact(file));
@@ -332,23 +363,13 @@ impl Converger<'_> {
     }
 
     /// Runs a script; a non-zero exit becomes an error naming what failed and its stderr.
-    async fn exec(&self, what: &str, command: &str, stdin: &[u8]) -> Result<Vec<u8>, String> {
-        let out = self
-            .session
-            .exec(command, stdin)
-            .await
-            .map_err(|e| format!("{what}: {e}"))?;
-        if !out.success() {
-            let stderr = out.stderr_lossy();
-            let tail: Vec<&str> = stderr.trim().lines().rev().take(3).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(format!(
-                "{what} failed (exit {}): {}",
-                out.status,
-                tail.join(" / ")
-            ));
-        }
-        Ok(out.stdout)
+    async fn exec(
+        &self,
+        what: &str,
+        script: &Script,
+        stdin: &[u8],
+    ) -> Result<Vec<u8>, EngineError> {
+        remote::exec(self.session, what, script, stdin, None).await
     }
 }
 
@@ -357,7 +378,7 @@ impl Converger<'_> {
 fn merged_services(
     services: &[ServicePlan],
     state: &HostState,
-) -> Result<Vec<ServicePlan>, String> {
+) -> Result<Vec<ServicePlan>, EngineError> {
     services
         .iter()
         .map(|service| {
@@ -365,7 +386,8 @@ fn merged_services(
                 .files
                 .iter()
                 .map(|f| f.merged_into(state.contents.get(&f.path).map(|t| t.as_bytes())))
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<_, _>>()
+                .map_err(EngineError::Merge)?;
             Ok(ServicePlan {
                 files,
                 ..service.clone()
@@ -408,20 +430,18 @@ pub(crate) fn backed_up_paths(job: &HostJob) -> Vec<&str> {
 
 pub(crate) async fn roll_back(
     job: &HostJob,
-    applied: &HostReport,
+    applied: &Applied,
     suffix: &str,
     force_restart: bool,
     ssh: &ClientOptions,
     events: &UnboundedSender<Event>,
-) -> Result<String, String> {
+) -> Result<String, EngineError> {
     let progress = Progress {
         host: &job.target.label,
         events,
     };
     progress.phase(Phase::Connect);
-    let session = Session::connect(&job.target, ssh)
-        .await
-        .map_err(|e| e.to_string())?;
+    let session = Session::connect(&job.target, ssh).await?;
     let apply = ApplyOptions::default();
     let converger = Converger {
         session: &session,
@@ -437,8 +457,7 @@ pub(crate) async fn roll_back(
         .filter(|p| {
             let marker = job.plan.services.iter().any(|s| s.marker_path == *p);
             // Markers are backed up with the files they describe, so only when files were.
-            applied.changed_files.iter().any(|c| c == p)
-                || (marker && !applied.changed_files.is_empty())
+            applied.pushed.iter().any(|c| c == p) || (marker && !applied.pushed.is_empty())
         })
         .collect();
     let result = async {
@@ -450,8 +469,12 @@ pub(crate) async fn roll_back(
     }
     .await;
     // Whatever happened, leave no copies of old keys behind.
-    let _ = session
-        .exec(&script::remove_backups(&paths, suffix), b"")
+    let _ = converger
+        .exec(
+            "remove backups",
+            &script::remove_backups(&paths, suffix),
+            b"",
+        )
         .await;
     session.close().await;
     result

@@ -2,11 +2,14 @@
 //!
 //! One SSH connection per host, a bounded number of hosts at once, and a stream of events for
 //! progress output. Knows nothing about libvirt: services, readiness checks, post-restart
-//! steps and live reloads all come from the plan.
+//! steps and live reloads all come from the plan. Only `script` writes shell.
 
 mod converge;
+mod error;
+pub mod remote;
 pub mod script;
 pub mod state;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,13 +20,13 @@ use tokio::sync::{mpsc, Semaphore};
 use virtfleet_plan::HostPlan;
 use virtfleet_ssh::{ClientOptions, Target};
 
+pub use error::EngineError;
+
 /// One host's job: where to reach it and what it should hold.
 #[derive(Clone)]
 pub struct HostJob {
     pub target: Target,
     pub plan: HostPlan,
-    /// `docker` or `podman` (same verbs).
-    pub container_engine: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,68 +145,120 @@ pub struct ApplyOptions {
     pub backup_suffix: Option<String>,
 }
 
+/// What one apply changed on a host: handed back by [`run_with`] and consumed by
+/// [`roll_back`], so a rollback restores exactly what this run replaced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Paths whose files were replaced.
+    pub pushed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub reloaded: Vec<String>,
+    /// The apply failed after its push: a service may be stopped or half-applied.
+    pub interrupted: bool,
+}
+
+/// One host's result: the report for the operator and what was applied, for a rollback.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub report: HostReport,
+    pub applied: Applied,
+}
+
 /// Runs every job, at most `forks` hosts at once. A host's failure never stops the others.
 pub async fn run(
     jobs: Vec<HostJob>,
     options: &RunOptions,
     events: mpsc::UnboundedSender<Event>,
 ) -> BTreeMap<String, HostReport> {
-    run_with(jobs, options, &ApplyOptions::default(), events).await
+    run_with(jobs, options, &ApplyOptions::default(), events)
+        .await
+        .into_iter()
+        .map(|(host, outcome)| (host, outcome.report))
+        .collect()
 }
 
-/// [`run`] with backups and restart choices.
+/// [`run`] with backups and restart choices; each host's [`Applied`] comes back too. A host
+/// whose task panics fails alone, with the panic as its error.
 pub async fn run_with(
     jobs: Vec<HostJob>,
     options: &RunOptions,
     apply: &ApplyOptions,
     events: mpsc::UnboundedSender<Event>,
-) -> BTreeMap<String, HostReport> {
+) -> BTreeMap<String, Outcome> {
     let apply = Arc::new(apply.clone());
     let permits = Arc::new(Semaphore::new(options.forks.max(1)));
     let ssh = Arc::new(options.ssh.clone());
     let mut tasks = tokio::task::JoinSet::new();
+    let mut names = BTreeMap::new();
     for job in jobs {
         let permits = permits.clone();
         let ssh = ssh.clone();
         let events = events.clone();
         let mode = options.mode;
         let apply = apply.clone();
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("semaphore open");
+        let name = job.target.label.clone();
+        let handle = tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
             let started = Instant::now();
-            let name = job.target.label.clone();
-            let mut report = converge::host(&job, mode, &apply, &ssh, &events).await;
-            report.seconds = started.elapsed().as_secs_f64();
-            let _ = events.send(Event::Done {
-                host: name.clone(),
-                report: report.clone(),
-            });
-            (name, report)
+            let mut outcome = converge::host(&job, mode, &apply, &ssh, &events).await;
+            outcome.report.seconds = started.elapsed().as_secs_f64();
+            (job.target.label, outcome)
         });
+        names.insert(handle.id(), name);
     }
-    let mut reports = BTreeMap::new();
-    while let Some(joined) = tasks.join_next().await {
-        let (name, report) = joined.expect("host task panicked");
-        reports.insert(name, report);
+    let mut outcomes = BTreeMap::new();
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (name, outcome) = match joined {
+            Ok((_, result)) => result,
+            Err(e) => {
+                let name = names.get(&e.id()).cloned().unwrap_or_default();
+                let error = EngineError::Panicked(panic_message(e));
+                let outcome = Outcome {
+                    report: HostReport::failed(Status::Failed, error.to_string()),
+                    // Unknown how far it got: a rollback re-applies what it can.
+                    applied: Applied {
+                        interrupted: true,
+                        ..Applied::default()
+                    },
+                };
+                (name, outcome)
+            }
+        };
+        let _ = events.send(Event::Done {
+            host: name.clone(),
+            report: outcome.report.clone(),
+        });
+        outcomes.insert(name, outcome);
     }
-    reports
+    outcomes
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into()),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// Undoes what a run with [`ApplyOptions::backup_suffix`] did on one host: puts back the
 /// previous files and applied markers kept in that run, applies them again the way the run
-/// applied the new ones (reload, else restart), and deletes the backups. `applied` is the
-/// host's report from that run. Returns a line saying what was re-applied.
+/// applied the new ones (reload, else restart), and deletes the backups. `applied` is what
+/// that run returned for the host. Returns a line saying what was re-applied.
 pub async fn roll_back(
     job: &HostJob,
-    applied: &HostReport,
+    applied: &Applied,
     apply: &ApplyOptions,
     ssh: &ClientOptions,
     events: &mpsc::UnboundedSender<Event>,
-) -> Result<String, String> {
+) -> Result<String, EngineError> {
     let suffix = apply
         .backup_suffix
         .as_deref()
-        .ok_or("roll back needs a run with backups")?;
+        .ok_or(EngineError::NoBackups)?;
     converge::roll_back(job, applied, suffix, apply.force_restart, ssh, events).await
 }
 
@@ -212,18 +267,14 @@ pub async fn remove_backups(
     job: &HostJob,
     suffix: &str,
     ssh: &ClientOptions,
-) -> Result<(), String> {
+) -> Result<(), EngineError> {
     let paths = converge::backed_up_paths(job);
-    let session = virtfleet_ssh::Session::connect(&job.target, ssh)
-        .await
-        .map_err(|e| e.to_string())?;
-    let out = session
-        .exec(&script::remove_backups(&paths, suffix), b"")
-        .await;
-    session.close().await;
-    match out {
-        Ok(out) if out.success() => Ok(()),
-        Ok(out) => Err(format!("remove backups: {}", out.stderr_lossy().trim())),
-        Err(e) => Err(format!("remove backups: {e}")),
-    }
+    remote::run(
+        &job.target,
+        ssh,
+        "remove backups",
+        &script::remove_backups(&paths, suffix),
+    )
+    .await
+    .map(|_| ())
 }

@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use virtfleet_plan::{DesiredFile, ServicePlan};
 
+use crate::wire::Tag;
+
 /// A file as the host has it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileState {
@@ -106,20 +108,20 @@ impl HostState {
             None => {}
         };
         for line in probe_output.lines() {
-            if let Some(rest) = line.strip_prefix("| ") {
+            if let Some(rest) = Tag::Line.strip(line) {
                 if let Some((_, _, text)) = block.as_mut() {
                     text.push_str(rest);
                     text.push('\n');
                 }
                 continue;
             }
-            if let Some(path) = line.strip_prefix("M ") {
+            if let Some(path) = Tag::Marker.strip(line) {
                 finish(&mut state, block.take());
                 block = Some((Block::Marker, path.to_string(), String::new()));
-            } else if let Some(path) = line.strip_prefix("F ") {
+            } else if let Some(path) = Tag::Content.strip(line) {
                 finish(&mut state, block.take());
                 block = Some((Block::Content, path.to_string(), String::new()));
-            } else if let Some(rest) = line.strip_prefix("S ") {
+            } else if let Some(rest) = Tag::Stat.strip(line) {
                 let mut parts = rest.splitn(3, ' ');
                 if let (Some(mode), Some(owner), Some(path)) =
                     (parts.next(), parts.next(), parts.next())
@@ -130,11 +132,11 @@ impl HostState {
                 }
             } else if let Some((sha, path)) = sha256sum_line(line) {
                 state.files.entry(path.to_string()).or_default().sha256 = Some(sha.to_string());
-            } else if let Some(dir) = line.strip_prefix("W ") {
+            } else if let Some(dir) = Tag::Unwritable.strip(line) {
                 state.unwritable_dirs.push(dir.to_string());
-            } else if let Some(json) = line.strip_prefix("J ") {
+            } else if let Some(json) = Tag::Store.strip(line) {
                 state.containers.extend(containers_from_store(json));
-            } else if let Some(rest) = line.strip_prefix("C ") {
+            } else if let Some(rest) = Tag::Container.strip(line) {
                 if let Some((name, id)) = rest.split_once(' ') {
                     state
                         .containers
@@ -283,6 +285,7 @@ mod tests {
             sha256: sha.into(),
             source: Default::default(),
             merge: None,
+            role: None,
         }
     }
 

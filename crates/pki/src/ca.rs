@@ -217,11 +217,11 @@ mod tests {
             host: "compute1".into(),
             migration_hostname: Some("compute1.example.com".into()),
             migration_address: Some("10.0.0.11".into()),
-            cacert: Some(CertFile::new("cacert.pem", ca.0.as_bytes())),
-            servercert: Some(CertFile::new("servercert.pem", server.0.as_bytes())),
-            serverkey: Some(CertFile::new("serverkey.pem", server.1.as_bytes())),
-            clientcert: Some(CertFile::new("clientcert.pem", client.0.as_bytes())),
-            clientkey: Some(CertFile::new("clientkey.pem", client.1.as_bytes())),
+            ca: Some(CertFile::new("cacert.pem", ca.0.as_bytes())),
+            server_cert: Some(CertFile::new("servercert.pem", server.0.as_bytes())),
+            server_key: Some(CertFile::new("serverkey.pem", server.1.as_bytes())),
+            client_cert: Some(CertFile::new("clientcert.pem", client.0.as_bytes())),
+            client_key: Some(CertFile::new("clientkey.pem", client.1.as_bytes())),
         };
         // `SystemTime` is accepted as well as `OffsetDateTime`.
         assert_eq!(

@@ -1,7 +1,7 @@
 //! X.509 material for libvirt TLS on Kolla compute hosts.
 //!
-//! * [`validate_host`] checks one host's five Kolla files (`cacert.pem`, `servercert.pem`,
-//!   `serverkey.pem`, `clientcert.pem`, `clientkey.pem`) the way libvirt/gnutls will judge them,
+//! * [`validate_host`] checks one host's mutual-TLS set (CA bundle, server pair, client pair,
+//!   each a [`Role`]) the way libvirt/gnutls will judge them,
 //!   and reports every problem as a [`Finding`].
 //! * [`parse_certs`] / [`fingerprint_sha256`] describe certificates for inspection commands.
 //! * [`init_ca`] / [`issue_pair`] are a small built-in CA (ECDSA P-256), and [`write_atomic`]
@@ -30,5 +30,5 @@ pub use inspect::{
     fingerprint_sha256, key_matches_certificate, parse_certs, signed_by_any, CertInfo,
 };
 pub use key::KeyAlgorithm;
-pub use validate::{validate_host, CertFile, HostCerts, KollaFile};
+pub use validate::{validate_host, CertFile, HostCerts, Role};
 pub use write::{write_atomic, CERT_MODE, KEY_MODE};

@@ -36,7 +36,7 @@ fn common_name(cn: &str) -> DistinguishedName {
     dn
 }
 
-/// A test CA; `cert_pem`/`key_pem` are what would sit in `cacert.pem` and the CA key file.
+/// A test CA; `cert_pem`/`key_pem` are what would sit in the CA bundle and the CA key file.
 pub(crate) struct Ca {
     pub cert_pem: String,
     pub key_pem: String,

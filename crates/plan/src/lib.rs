@@ -5,7 +5,7 @@
 //! is ready, what to run after a restart and which changes can be applied live. Everything
 //! libvirt-specific lives in the playbook's YAML and templates, not here.
 //!
-//! Playbook format (see `playbooks/nova-libvirt.yml`):
+//! Playbook format (see `playbooks/kolla.yml`):
 //! ```yaml
 //! name: nova-libvirt
 //! hosts: compute                      # inventory group
@@ -40,11 +40,11 @@ mod vars;
 pub use error::PlanError;
 pub use merge::{merge, Merge};
 pub use plan::{
-    plan_host, resolve_vars, DesiredFile, HostPlan, PlanInput, ReadyCheck, Reload, ServicePlan,
-    Step, MARKER_NAME,
+    plan_host, resolve_tls, resolve_vars, DesiredFile, HostPlan, PlanInput, ReadyCheck, Reload,
+    ServicePlan, Step, TlsPlan, MARKER_NAME,
 };
 pub use playbook::{
-    load_playbook, FileSource, FileSpec, Playbook, ReadySpec, ReloadSpec, Requirement, ServiceSpec,
-    StepSpec,
+    load_playbook, CertRole, FileSource, FileSpec, Playbook, ReadySpec, ReloadSpec, Requirement,
+    ServiceSpec, StepSpec, TlsSpec,
 };
 pub use redact::redact;

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use virtfleet_inventory::Vars;
 
 use crate::error::PlanError;
-use crate::playbook::{FileSource, FileSpec, Playbook, ServiceSpec};
+use crate::playbook::{CertRole, FileSource, FileSpec, Playbook, ServiceSpec};
 use crate::render::{describe, environment, find_in, is_templated, value_to_bool};
 use crate::vars::resolve;
 
@@ -35,6 +35,58 @@ pub struct HostPlan {
     pub vars: Vars,
     /// In restart order.
     pub services: Vec<ServicePlan>,
+    /// The container engine's command on this host (`docker`, `podman`).
+    pub container_engine: String,
+    /// How this host serves TLS; None when the playbook's `tls.when` is false for it.
+    pub tls: Option<TlsPlan>,
+    /// Where this host's certificate files are looked up, host directory first.
+    pub cert_dirs: Vec<PathBuf>,
+}
+
+/// The playbook's `tls:` section evaluated for one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPlan {
+    /// The service (container) serving TLS.
+    pub service: String,
+    pub address: String,
+    pub server_name: String,
+    pub port: u16,
+    /// What a peer runs inside its own TLS service to connect to this host.
+    pub connect: Vec<String>,
+}
+
+impl HostPlan {
+    /// The TLS service's file playing `role` (e.g. the server certificate this host serves).
+    pub fn tls_file(&self, role: CertRole) -> Option<&DesiredFile> {
+        let tls = self.tls.as_ref()?;
+        self.services
+            .iter()
+            .filter(|s| s.name == tls.service)
+            .flat_map(|s| &s.files)
+            .find(|f| f.role == Some(role))
+    }
+
+    /// Every file, in any service, playing one of `roles`.
+    pub fn files_in_roles<'a>(
+        &'a self,
+        roles: &'a [CertRole],
+    ) -> impl Iterator<Item = &'a DesiredFile> + 'a {
+        self.services
+            .iter()
+            .flat_map(|s| &s.files)
+            .filter(|f| f.role.is_some_and(|r| roles.contains(&r)))
+    }
+
+    /// [`HostPlan::files_in_roles`], to change them (a rollover's intermediate trust).
+    pub fn files_in_roles_mut<'a>(
+        &'a mut self,
+        roles: &'a [CertRole],
+    ) -> impl Iterator<Item = &'a mut DesiredFile> + 'a {
+        self.services
+            .iter_mut()
+            .flat_map(|s| &mut s.files)
+            .filter(|f| f.role.is_some_and(|r| roles.contains(&r)))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -48,7 +100,8 @@ pub struct ServicePlan {
     /// Run in order once the restarted container is ready.
     pub after_restart: Vec<Step>,
     pub reload: Option<Reload>,
-    /// `<dir>/.virtfleet-applied`: holds [`ServicePlan::digest`] once the service is healthy.
+    /// `<dir>/.virtfleet-applied`: the container ID and each file's sha256 and mode the
+    /// service was last applied with, written once it is healthy.
     pub marker_path: String,
 }
 
@@ -68,6 +121,8 @@ pub struct DesiredFile {
     /// Set when `content` is only virtfleet's part of a file shared with kolla-ansible: the
     /// engine merges it into the host's current file (and recomputes `sha256`) before comparing.
     pub merge: Option<crate::Merge>,
+    /// The certificate role this file plays (from the playbook's `tls.files`).
+    pub role: Option<CertRole>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,28 +147,6 @@ pub struct Reload {
     pub files: Vec<String>,
     /// Commands run in order inside the container to apply them.
     pub exec: Vec<Vec<String>>,
-}
-
-impl ServicePlan {
-    /// Hex sha256 over the service's file set (path, content hash, mode, owner), independent of
-    /// file order: the value of the applied marker.
-    pub fn digest(&self) -> String {
-        let mut entries: Vec<&DesiredFile> = self.files.iter().collect();
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
-        let mut hasher = Sha256::new();
-        for f in entries {
-            // NUL-separated, newline-terminated: paths and owners cannot contain NUL.
-            hasher.update(f.path.as_bytes());
-            hasher.update([0]);
-            hasher.update(f.sha256.as_bytes());
-            hasher.update([0]);
-            hasher.update(format!("{:o}", f.mode).as_bytes());
-            hasher.update([0]);
-            hasher.update(f.owner.as_deref().unwrap_or("").as_bytes());
-            hasher.update(b"\n");
-        }
-        hex::encode(hasher.finalize())
-    }
 }
 
 // Debug output ends up in logs and panics: it shows sizes and hashes, never contents, stdin
@@ -157,6 +190,7 @@ impl fmt::Debug for DesiredFile {
             .field("sha256", &self.sha256)
             .field("source", &self.source)
             .field("merge", &self.merge)
+            .field("role", &self.role)
             .finish()
     }
 }
@@ -190,11 +224,25 @@ pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
         .iter()
         .map(|spec| ctx.plan_service(spec))
         .collect::<Result<Vec<_>, _>>()?;
+    let container_engine = ctx.container_engine()?;
+    let tls = ctx.tls(true)?;
     Ok(HostPlan {
         host: input.host.to_string(),
         vars: ctx.vars,
         services,
+        container_engine,
+        tls,
+        cert_dirs: ctx.cert_dirs,
     })
+}
+
+/// What `certs` needs before any certificate exists: the host's certificate search
+/// directories (host directory first, shared last) and its TLS facts as they are once TLS
+/// is on (`tls.when` is not evaluated; None only for a playbook without TLS).
+pub fn resolve_tls(input: &PlanInput) -> Result<(Vec<PathBuf>, Option<TlsPlan>), PlanError> {
+    let ctx = HostContext::new(input)?;
+    let tls = ctx.tls(false)?;
+    Ok((ctx.cert_dirs, tls))
 }
 
 /// The host's final variables (playbook defaults applied, `{{ }}` strings rendered) without
@@ -464,6 +512,10 @@ impl<'a> HostContext<'a> {
             secret,
             source,
             merge: file.merge,
+            role: match (&file.source, &self.input.playbook.tls) {
+                (FileSource::Cert(name), Some(tls)) => tls.role_of(name),
+                _ => None,
+            },
         })
     }
 
@@ -516,6 +568,54 @@ impl<'a> HostContext<'a> {
             source,
         })?;
         Ok((content, path))
+    }
+}
+
+impl HostContext<'_> {
+    fn container_engine(&self) -> Result<String, PlanError> {
+        let engine =
+            self.render_string(&self.input.playbook.container_engine, "container_engine")?;
+        // It becomes the first word of commands on the host: a plain command name only.
+        let plain = !engine.is_empty()
+            && engine
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && !engine.starts_with('-');
+        if !plain {
+            return Err(PlanError::Expression {
+                host: self.host(),
+                context: "container_engine".into(),
+                message: format!("{engine:?} is not a command name (e.g. docker, podman)"),
+            });
+        }
+        Ok(engine)
+    }
+
+    fn tls(&self, check_when: bool) -> Result<Option<TlsPlan>, PlanError> {
+        let Some(spec) = &self.input.playbook.tls else {
+            return Ok(None);
+        };
+        if let (Some(when), true) = (&spec.when, check_when) {
+            if !self.eval_when(when, "tls: when")? {
+                return Ok(None);
+            }
+        }
+        let port_text = self.render_string(&spec.port, "tls: port")?;
+        let port = port_text
+            .trim()
+            .parse()
+            .map_err(|_| PlanError::Expression {
+                host: self.host(),
+                context: "tls: port".into(),
+                message: format!("{port_text:?} is not a port number"),
+            })?;
+        Ok(Some(TlsPlan {
+            service: spec.service.clone(),
+            address: self.render_string(&spec.address, "tls: address")?,
+            server_name: self.render_string(&spec.server_name, "tls: server_name")?,
+            port,
+            connect: self.render_argv(&spec.connect, "tls: connect")?,
+        }))
     }
 }
 

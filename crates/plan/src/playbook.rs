@@ -25,10 +25,89 @@ pub struct Playbook {
     pub cert_search: Vec<String>,
     /// Services in restart order.
     pub services: Vec<ServiceSpec>,
+    /// The container engine's command on the hosts, e.g. `docker` or `podman` (templated).
+    pub container_engine: String,
+    /// Which service serves TLS and which certificate file plays which role: what rotation,
+    /// its health gate and `certs` need. None for a playbook without TLS.
+    pub tls: Option<TlsSpec>,
     /// The directory holding the playbook; relative search paths start here.
     pub dir: PathBuf,
     /// The playbook file itself, for messages.
     pub path: PathBuf,
+}
+
+/// The part a certificate file plays. Code asks for a role; only the playbook names files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertRole {
+    /// The CA bundle peers are checked against.
+    Ca,
+    ServerCert,
+    ServerKey,
+    ClientCert,
+    ClientKey,
+}
+
+impl CertRole {
+    pub const ALL: [CertRole; 5] = [
+        CertRole::Ca,
+        CertRole::ServerCert,
+        CertRole::ServerKey,
+        CertRole::ClientCert,
+        CertRole::ClientKey,
+    ];
+    /// The leaf certificates (not the CA, not keys).
+    pub const LEAF_CERTS: [CertRole; 2] = [CertRole::ServerCert, CertRole::ClientCert];
+    /// The private keys of the leaf certificates.
+    pub const LEAF_KEYS: [CertRole; 2] = [CertRole::ServerKey, CertRole::ClientKey];
+
+    pub fn is_private_key(self) -> bool {
+        matches!(self, CertRole::ServerKey | CertRole::ClientKey)
+    }
+}
+
+/// `tls:`: the facts about TLS that code must not hard-code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// Expression; TLS (and so rotation) applies to a host only when it is true.
+    #[serde(default, deserialize_with = "de_opt_expression")]
+    pub when: Option<String>,
+    /// The service (container) that serves TLS; peers run `connect` inside theirs.
+    pub service: String,
+    /// The address the TLS port listens on (templated).
+    #[serde(deserialize_with = "de_template")]
+    pub address: String,
+    /// The name peers check the server certificate against (templated).
+    #[serde(deserialize_with = "de_template")]
+    pub server_name: String,
+    /// The TLS port (templated).
+    #[serde(deserialize_with = "de_template")]
+    pub port: String,
+    /// argv a peer runs inside its own TLS service to prove it can connect to this host,
+    /// templated with this host's variables.
+    #[serde(deserialize_with = "de_argv")]
+    pub connect: Vec<String>,
+    /// Certificate file name (as in `cert:`) per role.
+    pub files: std::collections::BTreeMap<CertRole, String>,
+    /// The built-in CA's private key, kept beside the CA in the last `cert_search` directory
+    /// and never pushed.
+    pub ca_key: String,
+}
+
+impl TlsSpec {
+    /// The certificate file name that plays `role`.
+    pub fn file_name(&self, role: CertRole) -> &str {
+        &self.files[&role]
+    }
+
+    /// The role of the certificate file `name`, if it has one.
+    pub fn role_of(&self, name: &str) -> Option<CertRole> {
+        self.files
+            .iter()
+            .find(|(_, file)| file.as_str() == name)
+            .map(|(role, _)| *role)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +229,9 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
             return Err(invalid("require: empty variable name".into()));
         }
     }
+    if let Some(tls) = &raw.tls {
+        check_tls(tls, &raw.services.0).map_err(|e| invalid(format!("tls: {e}")))?;
+    }
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(Playbook {
         name: raw.name,
@@ -159,6 +241,8 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
         template_search: raw.template_search,
         cert_search: raw.cert_search,
         services: raw.services.0,
+        container_engine: raw.container_engine,
+        tls: raw.tls,
         dir,
         path: path.to_path_buf(),
     })
@@ -177,7 +261,45 @@ struct PlaybookYaml {
     template_search: Vec<String>,
     #[serde(deserialize_with = "de_template_list")]
     cert_search: Vec<String>,
+    #[serde(deserialize_with = "de_template")]
+    container_engine: String,
+    #[serde(default)]
+    tls: Option<TlsSpec>,
     services: Services,
+}
+
+/// Every role named once, by a file the TLS service really has, so a lookup can never miss.
+fn check_tls(tls: &TlsSpec, services: &[ServiceSpec]) -> Result<(), String> {
+    let Some(service) = services.iter().find(|s| s.name == tls.service) else {
+        return Err(format!(
+            "service {} is not a service of this playbook",
+            tls.service
+        ));
+    };
+    check_name(&tls.ca_key, "ca_key")?;
+    for role in CertRole::ALL {
+        let Some(name) = tls.files.get(&role) else {
+            return Err(format!("files: no file for role {role:?}"));
+        };
+        let listed = service
+            .files
+            .iter()
+            .any(|f| f.source == FileSource::Cert(name.clone()));
+        if !listed {
+            return Err(format!(
+                "files: {name} is not a `cert:` file of service {}",
+                tls.service
+            ));
+        }
+    }
+    let mut names: Vec<&String> = tls.files.values().collect();
+    names.push(&tls.ca_key);
+    names.sort();
+    names.dedup();
+    if names.len() != CertRole::ALL.len() + 1 {
+        return Err("files: each role (and ca_key) needs its own file".into());
+    }
+    Ok(())
 }
 
 /// `services:` is a YAML map whose order is the restart order, so it is read entry by entry
@@ -439,6 +561,7 @@ mod tests {
     const MINIMAL: &str = r#"
 name: t
 hosts: compute
+container_engine: podman
 template_search: ["{{ playbook_dir }}/templates"]
 cert_search: []
 services:

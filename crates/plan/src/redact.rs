@@ -171,6 +171,7 @@ mod tests {
             sha256: sha256_hex(content.as_bytes()),
             source: PathBuf::from("f"),
             merge: None,
+            role: None,
         }
     }
 

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use virtfleet_inventory::Vars;
 use virtfleet_plan::{
-    load_playbook, plan_host, redact, DesiredFile, HostPlan, PlanError, PlanInput, Playbook,
-    ServicePlan,
+    load_playbook, plan_host, redact, CertRole, DesiredFile, HostPlan, PlanError, PlanInput,
+    Playbook, ServicePlan,
 };
 
 const PASSWORD: &str = "s3cr3t-Pa55word";
@@ -21,7 +21,7 @@ const CERTS: [&str; 5] = [
 ];
 
 fn playbook() -> Playbook {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks/nova-libvirt.yml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks/kolla.yml");
     load_playbook(&path).expect("shipped playbook loads")
 }
 
@@ -538,18 +538,27 @@ fn missing_password_is_reported_with_host_and_hint() {
     }
 }
 
+/// What the applied marker records per service: each file's path and sha256.
+fn hashes(service: &ServicePlan) -> Vec<(String, String)> {
+    let mut h: Vec<_> = service
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.sha256.clone()))
+        .collect();
+    h.sort();
+    h
+}
+
 #[test]
-fn digest_tracks_content_and_nothing_else() {
+fn file_hashes_track_content_and_nothing_else() {
     let pb = playbook();
     let dir = configdir();
     let v = vars(json!({"libvirt_tls": true}));
     let a = try_plan(&pb, &dir, "compute1", &v).unwrap();
     let b = try_plan(&pb, &dir, "compute1", &v).unwrap();
     for (sa, sb) in a.services.iter().zip(&b.services) {
-        assert_eq!(sa.digest(), sb.digest(), "same input, same digest");
-        assert_eq!(sa.digest().len(), 64);
+        assert_eq!(hashes(sa), hashes(sb), "same input, same files");
     }
-    assert_ne!(a.services[0].digest(), a.services[1].digest());
 
     // A new server certificate changes nova_libvirt only.
     write(
@@ -558,25 +567,48 @@ fn digest_tracks_content_and_nothing_else() {
         &pem("servercert.pem", "rotated"),
     );
     let c = try_plan(&pb, &dir, "compute1", &v).unwrap();
-    assert_ne!(a.services[0].digest(), c.services[0].digest());
-    assert_eq!(a.services[1].digest(), c.services[1].digest());
+    assert_ne!(hashes(&a.services[0]), hashes(&c.services[0]));
+    assert_eq!(hashes(&a.services[1]), hashes(&c.services[1]));
 
     // A new password changes both auth.conf files.
     let mut v2 = v.clone();
     v2.insert("libvirt_sasl_password".into(), json!("another"));
     let d = try_plan(&pb, &dir, "compute1", &v2).unwrap();
-    assert_ne!(c.services[0].digest(), d.services[0].digest());
-    assert_ne!(c.services[1].digest(), d.services[1].digest());
+    assert_ne!(hashes(&c.services[0]), hashes(&d.services[0]));
+    assert_ne!(hashes(&c.services[1]), hashes(&d.services[1]));
+}
 
-    // File order does not matter; mode and owner do.
-    let mut svc = a.services[0].clone();
-    svc.files.reverse();
-    assert_eq!(svc.digest(), a.services[0].digest());
-    svc.files[0].mode = 0o644;
-    assert_ne!(svc.digest(), a.services[0].digest());
-    let mut svc = a.services[0].clone();
-    svc.files[0].owner = Some("nova".into());
-    assert_ne!(svc.digest(), a.services[0].digest());
+#[test]
+fn tls_facts_and_certificate_roles_come_from_the_playbook() {
+    let p = plan(json!({"libvirt_tls": true, "migration_interface_address": "10.1.0.5"}));
+    let tls = p.tls.as_ref().expect("TLS on");
+    assert_eq!(tls.service, "nova_libvirt");
+    assert_eq!(tls.address, "10.1.0.5");
+    assert_eq!(tls.server_name, "compute1");
+    assert_eq!(tls.port, 16514);
+    assert_eq!(
+        tls.connect,
+        ["virsh", "-c", "qemu+tls://compute1/system", "version"]
+    );
+    let server = p.tls_file(CertRole::ServerCert).unwrap();
+    assert!(
+        server.path.ends_with("/nova-libvirt/servercert.pem"),
+        "{}",
+        server.path
+    );
+    // The CA goes to both containers; only the TLS service's copy is "the" CA file.
+    assert_eq!(p.files_in_roles(&[CertRole::Ca]).count(), 2);
+    assert_eq!(p.files_in_roles(&CertRole::LEAF_KEYS).count(), 3);
+    assert_eq!(p.container_engine, "docker", "Kolla's default engine");
+    // Another port reaches the URI; with TLS off there is no TLS plan and no roles.
+    let odd = plan(json!({"libvirt_tls": true, "nova_libvirt_port": 16600}));
+    assert_eq!(
+        odd.tls.as_ref().unwrap().connect[2],
+        "qemu+tls://compute1:16600/system"
+    );
+    let off = plan(json!({"libvirt_tls": false}));
+    assert!(off.tls.is_none());
+    assert_eq!(off.files_in_roles(&CertRole::ALL).count(), 0);
 }
 
 #[test]

@@ -50,7 +50,7 @@ pub fn shell_quote(word: &str) -> String {
     if !word.is_empty()
         && word
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-:=@%+,".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-:@%+,".contains(&b))
     {
         return word.to_string();
     }

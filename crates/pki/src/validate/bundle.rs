@@ -1,4 +1,4 @@
-//! `cacert.pem`: one CA certificate, or several during a CA rollover.
+//! The CA bundle: one CA certificate, or several during a CA rollover.
 
 use x509_parser::certificate::X509Certificate;
 

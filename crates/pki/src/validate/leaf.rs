@@ -59,7 +59,7 @@ impl Leaf<'_> {
             c.warning(
                 path,
                 format!(
-                    "holds {} certificates; libvirt checks only the first against cacert.pem, so intermediates belong in cacert.pem",
+                    "holds {} certificates; libvirt checks only the first against the CA bundle, so intermediates belong in the CA bundle",
                     ders.len()
                 ),
             );

@@ -19,35 +19,25 @@ use crate::finding::Finding;
 use checker::Checker;
 use leaf::Leaf;
 
-/// The five files Kolla Ansible's nova-cell role distributes for libvirt TLS.
+/// The five parts of a mutual-TLS set: the CA bundle, the server pair and the client pair.
+/// Which file plays which part is the caller's business (the playbook's `tls.files`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum KollaFile {
-    CaCert,
+pub enum Role {
+    Ca,
     ServerCert,
     ServerKey,
     ClientCert,
     ClientKey,
 }
 
-impl KollaFile {
-    pub const ALL: [KollaFile; 5] = [
-        Self::CaCert,
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Self::Ca,
         Self::ServerCert,
         Self::ServerKey,
         Self::ClientCert,
         Self::ClientKey,
     ];
-
-    /// File name as Kolla expects it, e.g. `servercert.pem`.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Self::CaCert => "cacert.pem",
-            Self::ServerCert => "servercert.pem",
-            Self::ServerKey => "serverkey.pem",
-            Self::ClientCert => "clientcert.pem",
-            Self::ClientKey => "clientkey.pem",
-        }
-    }
 
     /// Whether the file holds a private key (and so must be written with mode 0600).
     pub fn is_private_key(self) -> bool {
@@ -81,11 +71,11 @@ pub struct HostCerts {
     pub migration_hostname: Option<String>,
     /// The migration interface address (an IP literal), used for live-migration connections.
     pub migration_address: Option<String>,
-    pub cacert: Option<CertFile>,
-    pub servercert: Option<CertFile>,
-    pub serverkey: Option<CertFile>,
-    pub clientcert: Option<CertFile>,
-    pub clientkey: Option<CertFile>,
+    pub ca: Option<CertFile>,
+    pub server_cert: Option<CertFile>,
+    pub server_key: Option<CertFile>,
+    pub client_cert: Option<CertFile>,
+    pub client_key: Option<CertFile>,
 }
 
 impl HostCerts {
@@ -96,23 +86,23 @@ impl HostCerts {
         }
     }
 
-    pub fn file(&self, kind: KollaFile) -> Option<&CertFile> {
+    pub fn file(&self, kind: Role) -> Option<&CertFile> {
         match kind {
-            KollaFile::CaCert => self.cacert.as_ref(),
-            KollaFile::ServerCert => self.servercert.as_ref(),
-            KollaFile::ServerKey => self.serverkey.as_ref(),
-            KollaFile::ClientCert => self.clientcert.as_ref(),
-            KollaFile::ClientKey => self.clientkey.as_ref(),
+            Role::Ca => self.ca.as_ref(),
+            Role::ServerCert => self.server_cert.as_ref(),
+            Role::ServerKey => self.server_key.as_ref(),
+            Role::ClientCert => self.client_cert.as_ref(),
+            Role::ClientKey => self.client_key.as_ref(),
         }
     }
 
-    pub fn set_file(&mut self, kind: KollaFile, file: CertFile) {
+    pub fn set_file(&mut self, kind: Role, file: CertFile) {
         let slot = match kind {
-            KollaFile::CaCert => &mut self.cacert,
-            KollaFile::ServerCert => &mut self.servercert,
-            KollaFile::ServerKey => &mut self.serverkey,
-            KollaFile::ClientCert => &mut self.clientcert,
-            KollaFile::ClientKey => &mut self.clientkey,
+            Role::Ca => &mut self.ca,
+            Role::ServerCert => &mut self.server_cert,
+            Role::ServerKey => &mut self.server_key,
+            Role::ClientCert => &mut self.client_cert,
+            Role::ClientKey => &mut self.client_key,
         };
         *slot = Some(file);
     }
@@ -123,7 +113,7 @@ impl HostCerts {
 /// * every file parses as PEM; keys may be RSA, ECDSA P-256/P-384 or Ed25519 in PKCS#1,
 ///   PKCS#8 or SEC1 form;
 /// * each private key matches its certificate;
-/// * server and client certificates are signed by a CA in `cacert.pem` (a bundle is fine);
+/// * server and client certificates are signed by a CA in the CA bundle;
 /// * the server certificate covers `migration_hostname` and/or the migration address
 ///   (neither: error; only one: warning, since peers use both);
 /// * extendedKeyUsage, when present, allows serverAuth / clientAuth; keyUsage and
@@ -135,11 +125,8 @@ pub fn validate_host(
     warn_days: u32,
 ) -> Vec<Finding> {
     let mut checker = Checker::new(&input.host, now.into(), warn_days);
-    let ca_ders = input
-        .cacert
-        .as_ref()
-        .and_then(|file| checker.load_certs(file));
-    let cas = match (&input.cacert, &ca_ders) {
+    let ca_ders = input.ca.as_ref().and_then(|file| checker.load_certs(file));
+    let cas = match (&input.ca, &ca_ders) {
         (Some(file), Some(ders)) => {
             Some((file.path.as_path(), bundle::check(&mut checker, file, ders)))
         }
@@ -154,8 +141,8 @@ pub fn validate_host(
         address: input.migration_address.as_deref(),
     };
     let roles = [
-        (CertKind::Server, &input.servercert, &input.serverkey),
-        (CertKind::Client, &input.clientcert, &input.clientkey),
+        (CertKind::Server, &input.server_cert, &input.server_key),
+        (CertKind::Client, &input.client_cert, &input.client_key),
     ];
     for (kind, cert, key) in roles {
         Leaf {

@@ -10,14 +10,19 @@ use crate::testutil::{fixture, now, Ca, LeafSpec, Pair};
 const HOST: &str = "compute1";
 const WARN_DAYS: u32 = 30;
 
-fn path(kind: KollaFile) -> PathBuf {
-    PathBuf::from(format!(
-        "/etc/kolla/config/nova/nova-libvirt/{HOST}/{}",
-        kind.file_name()
-    ))
+/// Kolla's name for each part (the tests' fixture layout; the library never spells them).
+fn path(kind: Role) -> PathBuf {
+    let name = match kind {
+        Role::Ca => "cacert.pem",
+        Role::ServerCert => "servercert.pem",
+        Role::ServerKey => "serverkey.pem",
+        Role::ClientCert => "clientcert.pem",
+        Role::ClientKey => "clientkey.pem",
+    };
+    PathBuf::from(format!("/etc/kolla/config/nova/nova-libvirt/{HOST}/{name}"))
 }
 
-fn file(kind: KollaFile, text: &str) -> Option<CertFile> {
+fn file(kind: Role, text: &str) -> Option<CertFile> {
     Some(CertFile::new(path(kind), text.as_bytes()))
 }
 
@@ -26,11 +31,11 @@ fn host_certs(ca_pem: &str, server: &Pair, client: &Pair) -> HostCerts {
         host: HOST.into(),
         migration_hostname: Some("compute1.example.com".into()),
         migration_address: Some("10.0.0.11".into()),
-        cacert: file(KollaFile::CaCert, ca_pem),
-        servercert: file(KollaFile::ServerCert, &server.cert_pem),
-        serverkey: file(KollaFile::ServerKey, &server.key_pem),
-        clientcert: file(KollaFile::ClientCert, &client.cert_pem),
-        clientkey: file(KollaFile::ClientKey, &client.key_pem),
+        ca: file(Role::Ca, ca_pem),
+        server_cert: file(Role::ServerCert, &server.cert_pem),
+        server_key: file(Role::ServerKey, &server.key_pem),
+        client_cert: file(Role::ClientCert, &client.cert_pem),
+        client_key: file(Role::ClientKey, &client.key_pem),
     }
 }
 
@@ -62,12 +67,12 @@ fn run(input: &HostCerts) -> Vec<Finding> {
 }
 
 /// Exactly one finding, with this severity, on this file, naming host, path and `reason`.
-fn assert_one(findings: &[Finding], severity: Severity, kind: KollaFile, reason: &str) {
+fn assert_one(findings: &[Finding], severity: Severity, kind: Role, reason: &str) {
     assert_eq!(findings.len(), 1, "expected one finding, got {findings:#?}");
     assert_finding(&findings[0], severity, kind, reason);
 }
 
-fn assert_finding(finding: &Finding, severity: Severity, kind: KollaFile, reason: &str) {
+fn assert_finding(finding: &Finding, severity: Severity, kind: Role, reason: &str) {
     let line = finding.to_string();
     assert_eq!(finding.severity, severity, "{line}");
     assert_eq!(finding.path, path(kind), "{line}");
@@ -77,7 +82,7 @@ fn assert_finding(finding: &Finding, severity: Severity, kind: KollaFile, reason
     assert!(!line.contains('\n'), "{line}");
 }
 
-fn has(findings: &[Finding], severity: Severity, kind: KollaFile, reason: &str) -> bool {
+fn has(findings: &[Finding], severity: Severity, kind: Role, reason: &str) -> bool {
     findings
         .iter()
         .any(|f| f.severity == severity && f.path == path(kind) && f.to_string().contains(reason))
@@ -94,8 +99,8 @@ fn good_set_has_no_findings() {
 #[test]
 fn compute_only_host_with_ca_and_client_pair_has_no_findings() {
     let (_, mut set) = good_set();
-    set.servercert = None;
-    set.serverkey = None;
+    set.server_cert = None;
+    set.server_key = None;
     assert_eq!(run(&set), vec![]);
 }
 
@@ -111,34 +116,31 @@ fn absent_files_are_not_checked() {
 fn server_key_mismatch() {
     let ca = Ca::new("Test CA");
     let mut set = set_with_server(&ca, &LeafSpec::server(HOST));
-    set.serverkey = file(
-        KollaFile::ServerKey,
-        &ca.issue(&LeafSpec::server(HOST)).key_pem,
-    );
+    set.server_key = file(Role::ServerKey, &ca.issue(&LeafSpec::server(HOST)).key_pem);
     let findings = run(&set);
     assert_one(
         &findings,
         Severity::Error,
-        KollaFile::ServerKey,
+        Role::ServerKey,
         "does not match",
     );
     assert!(findings[0]
         .message
-        .contains(&path(KollaFile::ServerCert).display().to_string()));
+        .contains(&path(Role::ServerCert).display().to_string()));
 }
 
 #[test]
 fn client_key_mismatch() {
     let ca = Ca::new("Test CA");
     let mut set = set_with_server(&ca, &LeafSpec::server(HOST));
-    set.clientkey = set
-        .serverkey
+    set.client_key = set
+        .server_key
         .clone()
-        .map(|f| CertFile::new(path(KollaFile::ClientKey), f.bytes));
+        .map(|f| CertFile::new(path(Role::ClientKey), f.bytes));
     assert_one(
         &run(&set),
         Severity::Error,
-        KollaFile::ClientKey,
+        Role::ClientKey,
         "does not match",
     );
 }
@@ -147,11 +149,11 @@ fn client_key_mismatch() {
 fn key_of_another_algorithm_is_named() {
     let ca = Ca::new("Test CA");
     let mut set = set_with_server(&ca, &LeafSpec::server(HOST));
-    set.serverkey = file(KollaFile::ServerKey, &fixture("rsa2048-pkcs8.pem"));
+    set.server_key = file(Role::ServerKey, &fixture("rsa2048-pkcs8.pem"));
     assert_one(
         &run(&set),
         Severity::Error,
-        KollaFile::ServerKey,
+        Role::ServerKey,
         "private key is RSA but the certificate's key is ECDSA P-256",
     );
 }
@@ -180,7 +182,7 @@ fn rsa_pkcs8_key_matches() {
 #[test]
 fn rsa_pkcs1_file_matches_certificate_made_from_pkcs8_form() {
     let mut set = server_with_key("rsa2048-pkcs8.pem");
-    set.serverkey = file(KollaFile::ServerKey, &fixture("rsa2048-pkcs1.pem"));
+    set.server_key = file(Role::ServerKey, &fixture("rsa2048-pkcs1.pem"));
     assert_eq!(run(&set), vec![]);
 }
 
@@ -189,7 +191,7 @@ fn ec_sec1_keys_match() {
     assert_eq!(run(&server_with_key("ec-p256-sec1.pem")), vec![]);
     assert_eq!(run(&server_with_key("ec-p384-sec1.pem")), vec![]);
     let mut set = server_with_key("ec-p384-pkcs8.pem");
-    set.serverkey = file(KollaFile::ServerKey, &fixture("ec-p384-sec1.pem"));
+    set.server_key = file(Role::ServerKey, &fixture("ec-p384-sec1.pem"));
     assert_eq!(run(&set), vec![]);
 }
 
@@ -219,13 +221,8 @@ fn encrypted_key_is_an_error() {
     let (_, mut set) = good_set();
     let encrypted =
         "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAQID\n-----END ENCRYPTED PRIVATE KEY-----\n";
-    set.clientkey = file(KollaFile::ClientKey, encrypted);
-    assert_one(
-        &run(&set),
-        Severity::Error,
-        KollaFile::ClientKey,
-        "encrypted",
-    );
+    set.client_key = file(Role::ClientKey, encrypted);
+    assert_one(&run(&set), Severity::Error, Role::ClientKey, "encrypted");
 }
 
 // ---- large RSA keys (openssl-made, see tests/fixtures/README.md) ----
@@ -237,9 +234,9 @@ fn big_rsa_set(ca: &str, cert: &str, key: &str) -> HostCerts {
         host: HOST.into(),
         migration_hostname: Some("compute1.example.com".into()),
         migration_address: Some("10.0.0.11".into()),
-        cacert: file(KollaFile::CaCert, &big_rsa(ca)),
-        servercert: file(KollaFile::ServerCert, &big_rsa(cert)),
-        serverkey: file(KollaFile::ServerKey, &big_rsa(key)),
+        ca: file(Role::Ca, &big_rsa(ca)),
+        server_cert: file(Role::ServerCert, &big_rsa(cert)),
+        server_key: file(Role::ServerKey, &big_rsa(key)),
         ..HostCerts::default()
     }
 }
@@ -257,7 +254,7 @@ fn rsa_keys_up_to_16384_bits_match_their_certificates() {
     assert_one(
         &run(&swapped),
         Severity::Error,
-        KollaFile::ServerKey,
+        Role::ServerKey,
         "does not match",
     );
 }
@@ -280,7 +277,7 @@ fn certificates_from_large_rsa_cas() {
     assert_one(
         &run(&by_16384),
         Severity::Warning,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "cannot verify its signature",
     );
     assert!(run(&by_16384)[0].message.contains("16384-bit RSA"));
@@ -301,12 +298,12 @@ fn wrong_ca() {
     assert_one(
         &findings,
         Severity::Error,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "is not signed by any CA in",
     );
     let line = findings[0].to_string();
     assert!(
-        line.contains(&path(KollaFile::CaCert).display().to_string()),
+        line.contains(&path(Role::Ca).display().to_string()),
         "{line}"
     );
     assert!(line.contains("CN=Other CA"), "{line}");
@@ -324,7 +321,7 @@ fn rekeyed_ca_with_same_name_is_explained() {
     assert_one(
         &run(&set),
         Severity::Error,
-        KollaFile::ClientCert,
+        Role::ClientCert,
         "signature does not verify",
     );
 }
@@ -356,7 +353,7 @@ fn san_missing_the_host() {
     assert_one(
         &findings,
         Severity::Error,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "does not cover",
     );
     let line = findings[0].to_string();
@@ -376,7 +373,7 @@ fn ip_san_alone_matches_address_and_warns_about_name() {
     assert_one(
         &run(&set_with_server(&ca, &spec)),
         Severity::Warning,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "does not cover migration_hostname 'compute1.example.com'",
     );
 }
@@ -403,7 +400,7 @@ fn dns_san_alone_warns_about_address() {
     assert_one(
         &run(&set_with_server(&ca, &spec)),
         Severity::Warning,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "does not cover migration address '10.0.0.11'",
     );
 }
@@ -441,7 +438,7 @@ fn migration_address_that_is_not_an_ip_is_reported() {
     assert_one(
         &run(&set),
         Severity::Error,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "is not an IP address",
     );
 }
@@ -458,7 +455,7 @@ fn server_cert_without_server_auth() {
     assert_one(
         &run(&set_with_server(&ca, &spec)),
         Severity::Error,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "lacks serverAuth",
     );
 }
@@ -473,7 +470,7 @@ fn client_cert_without_client_auth() {
     assert_one(
         &run(&set_with_client(&ca, &spec)),
         Severity::Error,
-        KollaFile::ClientCert,
+        Role::ClientCert,
         "lacks clientAuth",
     );
 }
@@ -498,7 +495,7 @@ fn critical_key_usage_without_key_encipherment() {
     assert_one(
         &run(&set_with_client(&ca, &spec)),
         Severity::Error,
-        KollaFile::ClientCert,
+        Role::ClientCert,
         "keyUsage lacks keyEncipherment",
     );
 }
@@ -513,7 +510,7 @@ fn leaf_that_is_a_ca() {
     assert_one(
         &run(&set_with_server(&ca, &spec)),
         Severity::Error,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "is a CA certificate",
     );
 }
@@ -525,7 +522,7 @@ fn ca_without_basic_constraints() {
     assert_one(
         &run(&set),
         Severity::Error,
-        KollaFile::CaCert,
+        Role::Ca,
         "is not a CA: no basicConstraints",
     );
 }
@@ -534,7 +531,7 @@ fn ca_without_basic_constraints() {
 fn ca_with_ca_false() {
     let ca = Ca::build("Not A CA", None, |p| p.is_ca = IsCa::ExplicitNoCa);
     let set = set_with_server(&ca, &LeafSpec::server(HOST));
-    assert_one(&run(&set), Severity::Error, KollaFile::CaCert, "CA=FALSE");
+    assert_one(&run(&set), Severity::Error, Role::Ca, "CA=FALSE");
 }
 
 #[test]
@@ -546,7 +543,7 @@ fn ca_key_usage_without_cert_sign() {
     assert_one(
         &run(&set),
         Severity::Error,
-        KollaFile::CaCert,
+        Role::Ca,
         "keyUsage lacks keyCertSign",
     );
 }
@@ -563,7 +560,7 @@ fn too_many_cas_in_bundle() {
     assert_one(
         &run(&set),
         Severity::Error,
-        KollaFile::CaCert,
+        Role::Ca,
         "libvirt loads at most 16",
     );
 }
@@ -581,7 +578,7 @@ fn expired_server_cert() {
     assert_one(
         &run(&set_with_server(&ca, &spec)),
         Severity::Error,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "expired on",
     );
 }
@@ -596,7 +593,7 @@ fn not_yet_valid_client_cert() {
     assert_one(
         &run(&set_with_client(&ca, &spec)),
         Severity::Error,
-        KollaFile::ClientCert,
+        Role::ClientCert,
         "is not valid yet",
     );
 }
@@ -612,7 +609,7 @@ fn expiring_soon_is_a_warning() {
     assert_one(
         &run(&set),
         Severity::Warning,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "expires soon: in 10 days",
     );
     assert_eq!(validate_host(&set, now(), 5), vec![]);
@@ -625,7 +622,7 @@ fn expired_ca() {
         p.not_after = now() - Duration::days(1);
     });
     let set = set_with_server(&ca, &LeafSpec::server(HOST));
-    assert_one(&run(&set), Severity::Error, KollaFile::CaCert, "expired on");
+    assert_one(&run(&set), Severity::Error, Role::Ca, "expired on");
 }
 
 #[test]
@@ -636,14 +633,14 @@ fn leaf_outliving_its_ca_is_a_warning_naming_both_dates() {
     });
     let ca_end = checker::format_time(now() + Duration::days(400));
     for (kind, spec) in [
-        (KollaFile::ServerCert, LeafSpec::server(HOST)),
-        (KollaFile::ClientCert, LeafSpec::client(HOST)),
+        (Role::ServerCert, LeafSpec::server(HOST)),
+        (Role::ClientCert, LeafSpec::client(HOST)),
     ] {
         let spec = LeafSpec {
             not_after: now() + Duration::days(500),
             ..spec
         };
-        let set = if kind == KollaFile::ServerCert {
+        let set = if kind == Role::ServerCert {
             set_with_server(&ca, &spec)
         } else {
             set_with_client(&ca, &spec)
@@ -655,7 +652,7 @@ fn leaf_outliving_its_ca_is_a_warning_naming_both_dates() {
         assert!(line.contains(&leaf_end) && line.contains(&ca_end), "{line}");
         assert!(line.contains("CN=Short CA"), "{line}");
         assert!(
-            line.contains(&path(KollaFile::CaCert).display().to_string()),
+            line.contains(&path(Role::Ca).display().to_string()),
             "{line}"
         );
     }
@@ -687,37 +684,32 @@ fn leaf_ending_with_its_ca_or_covered_by_a_renewed_ca_is_fine() {
 #[test]
 fn garbage_and_empty_files_are_named() {
     let (_, mut set) = good_set();
-    set.cacert = file(KollaFile::CaCert, "");
-    set.servercert = file(KollaFile::ServerCert, "not a certificate\n");
-    set.serverkey = file(
-        KollaFile::ServerKey,
+    set.ca = file(Role::Ca, "");
+    set.server_cert = file(Role::ServerCert, "not a certificate\n");
+    set.server_key = file(
+        Role::ServerKey,
         "-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----\n",
     );
-    set.clientcert = file(KollaFile::ClientCert, &fixture("ec-p256-sec1.pem"));
+    set.client_cert = file(Role::ClientCert, &fixture("ec-p256-sec1.pem"));
     let findings = run(&set);
     assert_eq!(findings.len(), 4, "{findings:#?}");
-    assert_finding(
-        &findings[0],
-        Severity::Error,
-        KollaFile::CaCert,
-        "file is empty",
-    );
+    assert_finding(&findings[0], Severity::Error, Role::Ca, "file is empty");
     assert_finding(
         &findings[1],
         Severity::Error,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "no certificate found",
     );
     assert_finding(
         &findings[2],
         Severity::Error,
-        KollaFile::ServerKey,
+        Role::ServerKey,
         "invalid PEM",
     );
     assert_finding(
         &findings[3],
         Severity::Error,
-        KollaFile::ClientCert,
+        Role::ClientCert,
         "unexpected PEM block 'EC PRIVATE KEY'",
     );
 }
@@ -726,13 +718,13 @@ fn garbage_and_empty_files_are_named() {
 fn extra_certificates_in_leaf_file_are_a_warning() {
     let ca = Ca::new("Test CA");
     let mut set = set_with_server(&ca, &LeafSpec::server(HOST));
-    let server = set.servercert.take().unwrap();
+    let server = set.server_cert.take().unwrap();
     let doubled = [server.bytes.as_slice(), ca.cert_pem.as_bytes()].concat();
-    set.servercert = Some(CertFile::new(server.path, doubled));
+    set.server_cert = Some(CertFile::new(server.path, doubled));
     assert_one(
         &run(&set),
         Severity::Warning,
-        KollaFile::ServerCert,
+        Role::ServerCert,
         "holds 2 certificates",
     );
 }
@@ -752,26 +744,21 @@ fn all_problems_are_reported_not_just_the_first() {
         &ca.issue(&server),
         &other.issue(&LeafSpec::client(HOST)),
     );
-    set.clientkey = file(KollaFile::ClientKey, &fixture("ec-p384-sec1.pem"));
+    set.client_key = file(Role::ClientKey, &fixture("ec-p384-sec1.pem"));
     let findings = run(&set);
     assert!(
-        has(&findings, Severity::Error, KollaFile::CaCert, "is not a CA"),
+        has(&findings, Severity::Error, Role::Ca, "is not a CA"),
+        "{findings:#?}"
+    );
+    assert!(
+        has(&findings, Severity::Error, Role::ServerCert, "expired on"),
         "{findings:#?}"
     );
     assert!(
         has(
             &findings,
             Severity::Error,
-            KollaFile::ServerCert,
-            "expired on"
-        ),
-        "{findings:#?}"
-    );
-    assert!(
-        has(
-            &findings,
-            Severity::Error,
-            KollaFile::ServerCert,
+            Role::ServerCert,
             "lacks serverAuth"
         ),
         "{findings:#?}"
@@ -780,7 +767,7 @@ fn all_problems_are_reported_not_just_the_first() {
         has(
             &findings,
             Severity::Error,
-            KollaFile::ClientCert,
+            Role::ClientCert,
             "not signed by any CA"
         ),
         "{findings:#?}"
@@ -789,7 +776,7 @@ fn all_problems_are_reported_not_just_the_first() {
         has(
             &findings,
             Severity::Error,
-            KollaFile::ClientKey,
+            Role::ClientKey,
             "private key is ECDSA P-384"
         ),
         "{findings:#?}"
@@ -800,11 +787,11 @@ fn all_problems_are_reported_not_just_the_first() {
 #[test]
 fn kolla_file_helpers() {
     let mut set = HostCerts::new(HOST);
-    for kind in KollaFile::ALL {
+    for kind in Role::ALL {
         set.set_file(kind, CertFile::new(path(kind), Vec::new()));
         assert_eq!(set.file(kind).unwrap().path, path(kind));
     }
-    assert!(KollaFile::ServerKey.is_private_key() && !KollaFile::CaCert.is_private_key());
+    assert!(Role::ServerKey.is_private_key() && !Role::Ca.is_private_key());
 }
 
 // ---- hostile certificate text ----

@@ -1,4 +1,4 @@
-//! The health gate a host must pass after its new files are applied: its libvirtd serves the
+//! The health gate a host must pass after its new files are applied: its TLS server serves the
 //! certificate just pushed, and peers on either side of the rotation can still connect to it.
 
 use std::sync::{Arc, Mutex};
@@ -11,126 +11,87 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use virtfleet_engine::script::quote;
+use virtfleet_engine::remote::{self, TlsProbe};
 use virtfleet_engine::HostJob;
-use virtfleet_ssh::{ClientOptions, Session, Target};
+use virtfleet_plan::{CertRole, TlsPlan};
+use virtfleet_ssh::ClientOptions;
 
-/// The libvirt container, where peers run `virsh` with their own client pair and SASL file.
-const LIBVIRT_CONTAINER: &str = "nova_libvirt";
-const LIBVIRT_DIR: &str = "/etc/kolla/nova-libvirt";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const VIRSH_TIMEOUT_SECONDS: u64 = 20;
-
-/// How peers and the controller reach one host's libvirtd.
-#[derive(Clone)]
-pub struct Endpoint {
-    pub name: String,
-    pub target: Target,
-    pub container_engine: String,
-    pub migration_hostname: String,
-    pub migration_address: String,
-    pub port: u16,
-}
-
-impl Endpoint {
-    pub fn of(job: &HostJob) -> Endpoint {
-        let vars = &job.plan.vars;
-        let text = |name: &str| match vars.get(name) {
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
-        let name = job.target.label.clone();
-        Endpoint {
-            migration_hostname: text("migration_hostname").unwrap_or_else(|| name.clone()),
-            migration_address: text("migration_interface_address")
-                .unwrap_or_else(|| job.target.address.clone()),
-            port: text("nova_libvirt_port")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(16514),
-            container_engine: job.container_engine.clone(),
-            target: job.target.clone(),
-            name,
-        }
-    }
-
-    /// `qemu+tls://<migration_hostname>/system`, with the port when it is not libvirt's.
-    fn uri(&self) -> String {
-        if self.port == 16514 {
-            format!("qemu+tls://{}/system", self.migration_hostname)
-        } else {
-            format!(
-                "qemu+tls://{}:{}/system",
-                self.migration_hostname, self.port
-            )
-        }
-    }
-}
+const CONNECT_TIMEOUT_SECONDS: u64 = 20;
 
 /// What the gate checks one host against.
-pub struct Expected {
+struct Expected {
     /// Of the server certificate just pushed.
-    pub server_fingerprint: String,
-    /// The host's desired client pair (signed by the desired CA): libvirtd must accept it, so
-    /// during a CA rollover the gate proves the host really trusts the new CA.
-    pub client_cert: Vec<u8>,
-    pub client_key: Vec<u8>,
+    server_fingerprint: String,
+    /// The host's desired client pair (signed by the desired CA): the server must accept it,
+    /// so during a CA rollover the gate proves the host really trusts the new CA.
+    client_cert: Vec<u8>,
+    client_key: Vec<u8>,
 }
 
 impl Expected {
     /// The server certificate of `job` (what this pass pushes) and the client pair of `desired`
-    /// (the host's final plan); None when they push no certificates.
-    pub fn of(job: &HostJob, desired: &HostJob) -> Option<Expected> {
-        let server = libvirt_file(job, "servercert.pem")?;
+    /// (the host's final plan).
+    fn of(job: &HostJob, desired: &HostJob) -> Result<Expected, String> {
+        let file = |job: &HostJob, role| {
+            job.plan
+                .tls_file(role)
+                .map(|f| f.content.clone())
+                .ok_or_else(|| format!("the plan pushes no {role:?} for the TLS service"))
+        };
+        let server = file(job, CertRole::ServerCert)?;
         let leaf = virtfleet_pki::parse_certs(&server)
-            .ok()?
-            .into_iter()
-            .next()?;
-        Some(Expected {
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .ok_or("the pushed server certificate does not parse")?;
+        Ok(Expected {
             server_fingerprint: leaf.fingerprint_sha256,
-            client_cert: libvirt_file(desired, "clientcert.pem")?,
-            client_key: libvirt_file(desired, "clientkey.pem")?,
+            client_cert: file(desired, CertRole::ClientCert)?,
+            client_key: file(desired, CertRole::ClientKey)?,
         })
     }
 }
 
-fn libvirt_file(job: &HostJob, name: &str) -> Option<Vec<u8>> {
+fn tls(job: &HostJob) -> Result<&TlsPlan, String> {
     job.plan
-        .services
-        .iter()
-        .filter(|s| s.name == LIBVIRT_CONTAINER)
-        .flat_map(|s| &s.files)
-        .find(|f| f.path == format!("{LIBVIRT_DIR}/{name}"))
-        .map(|f| f.content.clone())
+        .tls
+        .as_ref()
+        .ok_or_else(|| format!("{}: TLS is not on for this host", job.target.label))
 }
 
 /// The peers that vouch for a host: one already on the new files, one still on the old.
-pub struct Peers<'a> {
-    pub rotated: Option<&'a Endpoint>,
-    pub pending: Option<&'a Endpoint>,
+pub struct Peers {
+    pub rotated: Option<HostJob>,
+    pub pending: Option<HostJob>,
 }
 
-/// Runs the gate; Ok holds lines for -v output, Err says what failed.
+/// Runs the gate on `job` (the files just applied; `desired`: the host's final plan): its
+/// TLS server serves the pushed certificate, accepts the host's desired client pair, and
+/// peers on either side of the rotation can connect to it. Ok holds observations for -v
+/// output, Err says what failed.
 pub async fn check(
-    host: &Endpoint,
-    expected: &Expected,
-    peers: &Peers<'_>,
+    job: &HostJob,
+    desired: &HostJob,
+    peers: &Peers,
     ssh: &ClientOptions,
 ) -> Result<Vec<String>, String> {
+    let expected = Expected::of(job, desired)?;
+    let expected = &expected;
+    let host = tls(job)?;
     let mut notes = Vec::new();
     let served = match served_from_controller(host, expected).await {
         Ok((fingerprint, accepted)) => {
             notes.push("served certificate seen from the controller".to_string());
             match accepted {
                 Acceptance::Accepted => {
-                    notes.push("libvirtd accepts its new client certificate".to_string())
+                    notes.push("the server accepts its new client certificate".to_string())
                 }
                 Acceptance::Unknown(why) => {
                     notes.push(format!("client certificate acceptance not checked: {why}"))
                 }
                 Acceptance::Refused(why) if fingerprint == expected.server_fingerprint => {
                     return Err(format!(
-                        "libvirtd refuses the host's new client certificate ({why}): \
+                        "the server refuses the host's new client certificate ({why}): \
                          it does not trust the new CA"
                     ))
                 }
@@ -141,34 +102,39 @@ pub async fn check(
         }
         Err(Observe::Failed(reason)) => return Err(reason),
         Err(Observe::Unreached(reason)) => {
-            let peer = peers.pending.or(peers.rotated).ok_or_else(|| {
-                format!(
+            let peer = peers
+                .pending
+                .as_ref()
+                .or(peers.rotated.as_ref())
+                .ok_or_else(|| {
+                    format!(
                     "cannot reach its TLS port from the controller ({reason}) and no peer can look"
                 )
-            })?;
+                })?;
             notes.push(format!(
                 "controller cannot reach the TLS port ({reason}); served certificate seen from {}",
-                peer.name
+                peer.target.label
             ));
             served_from_peer(peer, host, ssh).await?
         }
     };
     if served != expected.server_fingerprint {
         return Err(format!(
-            "libvirtd serves certificate {served}, not the pushed {}",
+            "the server serves certificate {served}, not the pushed {}",
             expected.server_fingerprint
         ));
     }
     for (role, peer) in [
-        ("rotated", peers.rotated),
-        ("not yet rotated", peers.pending),
+        ("rotated", &peers.rotated),
+        ("not yet rotated", &peers.pending),
     ] {
         match peer {
             Some(peer) => {
+                let name = &peer.target.label;
                 peer_connects(peer, host, ssh)
                     .await
-                    .map_err(|e| format!("{role} peer {}: {e}", peer.name))?;
-                notes.push(format!("{role} peer {} connects", peer.name));
+                    .map_err(|e| format!("{role} peer {name}: {e}"))?;
+                notes.push(format!("{role} peer {name} connects"));
             }
             None => notes.push(format!("no {role} peer to try")),
         }
@@ -184,22 +150,22 @@ enum Observe {
 
 /// SHA-256 fingerprint (openssl style) of the leaf certificate `host` presents in a TLS
 /// handshake, made with the host's own client pair as a peer would.
-/// Whether libvirtd kept the connection open after checking our client certificate.
+/// Whether the server kept the connection open after checking our client certificate.
 enum Acceptance {
     Accepted,
     Refused(String),
     Unknown(String),
 }
 
-/// libvirtd checks the client certificate right after the handshake and hangs up on one it
+/// libvirtd (like any server asking for one) checks the client certificate right after the handshake and hangs up on one it
 /// does not trust; a connection still open after this long was accepted.
 const ACCEPT_WAIT: Duration = Duration::from_secs(2);
 
 async fn served_from_controller(
-    host: &Endpoint,
+    host: &TlsPlan,
     expected: &Expected,
 ) -> Result<(String, Acceptance), Observe> {
-    let address = (host.migration_address.as_str(), host.port);
+    let address = (host.address.as_str(), host.port);
     let tcp = match tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(address)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => return Err(Observe::Unreached(e.to_string())),
@@ -207,9 +173,9 @@ async fn served_from_controller(
     };
     let capture = Arc::new(CaptureServerCert::new());
     let (config, with_client_cert) = client_config(capture.clone(), expected);
-    let name = ServerName::try_from(host.migration_hostname.clone())
-        .or_else(|_| ServerName::try_from(host.migration_address.clone()))
-        .unwrap_or_else(|_| ServerName::try_from("libvirt").expect("valid name"));
+    let name = ServerName::try_from(host.server_name.clone())
+        .or_else(|_| ServerName::try_from(host.address.clone()))
+        .unwrap_or_else(|_| ServerName::try_from("server").expect("valid name"));
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     // The certificate is captured while it is verified, so a handshake the server ends later
     // (e.g. refusing our client certificate) still shows what it serves.
@@ -334,64 +300,39 @@ impl ServerCertVerifier for CaptureServerCert {
 
 /// The same handshake from a peer host, with the peer's client pair (openssl on the peer).
 async fn served_from_peer(
-    peer: &Endpoint,
-    host: &Endpoint,
+    peer: &HostJob,
+    host: &TlsPlan,
     ssh: &ClientOptions,
 ) -> Result<String, String> {
-    let command = format!(
-        "timeout 10 openssl s_client -connect {}:{} -servername {} -cert {LIBVIRT_DIR}/clientcert.pem \
-         -key {LIBVIRT_DIR}/clientkey.pem </dev/null 2>/dev/null | openssl x509 -outform DER | sha256sum",
-        quote(&host.migration_address),
-        host.port,
-        quote(&host.migration_hostname)
-    );
-    let out = run_on(peer, &command, ssh).await?;
-    let hex = out.split_whitespace().next().unwrap_or_default();
-    if hex.len() != 64 {
-        return Err(format!(
-            "{} could not read the served certificate",
-            peer.name
-        ));
-    }
-    let pairs: Vec<String> = hex
-        .as_bytes()
-        .chunks(2)
-        .map(|p| String::from_utf8_lossy(p).to_uppercase())
-        .collect();
-    Ok(pairs.join(":"))
-}
-
-/// `virsh -c qemu+tls://<host>/system version` in the peer's libvirt container.
-async fn peer_connects(
-    peer: &Endpoint,
-    host: &Endpoint,
-    ssh: &ClientOptions,
-) -> Result<(), String> {
-    let command = format!(
-        "{} exec {LIBVIRT_CONTAINER} timeout {VIRSH_TIMEOUT_SECONDS} virsh -c {} version </dev/null",
-        quote(&peer.container_engine),
-        quote(&host.uri())
-    );
-    run_on(peer, &command, ssh).await.map(|_| ())
-}
-
-async fn run_on(peer: &Endpoint, command: &str, ssh: &ClientOptions) -> Result<String, String> {
-    let session = Session::connect(&peer.target, ssh)
+    let path = |role| {
+        peer.plan
+            .tls_file(role)
+            .map(|f| f.path.as_str())
+            .ok_or_else(|| format!("{} has no {role:?} to look with", peer.target.label))
+    };
+    let probe = TlsProbe {
+        address: &host.address,
+        port: host.port,
+        server_name: &host.server_name,
+        cert: path(CertRole::ClientCert)?,
+        key: path(CertRole::ClientKey)?,
+    };
+    remote::served_fingerprint(&peer.target, ssh, &probe)
         .await
-        .map_err(|e| e.to_string())?;
-    let out = session
-        .exec_with_timeout(
-            command,
-            b"",
-            Duration::from_secs(VIRSH_TIMEOUT_SECONDS + 15),
-        )
-        .await;
-    session.close().await;
-    let out = out.map_err(|e| e.to_string())?;
-    if !out.success() {
-        let stderr = out.stderr_lossy();
-        let last = stderr.trim().lines().last().unwrap_or("").to_string();
-        return Err(format!("`{command}` failed (exit {}): {last}", out.status));
-    }
-    Ok(out.stdout_lossy().into_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// The playbook's `tls.connect` for `host`, run on the peer inside its TLS service.
+async fn peer_connects(peer: &HostJob, host: &TlsPlan, ssh: &ClientOptions) -> Result<(), String> {
+    let service = &tls(peer)?.service;
+    remote::exec_in_container(
+        &peer.target,
+        ssh,
+        &peer.plan.container_engine,
+        service,
+        CONNECT_TIMEOUT_SECONDS,
+        &host.connect,
+    )
+    .await
+    .map_err(|e| e.to_string())
 }

@@ -1,77 +1,139 @@
-//! The POSIX sh scripts sent to hosts. Hosts need only sh, coreutils and the container CLI.
-//! Scripts carry paths, hashes and names; file contents and secrets travel on stdin.
+//! Every remote command virtfleet runs, built by construction. Hosts need only POSIX sh,
+//! coreutils and the container CLI. Fixed shell text comes from `lib.sh` and `'static`
+//! literals in this module; every runtime value (path, name, argv word, content) reaches the
+//! shell as one quoted argument of a `Script`. File contents and secrets travel on stdin.
 
 use virtfleet_plan::DesiredFile;
+
+use crate::wire::Tag;
 
 /// Quotes one word for POSIX sh (the same quoting the SSH layer uses for `sudo`).
 pub use virtfleet_ssh::shell_quote as quote;
 
-pub fn quote_argv(argv: &[String]) -> String {
-    argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+/// The fixed shell functions every script starts with.
+const LIB: &str = include_str!("lib.sh");
+
+/// A POSIX sh script under construction. Its only ways in are fixed text (`&'static str`)
+/// and arguments, which are always quoted: no runtime value is ever spliced into shell text.
+#[derive(Clone)]
+pub struct Script {
+    text: Vec<u8>,
 }
 
-/// Where podman's default (root) container store keeps its container list, per graph driver.
-const PODMAN_STORES: &str = "/var/lib/containers/storage/overlay-containers/containers.json \
-                             /var/lib/containers/storage/vfs-containers/containers.json";
+impl Default for Script {
+    fn default() -> Self {
+        Script::new()
+    }
+}
 
-/// One round trip that reports, for every path: mode, owner and sha256; the applied markers;
-/// and each container's ID (a recreated container has a new one). Two processes on the host
-/// (`stat`, `sha256sum`): markers and podman's store are read with shell builtins, since each
-/// process start costs about a millisecond of a host's CPU, per host, per run.
+impl Script {
+    /// A script that starts with lib.sh's functions and the wire tags they print.
+    pub fn new() -> Script {
+        let mut script = Script {
+            text: LIB.as_bytes().to_vec(),
+        };
+        for tag in Tag::ALL {
+            script.set(tag.variable(), tag.text());
+        }
+        script
+    }
+
+    /// A line of fixed shell text.
+    pub fn line(&mut self, fixed: &'static str) -> &mut Self {
+        self.text.extend_from_slice(fixed.as_bytes());
+        self.text.push(b'\n');
+        self
+    }
+
+    /// `fixed` (a command and its fixed options) followed by each argument as one word.
+    pub fn cmd<A: AsRef<[u8]>>(
+        &mut self,
+        fixed: &'static str,
+        args: impl IntoIterator<Item = A>,
+    ) -> &mut Self {
+        self.words(fixed, args);
+        self.text.push(b'\n');
+        self
+    }
+
+    /// [`Script::cmd`] reading `body` as a here-document. `body`'s lines never end it early:
+    /// it must not hold the line `delimiter` (checked).
+    pub fn cmd_heredoc<A: AsRef<[u8]>>(
+        &mut self,
+        fixed: &'static str,
+        args: impl IntoIterator<Item = A>,
+        delimiter: &'static str,
+        body: &[u8],
+    ) -> &mut Self {
+        assert!(
+            !body
+                .split(|&b| b == b'\n')
+                .any(|line| line == delimiter.as_bytes()),
+            "here-document body holds its delimiter"
+        );
+        self.words(fixed, args);
+        self.text.extend_from_slice(b" <<'");
+        self.text.extend_from_slice(delimiter.as_bytes());
+        self.text.extend_from_slice(b"'\n");
+        self.text.extend_from_slice(body);
+        if !body.is_empty() && !body.ends_with(b"\n") {
+            self.text.push(b'\n');
+        }
+        self.text.extend_from_slice(delimiter.as_bytes());
+        self.text.push(b'\n');
+        self
+    }
+
+    /// `name=<quoted value>`.
+    pub fn set(&mut self, name: &'static str, value: impl AsRef<[u8]>) -> &mut Self {
+        self.text.extend_from_slice(name.as_bytes());
+        self.text.push(b'=');
+        self.text.extend_from_slice(&quote_bytes(value.as_ref()));
+        self.text.push(b'\n');
+        self
+    }
+
+    fn words<A: AsRef<[u8]>>(&mut self, fixed: &'static str, args: impl IntoIterator<Item = A>) {
+        self.text.extend_from_slice(fixed.as_bytes());
+        for arg in args {
+            self.text.push(b' ');
+            self.text.extend_from_slice(&quote_bytes(arg.as_ref()));
+        }
+    }
+
+    /// The script as a command line for SSH exec. Command scripts carry paths and names
+    /// (text); only [`push`] carries raw file bytes, and it travels on stdin.
+    pub fn command(&self) -> String {
+        String::from_utf8_lossy(&self.text).into_owned()
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.text
+    }
+}
+
+/// No arguments, for [`Script::cmd`] calls whose words are all fixed.
+const NONE: [&str; 0] = [];
+
+/// One round trip that reports, for every path: mode, owner and sha256; the text of the files
+/// merged with the host's version; the applied markers; the service directories the login
+/// cannot write (without root rights every file would look changed and every container
+/// missing, so the probe says so instead); and each container's ID. Two processes on the host
+/// (`stat`, `sha256sum`) plus the engine's `inspect` where podman's store is not there.
 pub fn probe(
     paths: &[&str],
     contents: &[&str],
     markers: &[&str],
     engine: &str,
     containers: &[&str],
-) -> String {
-    let paths = paths.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" ");
-    let mut s = String::new();
-    s.push_str(&format!("stat -c 'S %a %U %n' {paths} 2>/dev/null\n"));
-    // Output lines are `<64 hex>  <path>`, told apart from the others by their shape.
-    s.push_str(&format!("sha256sum {paths} 2>/dev/null\n"));
-    // A service directory (where its marker lives) this login cannot write: without root
-    // rights every file would look changed and every container missing, so say so instead.
-    for marker in markers {
-        let d = quote(parent(marker));
-        s.push_str(&format!("[ -e {d} ] && [ ! -w {d} ] && echo W {d}\n"));
-    }
-    // Files merged with the host's version travel whole, line by line, by the shell itself.
-    for path in contents {
-        let f = quote(path);
-        s.push_str(&format!(
-            "[ -f {f} ] && {{ printf 'F %s\\n' {f}; while IFS= read -r l || [ -n \"$l\" ]; do printf '| %s\\n' \"$l\"; done < {f}; }}\n"
-        ));
-    }
-    for marker in markers {
-        let m = quote(marker);
-        s.push_str(&format!(
-            "echo 'M {marker}'\n[ -f {m} ] && while IFS= read -r l || [ -n \"$l\" ]; do printf '| %s\\n' \"$l\"; done < {m}\n"
-        ));
-    }
-    let inspect = format!(
-        "{} inspect --format 'C {{{{.Name}}}} {{{{.Id}}}}' {} 2>/dev/null",
-        quote(engine),
-        containers
-            .iter()
-            .map(|c| quote(c))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    if engine == "podman" {
-        // podman's container store lists every container's ID and names: reading it costs
-        // ~2 ms where starting `podman inspect` costs ~200 ms of host CPU per run.
-        s.push_str(&format!(
-            "store=\nfor f in {PODMAN_STORES}; do [ -f \"$f\" ] && store=$f; done\n\
-             if [ -n \"$store\" ]; then printf 'J '\n  \
-               while IFS= read -r l || [ -n \"$l\" ]; do printf '%s' \"$l\"; done < \"$store\"; echo\n\
-             else {inspect}; fi\n"
-        ));
-    } else {
-        s.push_str(&inspect);
-        s.push('\n');
-    }
-    s.push_str("exit 0\n");
+) -> Script {
+    let mut s = Script::new();
+    s.cmd("vf_stat", paths);
+    s.cmd("vf_unwritable", markers.iter().map(|m| parent(m)));
+    s.cmd("vf_contents", contents);
+    s.cmd("vf_markers", markers);
+    s.cmd("vf_containers", [engine].iter().chain(containers));
+    s.line("exit 0");
     s
 }
 
@@ -96,116 +158,102 @@ pub struct Backup<'a> {
 /// set renamed into place by one `mv`. The whole script is one shell function that runs only
 /// once it has arrived in full, so a cut-off transfer writes nothing.
 pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
-    use std::io::Write;
     let token = stage_token();
     let mut dirs: Vec<&str> = files.iter().map(|f| parent(&f.path)).collect();
     dirs.sort_unstable();
     dirs.dedup();
     let stage = |dir: &str| format!("{}/.virtfleet-stage.{token}", dir.trim_end_matches('/'));
     let staged = |f: &DesiredFile| format!("{}/{}", stage(parent(&f.path)), base_name(&f.path));
-    let words = |paths: &mut dyn Iterator<Item = String>| {
-        paths.map(|p| quote(&p)).collect::<Vec<_>>().join(" ")
-    };
-    let stages = words(&mut dirs.iter().map(|d| stage(d)));
-    let owners = words(&mut dirs.iter().map(|d| format!("{}.pid", stage(d))));
+    let stages: Vec<String> = dirs.iter().map(|d| stage(d)).collect();
+    let owners: Vec<String> = stages.iter().map(|s| format!("{s}.pid")).collect();
 
-    let mut s = Vec::new();
-    // Writes to a Vec cannot fail.
-    let _ = write!(
-        s,
-        // A dropped connection (HUP) or a kill (TERM) must remove the stage too: a shell
-        // killed by a signal skips its EXIT trap unless the signal is trapped.
-        "run() {{\nset -e\numask 077\ntrap {} EXIT\ntrap 'exit 129' HUP INT TERM PIPE\n\
-         mkdir -p {}\n",
-        quote(&format!("rm -rf {stages} {owners}")),
-        words(&mut dirs.iter().map(|d| d.to_string()))
-    );
+    // Run by the EXIT trap: whatever happens, no stage is left behind.
+    let mut cleanup = Script::empty();
+    cleanup.cmd("rm -rf --", stages.iter().chain(&owners));
+
+    let mut s = Script::new();
+    s.line("run() {\nset -e\numask 077");
+    s.cmd("trap", [cleanup.command().as_str(), "EXIT"]);
+    // A dropped connection (HUP) or a kill (TERM) must remove the stage too: a shell killed
+    // by a signal skips its EXIT trap unless the signal is trapped.
+    s.line("trap 'exit 129' HUP INT TERM PIPE");
+    s.cmd("mkdir -p --", &dirs);
     for dir in &dirs {
-        s.extend_from_slice(remove_stale_stages(dir).as_bytes());
+        s.cmd("vf_remove_stale_stages", [dir.trim_end_matches('/')]);
     }
     // The owner file comes first, so a stage never exists without one.
-    for dir in &dirs {
-        let _ = writeln!(s, "echo $$ > {}", quote(&format!("{}.pid", stage(dir))));
+    for stage in &stages {
+        s.cmd("vf_claim_stage", [stage]);
     }
-    let _ = writeln!(s, "mkdir {stages}");
+    s.cmd("mkdir --", &stages);
     for f in files {
-        let target = quote(&staged(f));
         if f.content.contains(&0) {
             // A shell word cannot hold NUL: such a file travels as base64 (one process).
-            let _ = write!(
-                s,
-                "base64 -d > {target} <<'VIRTFLEET_B64'\n{}VIRTFLEET_B64\n",
-                base64_lines(&f.content)
+            s.cmd_heredoc(
+                "base64 -d >",
+                [staged(f)],
+                "VIRTFLEET_B64",
+                base64_lines(&f.content).as_bytes(),
             );
         } else {
-            s.extend_from_slice(b"printf %s ");
-            s.extend_from_slice(&quote_bytes(&f.content));
-            let _ = writeln!(s, " > {target}");
+            s.cmd("vf_put", [staged(f).as_bytes(), &f.content]);
         }
     }
     for (mode, group) in grouped(files, |f| {
         (f.mode != 0o600).then(|| format!("{:o}", f.mode))
     }) {
-        let _ = writeln!(
-            s,
-            "chmod {mode} {}",
-            words(&mut group.into_iter().map(staged))
+        s.cmd(
+            "chmod --",
+            [mode].into_iter().chain(group.into_iter().map(staged)),
         );
     }
     for (owner, group) in grouped(files, |f| f.owner.clone()) {
-        let _ = writeln!(
-            s,
-            "chown {} {}",
-            quote(&owner),
-            words(&mut group.into_iter().map(staged))
+        s.cmd(
+            "chown --",
+            [owner].into_iter().chain(group.into_iter().map(staged)),
         );
     }
     // End to end: what landed on the host is what was planned, byte for byte.
-    s.extend_from_slice(b"sha256sum --quiet --strict -c - <<'VIRTFLEET_SUMS'\n");
-    for f in files {
-        s.extend_from_slice(checksum_line(&f.content, &staged(f)).as_bytes());
-    }
-    s.extend_from_slice(b"VIRTFLEET_SUMS\n");
-    let _ = writeln!(s, "sync {}", words(&mut files.iter().map(|f| staged(f))));
+    let sums: String = files
+        .iter()
+        .map(|f| checksum_line(&f.content, &staged(f)))
+        .collect();
+    s.cmd_heredoc(
+        "sha256sum --quiet --strict -c -",
+        NONE,
+        "VIRTFLEET_SUMS",
+        sums.as_bytes(),
+    );
+    s.cmd("sync --", files.iter().map(|f| staged(f)));
     if let Some(backup) = backup {
-        s.extend_from_slice(self::backup(&backup.paths, backup.suffix).as_bytes());
+        s.cmd("vf_backup", [backup.suffix].iter().chain(&backup.paths));
     }
     // From the first rename on, a dropped connection or a kill must not leave one directory
     // new and the next old: the renames take milliseconds, so they are finished, not cut.
     // (Ignored signals stay ignored in the `mv` processes too.)
-    s.extend_from_slice(b"trap '' HUP INT TERM PIPE\n");
+    s.line("trap '' HUP INT TERM PIPE");
     for dir in &dirs {
         let in_dir = files.iter().filter(|f| parent(&f.path) == *dir);
-        let _ = writeln!(
-            s,
-            "mv -f -t {} {}",
-            quote(dir),
-            words(&mut in_dir.map(|f| staged(f)))
+        s.cmd(
+            "vf_swap",
+            [dir.to_string()]
+                .into_iter()
+                .chain(in_dir.map(|f| staged(f))),
         );
     }
-    let _ = write!(
-        s,
-        // `-d`: a stage must be empty by now, every staged file renamed into place.
-        "rm -df {stages} {owners}\ntrap - EXIT\necho '{PUSH_DONE}'\n}}\nrun\n"
-    );
-    s
+    // `-d`: a stage must be empty by now, every staged file renamed into place.
+    s.cmd("rm -df --", stages.iter().chain(&owners));
+    s.line("trap - EXIT");
+    s.cmd("echo", [PUSH_DONE]);
+    s.line("}\nrun");
+    s.into_bytes()
 }
 
-/// Shell lines that remove the stage directories in `dir` whose push died without cleaning
-/// up (SIGKILL, a host crash): those whose owner file names a process that no longer exists.
-/// A live push's stage is left alone, and an unreadable owner counts as live. Builtins only;
-/// `rm` runs only when there is something to remove.
-fn remove_stale_stages(dir: &str) -> String {
-    format!(
-        "for owner in {}/.virtfleet-stage.*.pid; do\n\
-         [ -f \"$owner\" ] || continue\n\
-         pid=; read -r pid < \"$owner\" || :\n\
-         case $pid in ''|*[!0-9]*) continue ;; esac\n\
-         [ -d \"/proc/$pid\" ] && continue\n\
-         rm -rf \"${{owner%.pid}}\" \"$owner\"\n\
-         done\n",
-        quote(dir.trim_end_matches('/'))
-    )
+impl Script {
+    /// A script without lib.sh, for text that runs inside another (a trap).
+    fn empty() -> Script {
+        Script { text: Vec::new() }
+    }
 }
 
 /// Distinguishes this run's stage directories from any other's (a killed run's leftovers, a
@@ -220,8 +268,12 @@ fn stage_token() -> String {
     format!("{:x}.{nanos:x}.{n:x}", std::process::id())
 }
 
-/// `bytes` as one single-quoted shell word (bytes kept as they are; NUL cannot occur).
+/// `bytes` as one shell word: bare when it cannot be misread, else single-quoted (bytes kept
+/// as they are; NUL cannot occur in a shell word).
 fn quote_bytes(bytes: &[u8]) -> Vec<u8> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return quote(text).into_bytes();
+    }
     let mut word = Vec::with_capacity(bytes.len() + 2);
     word.push(b'\'');
     for &b in bytes {
@@ -285,124 +337,160 @@ fn grouped<'a>(
         .collect()
 }
 
-/// Keeps the current version of each file beside it as `<path><suffix>`, a hard link: the
-/// push renames the new file over the path, so the link holds the old file exactly (content,
-/// mode, owner) at the cost of one `ln`. Where there is no file, an empty
-/// `<path><suffix>.absent` says so, so [`restore`] can put either back. Older backups of the
-/// same paths are replaced first.
-pub fn backup(paths: &[&str], suffix: &str) -> String {
-    let kept = |path: &&str| {
-        [
-            quote(&format!("{path}{suffix}")),
-            quote(&format!("{path}{suffix}.absent")),
-        ]
-    };
-    let old: Vec<String> = paths.iter().flat_map(kept).collect();
-    let mut s = format!(
-        "umask 077
-rm -f {}
-",
-        old.join(" ")
-    );
-    for path in paths {
-        let [b, absent] = kept(path);
-        let p = quote(path);
-        s.push_str(&format!(
-            "if [ -f {p} ]; then ln {p} {b}; else : > {absent}; fi\n"
-        ));
-    }
+/// Keeps the current version of each file beside it as `<path><suffix>` (see lib.sh's
+/// `vf_backup`), so [`restore`] can put either the file or its absence back.
+pub fn backup(paths: &[&str], suffix: &str) -> Script {
+    let mut s = Script::new();
+    s.line("umask 077");
+    s.cmd("vf_backup", [suffix].iter().chain(paths));
     s
 }
 
 /// Puts back what [`backup`] kept: the previous file, or no file where there was none.
 /// Paths without a backup are left as they are.
-pub fn restore(paths: &[&str], suffix: &str) -> String {
-    let mut s = String::from("set -e\n");
-    for path in paths {
-        let p = quote(path);
-        let b = quote(&format!("{path}{suffix}"));
-        let absent = quote(&format!("{path}{suffix}.absent"));
-        s.push_str(&format!(
-            "if [ -f {b} ]; then mv -f {b} {p}; rm -f {absent}; \
-             elif [ -f {absent} ]; then rm -f {p} {absent}; fi\n"
-        ));
-    }
+pub fn restore(paths: &[&str], suffix: &str) -> Script {
+    let mut s = Script::new();
+    s.line("set -e");
+    s.cmd("vf_restore", [suffix].iter().chain(paths));
     s
 }
 
 /// Deletes the backups of these paths.
-pub fn remove_backups(paths: &[&str], suffix: &str) -> String {
-    let mut s = String::new();
-    for path in paths {
-        s.push_str(&format!(
-            "rm -f {} {}\n",
-            quote(&format!("{path}{suffix}")),
-            quote(&format!("{path}{suffix}.absent"))
-        ));
-    }
+pub fn remove_backups(paths: &[&str], suffix: &str) -> Script {
+    let mut s = Script::new();
+    s.cmd("vf_remove_backups", [suffix].iter().chain(paths));
     s
 }
 
-/// Restart a container, then poll its readiness check on the host (one round trip).
-pub fn restart(engine: &str, container: &str, ready: Option<(&[String], u32, u64)>) -> String {
-    let e = quote(engine);
-    let c = quote(container);
-    // Under heavy load podman can stop the container and still fail the restart (seen at 200
-    // containers restarting on 2 cores: "SIGTERM failed to stop container in 5 seconds" then
-    // "container state improper: stopped"; "timed out waiting for file /run/libpod/exits"),
-    // leaving the service down. Then stop (a no-op when stopped) and start it: it comes back
-    // on the new files, and only if both fail is the host failed, with the restart's error.
-    let mut s = format!(
-        "set -e\n\
-         if ! out=$({e} restart {c} 2>&1 >/dev/null); then\n  \
-           {e} stop {c} >/dev/null 2>&1 && {e} start {c} >/dev/null 2>&1 || \
-           {{ printf '%s\\n' \"$out\" >&2; exit 1; }}\n\
-         fi\n"
-    );
-    if let Some((argv, retries, delay_ms)) = ready {
-        s.push_str(&format!(
-            "i=0\nuntil out=$({e} exec {c} {} 2>&1); do\n  i=$((i+1))\n  \
-             if [ $i -ge {retries} ]; then echo \"{container} not ready after {retries} checks: $out\" >&2; exit 3; fi\n  \
-             sleep {}\ndone\n",
-            quote_argv(argv),
-            delay_seconds(delay_ms)
-        ));
+/// How to tell a restarted container is ready: argv run inside it until it succeeds.
+pub struct Readiness<'a> {
+    pub argv: &'a [String],
+    pub retries: u32,
+    pub delay_ms: u64,
+}
+
+/// Restart a container, then poll its readiness check on the host (one round trip); with a
+/// marker, record the applied state once ready.
+pub fn restart(
+    engine: &str,
+    container: &str,
+    ready: Option<Readiness>,
+    marker: Option<&MarkerWrite>,
+) -> Script {
+    let mut s = Script::new();
+    s.line("set -e");
+    s.cmd("vf_restart", [engine, container]);
+    if let Some(ready) = ready {
+        let fixed = [
+            engine.to_string(),
+            container.to_string(),
+            ready.retries.to_string(),
+            delay_seconds(ready.delay_ms),
+        ];
+        s.cmd("vf_ready", fixed.iter().chain(ready.argv));
     }
+    add_marker(&mut s, marker);
     s
 }
 
-/// Run commands inside the container, in order, stopping at the first failure.
-pub fn exec_in(engine: &str, container: &str, commands: &[Vec<String>]) -> String {
-    let mut s = String::from("set -e\n");
+/// Run commands inside the container, in order, stopping at the first failure; with a
+/// marker, record the applied state after the last.
+pub fn exec_in(
+    engine: &str,
+    container: &str,
+    commands: &[Vec<String>],
+    marker: Option<&MarkerWrite>,
+) -> Script {
+    let mut s = Script::new();
+    s.line("set -e");
     for argv in commands {
-        s.push_str(&format!(
-            "{} exec {} {}\n",
-            quote(engine),
-            quote(container),
-            quote_argv(argv)
-        ));
+        s.cmd(
+            "vf_exec",
+            [engine, container]
+                .into_iter()
+                .chain(argv.iter().map(String::as_str)),
+        );
     }
+    add_marker(&mut s, marker);
     s
 }
 
-/// One command inside the container that reads `stdin` (e.g. a password).
-pub fn exec_with_stdin(engine: &str, container: &str, argv: &[String]) -> String {
-    format!(
-        "{} exec -i {} {}",
-        quote(engine),
-        quote(container),
-        quote_argv(argv)
-    )
+/// One command inside the container that reads this command's stdin (e.g. a password).
+pub fn exec_with_stdin(
+    engine: &str,
+    container: &str,
+    argv: &[String],
+    marker: Option<&MarkerWrite>,
+) -> Script {
+    let mut s = Script::new();
+    s.line("set -e");
+    s.cmd(
+        "vf_exec_stdin",
+        [engine, container]
+            .into_iter()
+            .chain(argv.iter().map(String::as_str)),
+    );
+    add_marker(&mut s, marker);
+    s
 }
 
-/// Writes an applied marker atomically; its content (paths, hashes, IDs) is not secret.
-pub fn write_marker(path: &str, content: &str) -> String {
-    let p = quote(path);
-    let t = quote(&format!("{path}.tmp"));
-    format!(
-        "umask 077\nprintf '%s' {} > {t} && mv -f {t} {p}\n",
-        quote(content)
-    )
+/// One command inside the container, given up after `seconds`.
+pub fn exec_with_timeout(engine: &str, container: &str, seconds: u64, argv: &[String]) -> Script {
+    let mut s = Script::new();
+    let seconds = seconds.to_string();
+    s.cmd(
+        "vf_exec_timeout",
+        [engine, container, &seconds]
+            .into_iter()
+            .chain(argv.iter().map(String::as_str)),
+    );
+    s
+}
+
+/// An applied marker to write: where, and its text (paths, hashes, IDs: not secret).
+pub struct MarkerWrite<'a> {
+    pub path: &'a str,
+    pub text: &'a str,
+}
+
+fn add_marker(s: &mut Script, marker: Option<&MarkerWrite>) {
+    if let Some(m) = marker {
+        s.line("umask 077");
+        s.cmd("vf_write_marker", [m.path, m.text]);
+    }
+}
+
+/// Each file whole, framed by [`crate::wire::parse_files`]'s tags (one round trip).
+pub fn read_files(paths: &[&str]) -> Script {
+    let mut s = Script::new();
+    s.cmd("vf_read_files", paths);
+    s
+}
+
+/// A file's contents, or nothing when it does not exist.
+pub fn cat(path: &str) -> Script {
+    let mut s = Script::new();
+    s.cmd("vf_cat", [path]);
+    s
+}
+
+/// The sha256 of the certificate the TLS server at `address:port` presents to a client with
+/// the given certificate and key files (openssl on the host), as `sha256sum` prints it.
+pub fn served_certificate(
+    address: &str,
+    port: u16,
+    server_name: &str,
+    cert: &str,
+    key: &str,
+) -> Script {
+    let host = if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    };
+    let mut s = Script::new();
+    s.cmd("vf_served_cert", [host.as_str(), server_name, cert, key]);
+    s
 }
 
 fn base_name(path: &str) -> &str {
@@ -449,6 +537,142 @@ mod tests {
             }
         }
         found
+    }
+
+    /// Words that break naive quoting: a quote, a command substitution, backquotes, a
+    /// newline, a leading `-`, an assignment, globs; each would create `canary` if run.
+    fn hostile(canary: &std::path::Path) -> Vec<String> {
+        let c = canary.display();
+        vec![
+            format!("it's'$(touch {c})'"),
+            format!("$(touch {c})"),
+            format!("`touch {c}`"),
+            format!("line\n$(touch {c})"),
+            format!("-rf; touch {c}"),
+            format!("X=1 touch {c}"),
+            "*".to_string(),
+            "--".to_string(),
+        ]
+    }
+
+    /// A container engine that records each call's words (NUL-separated) and succeeds.
+    fn recording_engine(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+        let log = dir.join("words");
+        let engine = dir.join("engine");
+        std::fs::write(
+            &engine,
+            format!("#!/bin/sh\nprintf '%s\\0' \"$@\" >> '{}'\n", log.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&engine, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (engine.to_str().unwrap().to_string(), log)
+    }
+
+    fn recorded(log: &std::path::Path) -> Vec<String> {
+        let words = std::fs::read(log).unwrap_or_default();
+        let mut words: Vec<String> = words
+            .split(|&b| b == 0)
+            .map(|w| String::from_utf8(w.to_vec()).unwrap())
+            .collect();
+        words.pop();
+        std::fs::remove_file(log).ok();
+        words
+    }
+
+    #[test]
+    fn every_remote_command_passes_hostile_words_through_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let canary = dir.path().join("canary");
+        let (engine, log) = recording_engine(dir.path());
+        for word in hostile(&canary) {
+            // Files: a directory and a file named by the word (no NUL or '/' in names).
+            let name = word.replace('/', "_");
+            let sub = dir.path().join(format!("d{name}"));
+            let f = file(&sub.join(&name), format!("{word}\n").into_bytes(), 0o640);
+            let path = f.path.clone();
+            let out = sh(
+                PUSH_COMMAND,
+                &push(
+                    &[&f],
+                    Some(&Backup {
+                        suffix: ".bak",
+                        paths: vec![&path],
+                    }),
+                ),
+            );
+            assert!(
+                out.status.success(),
+                "{word:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(std::fs::read(&path).unwrap(), f.content, "{word:?}");
+            let marker = sub.join(".virtfleet-applied");
+            let marker = marker.to_str().unwrap();
+            let probe_out = sh(
+                &probe(&[&path], &[&path], &[marker], &engine, &[&word]).command(),
+                b"",
+            );
+            let state = crate::state::HostState::parse(&String::from_utf8_lossy(&probe_out.stdout));
+            if !word.contains('\n') {
+                assert_eq!(state.files[&path].mode, Some(0o640), "{word:?}");
+                assert_eq!(state.contents[&path], format!("{word}\n"), "{word:?}");
+            }
+            assert_eq!(
+                recorded(&log),
+                ["inspect", "--format", "C {{.Name}} {{.Id}}", "--", &word]
+            );
+            let files = crate::wire::parse_files(
+                &sh(&read_files(&[&path]).command(), b"").stdout,
+                &[&path],
+            )
+            .unwrap();
+            assert_eq!(files[&path].as_deref(), Some(&f.content[..]), "{word:?}");
+            assert_eq!(sh(&cat(&path).command(), b"").stdout, f.content);
+            run_sh(&restore(&[&path], ".bak").command(), b"");
+            run_sh(&remove_backups(&[&path], ".bak").command(), b"");
+
+            let argv = vec![word.clone(), "-x".to_string()];
+            let m = MarkerWrite {
+                path: marker,
+                text: &word,
+            };
+            run_sh(
+                &restart(
+                    &engine,
+                    &word,
+                    Some(Readiness {
+                        argv: &argv,
+                        retries: 1,
+                        delay_ms: 0,
+                    }),
+                    Some(&m),
+                )
+                .command(),
+                b"",
+            );
+            assert_eq!(
+                recorded(&log),
+                ["restart", "--", &word, "exec", "--", &word, &word, "-x"]
+            );
+            assert_eq!(std::fs::read_to_string(marker).unwrap(), word);
+            run_sh(
+                &exec_in(&engine, &word, std::slice::from_ref(&argv), None).command(),
+                b"",
+            );
+            assert_eq!(recorded(&log), ["exec", "--", &word, &word, "-x"]);
+            run_sh(
+                &exec_with_stdin(&engine, &word, &argv, None).command(),
+                b"secret",
+            );
+            assert_eq!(recorded(&log), ["exec", "-i", "--", &word, &word, "-x"]);
+            run_sh(&exec_with_timeout(&engine, &word, 5, &argv).command(), b"");
+            assert_eq!(
+                recorded(&log),
+                ["exec", "--", &word, "timeout", "5", &word, "-x"]
+            );
+        }
+        assert!(!canary.exists(), "a word ran as a command");
     }
 
     #[test]
@@ -676,7 +900,17 @@ mod tests {
         let (engine, log) = fake_engine(dir.path(), false);
         let ready = ["true".to_string()];
         let out = sh(
-            &restart(&engine, "nova_libvirt", Some((&ready, 3, 10))),
+            &restart(
+                &engine,
+                "nova_libvirt",
+                Some(Readiness {
+                    argv: &ready,
+                    retries: 3,
+                    delay_ms: 10,
+                }),
+                None,
+            )
+            .command(),
             b"",
         );
         assert!(
@@ -692,7 +926,7 @@ mod tests {
     fn a_restart_that_cannot_be_recovered_fails_with_its_error() {
         let dir = tempfile::tempdir().unwrap();
         let (engine, log) = fake_engine(dir.path(), true);
-        let out = sh(&restart(&engine, "nova_libvirt", None), b"");
+        let out = sh(&restart(&engine, "nova_libvirt", None, None).command(), b"");
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("state improper"));
         // Never started while possibly still running the old files.
@@ -715,7 +949,7 @@ mod tests {
             marker(&dir.path().join("absent")),
         ];
         let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
-        let script = probe(&[], &[], &markers, "true", &["c"]);
+        let script = probe(&[], &[], &markers, "true", &["c"]).command();
         // As an unprivileged user (the tests run as root, like the lab).
         let out = std::process::Command::new("setpriv")
             .args([
@@ -767,7 +1001,7 @@ mod tests {
             "true",
             &["c"],
         );
-        let out = sh(&script, b"");
+        let out = sh(&script.command(), b"");
         let state = crate::state::HostState::parse(&String::from_utf8(out.stdout).unwrap());
         assert_eq!(
             state.contents.get(qs).map(String::as_str),
@@ -810,7 +1044,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&kept).unwrap(), "old\n");
 
         let paths = [old.path.as_str(), added.path.as_str()];
-        run_sh(&restore(&paths, suffix), b"");
+        run_sh(&restore(&paths, suffix).command(), b"");
         assert_eq!(std::fs::read_to_string(&old.path).unwrap(), "old\n");
         assert_eq!(mode(&old.path), 0o644, "the old file's own mode comes back");
         assert!(!std::path::Path::new(&added.path).exists());
@@ -822,10 +1056,10 @@ mod tests {
         assert_eq!(names, ["old.pem"], "backups left behind");
 
         // Without backups, restore changes nothing; remove_backups cleans both kinds.
-        run_sh(&restore(&paths, suffix), b"");
+        run_sh(&restore(&paths, suffix).command(), b"");
         assert_eq!(std::fs::read_to_string(&old.path).unwrap(), "old\n");
-        run_sh(&backup(&paths, suffix), b"");
-        run_sh(&remove_backups(&paths, suffix), b"");
+        run_sh(&backup(&paths, suffix).command(), b"");
+        run_sh(&remove_backups(&paths, suffix).command(), b"");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
@@ -839,6 +1073,7 @@ mod tests {
             secret: false,
             source: Default::default(),
             merge: None,
+            role: None,
         }
     }
 

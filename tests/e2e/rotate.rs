@@ -90,7 +90,7 @@ fn six_hosts_rotate_in_three_batches_on_live_reloads() {
         );
         for check in [
             "served certificate seen from the controller",
-            "libvirtd accepts its new client certificate",
+            "the server accepts its new client certificate",
         ] {
             assert!(
                 stdout.contains(&format!("{host}: gate: {check}")),

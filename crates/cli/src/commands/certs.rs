@@ -9,12 +9,13 @@ use std::time::SystemTime;
 use clap::Subcommand;
 use serde::Serialize;
 use virtfleet_pki::{issue_pair, parse_certs, write_atomic, CertKind, Severity};
-use virtfleet_ssh::Session;
+use virtfleet_plan::{CertRole, TlsSpec};
 
-use crate::inputs::{self, InputErrors, Inputs};
-use crate::GlobalArgs;
+use crate::args::GlobalArgs;
+use crate::inputs::{self, default_user, InputErrors, Inputs, DEFAULT_WARN_DAYS};
 
-pub const DEFAULT_WARN_DAYS: u32 = 30;
+/// The roles whose files hold certificates (never keys).
+const CERTIFICATES: [CertRole; 3] = [CertRole::Ca, CertRole::ServerCert, CertRole::ClientCert];
 
 #[derive(Subcommand)]
 pub enum CertsCommand {
@@ -29,7 +30,8 @@ pub enum CertsCommand {
         #[arg(long, default_value_t = DEFAULT_WARN_DAYS)]
         warn_days: u32,
     },
-    /// Create a CA under <configdir>/config/nova/nova-libvirt/ (cacert.pem, cakey.pem 0600).
+    /// Create a CA in the shared certificate directory (the playbook's last cert_search
+    /// entry; key mode 0600).
     InitCa {
         #[arg(long, default_value_t = 3650)]
         days: u32,
@@ -37,7 +39,8 @@ pub enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Issue server and client pairs per host into <configdir>/config/nova/nova-libvirt/<host>/.
+    /// Issue server and client pairs per host into its own certificate directory (the
+    /// playbook's first cert_search entry).
     Issue {
         #[arg(long, default_value_t = 365)]
         days: u32,
@@ -58,29 +61,26 @@ pub async fn run(global: &GlobalArgs, command: CertsCommand) -> Result<ExitCode,
 
 fn check(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputErrors> {
     let inputs = Inputs::load(global)?;
-    let hosts = inputs.plan_all(&crate::default_user())?;
+    let hosts = inputs.plan_all(&default_user())?;
     let findings = inputs::check_certs(&hosts, warn_days);
     let now = SystemTime::now();
     let mut rows = Vec::new();
     for host in &hosts {
-        let Some(certs) = inputs::host_certs(host) else {
+        if host.plan.tls.is_none() {
             println!(
-                "{}: no certificates managed (libvirt_tls off or not managed)",
-                host.name
+                "{}: no certificates managed (TLS off or certificates not managed)",
+                host.target.label
             );
             continue;
-        };
-        for kind in virtfleet_pki::KollaFile::ALL {
-            let Some(file) = certs.file(kind) else {
+        }
+        for role in CERTIFICATES {
+            let Some(file) = host.plan.tls_file(role) else {
                 continue;
             };
-            if kind.is_private_key() {
-                continue;
-            }
-            for info in parse_certs(&file.bytes).unwrap_or_default() {
+            for info in parse_certs(&file.content).unwrap_or_default() {
                 rows.push(CertRow {
-                    host: host.name.clone(),
-                    path: file.path.display().to_string(),
+                    host: host.target.label.clone(),
+                    path: file.source.display().to_string(),
                     subject: info.subject.clone(),
                     not_after: info.not_after.to_string(),
                     days_left: info.days_left(now),
@@ -150,49 +150,42 @@ fn print_table(rows: &[CertRow]) {
     }
 }
 
-/// Certificates (never keys) a host's containers were given.
-const DEPLOYED_CERTS: [&str; 5] = [
-    "/etc/kolla/nova-libvirt/cacert.pem",
-    "/etc/kolla/nova-libvirt/servercert.pem",
-    "/etc/kolla/nova-libvirt/clientcert.pem",
-    "/etc/kolla/nova-compute/cacert.pem",
-    "/etc/kolla/nova-compute/clientcert.pem",
-];
-
 async fn expiry(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputErrors> {
     let inputs = Inputs::load(global)?;
-    let hosts = inputs.plan_all(&crate::default_user())?;
+    let hosts = inputs.plan_all(&default_user())?;
     let options = global.ssh_options();
     let now = SystemTime::now();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(global.forks(hosts.len())));
     let mut tasks = tokio::task::JoinSet::new();
     for host in hosts {
         let options = options.clone();
+        let permits = permits.clone();
         tasks.spawn(async move {
-            let result = async {
-                let session = Session::connect(&host.target, &options)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let mut files = Vec::new();
-                for path in DEPLOYED_CERTS {
-                    let out = session
-                        .exec(&format!("cat {path} 2>/dev/null; true"), b"")
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if !out.stdout.is_empty() {
-                        files.push((path.to_string(), out.stdout));
-                    }
-                }
-                session.close().await;
-                Ok::<_, String>(files)
-            }
-            .await;
-            (host.name, result)
+            let _permit = permits.acquire_owned().await;
+            // Certificates (never keys) the host's services were given, in one round trip.
+            let paths: Vec<&str> = host
+                .plan
+                .files_in_roles(&CERTIFICATES)
+                .map(|f| f.path.as_str())
+                .collect();
+            let result = virtfleet_engine::remote::read_files(&host.target, &options, &paths)
+                .await
+                .map(|files| {
+                    files
+                        .into_iter()
+                        .filter_map(|(path, content)| Some((path, content?)))
+                        .collect::<Vec<_>>()
+                });
+            (host.target.label, result)
         });
     }
     let mut rows = Vec::new();
     let mut unreachable = 0;
     while let Some(joined) = tasks.join_next().await {
-        let (host, result) = joined.expect("task");
+        let Ok((host, result)) = joined else {
+            unreachable += 1;
+            continue;
+        };
         match result {
             Ok(files) => {
                 for (path, pem) in files {
@@ -246,13 +239,35 @@ async fn expiry(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputEr
     })
 }
 
-fn ca_dir(global: &GlobalArgs) -> PathBuf {
-    global.configdir.join("config/nova/nova-libvirt")
+/// The playbook's certificate roles, for `certs init-ca` and `certs issue`.
+fn tls_spec(inputs: &Inputs) -> Result<&TlsSpec, InputErrors> {
+    inputs.playbook.tls.as_ref().ok_or_else(|| {
+        InputErrors(vec![format!(
+            "{}: the playbook has no tls: section (no certificates to manage)",
+            inputs.playbook.path.display()
+        )])
+    })
+}
+
+/// The shared certificate directory: the last of a host's cert_search directories.
+fn ca_dir(inputs: &Inputs) -> Result<PathBuf, InputErrors> {
+    let (dirs, _) = inputs.tls(&inputs.hosts[0])?;
+    dirs.last().cloned().ok_or_else(|| {
+        InputErrors(vec![format!(
+            "{}: cert_search is empty",
+            inputs.playbook.path.display()
+        )])
+    })
 }
 
 fn init_ca(global: &GlobalArgs, days: u32, force: bool) -> Result<ExitCode, InputErrors> {
-    let dir = ca_dir(global);
-    let (cert_path, key_path) = (dir.join("cacert.pem"), dir.join("cakey.pem"));
+    let inputs = Inputs::load(global)?;
+    let spec = tls_spec(&inputs)?;
+    let dir = ca_dir(&inputs)?;
+    let (cert_path, key_path) = (
+        dir.join(spec.file_name(CertRole::Ca)),
+        dir.join(&spec.ca_key),
+    );
     if cert_path.exists() && !force {
         return Err(InputErrors(vec![format!(
             "{}: a CA already exists (pass --force to replace it)",
@@ -261,7 +276,7 @@ fn init_ca(global: &GlobalArgs, days: u32, force: bool) -> Result<ExitCode, Inpu
     }
     let io_err = |p: &Path, e: std::io::Error| InputErrors(vec![format!("{}: {e}", p.display())]);
     std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-    let (cert, key) = virtfleet_pki::init_ca("virtfleet libvirt CA", days)
+    let (cert, key) = virtfleet_pki::init_ca("virtfleet CA", days)
         .map_err(|e| InputErrors(vec![e.to_string()]))?;
     write_atomic(&key_path, key.as_bytes(), virtfleet_pki::KEY_MODE)
         .map_err(|e| io_err(&key_path, e))?;
@@ -277,7 +292,8 @@ fn init_ca(global: &GlobalArgs, days: u32, force: bool) -> Result<ExitCode, Inpu
 
 fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCode, InputErrors> {
     let inputs = Inputs::load(global)?;
-    let dir = ca_dir(global);
+    let spec = tls_spec(&inputs)?;
+    let dir = ca_dir(&inputs)?;
     let read = |p: &Path| {
         std::fs::read_to_string(p).map_err(|e| {
             InputErrors(vec![format!(
@@ -286,33 +302,40 @@ fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCode, In
             )])
         })
     };
-    let ca_cert = read(&dir.join("cacert.pem"))?;
-    let ca_key = read(&dir.join("cakey.pem"))?;
+    let ca_path = dir.join(spec.file_name(CertRole::Ca));
+    let ca_cert = read(&ca_path)?;
+    let ca_key = read(&dir.join(&spec.ca_key))?;
     parse_certs(ca_cert.as_bytes())
-        .map_err(|e| InputErrors(vec![format!("{}: {e}", dir.join("cacert.pem").display())]))?;
+        .map_err(|e| InputErrors(vec![format!("{}: {e}", ca_path.display())]))?;
     let now = SystemTime::now();
     let mut issued = BTreeMap::new();
     let mut errors = Vec::new();
     for host in &inputs.hosts {
-        let vars = inputs.resolved_vars(host)?;
-        let text = |name: &str| vars.get(name).and_then(|v| v.as_str()).map(str::to_string);
-        let hostname = text("migration_hostname").unwrap_or_else(|| host.clone());
-        let address = text("migration_interface_address").unwrap_or_else(|| host.clone());
-        let host_dir = dir.join(host);
+        let (dirs, tls) = inputs.tls(host)?;
+        let (Some(host_dir), Some(tls)) = (dirs.first(), tls) else {
+            errors.push(format!(
+                "{host}: TLS is off for this host; nothing to issue"
+            ));
+            continue;
+        };
+        let hostname = tls.server_name.clone();
         let mut dns = vec![hostname.clone()];
         if &hostname != host {
             dns.push(host.clone());
         }
-        let ips: Vec<IpAddr> = address.parse().into_iter().collect();
-        for (kind, name) in [(CertKind::Server, "server"), (CertKind::Client, "client")] {
-            let cert_path = host_dir.join(format!("{name}cert.pem"));
-            let key_path = host_dir.join(format!("{name}key.pem"));
+        let ips: Vec<IpAddr> = tls.address.parse().into_iter().collect();
+        for (kind, cert_role, key_role) in [
+            (CertKind::Server, CertRole::ServerCert, CertRole::ServerKey),
+            (CertKind::Client, CertRole::ClientCert, CertRole::ClientKey),
+        ] {
+            let cert_path = host_dir.join(spec.file_name(cert_role));
+            let key_path = host_dir.join(spec.file_name(key_role));
             if !needs_issue(&cert_path, &ca_cert, renew_days, now) {
                 continue;
             }
             match issue_pair(&ca_cert, &ca_key, kind, &hostname, &dns, &ips, days) {
                 Ok((cert, key)) => {
-                    let written = std::fs::create_dir_all(&host_dir)
+                    let written = std::fs::create_dir_all(host_dir)
                         .and_then(|_| {
                             write_atomic(&key_path, key.as_bytes(), virtfleet_pki::KEY_MODE)
                         })

@@ -1,0 +1,108 @@
+//! Options every command shares, and the rollout options they turn into.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use virtfleet_rollout::Serial;
+use virtfleet_ssh::ClientOptions;
+
+use crate::output::Verbosity;
+
+/// Options valid before or after the subcommand.
+#[derive(Args, Clone)]
+pub struct GlobalArgs {
+    /// Ansible inventory (INI or YAML); group_vars/ and host_vars/ beside it are read.
+    #[arg(short = 'i', long, global = true, default_value = "multinode")]
+    pub inventory: PathBuf,
+    /// Kolla config directory: globals.yml, passwords.yml, config/nova/...
+    #[arg(
+        long,
+        global = true,
+        env = "VIRTFLEET_CONFIGDIR",
+        default_value = "/etc/kolla"
+    )]
+    pub configdir: PathBuf,
+    /// Playbook to apply (default: the shipped nova-libvirt playbook).
+    #[arg(long, global = true)]
+    pub playbook: Option<PathBuf>,
+    /// Only these hosts: names, groups, globs; comma-separated; `!x` excludes, `&x` intersects.
+    #[arg(short = 'l', long, global = true)]
+    pub limit: Option<String>,
+    /// Hosts worked on at once (default: all, up to 100).
+    #[arg(short = 'f', long, global = true)]
+    pub forks: Option<usize>,
+    /// known_hosts file checked strictly against each host's key.
+    #[arg(long, global = true)]
+    pub known_hosts: Option<PathBuf>,
+    /// Add unknown host keys to known_hosts instead of failing (changed keys still fail).
+    #[arg(long, global = true)]
+    pub accept_new_host_keys: bool,
+    /// SSH connect timeout in seconds (TCP, handshake and login).
+    #[arg(long, global = true, default_value_t = 15)]
+    pub connect_timeout: u64,
+    /// Write a JSON report of every host's result to FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Say what changed and why on every host.
+    #[arg(short = 'v', long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print only failures and the summary.
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+}
+
+impl GlobalArgs {
+    pub fn verbosity(&self) -> Verbosity {
+        if self.quiet {
+            Verbosity::Quiet
+        } else if self.verbose {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        }
+    }
+
+    pub fn ssh_options(&self) -> ClientOptions {
+        let mut options = ClientOptions::default();
+        if let Some(path) = &self.known_hosts {
+            options.known_hosts = path.clone();
+        }
+        options.accept_new_host_keys = self.accept_new_host_keys;
+        options.connect_timeout = Duration::from_secs(self.connect_timeout);
+        options
+    }
+
+    /// Hosts worked on at once out of `hosts`.
+    pub fn forks(&self, hosts: usize) -> usize {
+        self.forks.unwrap_or(hosts.min(100)).max(1)
+    }
+
+    /// How a rollout over `hosts` works through them.
+    pub fn rollout(&self, hosts: usize, batches: &Batches) -> virtfleet_rollout::Options {
+        virtfleet_rollout::Options {
+            forks: self.forks(hosts),
+            ssh: self.ssh_options(),
+            serial: batches.serial,
+            max_fail_percentage: batches.max_fail_percentage,
+            pause: batches.pause.map(Duration::from_secs),
+        }
+    }
+}
+
+/// Batched rollout (kolla-ansible's `kolla_serial`), for every command that changes hosts.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Batches {
+    /// Hosts per batch, a number or a percentage of the targeted hosts; each batch finishes
+    /// before the next starts. Default: every host at once (bounded by --forks); rotate: 1.
+    #[arg(long, value_parser = Serial::parse)]
+    pub serial: Option<Serial>,
+    /// Stop once more than this percentage of the hosts attempted so far failed; the hosts
+    /// of later batches are skipped, untouched.
+    #[arg(long, default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub max_fail_percentage: u8,
+    /// Wait this long between batches.
+    #[arg(long, value_name = "SECONDS")]
+    pub pause: Option<u64>,
+}

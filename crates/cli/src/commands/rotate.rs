@@ -1,0 +1,150 @@
+//! `virtfleet rotate`: certificate rotation in batches, each host proven healthy before the
+//! next batch (see `virtfleet_rollout::rotate`), with a CA rollover in three fleet-wide
+//! phases when the CA changes.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Args;
+use virtfleet_engine::{HostJob, HostReport, Status};
+use virtfleet_rollout::{Phase, Serial};
+
+use crate::args::{Batches, GlobalArgs};
+use crate::inputs::{prepare, InputErrors};
+use crate::output::{self, Progress, Summary};
+
+#[derive(Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    batches: Batches,
+    /// Restart the TLS service instead of reloading its certificates live.
+    #[arg(long)]
+    restart: bool,
+    /// Rotate without asking for confirmation of the plan.
+    #[arg(long)]
+    yes: bool,
+}
+
+pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, InputErrors> {
+    if !args.yes && !std::io::stdin().is_terminal() {
+        return Err(InputErrors(vec![
+            "rotate: no terminal to confirm the plan on; pass --yes to rotate without asking"
+                .into(),
+        ]));
+    }
+    let jobs = prepare(global)?;
+    let without_tls: Vec<String> = jobs
+        .iter()
+        .filter(|j| j.plan.tls.is_none())
+        .map(|j| {
+            format!(
+                "{}: rotate needs TLS on, with certificates managed (the playbook's tls.when)",
+                j.target.label
+            )
+        })
+        .collect();
+    if !without_tls.is_empty() {
+        return Err(InputErrors(without_tls));
+    }
+    let mut batches = args.batches.clone();
+    let serial = *batches.serial.get_or_insert(Serial::Hosts(1));
+    let options = global.rollout(jobs.len(), &batches);
+    let progress = Progress::new("rotate", global.verbosity(), true);
+    let phases =
+        virtfleet_rollout::rollover::plan(jobs, &options.ssh, global.forks(usize::MAX), &progress)
+            .await;
+    let size = serial.batch_size(phases[0].jobs.len());
+    show_plan(&phases, size, &args);
+    if !args.yes && !confirmed() {
+        println!("rotate: not confirmed; nothing changed");
+        return Ok(ExitCode::FAILURE);
+    }
+    let reports = virtfleet_rollout::rotate(&phases, args.restart, &options, &progress).await;
+    show_outcome(&reports);
+    Ok(output::finish(global, "rotate", &reports))
+}
+
+fn show_plan(phases: &[Phase], size: usize, args: &RotateArgs) {
+    let hosts = phases[0].jobs.len();
+    let service = phases[0].jobs[0]
+        .plan
+        .tls
+        .as_ref()
+        .map_or("the TLS service", |t| t.service.as_str());
+    let apply = if args.restart {
+        format!("restart {service}")
+    } else {
+        format!("reload {service} live, restart if that fails")
+    };
+    println!(
+        "rotate: {hosts} hosts, batches of {size}, stop when more than {}% fail; {apply}",
+        args.batches.max_fail_percentage
+    );
+    for phase in phases {
+        if let Some(title) = &phase.title {
+            println!("{title}");
+        }
+        for (i, batch) in phase.jobs.chunks(size).enumerate() {
+            println!("  batch {}: {}", i + 1, names(batch).join(", "));
+        }
+    }
+}
+
+fn confirmed() -> bool {
+    eprint!("Proceed? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+}
+
+fn names(jobs: &[HostJob]) -> Vec<String> {
+    jobs.iter().map(|j| j.target.label.clone()).collect()
+}
+
+/// Which hosts ended how, and how to resume.
+fn show_outcome(reports: &BTreeMap<String, HostReport>) {
+    let list = |status: Status| -> Vec<&str> {
+        reports
+            .iter()
+            .filter(|(_, r)| r.status == status)
+            .map(|(h, _)| h.as_str())
+            .collect()
+    };
+    let failed: Vec<&str> = list(Status::Failed)
+        .into_iter()
+        .chain(list(Status::Unreachable))
+        .collect();
+    // Skipped in a later phase after changes in an earlier one: not untouched.
+    let (partly, untouched): (Vec<&str>, Vec<&str>) = list(Status::Skipped)
+        .into_iter()
+        .partition(|h| !reports[*h].changed_files.is_empty());
+    for (label, hosts) in [
+        ("rotated", list(Status::Changed)),
+        ("already current", list(Status::Ok)),
+        ("failed", failed),
+        ("stopped between phases", partly),
+        ("untouched", untouched),
+    ] {
+        if !hosts.is_empty() {
+            println!("{label}: {}", hosts.join(", "));
+        }
+    }
+    if !Summary::of(reports).all_good() {
+        println!(
+            "to resume, fix the failed hosts and run: {}",
+            resume_command()
+        );
+    }
+}
+
+/// This very command line: running it again converges what is left.
+fn resume_command() -> String {
+    std::env::args()
+        .map(|a| virtfleet_engine::script::quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,141 @@
+//! One-off operations on one host over its own connection: read files, run a command in a
+//! container, look at a TLS server from there. Libvirt-agnostic; the caller says what.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use virtfleet_ssh::{ClientOptions, Session, Target};
+
+use crate::script::{self, Script};
+use crate::{wire, EngineError};
+
+/// Runs `script` on `target`; a non-zero exit is an error with the last lines of stderr.
+pub async fn run(
+    target: &Target,
+    ssh: &ClientOptions,
+    what: &str,
+    script: &Script,
+) -> Result<Vec<u8>, EngineError> {
+    run_with_timeout(target, ssh, what, script, None).await
+}
+
+async fn run_with_timeout(
+    target: &Target,
+    ssh: &ClientOptions,
+    what: &str,
+    script: &Script,
+    timeout: Option<Duration>,
+) -> Result<Vec<u8>, EngineError> {
+    let session = Session::connect(target, ssh).await?;
+    let out = exec(&session, what, script, b"", timeout).await;
+    session.close().await;
+    out
+}
+
+/// Runs `script` on an open session (stdin: `stdin`); non-zero exit → [`EngineError::Remote`].
+pub(crate) async fn exec(
+    session: &Session,
+    what: &str,
+    script: &Script,
+    stdin: &[u8],
+    timeout: Option<Duration>,
+) -> Result<Vec<u8>, EngineError> {
+    exec_command(session, what, &script.command(), stdin, timeout).await
+}
+
+pub(crate) async fn exec_command(
+    session: &Session,
+    what: &str,
+    command: &str,
+    stdin: &[u8],
+    timeout: Option<Duration>,
+) -> Result<Vec<u8>, EngineError> {
+    let result = match timeout {
+        Some(t) => session.exec_with_timeout(command, stdin, t).await,
+        None => session.exec(command, stdin).await,
+    };
+    let out = result.map_err(|source| EngineError::Exec {
+        what: what.to_string(),
+        source: Box::new(source),
+    })?;
+    if !out.success() {
+        let stderr = out.stderr_lossy();
+        let tail: Vec<&str> = stderr.trim().lines().rev().take(3).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(EngineError::Remote {
+            what: what.to_string(),
+            status: out.status,
+            stderr: tail.join(" / "),
+        });
+    }
+    Ok(out.stdout)
+}
+
+/// Each path's contents, None where the file does not exist: one round trip.
+pub async fn read_files(
+    target: &Target,
+    ssh: &ClientOptions,
+    paths: &[&str],
+) -> Result<BTreeMap<String, Option<Vec<u8>>>, EngineError> {
+    let out = run(target, ssh, "read files", &script::read_files(paths)).await?;
+    wire::parse_files(&out, paths).ok_or_else(|| EngineError::Garbled("read files".into()))
+}
+
+/// Runs `argv` inside `container` on `target`, given up after `seconds`.
+pub async fn exec_in_container(
+    target: &Target,
+    ssh: &ClientOptions,
+    engine: &str,
+    container: &str,
+    seconds: u64,
+    argv: &[String],
+) -> Result<(), EngineError> {
+    let what = format!("`{}` in {container}", argv.join(" "));
+    let script = script::exec_with_timeout(engine, container, seconds, argv);
+    let limit = Duration::from_secs(seconds + 15);
+    run_with_timeout(target, ssh, &what, &script, Some(limit))
+        .await
+        .map(|_| ())
+}
+
+/// Where a TLS server is and how a client there authenticates.
+pub struct TlsProbe<'a> {
+    pub address: &'a str,
+    pub port: u16,
+    pub server_name: &'a str,
+    /// Client certificate and key files on the host the probe runs on.
+    pub cert: &'a str,
+    pub key: &'a str,
+}
+
+/// The SHA-256 fingerprint (openssl style, `AB:CD:...`) of the certificate the TLS server
+/// presents to a client on `target` (openssl there).
+pub async fn served_fingerprint(
+    target: &Target,
+    ssh: &ClientOptions,
+    probe: &TlsProbe<'_>,
+) -> Result<String, EngineError> {
+    let script = script::served_certificate(
+        probe.address,
+        probe.port,
+        probe.server_name,
+        probe.cert,
+        probe.key,
+    );
+    let what = format!(
+        "read the certificate {}:{} serves",
+        probe.address, probe.port
+    );
+    let out = run_with_timeout(target, ssh, &what, &script, Some(Duration::from_secs(30))).await?;
+    let out = String::from_utf8_lossy(&out);
+    let hex = out.split_whitespace().next().unwrap_or_default();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(EngineError::Garbled(what));
+    }
+    let pairs: Vec<String> = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|p| String::from_utf8_lossy(p).to_uppercase())
+        .collect();
+    Ok(pairs.join(":"))
+}

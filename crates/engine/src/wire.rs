@@ -1,0 +1,126 @@
+//! The tags that start the lines remote scripts print, defined once: `script` hands them to
+//! the shell functions as variables, `state` and `read_files` parse by them.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    /// `<tag> <mode> <owner> <path>`: a file's mode and owner.
+    Stat,
+    /// `<tag> <dir>`: a service directory the login cannot write.
+    Unwritable,
+    /// `<tag> <path>`, then its lines: a file merged with the host's version.
+    Content,
+    /// `<tag> <path>`, then its lines if it exists: an applied marker.
+    Marker,
+    /// `<tag> <text>`: one line of the file announced last.
+    Line,
+    /// `<tag> <json>`: podman's container store.
+    Store,
+    /// `<tag> <name> <id>`: a container, from `inspect`.
+    Container,
+    /// `<tag> <size>`, then exactly size bytes and a newline: a file read whole.
+    File,
+    /// `<tag>` alone: a file that does not exist.
+    Absent,
+}
+
+impl Tag {
+    pub const ALL: [Tag; 9] = [
+        Tag::Stat,
+        Tag::Unwritable,
+        Tag::Content,
+        Tag::Marker,
+        Tag::Line,
+        Tag::Store,
+        Tag::Container,
+        Tag::File,
+        Tag::Absent,
+    ];
+
+    /// What the line starts with (followed by one space).
+    pub const fn text(self) -> &'static str {
+        match self {
+            Tag::Stat => "S",
+            Tag::Unwritable => "W",
+            Tag::Content => "F",
+            Tag::Marker => "M",
+            Tag::Line => "|",
+            Tag::Store => "J",
+            Tag::Container => "C",
+            Tag::File => "R",
+            Tag::Absent => "A",
+        }
+    }
+
+    /// The shell variable lib.sh reads the tag from.
+    pub const fn variable(self) -> &'static str {
+        match self {
+            Tag::Stat => "VF_T_STAT",
+            Tag::Unwritable => "VF_T_UNWRITABLE",
+            Tag::Content => "VF_T_CONTENT",
+            Tag::Marker => "VF_T_MARKER",
+            Tag::Line => "VF_T_LINE",
+            Tag::Store => "VF_T_STORE",
+            Tag::Container => "VF_T_CONTAINER",
+            Tag::File => "VF_T_FILE",
+            Tag::Absent => "VF_T_ABSENT",
+        }
+    }
+
+    /// The rest of `line` when it carries this tag.
+    pub fn strip(self, line: &str) -> Option<&str> {
+        line.strip_prefix(self.text())?.strip_prefix(' ')
+    }
+}
+
+/// Parses the [`Tag::File`] / [`Tag::Absent`] frames of `paths`, in order: path → contents,
+/// None when absent. None for output that is not such frames (cut short, garbled).
+pub fn parse_files(
+    mut out: &[u8],
+    paths: &[&str],
+) -> Option<std::collections::BTreeMap<String, Option<Vec<u8>>>> {
+    let mut files = std::collections::BTreeMap::new();
+    for path in paths {
+        let eol = out.iter().position(|&b| b == b'\n')?;
+        let header = std::str::from_utf8(&out[..eol]).ok()?;
+        out = &out[eol + 1..];
+        if header == Tag::Absent.text() {
+            files.insert(path.to_string(), None);
+        } else {
+            let size: usize = Tag::File.strip(header)?.trim().parse().ok()?;
+            let content = out.get(..size)?.to_vec();
+            out = out.get(size + 1..)?;
+            files.insert(path.to_string(), Some(content));
+        }
+    }
+    out.is_empty().then_some(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_distinct_single_words() {
+        for (i, a) in Tag::ALL.iter().enumerate() {
+            assert!(!a.text().contains(char::is_whitespace));
+            for b in &Tag::ALL[i + 1..] {
+                assert_ne!(a.text(), b.text());
+                assert_ne!(a.variable(), b.variable());
+            }
+        }
+    }
+
+    #[test]
+    fn framed_files_parse_byte_exact() {
+        let out = b"R 5\nx\ny\nz\nA\nR 0\n\n";
+        let files = parse_files(out, &["/a b", "/missing", "/empty"]).unwrap();
+        assert_eq!(files["/a b"].as_deref(), Some(&b"x\ny\nz"[..]));
+        assert_eq!(files["/missing"], None);
+        assert_eq!(files["/empty"].as_deref(), Some(&b""[..]));
+        assert!(parse_files(b"R 99\nabc\n", &["/short"]).is_none());
+        assert!(
+            parse_files(b"A\nA\n", &["/one"]).is_none(),
+            "more frames than paths"
+        );
+    }
+}

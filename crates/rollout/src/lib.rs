@@ -1,0 +1,462 @@
+//! Rolling a plan out over a fleet: batches (`--serial`), the failure budget, pauses; and
+//! for rotation, backups, the TLS health gate, rollback and the CA rollover phases. One
+//! batching loop serves every command; what differs is how a batch is applied.
+//!
+//! Knows TLS only through the plan (`HostPlan::tls`, certificate roles): no file, container
+//! or directory name is spelled here.
+
+mod batch;
+mod gate;
+mod observer;
+pub mod rollover;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use virtfleet_engine::{
+    Applied, ApplyOptions, Event, HostJob, HostReport, Mode, Outcome, RunOptions, Status,
+    BACKUP_SUFFIX,
+};
+use virtfleet_ssh::ClientOptions;
+
+pub use batch::{over_budget, Serial};
+pub use observer::{Note, Observer};
+pub use rollover::Phase;
+
+/// How hosts are worked through.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Hosts worked on at once within a batch.
+    pub forks: usize,
+    pub ssh: ClientOptions,
+    /// Hosts per batch; None: every host in one batch.
+    pub serial: Option<Serial>,
+    /// Stop once more than this share of the hosts attempted failed.
+    pub max_fail_percentage: u8,
+    /// Wait between batches.
+    pub pause: Option<Duration>,
+}
+
+impl Options {
+    fn batch_size(&self, hosts: usize) -> usize {
+        self.serial.map_or(hosts, |s| s.batch_size(hosts)).max(1)
+    }
+}
+
+/// Every host's result, in host name order.
+pub type Reports = BTreeMap<String, HostReport>;
+
+/// deploy / reconfigure / genconfig / check: converge every host, batch after batch.
+pub async fn converge(
+    jobs: Vec<HostJob>,
+    mode: Mode,
+    options: &Options,
+    observer: &dyn Observer,
+) -> Reports {
+    let mut rollout = Rollout::new(options, observer);
+    let mut apply = Converge { mode };
+    rollout.phase(&jobs, &mut apply).await;
+    rollout.reports
+}
+
+/// Rotation: each batch applied with backups (live reload where the playbook allows, or a
+/// restart when `force_restart`), then each changed host must pass the health gate before
+/// the next batch; a host that fails it is put back on its previous files. The phases come
+/// from [`rollover::phases`].
+pub async fn rotate(
+    phases: &[Phase],
+    force_restart: bool,
+    options: &Options,
+    observer: &dyn Observer,
+) -> Reports {
+    let mut rollout = Rollout::new(options, observer);
+    // The last phase holds every host's final plan.
+    let Some(desired) = phases.last().map(|p| &p.jobs[..]) else {
+        return rollout.reports;
+    };
+    let apply = ApplyOptions {
+        force_restart,
+        backup_suffix: Some(BACKUP_SUFFIX.into()),
+    };
+    for phase in phases {
+        if let (Some(title), false) = (&phase.title, rollout.stopped) {
+            observer.note(Note::Phase { title });
+        }
+        let mut gated = Gated {
+            apply: &apply,
+            desired,
+            rotated: Vec::new(),
+        };
+        rollout.phase(&phase.jobs, &mut gated).await;
+    }
+    rollout.reports
+}
+
+/// How one batch is applied.
+trait ApplyBatch {
+    /// Applies `batch`; `next` is a host of a later batch of this phase (still on its old
+    /// files). Returns every host's report.
+    async fn apply(
+        &mut self,
+        ctx: &Rollout<'_>,
+        batch: &[HostJob],
+        next: Option<&HostJob>,
+    ) -> Reports;
+}
+
+struct Rollout<'a> {
+    options: &'a Options,
+    observer: &'a dyn Observer,
+    /// Every host's result, merged over phases.
+    reports: Reports,
+    attempted: usize,
+    failed: usize,
+    /// The failure budget is spent: no further host is touched.
+    stopped: bool,
+    batches_run: usize,
+}
+
+impl<'a> Rollout<'a> {
+    fn new(options: &'a Options, observer: &'a dyn Observer) -> Self {
+        Rollout {
+            options,
+            observer,
+            reports: Reports::new(),
+            attempted: 0,
+            failed: 0,
+            stopped: false,
+            batches_run: 0,
+        }
+    }
+
+    async fn phase(&mut self, jobs: &[HostJob], apply: &mut impl ApplyBatch) {
+        let batches: Vec<&[HostJob]> = jobs.chunks(self.options.batch_size(jobs.len())).collect();
+        let of = batches.len();
+        for (i, batch) in batches.iter().enumerate() {
+            if self.stopped {
+                for job in *batch {
+                    self.record(&job.target.label, HostReport::new(Status::Skipped));
+                }
+                continue;
+            }
+            if let (Some(pause), true) = (self.options.pause, self.batches_run > 0) {
+                self.observer.note(Note::Pausing(pause));
+                tokio::time::sleep(pause).await;
+            }
+            let hosts: Vec<String> = batch.iter().map(|j| j.target.label.clone()).collect();
+            self.observer.note(Note::Batch {
+                number: i + 1,
+                of,
+                hosts: &hosts,
+            });
+            let next = batches.get(i + 1).and_then(|b| b.first());
+            let reports = apply.apply(self, batch, next).await;
+            self.batches_run += 1;
+            let failed = reports
+                .values()
+                .filter(|r| !matches!(r.status, Status::Ok | Status::Changed))
+                .count();
+            for (name, report) in reports {
+                self.record(&name, report);
+            }
+            self.attempted += batch.len();
+            self.failed += failed;
+            self.observer.note(Note::BatchDone {
+                number: i + 1,
+                of,
+                failed,
+                hosts: batch.len(),
+            });
+            if over_budget(
+                self.failed,
+                self.attempted,
+                self.options.max_fail_percentage,
+            ) {
+                self.stopped = true;
+                self.observer.note(Note::Stopping {
+                    failed: self.failed,
+                    attempted: self.attempted,
+                    percent: self.options.max_fail_percentage,
+                });
+            }
+        }
+    }
+
+    /// Merges a host's result into what earlier phases recorded: its worst status, every
+    /// change, the last error, the time spent.
+    fn record(&mut self, host: &str, report: HostReport) {
+        let Some(merged) = self.reports.get_mut(host) else {
+            self.reports.insert(host.to_string(), report);
+            return;
+        };
+        if severity(report.status) > severity(merged.status) {
+            merged.status = report.status;
+        }
+        for (into, from) in [
+            (&mut merged.changed_files, report.changed_files),
+            (&mut merged.restarted, report.restarted),
+            (&mut merged.reloaded, report.reloaded),
+        ] {
+            for item in from {
+                if !into.contains(&item) {
+                    into.push(item);
+                }
+            }
+        }
+        if report.error.is_some() {
+            merged.error = report.error;
+        }
+        merged.seconds += report.seconds;
+    }
+
+    /// Runs the engine over `batch`, forwarding its events as they happen; with
+    /// `final_results`, each host's result is its final one and is announced when done.
+    async fn engine(
+        &self,
+        batch: &[HostJob],
+        mode: Mode,
+        apply: &ApplyOptions,
+        final_results: bool,
+    ) -> BTreeMap<String, Outcome> {
+        let options = RunOptions {
+            mode,
+            forks: self.options.forks.min(batch.len()).max(1),
+            ssh: self.options.ssh.clone(),
+        };
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let run = virtfleet_engine::run_with(batch.to_vec(), &options, apply, sender);
+        let (outcomes, ()) = tokio::join!(run, self.forward(receiver, final_results));
+        outcomes
+    }
+
+    async fn forward(&self, mut events: mpsc::UnboundedReceiver<Event>, final_results: bool) {
+        while let Some(event) = events.recv().await {
+            self.observer.event(&event);
+            if let (Event::Done { host, report }, true) = (&event, final_results) {
+                self.observer.note(Note::Host {
+                    host,
+                    report,
+                    gate: None,
+                });
+            }
+        }
+    }
+
+    /// Puts a host back on the files it had before this rotation; says how that went.
+    async fn roll_back(&self, job: &HostJob, applied: &Applied, apply: &ApplyOptions) -> String {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let ssh = &self.options.ssh;
+        let undo = async {
+            let result = virtfleet_engine::roll_back(job, applied, apply, ssh, &sender).await;
+            drop(sender);
+            result
+        };
+        let (result, ()) = tokio::join!(undo, self.forward(receiver, false));
+        match result {
+            Ok(done) => format!("previous files restored ({done})"),
+            Err(e) => format!("restoring the previous files failed: {e}"),
+        }
+    }
+}
+
+/// Orders statuses for merging phases: a host's worst result is its result.
+fn severity(status: Status) -> u8 {
+    match status {
+        Status::Ok => 0,
+        Status::Changed => 1,
+        Status::Skipped => 2,
+        Status::Unreachable => 3,
+        Status::Failed => 4,
+    }
+}
+
+/// Plain convergence: each host's engine result is final.
+struct Converge {
+    mode: Mode,
+}
+
+impl ApplyBatch for Converge {
+    async fn apply(
+        &mut self,
+        ctx: &Rollout<'_>,
+        batch: &[HostJob],
+        _: Option<&HostJob>,
+    ) -> Reports {
+        ctx.engine(batch, self.mode, &ApplyOptions::default(), true)
+            .await
+            .into_iter()
+            .map(|(host, outcome)| (host, outcome.report))
+            .collect()
+    }
+}
+
+/// A rotation batch: apply with backups, gate every changed host, roll back what fails.
+struct Gated<'a> {
+    apply: &'a ApplyOptions,
+    /// Every host's final plan (the client pair the gate presents comes from it).
+    desired: &'a [HostJob],
+    /// Hosts of this phase already on its files, newest last.
+    rotated: Vec<HostJob>,
+}
+
+impl ApplyBatch for Gated<'_> {
+    async fn apply(
+        &mut self,
+        ctx: &Rollout<'_>,
+        batch: &[HostJob],
+        next: Option<&HostJob>,
+    ) -> Reports {
+        let outcomes = ctx.engine(batch, Mode::Converge, self.apply, false).await;
+        let good =
+            |name: &str| matches!(outcomes[name].report.status, Status::Changed | Status::Ok);
+        let mut gates = tokio::task::JoinSet::new();
+        // A gate that never reports (its task died) fails its host, never passes it.
+        let mut gate_results: BTreeMap<String, Result<Vec<String>, String>> = BTreeMap::new();
+        for job in batch {
+            if outcomes[&job.target.label].report.status != Status::Changed {
+                continue;
+            }
+            gate_results.insert(
+                job.target.label.clone(),
+                Err("the health gate did not finish".into()),
+            );
+            // The newest rotated peer; in a first batch, another host of this batch that
+            // took its files.
+            let rotated = self.rotated.last().cloned().or_else(|| {
+                batch
+                    .iter()
+                    .find(|o| o.target.label != job.target.label && good(&o.target.label))
+                    .cloned()
+            });
+            let peers = gate::Peers {
+                rotated,
+                pending: next.cloned(),
+            };
+            let desired = self
+                .desired
+                .iter()
+                .find(|d| d.target.label == job.target.label)
+                .unwrap_or(job)
+                .clone();
+            let (job, ssh) = (job.clone(), ctx.options.ssh.clone());
+            gates.spawn(async move {
+                let result = gate::check(&job, &desired, &peers, &ssh).await;
+                (job.target.label, result)
+            });
+        }
+        while let Some(joined) = gates.join_next().await {
+            if let Ok((name, result)) = joined {
+                gate_results.insert(name, result);
+            }
+        }
+
+        let mut reports = Reports::new();
+        for job in batch {
+            let name = &job.target.label;
+            let Outcome {
+                mut report,
+                applied,
+            } = outcomes[name].clone();
+            // In a gated rollout every host's line says what the gate made of it; a host
+            // already current had nothing to prove.
+            let mut notes = (report.status == Status::Ok).then(Vec::new);
+            match gate_results.remove(name) {
+                Some(Ok(seen)) => {
+                    if let Err(e) =
+                        virtfleet_engine::remove_backups(job, BACKUP_SUFFIX, &ctx.options.ssh).await
+                    {
+                        ctx.observer.note(Note::Warning(format!("{name}: {e}")));
+                    }
+                    notes = Some(seen);
+                }
+                Some(Err(reason)) => {
+                    let restored = ctx.roll_back(job, &applied, self.apply).await;
+                    report.status = Status::Failed;
+                    report.error = Some(format!("health gate: {reason}; {restored}"));
+                }
+                None if report.status == Status::Failed && !applied.pushed.is_empty() => {
+                    let restored = ctx.roll_back(job, &applied, self.apply).await;
+                    let error = report.error.take().unwrap_or_default();
+                    report.error = Some(format!("{error}; {restored}"));
+                }
+                None => {}
+            }
+            ctx.observer.note(Note::Host {
+                host: name,
+                report: &report,
+                gate: notes.as_deref(),
+            });
+            reports.insert(name.clone(), report);
+        }
+        for job in batch {
+            if matches!(
+                reports[&job.target.label].status,
+                Status::Ok | Status::Changed
+            ) {
+                self.rotated.push(job.clone());
+            }
+        }
+        reports
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Silent;
+    impl Observer for Silent {
+        fn note(&self, _: Note<'_>) {}
+        fn event(&self, _: &Event) {}
+    }
+
+    #[test]
+    fn merged_phases_keep_the_worst_status_and_every_change() {
+        let options = Options {
+            forks: 1,
+            ssh: ClientOptions::default(),
+            serial: None,
+            max_fail_percentage: 0,
+            pause: None,
+        };
+        let mut rollout = Rollout::new(&options, &Silent);
+        let mut changed = HostReport::new(Status::Changed);
+        changed.changed_files = vec!["/a".into()];
+        rollout.record("h", changed.clone());
+        rollout.record("h", changed);
+        rollout.record("h", HostReport::new(Status::Skipped));
+        let merged = &rollout.reports["h"];
+        assert_eq!(merged.status, Status::Skipped);
+        assert_eq!(merged.changed_files, ["/a"]);
+        let mut failed = HostReport::failed(Status::Failed, "gate".into());
+        failed.restarted = vec!["svc".into()];
+        rollout.record("h", failed);
+        let merged = &rollout.reports["h"];
+        assert_eq!(merged.status, Status::Failed);
+        assert_eq!(merged.error.as_deref(), Some("gate"));
+        assert_eq!(merged.restarted, ["svc"]);
+    }
+
+    #[test]
+    fn one_batch_unless_serial_says_otherwise() {
+        let mut options = Options {
+            forks: 1,
+            ssh: ClientOptions::default(),
+            serial: None,
+            max_fail_percentage: 0,
+            pause: None,
+        };
+        assert_eq!(options.batch_size(7), 7);
+        options.serial = Some(Serial::Percent(50));
+        assert_eq!(options.batch_size(7), 3);
+        assert_eq!(
+            Options {
+                serial: None,
+                ..options
+            }
+            .batch_size(0),
+            1
+        );
+    }
+}
