@@ -657,3 +657,21 @@ fn bad_input_server_cert_not_covering_the_host() {
         "node-b's own pair is fine:\n{stderr}"
     );
 }
+
+#[test]
+fn bad_input_a_value_that_would_inject_config_is_refused_with_where_it_is_set() {
+    let input = BadInput::new(TCP_SASL);
+    input.write(
+        "globals.yml",
+        "libvirt_tls: \"no\"\nkolla_container_engine: podman\n\
+         migration_interface_address: \"10.0.0.1\\\"\\nunix_sock_rw_perms = \\\"0777\"\n",
+    );
+    let stderr = input.rejected(&[]);
+    let globals = input.configdir().join("globals.yml");
+    assert!(
+        stderr.contains("migration_interface_address")
+            && stderr.contains(&format!("{}:3", globals.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("0777"), "the value is shown: {stderr}");
+}

@@ -48,6 +48,8 @@ pub fn prepare(global: &GlobalArgs) -> Result<Vec<HostJob>, InputErrors> {
 
 pub struct Inputs {
     pub configdir: PathBuf,
+    /// The inventory file, for messages.
+    pub inventory_path: PathBuf,
     pub inventory: Inventory,
     pub playbook: Playbook,
     /// Targeted host names, in inventory order.
@@ -95,6 +97,7 @@ impl Inputs {
         }
         Ok(Inputs {
             configdir,
+            inventory_path: args.inventory.clone(),
             inventory,
             playbook,
             hosts,
@@ -125,11 +128,66 @@ impl Inputs {
         virtfleet_plan::resolve_tls(&self.plan_input(host, &vars)).map_err(InputErrors::one)
     }
 
+    /// `file:line` where `var` is set for `host`, highest precedence first: passwords.yml,
+    /// globals.yml, host_vars, the inventory file, group_vars. None for a playbook default.
+    fn where_set(&self, host: &str, var: &str) -> Option<String> {
+        let inventory_dir = self
+            .inventory_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut files = vec![
+            self.configdir.join("passwords.yml"),
+            self.configdir.join("globals.yml"),
+        ];
+        for dir in ["host_vars", "group_vars"] {
+            let dir = inventory_dir.join(dir);
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    dir != inventory_dir.join("host_vars")
+                        || p.file_stem().is_some_and(|s| s == host)
+                })
+                .flat_map(|p| match std::fs::read_dir(&p) {
+                    Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+                    Err(_) => vec![p],
+                })
+                .collect();
+            found.sort();
+            files.extend(found);
+            if dir.ends_with("host_vars") {
+                files.push(self.inventory_path.clone());
+            }
+        }
+        files.iter().find_map(|file| {
+            let text = std::fs::read_to_string(file).ok()?;
+            let line = text.lines().position(|line| {
+                let line = line.trim_start();
+                line.starts_with(&format!("{var}:"))
+                    || line.starts_with(&format!("{var}="))
+                    || line.contains(&format!(" {var}="))
+            })?;
+            Some(format!("{}:{}", file.display(), line + 1))
+        })
+    }
+
     /// Plans every targeted host; all errors at once.
     pub fn plan_all(&self, default_user: &str) -> Result<Vec<HostJob>, InputErrors> {
         let outcomes = crate::parallel::map(&self.hosts, |host| {
             let vars = self.vars(host);
-            let plan = plan_host(&self.plan_input(host, &vars)).map_err(|e| e.to_string())?;
+            let plan = plan_host(&self.plan_input(host, &vars)).map_err(|e| match &e {
+                // Say where the bad value comes from (never what it is).
+                virtfleet_plan::PlanError::Variable { var, .. } => {
+                    match self.where_set(host, var) {
+                        Some(place) => format!("{e} (set at {place})"),
+                        None => e.to_string(),
+                    }
+                }
+                _ => e.to_string(),
+            })?;
             Ok(HostJob {
                 target: target(host, &plan.vars, default_user)?,
                 plan,

@@ -35,6 +35,7 @@ mod plan;
 mod playbook;
 mod redact;
 mod render;
+mod validate;
 mod vars;
 
 pub use error::PlanError;
@@ -48,3 +49,4 @@ pub use playbook::{
     ServiceSpec, StepSpec, TlsSpec,
 };
 pub use redact::redact;
+pub use validate::VarType;

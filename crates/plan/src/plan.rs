@@ -217,6 +217,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 /// Evaluates the playbook for one host. Pure apart from reading templates and certificates.
 pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
     let ctx = HostContext::new(input)?;
+    check_types(&ctx)?;
     check_requirements(&ctx)?;
     let services = input
         .playbook
@@ -617,6 +618,24 @@ impl HostContext<'_> {
             connect: self.render_argv(&spec.connect, "tls: connect")?,
         }))
     }
+}
+
+/// The playbook's `validate:` types, on the host's final values (a variable that is not set
+/// is `require:`'s business; one that failed to render is reported where it is used).
+fn check_types(ctx: &HostContext) -> Result<(), PlanError> {
+    for (var, ty) in &ctx.input.playbook.validate {
+        let Some(value) = ctx.vars.get(var).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        if let Some(problem) = ty.check(value) {
+            return Err(PlanError::Variable {
+                host: ctx.host(),
+                var: var.clone(),
+                message: problem,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_requirements(ctx: &HostContext) -> Result<(), PlanError> {

@@ -19,6 +19,8 @@ pub struct Playbook {
     pub defaults: Vars,
     /// Variables that must be set (when their condition holds) before anything is planned.
     pub requires: Vec<Requirement>,
+    /// The type each listed variable must have (checked per host before rendering).
+    pub validate: std::collections::BTreeMap<String, crate::VarType>,
     /// Directories searched in order for each template name (templated).
     pub template_search: Vec<String>,
     /// Directories searched in order for each certificate file (templated).
@@ -238,6 +240,7 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
         hosts: raw.hosts,
         defaults: raw.defaults,
         requires: raw.require,
+        validate: raw.validate,
         template_search: raw.template_search,
         cert_search: raw.cert_search,
         services: raw.services.0,
@@ -257,6 +260,8 @@ struct PlaybookYaml {
     defaults: Vars,
     #[serde(default)]
     require: Vec<Requirement>,
+    #[serde(default)]
+    validate: std::collections::BTreeMap<String, crate::VarType>,
     #[serde(deserialize_with = "de_template_list")]
     template_search: Vec<String>,
     #[serde(deserialize_with = "de_template_list")]

@@ -799,3 +799,28 @@ fn debug_output_hides_secrets() {
     );
     assert!(shown.contains("bytes redacted"), "{shown}");
 }
+
+#[test]
+fn values_that_would_break_out_of_config_files_are_refused_by_name() {
+    let hostile = [
+        (
+            "migration_interface_address",
+            json!("10.0.0.1\"\nunix_sock_rw_perms = \"0777"),
+        ),
+        ("migration_hostname", json!("c1\"\nauth_tls = \"none")),
+        ("node_config_directory", json!("/x';touch /tmp/pwned;'")),
+        ("nova_libvirt_port", json!("16514\nlisten_tcp = 1")),
+        ("libvirt_sasl_authname", json!("nova\nmech_list: plain")),
+        (
+            "nova_libvirt_log_outputs",
+            json!("3:stderr\"\nlisten_tcp = 1"),
+        ),
+        ("kolla_container_engine", json!("podman; rm -rf /")),
+    ];
+    for (var, value) in hostile {
+        let err = plan_err(json!({ "libvirt_tls": true, var: value })).to_string();
+        assert!(err.contains(var) && err.contains("must be"), "{var}: {err}");
+        let shown = value.as_str().unwrap();
+        assert!(!err.contains(shown), "{var}: the value is shown: {err}");
+    }
+}
