@@ -94,7 +94,7 @@ impl VarType {
             VarType::Name => is_name(&text),
             VarType::Names => {
                 let words: Vec<&str> = text
-                    .split(|c: char| c == ',' || c == ' ')
+                    .split([',', ' '])
                     .filter(|w| !w.is_empty())
                     .collect();
                 !words.is_empty() && words.iter().all(|w| is_name(w))
