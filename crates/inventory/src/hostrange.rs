@@ -3,10 +3,82 @@
 
 use std::net::Ipv6Addr;
 
-/// Host names a pattern stands for, and the port it names, if any.
+use crate::limits::MAX_HOSTS;
+
+/// Host names a pattern stands for, and the port it names, if any. A pattern standing for
+/// more than [`MAX_HOSTS`] names is refused before any name is made.
 pub(crate) fn expand_host_pattern(pattern: &str) -> Result<(Vec<String>, Option<u16>), String> {
     let (host, port) = split_port(pattern)?;
-    Ok((expand_ranges(host)?, port))
+    let parts = parse_ranges(host)?;
+    let count = parts
+        .iter()
+        .try_fold(1usize, |count, part| count.checked_mul(part.len()?))
+        .filter(|count| *count <= MAX_HOSTS)
+        .ok_or_else(|| {
+            format!("host pattern {pattern:?} expands to more than {MAX_HOSTS} hosts")
+        })?;
+    let mut names = Vec::with_capacity(count);
+    names.push(String::new());
+    for part in &parts {
+        names = match part {
+            Part::Text(text) => names.into_iter().map(|n| n + text).collect(),
+            Part::Items(items) => cross(&names, items.iter().cloned()),
+            Part::Numbers(numbers) => cross(&names, numbers.iter()),
+        };
+    }
+    Ok((names, port))
+}
+
+/// Every name followed by every item, in that order.
+fn cross(names: &[String], items: impl Iterator<Item = String> + Clone) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in names {
+        out.extend(items.clone().map(|item| format!("{name}{item}")));
+    }
+    out
+}
+
+/// A pattern split at its ranges: `db-[a:c]x` is `db-`, the letters a to c, `x`.
+enum Part<'a> {
+    Text(&'a str),
+    Items(Vec<String>),
+    Numbers(Numbers),
+}
+
+#[derive(Clone, Copy)]
+struct Numbers {
+    begin: u64,
+    end: u64,
+    step: u64,
+    /// Zero-padded to this width (0: no padding).
+    width: usize,
+}
+
+impl Numbers {
+    /// How many numbers, if that fits a `usize`.
+    fn len(&self) -> Option<usize> {
+        usize::try_from((self.end - self.begin) / self.step)
+            .ok()?
+            .checked_add(1)
+    }
+
+    fn iter(self) -> impl Iterator<Item = String> + Clone {
+        let width = self.width;
+        let step = usize::try_from(self.step).unwrap_or(usize::MAX);
+        (self.begin..=self.end)
+            .step_by(step)
+            .map(move |n| format!("{n:0width$}"))
+    }
+}
+
+impl Part<'_> {
+    fn len(&self) -> Option<usize> {
+        match self {
+            Part::Text(_) => Some(1),
+            Part::Items(items) => Some(items.len()),
+            Part::Numbers(numbers) => numbers.len(),
+        }
+    }
 }
 
 fn split_port(pattern: &str) -> Result<(&str, Option<u16>), String> {
@@ -55,42 +127,38 @@ fn colons_outside_brackets(s: &str) -> Vec<usize> {
     found
 }
 
-/// Expands the first `[...]` range, then the rest of the name recursively.
-fn expand_ranges(pattern: &str) -> Result<Vec<String>, String> {
-    let Some(open) = pattern.find('[') else {
-        return match pattern.find(']') {
-            Some(_) => Err(format!("host pattern {pattern:?} has ']' without '['")),
-            None => Ok(vec![pattern.to_string()]),
-        };
-    };
-    let close = pattern[open..]
-        .find(']')
-        .map(|i| open + i)
-        .ok_or_else(|| format!("host pattern {pattern:?} has '[' without ']'"))?;
-    let (head, range, tail) = (
-        &pattern[..open],
-        &pattern[open + 1..close],
-        &pattern[close + 1..],
-    );
-    let items = range_items(range).map_err(|e| format!("host pattern {pattern:?}: {e}"))?;
-    let tails = expand_ranges(tail)?;
-    let mut names = Vec::with_capacity(items.len() * tails.len());
-    for item in &items {
-        for rest in &tails {
-            names.push(format!("{head}{item}{rest}"));
+fn parse_ranges(pattern: &str) -> Result<Vec<Part<'_>>, String> {
+    let mut parts = Vec::new();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('[') {
+        let close = rest[open..]
+            .find(']')
+            .map(|i| open + i)
+            .ok_or_else(|| format!("host pattern {pattern:?} has '[' without ']'"))?;
+        if rest[..open].contains(']') {
+            return Err(format!("host pattern {pattern:?} has ']' without '['"));
         }
+        parts.push(Part::Text(&rest[..open]));
+        let range = range_part(&rest[open + 1..close])
+            .map_err(|e| format!("host pattern {pattern:?}: {e}"))?;
+        parts.push(range);
+        rest = &rest[close + 1..];
     }
-    Ok(names)
+    if rest.contains(']') {
+        return Err(format!("host pattern {pattern:?} has ']' without '['"));
+    }
+    parts.push(Part::Text(rest));
+    Ok(parts)
 }
 
-fn range_items(range: &str) -> Result<Vec<String>, String> {
+fn range_part(range: &str) -> Result<Part<'static>, String> {
     let parts: Vec<&str> = range.split(':').collect();
     let (begin, end, step) = match parts.as_slice() {
         [b, e] => (*b, *e, 1),
         [b, e, s] => (
             *b,
             *e,
-            s.parse::<usize>()
+            s.parse::<u64>()
                 .ok()
                 .filter(|s| *s > 0)
                 .ok_or_else(|| format!("range step {s:?} is not a positive number"))?,
@@ -113,22 +181,24 @@ fn range_items(range: &str) -> Result<Vec<String>, String> {
         } else {
             0
         };
-        return Ok((b..=e)
-            .step_by(step)
-            .map(|n| format!("{n:0width$}"))
-            .collect());
+        return Ok(Part::Numbers(Numbers {
+            begin: b,
+            end: e,
+            step,
+            width,
+        }));
     }
-    letter_range(begin, end, step)
+    letter_range(begin, end, step).map(Part::Items)
 }
 
 /// Ansible orders letters as `a..z` then `A..Z`.
-fn letter_range(begin: &str, end: &str, step: usize) -> Result<Vec<String>, String> {
+fn letter_range(begin: &str, end: &str, step: u64) -> Result<Vec<String>, String> {
     const LETTERS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let index = |s: &str| (s.len() == 1).then(|| LETTERS.find(s)).flatten();
     match (index(begin), index(end)) {
         (Some(b), Some(e)) if b <= e => Ok(LETTERS[b..=e]
             .chars()
-            .step_by(step)
+            .step_by(usize::try_from(step).unwrap_or(usize::MAX))
             .map(String::from)
             .collect()),
         (Some(_), Some(_)) => Err("a host range must have begin <= end".into()),
@@ -202,5 +272,23 @@ mod tests {
         assert!(expand_host_pattern("c[1:3")
             .unwrap_err()
             .contains("without ']'"));
+    }
+
+    #[test]
+    fn huge_ranges_are_refused_before_expanding() {
+        for pattern in [
+            "c[0:99999999999]",
+            "c[0:18446744073709551615]",
+            "c[0:999]-[0:999]",
+            "[a:z][a:z][a:z][a:z]",
+        ] {
+            let err = expand_host_pattern(pattern).unwrap_err();
+            assert!(err.contains("more than 100000 hosts"), "{pattern}: {err}");
+        }
+        assert_eq!(names("c[1:100000]").len(), 100_000);
+        assert_eq!(
+            names("c[0:18446744073709551615:9223372036854775807]").len(),
+            3
+        );
     }
 }

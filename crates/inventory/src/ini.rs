@@ -24,7 +24,7 @@ struct IniParser<'a> {
     group: String,
     section: Section,
     /// Groups declared by `[g]` or `[g:children]`; others may not get `:vars` or be children.
-    declared: Vec<String>,
+    declared: HashSet<String>,
     /// First line of `[g:vars]` per group, checked against `declared` at the end.
     vars_sections: Vec<(String, usize)>,
     /// `(parent, child, line)` for each `[parent:children]` entry.
@@ -40,7 +40,7 @@ pub(crate) fn parse_ini(path: &Path, text: &str) -> Result<InventoryBuilder, Inv
         builder: InventoryBuilder::new(),
         group: UNGROUPED.to_string(),
         section: Section::Hosts,
-        declared: vec!["all".into(), UNGROUPED.into()],
+        declared: HashSet::from(["all".into(), UNGROUPED.into()]),
         vars_sections: Vec::new(),
         child_refs: Vec::new(),
         var_lines: HashMap::new(),
@@ -88,8 +88,8 @@ impl IniParser<'_> {
         self.group = group.to_string();
         if self.section == Section::Vars {
             self.vars_sections.push((group.to_string(), self.line_no));
-        } else if !self.declared.iter().any(|g| g == group) {
-            self.declared.push(group.to_string());
+        } else {
+            self.declared.insert(group.to_string());
         }
         Ok(())
     }
@@ -129,6 +129,8 @@ impl IniParser<'_> {
             let value = ini_value(value).map_err(|e| format!("host {pattern:?}: {key}: {e}"))?;
             vars.push((key.to_string(), value));
         }
+        self.builder
+            .charge_host_vars(names.len(), vars.iter().map(|(k, v)| (k, v)))?;
         for name in &names {
             self.builder.add_host(&self.group, name)?;
             for (key, value) in &vars {
@@ -172,11 +174,11 @@ impl IniParser<'_> {
         self.child_refs
             .push((self.group.clone(), name.to_string(), line_no));
         let parent = self.group.clone();
-        self.builder.add_child(&parent, name)
+        self.builder.add_child(&parent, name, line_no)
     }
 
     fn check_references(&self) -> Result<(), InventoryError> {
-        let declared = |g: &str| self.declared.iter().any(|d| d == g);
+        let declared = |g: &str| self.declared.contains(g);
         for (group, line) in &self.vars_sections {
             if !declared(group) {
                 return Err(InventoryError::parse(

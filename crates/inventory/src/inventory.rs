@@ -24,6 +24,8 @@ pub(crate) struct Group {
 pub(crate) struct Host {
     pub inline_vars: Vars,
     pub file_vars: Vars,
+    /// Groups that list this host themselves (not through children).
+    pub direct_groups: Vec<String>,
 }
 
 /// An Ansible inventory: hosts in the order the file first names them, groups, and variables.
@@ -33,6 +35,8 @@ pub struct Inventory {
     pub(crate) hosts: Vec<String>,
     pub(crate) host_data: HashMap<String, Host>,
     pub(crate) groups: BTreeMap<String, Group>,
+    /// Ansible's `groups` magic variable, built once: every host gets a copy.
+    pub(crate) groups_var: Vars,
 }
 
 impl Inventory {
@@ -41,22 +45,32 @@ impl Inventory {
         hosts: Vec<String>,
         mut inline_vars: HashMap<String, Vars>,
         groups: BTreeMap<String, Group>,
+        groups_var: Vars,
     ) -> Self {
-        let host_data = hosts
+        let mut host_data: HashMap<String, Host> = hosts
             .iter()
             .map(|h| {
                 let host = Host {
                     inline_vars: inline_vars.remove(h).unwrap_or_default(),
                     file_vars: Vars::new(),
+                    direct_groups: Vec::new(),
                 };
                 (h.clone(), host)
             })
             .collect();
+        for (name, group) in &groups {
+            for host in &group.hosts {
+                if let Some(data) = host_data.get_mut(host) {
+                    data.direct_groups.push(name.clone());
+                }
+            }
+        }
         Inventory {
             path,
             hosts,
             host_data,
             groups,
+            groups_var,
         }
     }
 
@@ -106,11 +120,14 @@ impl Inventory {
 
     /// Ansible's `groups` magic variable: every group with its hosts, in inventory order.
     pub fn groups_map(&self) -> BTreeMap<String, Vec<String>> {
-        self.groups
-            .keys()
-            .map(|g| {
-                let members = self.member_set(g).unwrap_or_default();
-                (g.clone(), self.in_inventory_order(&members))
+        self.groups_var
+            .iter()
+            .map(|(g, hosts)| {
+                let hosts = hosts.as_array().into_iter().flatten();
+                (
+                    g.clone(),
+                    hosts.filter_map(|h| h.as_str().map(String::from)).collect(),
+                )
             })
             .collect()
     }
@@ -144,11 +161,10 @@ impl Inventory {
     pub(crate) fn host_groups(&self, host: &str) -> Vec<&str> {
         let mut found = HashSet::new();
         let mut stack: Vec<&str> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.hosts.iter().any(|h| h == host))
-            .map(|(name, _)| name.as_str())
-            .collect();
+            .host_data
+            .get(host)
+            .map(|h| h.direct_groups.iter().map(String::as_str).collect())
+            .unwrap_or_default();
         while let Some(name) = stack.pop() {
             if found.insert(name) {
                 if let Some(g) = self.groups.get(name) {

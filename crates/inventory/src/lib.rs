@@ -46,7 +46,7 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, InventoryError> {
     } else {
         ini::parse_ini(path, &text)?
     };
-    let mut inventory = builder.finish(path);
+    let mut inventory = builder.finish(path)?;
     vars_dirs::attach_vars_files(&mut inventory, &mut budget)?;
     Ok(inventory)
 }

@@ -11,6 +11,8 @@
 //! | nesting of YAML flow collections (`[`, `{`) | [`MAX_NESTING`] (64) | checked before parsing (parsing deep flow nesting is quadratic); block nesting is refused past 128 by the YAML parser |
 //! | hosts one inventory holds, host ranges included (`c[0:99]`) | [`MAX_HOSTS`] (100 000) | counted before a range is expanded |
 //! | groups one inventory holds | [`MAX_GROUPS`] (10 000) | |
+//! | entries of Ansible's `groups` variable (a host counts once for every group it is in, through child groups too) | [`MAX_GROUP_MEMBERS`] (1 000 000) | every host gets a copy of it |
+//! | host variables written in the inventory, counted once per host they are set on | [`MAX_HOST_VARS_BYTES`] (256 MiB, as JSON text) | refused before copying (`c[0:99999] x=<a long value>`) |
 //! | directory levels under one `group_vars/<name>/` or `host_vars/<name>/` | [`MAX_VARS_DIR_DEPTH`] (16) | a directory reached twice (symlink loop) is an error too |
 //!
 //! Template work (minijinja's fuel) is limited where templates are rendered, in
@@ -32,6 +34,14 @@ pub const MAX_HOSTS: usize = 100_000;
 
 /// Most groups in one inventory.
 pub const MAX_GROUPS: usize = 10_000;
+
+/// Most entries in Ansible's `groups` variable: a host counts once for each group it is in,
+/// directly or through child groups.
+pub const MAX_GROUP_MEMBERS: usize = 1_000_000;
+
+/// Most bytes (as JSON text, estimated) of host variables written in the inventory file,
+/// each counted once per host it is set on.
+pub const MAX_HOST_VARS_BYTES: u64 = 256 << 20;
 
 /// Deepest directory level below `group_vars/<name>/` or `host_vars/<name>/`.
 pub const MAX_VARS_DIR_DEPTH: usize = 16;

@@ -53,16 +53,12 @@ impl Inventory {
     fn add_magic_vars(&self, host: &str, vars: &mut Vars) {
         let short = host.split('.').next().unwrap_or(host);
         let group_names: Vec<Value> = self.groups_of(host).into_iter().map(Value::from).collect();
-        let groups: Vars = self
-            .groups_map()
-            .into_iter()
-            .map(|(g, hosts)| (g, Value::from(hosts)))
-            .collect();
+
         let dir = self.path.parent().unwrap_or(&self.path);
         vars.insert("inventory_hostname".into(), host.into());
         vars.insert("inventory_hostname_short".into(), short.into());
         vars.insert("group_names".into(), Value::Array(group_names));
-        vars.insert("groups".into(), Value::Object(groups));
+        vars.insert("groups".into(), Value::Object(self.groups_var.clone()));
         vars.insert(
             "inventory_file".into(),
             self.path.display().to_string().into(),

@@ -159,6 +159,9 @@ fn add_group(
             Some(vars) => mapping_to_vars(path, vars, &format!("host {pattern:?}"))?,
             None => Default::default(),
         };
+        builder
+            .charge_host_vars(names.len(), &vars)
+            .map_err(|e| InventoryError::invalid(path, e))?;
         for name in &names {
             builder
                 .add_host(group, name)
@@ -173,7 +176,7 @@ fn add_group(
     }
     for (child, child_node) in node.children.0 {
         builder
-            .add_child(group, &child)
+            .add_child(group, &child, 0)
             .map_err(|e| InventoryError::invalid(path, e))?;
         add_group(builder, path, &child, child_node.unwrap_or_default())?;
     }

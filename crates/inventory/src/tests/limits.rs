@@ -148,3 +148,95 @@ fn deeply_nested_yaml_fails_fast_before_parsing() {
         "{message}"
     );
 }
+
+#[test]
+fn host_ranges_are_capped_before_expanding() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: &[(&str, usize)] = &[
+        ("[g]\nc[0:99999999999]\n", 2),
+        ("[g]\nc[0:999]-[0:999]\n", 2),
+        ("[g]\nc[0:18446744073709551615]\n", 2),
+    ];
+    for (i, (content, line)) in cases.iter().enumerate() {
+        let name = format!("inv{i}");
+        let message = quickly("a huge host range", || inventory_error(d, &name, content));
+        assert_at(&message, d, &name, *line, "more than 100000 hosts");
+    }
+    // Across lines the count is of distinct hosts: listing them again adds none.
+    let text = "[g]\na[1:60000]\n[h]\na[1:60000]\n[i]\nb[1:40000]\nb0\n";
+    let message = inventory_error(d, "sum", text);
+    assert_at(&message, d, "sum", 7, "more than 100000 hosts");
+    let message = quickly("a huge YAML host range", || {
+        inventory_error(d, "r.yml", "all:\n  hosts:\n    c[0:99999999999]:\n")
+    });
+    assert!(
+        message.starts_with(&d.join("r.yml").display().to_string())
+            && message.contains("more than 100000 hosts"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_large_value_on_many_hosts_is_refused_before_copying() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let big = "x".repeat(4 << 20);
+    let message = quickly("4 MiB on 100 hosts", || {
+        inventory_error(d, "inv", &format!("[g]\nc[0:99] x={big}\n"))
+    });
+    assert_at(&message, d, "inv", 2, "take more than 256 MiB");
+    let message = quickly("4 MiB on 100 YAML hosts", || {
+        inventory_error(
+            d,
+            "inv.yml",
+            &format!("all:\n  hosts:\n    c[0:99]: {{x: {big}}}\n"),
+        )
+    });
+    assert!(message.contains("take more than 256 MiB"), "{message}");
+}
+
+/// `hosts` in group `g0`, and `g<i>` the parent of `g<i-1>` for each `i`, in that order.
+fn group_chain(hosts: &str, links: impl Iterator<Item = usize>) -> String {
+    let mut text = format!("[g0]\n{hosts}\n");
+    for i in links {
+        text.push_str(&format!("[g{i}:children]\ng{}\n", i - 1));
+    }
+    text
+}
+
+#[test]
+fn many_groups_and_long_chains_of_groups_stay_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A chain of 5000 groups written bottom-up, then a link that closes the loop.
+    let mut text = group_chain("h1", (1..5000).rev());
+    let inv = quickly("a chain of 5000 groups", || super::load(d, "chain", &text));
+    assert_eq!(
+        inv.host_vars("h1")["group_names"].as_array().unwrap().len(),
+        5000
+    );
+    text.push_str("[g0:children]\ng4999\n");
+    let message = quickly("a loop of 5000 groups", || {
+        inventory_error(d, "loop", &text)
+    });
+    let line = text.lines().count();
+    assert_at(&message, d, "loop", line, "creates a loop of groups");
+    let many: String = (0..10_001).map(|i| format!("[g{i}]\n")).collect();
+    let message = quickly("10001 groups", || inventory_error(d, "many", &many));
+    assert!(message.contains("more than 10000 groups"), "{message}");
+}
+
+#[test]
+fn the_groups_variable_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 50 000 hosts seen through 21 nested groups: 1 050 000 entries in `groups`.
+    let text = group_chain("c[1:50000]", 1..=20);
+    let message = inventory_error(d, "inv", &text);
+    assert!(
+        message.starts_with(&d.join("inv").display().to_string())
+            && message.contains("more than 1000000 hosts in all"),
+        "{message}"
+    );
+}
