@@ -61,6 +61,20 @@ fn scan(text: &str, limit: usize) -> Result<usize, usize> {
             line += bytes[at..at + skip].iter().filter(|b| **b == b'\n').count();
             at += skip;
         }
+        // Skip what changes no state (most of a long scalar or comment).
+        let active = states
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| **d > 0)
+            .fold(0u16, |bits, (mode, _)| bits | 1 << mode);
+        let start = at;
+        while active != 0 && at < bytes.len() && STAYS[bytes[at] as usize] & active == active {
+            at += 1;
+        }
+        line += bytes[start..at].iter().filter(|b| **b == b'\n').count();
+        if at == bytes.len() {
+            break;
+        }
         let unit = Unit::at(bytes, at);
         let mut next: States = [0; MODES];
         if matches!(unit.byte, b'[' | b'{') {
@@ -97,6 +111,49 @@ const MODES_IN_ORDER: [Mode; MODES] = [
     Mode::Word,
     Mode::Verbatim,
 ];
+
+/// Per byte, the modes (as bits) in which it changes nothing: neither the mode nor the
+/// depth, whatever follows. `[` and `{` are in none (in block context they may open a
+/// collection), nor are the first bytes of multi-byte line breaks.
+static STAYS: [u16; 256] = stays();
+
+const fn stays() -> [u16; 256] {
+    let mut table = [0u16; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        let blank = matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0xC2 | 0xE2);
+        let flow = matches!(b, b',' | b'[' | b']' | b'{' | b'}');
+        let mut bits = 0u16;
+        if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            bits |= 1 << Mode::Token as u16 | 1 << Mode::PlainBlank as u16;
+        }
+        if !blank && !flow && b != b':' {
+            bits |= 1 << Mode::Plain as u16;
+        }
+        if b != b'\'' {
+            bits |= 1 << Mode::Single as u16;
+        }
+        if b != b'\\' && b != b'"' {
+            bits |= 1 << Mode::Double as u16;
+        }
+        if !matches!(b, b'\r' | b'\n' | 0xC2 | 0xE2) {
+            bits |= 1 << Mode::Comment as u16;
+        }
+        if !blank && !flow {
+            bits |= 1 << Mode::Word as u16;
+        }
+        if !blank && b != b'>' {
+            bits |= 1 << Mode::Verbatim as u16;
+        }
+        if matches!(b, b'[' | b'{') {
+            bits = 0;
+        }
+        table[byte] = bits;
+        byte += 1;
+    }
+    table
+}
 
 /// One character as libyaml's scanner sees it: a byte, or a whole multi-byte line break.
 struct Unit {
