@@ -54,9 +54,10 @@ pub(crate) fn precheck_yaml(path: &Path, text: &str) -> Result<(), InventoryErro
 }
 
 /// A YAML error as `file:line: message`, without repeating serde_yaml_ng's own
-/// "at line L column C" for that same line.
+/// "at line L column C" for that same line, and without the value serde quotes in a type
+/// error (`invalid type: string "..."`): it may be a password.
 pub(crate) fn yaml_error(path: &Path, error: serde_yaml_ng::Error) -> InventoryError {
-    let text = error.to_string();
+    let text = without_values(&error.to_string());
     match error.location() {
         Some(at) => {
             let location = format!(" at line {} column {}", at.line(), at.column());
@@ -64,6 +65,30 @@ pub(crate) fn yaml_error(path: &Path, error: serde_yaml_ng::Error) -> InventoryE
         }
         None => InventoryError::invalid(path, text),
     }
+}
+
+/// serde's `invalid type: string "hunter2", expected a map` (and `invalid value: ...`) with
+/// only the kind of value kept: `invalid type: string, expected a map`.
+fn without_values(message: &str) -> String {
+    for lead in ["invalid type: ", "invalid value: "] {
+        let Some(start) = message.find(lead).map(|i| i + lead.len()) else {
+            continue;
+        };
+        let Some(end) = message.rfind(", expected ").filter(|end| *end >= start) else {
+            continue;
+        };
+        let found = &message[start..end];
+        // serde writes the value after the kind: `string "x"`, `integer `5``, ...
+        let kind = found.find([' ', '`', '"']).map_or(found, |i| &found[..i]);
+        let kind = match kind {
+            "floating" => "floating point number",
+            "byte" => "byte array",
+            "unit" => "unit value",
+            other => other,
+        };
+        return format!("{}{kind}{}", &message[..start], &message[end..]);
+    }
+    message.to_string()
 }
 
 /// `context` names where the mapping sits (e.g. `host "compute01"`) for errors with no line.
@@ -160,5 +185,38 @@ fn key_text(key: &Yaml) -> Option<String> {
         Yaml::Null => Some("null".to_string()),
         Yaml::Tagged(t) => key_text(&t.value),
         Yaml::Sequence(_) | Yaml::Mapping(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn type_errors_keep_the_kind_not_the_value() {
+        for (message, want) in [
+            (
+                "invalid type: string \"pw, expected x\", expected a YAML mapping at line 1",
+                "invalid type: string, expected a YAML mapping at line 1",
+            ),
+            (
+                "all.hosts.h1: invalid value: integer `5`, expected a map",
+                "all.hosts.h1: invalid value: integer, expected a map",
+            ),
+            (
+                "invalid type: floating point `1.5`, expected a string",
+                "invalid type: floating point number, expected a string",
+            ),
+            (
+                "invalid type: sequence, expected a map",
+                "invalid type: sequence, expected a map",
+            ),
+            (
+                "duplicate entry with key \"a\"",
+                "duplicate entry with key \"a\"",
+            ),
+        ] {
+            assert_eq!(without_values(message), want);
+        }
     }
 }

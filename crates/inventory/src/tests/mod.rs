@@ -6,6 +6,7 @@ mod limit;
 mod limits;
 mod names;
 mod precedence;
+mod secrets;
 mod yaml;
 
 use std::path::{Path, PathBuf};
