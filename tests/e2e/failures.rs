@@ -675,3 +675,41 @@ fn bad_input_a_value_that_would_inject_config_is_refused_with_where_it_is_set() 
     );
     assert!(!stderr.contains("0777"), "the value is shown: {stderr}");
 }
+
+/// A service directory another user could write to (or a symlink standing in for one) fails
+/// that host before anything is written; the other hosts converge.
+#[test]
+fn an_unsafe_service_directory_fails_its_host_and_nothing_is_written() {
+    let fleet = Fleet::new(2, TCP_SASL, false);
+    fleet.sh("compute01", "chmod 0777 /etc/kolla/nova-libvirt");
+    fleet.sh(
+        "compute02",
+        "mv /etc/kolla/nova-compute /etc/kolla/nova-compute.real && \
+         ln -s /etc/kolla/nova-compute.real /etc/kolla/nova-compute",
+    );
+    let before: Vec<String> = ["compute01", "compute02"]
+        .iter()
+        .map(|h| fleet.sh(h, "ls -la /etc/kolla/*/ | sha256sum"))
+        .collect();
+    let (out, report) = fleet.run_report(&["deploy"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let one = host_report(&report, "compute01");
+    assert_eq!(one["status"], "failed", "{one}");
+    let error = one["error"].as_str().unwrap();
+    assert!(
+        error.contains("/etc/kolla/nova-libvirt is writable by every user"),
+        "{error}"
+    );
+    let two = host_report(&report, "compute02");
+    assert!(
+        two["error"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/kolla/nova-compute is a symlink"),
+        "{two}"
+    );
+    for (host, before) in ["compute01", "compute02"].iter().zip(&before) {
+        let after = fleet.sh(host, "ls -la /etc/kolla/*/ | sha256sum");
+        assert_eq!(&after, before, "{host}: something was written");
+    }
+}

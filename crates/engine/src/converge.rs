@@ -5,7 +5,7 @@ use virtfleet_plan::{redact, DesiredFile, ServicePlan};
 use virtfleet_ssh::{ClientOptions, Session};
 
 use crate::script::{self, MarkerWrite, Readiness, Script};
-use crate::state::{decide, Action, Decision, HostState, Marker};
+use crate::state::{decide, Action, Decision, FileKind, HostState, Marker};
 use crate::{
     remote, Applied, ApplyOptions, EngineError, Event, HostJob, HostReport, Mode, Outcome, Phase,
     Status, BACKUP_SUFFIX,
@@ -120,6 +120,7 @@ impl Converger<'_> {
                 who,
             });
         }
+        self.check_dirs(&state)?;
         let services = &merged_services(&self.job.plan.services, &state)?;
         // The probe looks for a killed rotation's backups only when this run keeps none.
         let stale = state.files.keys().filter(|p| is_backup(p)).count();
@@ -315,10 +316,12 @@ impl Converger<'_> {
             Some(_) => Vec::new(),
             None => backup_names(&backed_up_paths(self.job)),
         };
+        let dirs = guarded_dirs(services);
         let paths: Vec<&str> = services
             .iter()
             .flat_map(|s| s.files.iter().map(|f| f.path.as_str()))
             .chain(backups.iter().map(String::as_str))
+            .chain(dirs.iter().copied())
             .collect();
         let merged: Vec<&str> = services
             .iter()
@@ -331,6 +334,52 @@ impl Converger<'_> {
         let probe = script::probe(&paths, &merged, &markers, engine, &containers);
         let out = self.exec("probe", &probe, b"").await?;
         Ok(HostState::parse(&String::from_utf8_lossy(&out)))
+    }
+
+    /// Every service directory, and the directory holding it, must be a real directory that
+    /// only root (or the user virtfleet acts as) can change: otherwise another user could
+    /// swap files or plant symlinks under virtfleet. Group write is accepted for group root
+    /// (Kolla makes its config directories 0770 root:root).
+    fn check_dirs(&self, state: &HostState) -> Result<(), EngineError> {
+        let target = &self.job.target;
+        let acting = target.sudo_user().unwrap_or(&target.user);
+        for dir in guarded_dirs(&self.job.plan.services) {
+            let Some(have) = state.files.get(dir) else {
+                continue; // absent: the push creates it, 0700
+            };
+            let problem = match (have.kind, have.mode) {
+                (Some(FileKind::Symlink), _) => "is a symlink".to_string(),
+                (Some(FileKind::Directory), _)
+                    if !have
+                        .owner
+                        .as_deref()
+                        .is_some_and(|o| o == "root" || o == acting) =>
+                {
+                    format!(
+                        "is owned by {}, not root",
+                        have.owner.as_deref().unwrap_or("?")
+                    )
+                }
+                (Some(FileKind::Directory), Some(mode)) if mode & 0o002 != 0 => {
+                    "is writable by every user".to_string()
+                }
+                (Some(FileKind::Directory), Some(mode))
+                    if mode & 0o020 != 0 && have.group.as_deref() != Some("root") =>
+                {
+                    format!(
+                        "is writable by group {}",
+                        have.group.as_deref().unwrap_or("?")
+                    )
+                }
+                (Some(FileKind::Directory), Some(_)) => continue,
+                _ => "is not a directory".to_string(),
+            };
+            return Err(EngineError::UnsafeDir {
+                dir: dir.to_string(),
+                problem,
+            });
+        }
+        Ok(())
     }
 
     /// Unified diffs of what would change, with secrets redacted on both sides.
@@ -394,6 +443,23 @@ fn merged_services(
             })
         })
         .collect()
+}
+
+/// The service directories and the directories holding them.
+fn guarded_dirs(services: &[ServicePlan]) -> Vec<&str> {
+    let mut dirs: Vec<&str> = services
+        .iter()
+        .flat_map(|s| {
+            let parent = s
+                .dir
+                .rsplit_once('/')
+                .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
+            [s.dir.as_str(), parent]
+        })
+        .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    dirs
 }
 
 /// Whether `path` is one of the names [`backup_names`] gives.

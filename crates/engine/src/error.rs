@@ -33,6 +33,11 @@ pub enum EngineError {
          passwordless sudo rule"
     )]
     Unwritable { dirs: String, who: String },
+    #[error(
+        "{dir} {problem}: another user could swap files under virtfleet; make it a \
+         directory owned by root and writable only by root, then run again (nothing was written)"
+    )]
+    UnsafeDir { dir: String, problem: String },
     #[error("{0}")]
     Merge(String),
     #[error("roll back needs a run with backups")]

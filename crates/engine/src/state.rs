@@ -9,9 +9,33 @@ use crate::wire::Tag;
 /// A file as the host has it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileState {
+    /// Permission bits (07777).
     pub mode: Option<u32>,
     pub owner: Option<String>,
+    pub group: Option<String>,
+    /// What the path is (a symlink is reported as such, never followed).
+    pub kind: Option<FileKind>,
     pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Directory,
+    Symlink,
+    Other,
+}
+
+impl FileKind {
+    /// From the file type bits of `st_mode`.
+    fn of_mode(raw: u32) -> FileKind {
+        match raw & 0o170000 {
+            0o100000 => FileKind::File,
+            0o040000 => FileKind::Directory,
+            0o120000 => FileKind::Symlink,
+            _ => FileKind::Other,
+        }
+    }
 }
 
 /// The applied marker: the file set a service was last (re)started or reloaded with, and the
@@ -122,13 +146,17 @@ impl HostState {
                 finish(&mut state, block.take());
                 block = Some((Block::Content, path.to_string(), String::new()));
             } else if let Some(rest) = Tag::Stat.strip(line) {
-                let mut parts = rest.splitn(3, ' ');
-                if let (Some(mode), Some(owner), Some(path)) =
-                    (parts.next(), parts.next(), parts.next())
+                // `<raw st_mode in hex> <owner> <group> <path>`
+                let mut parts = rest.splitn(4, ' ');
+                if let (Some(raw), Some(owner), Some(group), Some(path)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
                 {
+                    let raw = u32::from_str_radix(raw, 16).ok();
                     let entry = state.files.entry(path.to_string()).or_default();
-                    entry.mode = u32::from_str_radix(mode, 8).ok();
+                    entry.mode = raw.map(|r| r & 0o7777);
+                    entry.kind = raw.map(FileKind::of_mode);
                     entry.owner = Some(owner.to_string());
+                    entry.group = Some(group.to_string());
                 }
             } else if let Some((sha, path)) = sha256sum_line(line) {
                 state.files.entry(path.to_string()).or_default().sha256 = Some(sha.to_string());
@@ -153,7 +181,9 @@ impl HostState {
         let Some(have) = self.files.get(&file.path) else {
             return false;
         };
-        have.sha256.as_deref() == Some(file.sha256.as_str())
+        // A symlink is never "the file", whatever it points to: the push replaces it.
+        have.kind == Some(FileKind::File)
+            && have.sha256.as_deref() == Some(file.sha256.as_str())
             && have.mode == Some(file.mode)
             && file
                 .owner
@@ -311,6 +341,8 @@ mod tests {
                 f.path.clone(),
                 FileState {
                     mode: Some(f.mode),
+                    kind: Some(FileKind::File),
+                    group: Some("root".into()),
                     owner: Some("root".into()),
                     sha256: Some(f.sha256.clone()),
                 },

@@ -3,7 +3,7 @@
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tag {
-    /// `<tag> <mode> <owner> <path>`: a file's mode and owner.
+    /// `<tag> <st_mode hex> <owner> <group> <path>`: a path's type, mode, owner and group.
     Stat,
     /// `<tag> <dir>`: a service directory the login cannot write.
     Unwritable,

@@ -56,7 +56,7 @@ pub async fn converge(
 ) -> Reports {
     let mut rollout = Rollout::new(options, observer);
     let mut apply = Converge { mode };
-    rollout.phase(&jobs, &mut apply).await;
+    rollout.phase(&jobs, &mut apply, false).await;
     rollout.reports
 }
 
@@ -79,7 +79,7 @@ pub async fn rotate(
         force_restart,
         backup_suffix: Some(BACKUP_SUFFIX.into()),
     };
-    for phase in phases {
+    for (i, phase) in phases.iter().enumerate() {
         if let (Some(title), false) = (&phase.title, rollout.stopped) {
             observer.note(Note::Phase { title });
         }
@@ -88,7 +88,9 @@ pub async fn rotate(
             desired,
             rotated: Vec::new(),
         };
-        rollout.phase(&phase.jobs, &mut gated).await;
+        rollout
+            .phase(&phase.jobs, &mut gated, i + 1 < phases.len())
+            .await;
     }
     rollout.reports
 }
@@ -130,7 +132,8 @@ impl<'a> Rollout<'a> {
         }
     }
 
-    async fn phase(&mut self, jobs: &[HostJob], apply: &mut impl ApplyBatch) {
+    /// Runs `jobs` batch after batch; `more_after`: another phase follows this one.
+    async fn phase(&mut self, jobs: &[HostJob], apply: &mut impl ApplyBatch, more_after: bool) {
         let batches: Vec<&[HostJob]> = jobs.chunks(self.options.batch_size(jobs.len())).collect();
         let of = batches.len();
         for (i, batch) in batches.iter().enumerate() {
@@ -168,12 +171,12 @@ impl<'a> Rollout<'a> {
                 failed,
                 hosts: batch.len(),
             });
-            if over_budget(
-                self.failed,
-                self.attempted,
-                self.options.max_fail_percentage,
-            ) {
+            let budget = self.options.max_fail_percentage;
+            if over_budget(self.failed, self.attempted, budget) && !self.stopped {
                 self.stopped = true;
+                if i + 1 == of && !more_after {
+                    continue; // nothing left to stop
+                }
                 self.observer.note(Note::Stopping {
                     failed: self.failed,
                     attempted: self.attempted,

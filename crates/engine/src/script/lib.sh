@@ -9,11 +9,12 @@ vf_lines() {
   while IFS= read -r l || [ -n "$l" ]; do printf '%s %s\n' "$VF_T_LINE" "$l"; done
 }
 
-# vf_stat PATH...: "<stat tag> <mode> <owner> <path>" and "<sha256>  <path>" per existing file.
-# Two processes for any number of files: a process start is what a fleet run costs a host.
+# vf_stat PATH...: "<stat tag> <st_mode in hex> <owner> <group> <path>" (a symlink itself,
+# never followed) and "<sha256>  <path>" per existing file. Two processes for any number of
+# paths: a process start is what a fleet run costs a host.
 vf_stat() {
   [ "$#" -gt 0 ] || return 0
-  stat -c "$VF_T_STAT %a %U %n" -- "$@" 2>/dev/null
+  stat -c "$VF_T_STAT %f %U %G %n" -- "$@" 2>/dev/null
   sha256sum -- "$@" 2>/dev/null
   return 0
 }
@@ -28,7 +29,8 @@ vf_unwritable() {
 # vf_contents FILE...: each existing file whole, read by the shell itself.
 vf_contents() {
   for f; do
-    [ -f "$f" ] || continue
+    # A symlink is not read through (it may point anywhere); the push replaces it.
+    if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
     printf '%s %s\n' "$VF_T_CONTENT" "$f"
     vf_lines < "$f"
   done
@@ -38,7 +40,7 @@ vf_contents() {
 vf_markers() {
   for m; do
     printf '%s %s\n' "$VF_T_MARKER" "$m"
-    if [ -f "$m" ]; then vf_lines < "$m"; fi
+    if [ -f "$m" ] && [ ! -L "$m" ]; then vf_lines < "$m"; fi
   done
 }
 
