@@ -6,7 +6,11 @@ const REDACTED: &str = "<redacted>";
 
 /// Words that mark a configuration key as holding a secret, in files not marked secret
 /// (a password an operator put into an ordinary template must not leak either).
-const SECRET_KEY_WORDS: &[&str] = &["password", "passwd", "secret", "token"];
+const SECRET_KEY_WORDS: &[&str] = &["password", "passwd", "secret", "token", "credential"];
+
+/// Last words of a key that hold a secret on their own (`[key_manager] fixed_key`,
+/// `api_key`, `rabbit_pass`), where the word alone would match too much (`key_file`).
+const SECRET_KEY_ENDINGS: &[&str] = &["key", "pass", "psk"];
 
 pub(crate) fn has_private_key(content: &[u8]) -> bool {
     String::from_utf8_lossy(content).contains("PRIVATE KEY-----")
@@ -68,7 +72,13 @@ fn redact_url_passwords(line: &str) -> String {
         let authority_start = at + 3;
         out.push_str(&rest[..authority_start]);
         let tail = &rest[authority_start..];
-        let authority_len = tail.find(['/', ' ', '\t']).unwrap_or(tail.len());
+        // The authority ends at the first '/' after the last '@' of the URL (a password may
+        // hold '/'), or at the first '/' when there is no user part.
+        let url_len = tail.find([' ', '\t', '"', '\'']).unwrap_or(tail.len());
+        let host_from = tail[..url_len].rfind('@').map_or(0, |at| at + 1);
+        let authority_len = tail[host_from..url_len]
+            .find('/')
+            .map_or(url_len, |slash| host_from + slash);
         let hosts: Vec<String> = tail[..authority_len]
             .split(',')
             .map(|part| match part.rsplit_once('@') {
@@ -111,7 +121,8 @@ fn key_end(line: &str, key: &str) -> usize {
 
 fn is_secret_key(key: &str) -> bool {
     let lower = key.to_ascii_lowercase();
-    SECRET_KEY_WORDS.iter().any(|w| lower.contains(w))
+    let last = lower.rsplit(['_', '-', '.', ' ']).next().unwrap_or("");
+    SECRET_KEY_WORDS.iter().any(|w| lower.contains(w)) || SECRET_KEY_ENDINGS.contains(&last)
 }
 
 /// Replaces each PEM private key block with a placeholder naming its size and hash prefix,
@@ -214,6 +225,20 @@ mod tests {
              connection = mysql+pymysql://nova:<redacted>@db/nova\n\
              connection_uri = qemu+tls://compute01/system\n"
         );
+    }
+
+    #[test]
+    fn key_like_settings_and_passwords_with_slashes_are_hidden() {
+        let text = "[key_manager]\nfixed_key = Zm9vYmFy\nkey_file = /etc/pki/x.pem\n\
+                    connection = mysql+pymysql://nova:pa/ss@word@db:3306/nova?charset=utf8\n\
+                    transport_url = rabbit://u:a/b@h1:5672,u:c/d@h2:5672//\n";
+        let shown = redact(&file(text, false));
+        for secret in ["Zm9vYmFy", "pa/ss@word", "a/b", "c/d"] {
+            assert!(!shown.contains(secret), "{secret}: {shown}");
+        }
+        assert!(shown.contains("key_file = /etc/pki/x.pem\n"), "{shown}");
+        assert!(shown.contains("@db:3306/nova?charset=utf8\n"), "{shown}");
+        assert!(shown.contains("u:<redacted>@h2:5672//\n"), "{shown}");
     }
 
     #[test]

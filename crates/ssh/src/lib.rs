@@ -136,3 +136,38 @@ impl Default for ClientOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn a_quoted_word_is_one_word_and_never_an_assignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let canary = dir.path().join("canary");
+        let c = canary.display();
+        for word in [
+            "plain".to_string(),
+            "FOO=x".to_string(),
+            format!("X=1 touch {c}"),
+            format!("it's $(touch {c}) `touch {c}`"),
+            "-rf".to_string(),
+            "two\nlines".to_string(),
+            String::new(),
+        ] {
+            // In command position `FOO=x` unquoted would be an assignment (exit 0); quoted,
+            // it is a command that does not exist (127).
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!(": ; {} 2>/dev/null", shell_quote(&word))])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(127), "{word:?}");
+            let echoed = std::process::Command::new("sh")
+                .args(["-c", &format!("printf '%s' {}", shell_quote(&word))])
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8(echoed.stdout).unwrap(), word);
+        }
+        assert!(!canary.exists());
+    }
+}
