@@ -93,10 +93,7 @@ impl VarType {
             VarType::Port => text.parse::<u16>().is_ok_and(|p| p > 0),
             VarType::Name => is_name(&text),
             VarType::Names => {
-                let words: Vec<&str> = text
-                    .split([',', ' '])
-                    .filter(|w| !w.is_empty())
-                    .collect();
+                let words: Vec<&str> = text.split([',', ' ']).filter(|w| !w.is_empty()).collect();
                 !words.is_empty() && words.iter().all(|w| is_name(w))
             }
             VarType::Path => {
