@@ -30,7 +30,7 @@ pub use boolean::{parse_bool, truthy};
 pub use error::InventoryError;
 pub use inventory::Inventory;
 pub use read::read_text_file;
-pub use yaml_vars::{load_vars_file, merge};
+pub use yaml_vars::{load_vars_file, merge, unsafe_text, UNSAFE_KEY};
 
 /// Variables of one host after precedence is applied: plain JSON values (YAML maps to them).
 pub type Vars = serde_json::Map<String, serde_json::Value>;

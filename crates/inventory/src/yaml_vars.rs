@@ -17,6 +17,31 @@ pub fn load_vars_file(path: &Path) -> Result<Vars, InventoryError> {
     parse_vars_text(path, &text)
 }
 
+/// The key of Ansible's JSON form of an `!unsafe` string (its `AnsibleJSONEncoder` writes
+/// `{"__ansible_unsafe": "text"}`), which is how such a string is carried here.
+pub const UNSAFE_KEY: &str = "__ansible_unsafe";
+
+/// The text of a value loaded from an `!unsafe` string, which must never be templated:
+/// `Some` for `{"__ansible_unsafe": "text"}`, `None` for anything else. Only strings that
+/// look like templates are carried this way; other `!unsafe` strings are plain strings.
+pub fn unsafe_text(value: &Value) -> Option<&str> {
+    match value {
+        Value::Object(map) if map.len() == 1 => map.get(UNSAFE_KEY)?.as_str(),
+        _ => None,
+    }
+}
+
+fn unsafe_value(text: String) -> Value {
+    if ["{{", "{%", "{#"].iter().any(|open| text.contains(open)) {
+        Value::Object(Map::from_iter([(
+            UNSAFE_KEY.to_string(),
+            Value::String(text),
+        )]))
+    } else {
+        Value::String(text)
+    }
+}
+
 /// Ansible's default `hash_behaviour=replace`: each top-level key of `higher` replaces the
 /// same key of `lower` whole, even when both values are maps.
 pub fn merge(lower: &mut Vars, higher: &Vars) {
@@ -101,7 +126,7 @@ pub(crate) fn mapping_to_vars(
     value.apply_merge().map_err(|e| {
         InventoryError::invalid(path, format!("{}YAML merge key (<<): {e}", prefix(context)))
     })?;
-    match to_json(value, &mut Vec::new()) {
+    match to_json(value, &mut Vec::new(), false) {
         Ok(Value::Object(vars)) => Ok(vars),
         Ok(_) => unreachable!("a mapping converts to an object"),
         Err((at, message)) => Err(InventoryError::invalid(
@@ -121,17 +146,19 @@ fn prefix(context: &str) -> String {
 
 type ConvertError = (Vec<String>, String);
 
-fn to_json(value: Yaml, at: &mut Vec<String>) -> Result<Value, ConvertError> {
+/// `literal`: inside an `!unsafe` value, whose text is never templated.
+fn to_json(value: Yaml, at: &mut Vec<String>, literal: bool) -> Result<Value, ConvertError> {
     Ok(match value {
         Yaml::Null => Value::Null,
         Yaml::Bool(b) => Value::Bool(b),
         Yaml::Number(n) => number(&n),
+        Yaml::String(s) if literal => unsafe_value(s),
         Yaml::String(s) => Value::String(s),
         Yaml::Sequence(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
                 at.push(i.to_string());
-                out.push(to_json(item, at)?);
+                out.push(to_json(item, at, literal)?);
                 at.pop();
             }
             Value::Array(out)
@@ -146,7 +173,7 @@ fn to_json(value: Yaml, at: &mut Vec<String>) -> Result<Value, ConvertError> {
                     )
                 })?;
                 at.push(key.clone());
-                let item = to_json(item, at)?;
+                let item = to_json(item, at, literal)?;
                 at.pop();
                 out.insert(key, item);
             }
@@ -159,8 +186,10 @@ fn to_json(value: Yaml, at: &mut Vec<String>) -> Result<Value, ConvertError> {
                     "!vault values are not supported; decrypt them first".to_string(),
                 ));
             }
-            // Ansible's `!unsafe` only stops templating; other tags carry no meaning here.
-            to_json(tagged.value, at)?
+            // Ansible's `!unsafe` stops templating, for everything inside the value; other
+            // tags carry no meaning here.
+            let literal = literal || tagged.tag == "unsafe";
+            to_json(tagged.value, at, literal)?
         }
     })
 }

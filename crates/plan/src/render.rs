@@ -1,6 +1,6 @@
 //! The minijinja environment shared by templates, expressions and templated variables:
-//! Ansible-like whitespace handling, strict undefined, and the few Ansible/Kolla filters
-//! that libvirt templates need.
+//! Ansible-like whitespace handling, strict undefined, the few Ansible/Kolla filters that
+//! libvirt templates need, and a bound on the work of each render ([`TEMPLATE_FUEL`]).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -8,6 +8,20 @@ use std::path::PathBuf;
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
+
+/// minijinja's fuel for one render of a template, expression or templated variable: about
+/// one unit per instruction and per 64 bytes of data made. Real templates use a few
+/// thousand; three nested loops over `range(100000)` or `'x' * 10**8` run out and fail
+/// with an error instead of hanging or exhausting memory (about 64 MiB at most).
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+
+/// What running out of fuel means, for error messages.
+pub(crate) fn out_of_fuel() -> String {
+    format!(
+        "template work limit reached ({TEMPLATE_FUEL} fuel, about as many steps or 64 bytes \
+         of data each): a loop or a value too large?"
+    )
+}
 
 /// Strings Ansible reads as booleans (its `boolean()` helper), compared case-insensitively.
 const TRUE_WORDS: &[&str] = &["yes", "on", "1", "true", "y", "t"];
@@ -27,6 +41,7 @@ pub(crate) fn parse_bool_str(text: &str) -> Option<bool> {
 
 /// Converts a template value to a boolean the way Ansible's `bool` filter does, but refuses
 /// strings that are no boolean at all: `libvirt_tls: "ture"` must not silently mean false.
+/// Messages say what kind of value it was, never the value (it may be a secret).
 pub(crate) fn value_to_bool(value: &Value) -> Result<bool, Error> {
     if value.is_undefined() {
         return Err(Error::new(
@@ -41,7 +56,7 @@ pub(crate) fn value_to_bool(value: &Value) -> Result<bool, Error> {
         return parse_bool_str(text).ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidOperation,
-                format!("{text:?} is not a boolean (use yes/no, true/false, on/off, 1/0)"),
+                "a string that is not a boolean (use yes/no, true/false, on/off, 1/0)",
             )
         });
     }
@@ -54,13 +69,13 @@ pub(crate) fn value_to_bool(value: &Value) -> Result<bool, Error> {
             1 => Ok(true),
             _ => Err(Error::new(
                 ErrorKind::InvalidOperation,
-                format!("{n} is not a boolean"),
+                "a number other than 0 or 1 is not a boolean",
             )),
         };
     }
     Err(Error::new(
         ErrorKind::InvalidOperation,
-        format!("{value} is not a boolean"),
+        format!("a {} is not a boolean", value.kind()),
     ))
 }
 
@@ -128,6 +143,7 @@ fn keyfile_escape(value: &Value) -> Result<String, Error> {
 pub(crate) fn environment(template_dirs: Vec<PathBuf>) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     let syntax = SyntaxConfig::builder()
         .trim_blocks(true)
         .keep_trailing_newline(true)
@@ -141,13 +157,9 @@ pub(crate) fn environment(template_dirs: Vec<PathBuf>) -> Environment<'static> {
     env.add_filter("put_address_in_context", put_address_in_context);
     env.add_filter("keyfile_escape", keyfile_escape);
     env.set_loader(move |name| match find_in(&template_dirs, name) {
-        Some(path) => std::fs::read_to_string(&path).map(Some).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidOperation,
-                format!("cannot read {}", path.display()),
-            )
-            .with_source(e)
-        }),
+        Some(path) => virtfleet_inventory::read_text_file(&path)
+            .map(Some)
+            .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string())),
         None => Ok(None),
     });
     env
@@ -166,6 +178,9 @@ pub(crate) fn is_templated(text: &str) -> bool {
 /// One line of explanation for a minijinja error, without the location (callers add theirs),
 /// naming undefined variables when that is the cause.
 pub(crate) fn describe(err: &Error, referenced: &BTreeSet<String>, known: &Value) -> String {
+    if err.kind() == ErrorKind::OutOfFuel {
+        return out_of_fuel();
+    }
     let mut message = err.kind().to_string();
     if let Some(detail) = err.detail() {
         message = format!("{message}: {detail}");
@@ -256,5 +271,51 @@ mod tests {
     fn keyfile_escape_round_trips_special_characters() {
         let got = eval("p | keyfile_escape", minijinja::context! { p => " a\\b" }).unwrap();
         assert_eq!(got.as_str(), Some("\\sa\\\\b"));
+    }
+
+    #[test]
+    fn bool_errors_do_not_repeat_the_value() {
+        for v in [Value::from("Hunter2-Secret"), Value::from(987654321)] {
+            let err = eval("v | bool", minijinja::context! { v }).unwrap_err();
+            let message = describe(&err, &BTreeSet::new(), &Value::UNDEFINED);
+            assert!(message.contains("not a boolean"), "{message}");
+            assert!(
+                !message.contains("Hunter2") && !message.contains("987654321"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_render_is_bounded() {
+        let env = environment(Vec::new());
+        for template in [
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            "{{ 'x' * 100000000 }}",
+        ] {
+            let start = std::time::Instant::now();
+            let err = env
+                .render_str(template, minijinja::context! {})
+                .unwrap_err();
+            assert!(start.elapsed() < std::time::Duration::from_secs(5));
+            let message = describe(&err, &BTreeSet::new(), &Value::UNDEFINED);
+            assert!(message.contains("template work limit"), "{message}");
+        }
+    }
+
+    #[test]
+    fn template_files_are_read_within_the_file_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::File::create(dir.path().join("big.j2"))
+            .unwrap()
+            .set_len(17 << 20)
+            .unwrap();
+        let env = environment(vec![dir.path().to_path_buf()]);
+        let err = env.get_template("big.j2").unwrap_err();
+        let message = describe(&err, &BTreeSet::new(), &Value::UNDEFINED);
+        assert!(
+            message.contains("big.j2") && message.contains("16 MiB"),
+            "{message}"
+        );
     }
 }

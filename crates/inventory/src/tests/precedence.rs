@@ -131,7 +131,8 @@ fn vars_files_keep_types_and_accept_empty_files() {
     assert_eq!(vars["libvirt_tls"], json!(true));
     assert_eq!(vars["nova_libvirt_port"], json!(16514));
     assert_eq!(vars["1"], json!("numeric key"));
-    assert_eq!(vars["secret"], json!("{{ x }}"));
+    // Kept literal for the templating that comes later (see tests::secrets).
+    assert_eq!(crate::unsafe_text(&vars["secret"]), Some("{{ x }}"));
     let empty = write(dir.path(), "passwords.yml", "# all commented out\n");
     assert!(load_vars_file(&empty).unwrap().is_empty());
 }

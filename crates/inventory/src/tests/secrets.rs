@@ -1,5 +1,8 @@
 //! Errors never repeat a value: only names, files, lines and what is wrong. Values may be
-//! passwords (passwords.yml, `ansible_password=...` on a host line).
+//! passwords (passwords.yml, `ansible_password=...` on a host line). And Ansible's `!unsafe`,
+//! which keeps a password containing `{{` from being templated, is kept.
+
+use serde_json::json;
 
 use super::{inventory_error, write};
 use crate::load_vars_file;
@@ -59,4 +62,27 @@ fn errors_never_echo_values() {
         assert!(message.contains(name), "{message}");
         assert!(!message.contains("Secret"), "{name}: {message}");
     }
+}
+
+/// Ansible's `!unsafe` is carried as `{"__ansible_unsafe": text}` (Ansible's own JSON form)
+/// when the text would otherwise be templated; other tagged text is plain.
+#[test]
+fn unsafe_tag_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "passwords.yml",
+        "pw: !unsafe \"pw{{ 7*7 }}\"\nplain: !unsafe no-braces\n\
+         list: !unsafe [\"a{% b %}\", 1, {k: \"{{ c }}\"}]\nnormal: \"{{ x }}\"\n",
+    );
+    let vars = load_vars_file(&path).unwrap();
+    assert_eq!(vars["pw"], json!({"__ansible_unsafe": "pw{{ 7*7 }}"}));
+    assert_eq!(vars["plain"], json!("no-braces"));
+    assert_eq!(
+        vars["list"],
+        json!([{"__ansible_unsafe": "a{% b %}"}, 1, {"k": {"__ansible_unsafe": "{{ c }}"}}])
+    );
+    assert_eq!(vars["normal"], json!("{{ x }}"));
+    assert_eq!(crate::unsafe_text(&vars["pw"]), Some("pw{{ 7*7 }}"));
+    assert_eq!(crate::unsafe_text(&vars["normal"]), None);
 }
