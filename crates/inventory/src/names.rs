@@ -22,9 +22,24 @@ pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
 /// `invalid host name "x": why`, with the name escaped, or `Ok`.
 pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), String> {
     match name_problem(name) {
-        Some(why) => Err(format!("invalid {kind} name {name:?}: {why}")),
+        Some(why) => Err(format!("invalid {kind} name {}: {why}", quoted(name))),
         None => Ok(()),
     }
+}
+
+/// `name` in double quotes, escaped as Rust's `{:?}` does except that NUL is `\u{0}`
+/// (`{:?}` writes `\0`, which reads as octal before a digit: "c\001").
+pub(crate) fn quoted(name: &str) -> String {
+    let mut out = String::from('"');
+    for c in name.chars() {
+        match c {
+            '\0' => out.push_str("\\u{0}"),
+            '\'' => out.push(c),
+            c => out.extend(c.escape_debug()),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// C0, DEL, C1, and the Unicode format characters that reorder or hide text.
@@ -49,6 +64,13 @@ mod tests {
         ] {
             assert_eq!(name_problem(name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn names_are_quoted_unambiguously() {
+        use super::quoted;
+        assert_eq!(quoted("c\u{0}01"), r#""c\u{0}01""#);
+        assert_eq!(quoted("a\tb\u{202e}\"'"), r#""a\tb\u{202e}\"'""#);
     }
 
     #[test]

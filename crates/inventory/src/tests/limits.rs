@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{assert_at, inventory_error, quickly, write};
-use crate::{load_inventory, load_vars_file};
+use crate::load_vars_file;
 
 fn vars_error(dir: &Path, name: &str, content: &str) -> String {
     let path = write(dir, name, content);
@@ -16,35 +16,10 @@ fn vars_error(dir: &Path, name: &str, content: &str) -> String {
     }
 }
 
+/// `/dev/zero`, a huge file and a symlink loop are in the corpus test (tests/bad_input.rs).
 #[test]
-fn oversized_and_endless_files_fail_fast() {
-    for path in [Path::new("/dev/zero"), Path::new("/dev/urandom")] {
-        let message = quickly("reading /dev/zero", || load_inventory(path))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.starts_with(&format!("{}: ", path.display())) && message.contains("16 MiB"),
-            "{message}"
-        );
-        let message = quickly("reading /dev/zero", || load_vars_file(path))
-            .unwrap_err()
-            .to_string();
-        assert!(message.contains("16 MiB"), "{message}");
-    }
+fn vars_dir_files_are_size_limited_too() {
     let dir = tempfile::tempdir().unwrap();
-    let big = dir.path().join("globals.yml");
-    std::fs::File::create(&big)
-        .unwrap()
-        .set_len(17 << 20)
-        .unwrap();
-    let message = quickly("a 17 MiB file", || load_vars_file(&big))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        message.starts_with(&format!("{}: ", big.display())) && message.contains("16 MiB"),
-        "{message}"
-    );
-    // The same limit holds for group_vars/ and host_vars/ files.
     let d = dir.path();
     std::fs::create_dir_all(d.join("host_vars")).unwrap();
     std::fs::File::create(d.join("host_vars/c1.yml"))
@@ -62,21 +37,6 @@ fn oversized_and_endless_files_fail_fast() {
 
 #[test]
 fn vars_directories_are_bounded() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::create_dir_all(d.join("host_vars/c1")).unwrap();
-    std::fs::write(d.join("host_vars/c1/main.yml"), "a: 1\n").unwrap();
-    // Two links back to the directory itself: 2^n paths if followed blindly.
-    std::os::unix::fs::symlink(".", d.join("host_vars/c1/a")).unwrap();
-    std::os::unix::fs::symlink(".", d.join("host_vars/c1/b")).unwrap();
-    let message = quickly("a symlink loop in host_vars", || {
-        inventory_error(d, "inv", "[compute]\nc1\n")
-    });
-    assert!(
-        message.contains("host_vars/c1/a") && message.contains("symlink loop"),
-        "{message}"
-    );
-
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let deep = d.join("group_vars/all").join(["x"; 20].join("/"));

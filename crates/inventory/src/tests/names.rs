@@ -31,7 +31,7 @@ fn ini_host_and_group_names_are_validated_like_ansible() {
         (
             "[compute]\nab\0c\n",
             2,
-            r#"invalid host name "ab\0c": it contains a control character"#,
+            r#"invalid host name "ab\u{0}c": it contains a control character"#,
         ),
         (
             "[compute]\nabc\u{202e}def\n",
