@@ -403,6 +403,9 @@ fn a_changed_host_key_fails_that_host_and_nothing_is_written_to_it() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    for output in [&out.stdout, &out.stderr, read(&report_path).as_bytes()] {
+        fleet.assert_no_secret(output, &["deploy"]);
+    }
     let report: serde_json::Value = serde_json::from_str(&read(&report_path)).unwrap();
     let r = host_report(&report, "compute03");
     assert_eq!(r["status"], "failed", "{r}");

@@ -374,6 +374,7 @@ fn a_ca_rollover_never_cuts_any_pair_of_hosts_off() {
     }
     let status = child.wait().unwrap();
     let seen = seen.join("\n");
+    fleet.assert_no_secret(seen.as_bytes(), &["rotate"]);
     assert!(status.success(), "{seen}");
     for title in ["phase 1/3", "phase 2/3", "phase 3/3"] {
         assert!(seen.contains(title), "{title}:\n{seen}");

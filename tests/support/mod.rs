@@ -71,8 +71,48 @@ impl Fleet {
         cmd
     }
 
+    /// Runs `virtfleet <args>`; asserts no secret reached its stdout or stderr.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("virtfleet runs")
+        let out = self.command(args).output().expect("virtfleet runs");
+        self.assert_no_secret(&out.stdout, args);
+        self.assert_no_secret(&out.stderr, args);
+        out
+    }
+
+    /// The secrets a run could leak: the SASL password, Kolla's stand-in secret in the lab's
+    /// nova.conf, and the base64 lines of every private key in the config dir.
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = vec![SASL_PASSWORD.to_string(), LAB_NOVA_SECRET.to_string()];
+        let mut dirs = vec![self.configdir.path().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if let Ok(text) = std::fs::read_to_string(&path) {
+                    if text.contains("PRIVATE KEY-----") {
+                        secrets.extend(
+                            text.lines()
+                                .filter(|l| l.len() >= 40 && !l.starts_with("-----"))
+                                .map(str::to_string),
+                        );
+                    }
+                }
+            }
+        }
+        secrets
+    }
+
+    /// Fails the test when `output` holds any of [`Fleet::secrets`].
+    pub fn assert_no_secret(&self, output: &[u8], args: &[&str]) {
+        let text = String::from_utf8_lossy(output);
+        for secret in self.secrets() {
+            assert!(
+                !text.contains(&secret),
+                "virtfleet {args:?} printed a secret ({}...):\n{text}",
+                &secret[..4]
+            );
+        }
     }
 
     /// Runs and asserts exit status 0.
@@ -98,6 +138,9 @@ impl Fleet {
             .expect("virtfleet runs");
         let text = std::fs::read_to_string(&report)
             .unwrap_or_else(|_| panic!("no report written:\n{}", describe(&out)));
+        for output in [&out.stdout, &out.stderr, text.as_bytes()] {
+            self.assert_no_secret(output, args);
+        }
         (out, serde_json::from_str(&text).expect("report is JSON"))
     }
 

@@ -23,7 +23,7 @@ pub struct GlobalArgs {
         default_value = "/etc/kolla"
     )]
     pub configdir: PathBuf,
-    /// Playbook to apply (default: the shipped nova-libvirt playbook).
+    /// Playbook to apply (default: the shipped playbooks/kolla.yml).
     #[arg(long, global = true)]
     pub playbook: Option<PathBuf>,
     /// Only these hosts: names, groups, globs; comma-separated; `!x` excludes, `&x` intersects.

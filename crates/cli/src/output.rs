@@ -205,7 +205,7 @@ fn phase_summary(phases: &BTreeMap<String, &'static str>) -> String {
         .join(", ")
 }
 
-/// e.g. "3 files; reloaded nova_libvirt".
+/// e.g. "3 files; reloaded <service>".
 fn what_changed(report: &HostReport) -> String {
     let mut parts = vec![format!("{} files", report.changed_files.len())];
     if !report.restarted.is_empty() {

@@ -5,24 +5,36 @@
 //! is ready, what to run after a restart and which changes can be applied live. Everything
 //! libvirt-specific lives in the playbook's YAML and templates, not here.
 //!
-//! Playbook format (see `playbooks/kolla.yml`):
+//! Playbook format (a generic sketch; `playbooks/kolla.yml` is the real one):
 //! ```yaml
-//! name: nova-libvirt
+//! name: example
 //! hosts: compute                      # inventory group
-//! defaults: {libvirt_tls: false}      # lowest precedence; "{{ }}" values are rendered
+//! defaults: {tls_on: false}           # lowest precedence; "{{ }}" values are rendered
 //! require:                            # checked before anything is planned
-//!   - {var: libvirt_sasl_password, when: "libvirt_enable_sasl | bool", hint: "..."}
-//! template_search: ["{{ node_custom_config }}/nova/{{ inventory_hostname }}", ...]
-//! cert_search: ["{{ node_custom_config }}/nova/nova-libvirt/{{ inventory_hostname }}", ...]
+//!   - {var: sasl_password, when: "sasl_on | bool", hint: "..."}
+//! validate: {listen_address: host, tls_port: port, virt: {enum: [kvm, qemu]}}
+//! container_engine: "{{ engine }}"    # the engine's command on the hosts
+//! tls:                                # what rotation, its gate and `certs` need
+//!   when: "tls_on | bool"
+//!   service: daemon                   # serves TLS; peers run `connect` inside theirs
+//!   address: "{{ listen_address }}"
+//!   server_name: "{{ inventory_hostname }}"
+//!   port: "{{ tls_port }}"
+//!   connect: [client, --connect, "tls://{{ inventory_hostname }}:{{ tls_port }}"]
+//!   files: {ca: ca.pem, server_cert: server.pem, server_key: server.key,
+//!           client_cert: client.pem, client_key: client.key}
+//!   ca_key: ca.key                    # the built-in CA's key, never pushed
+//! template_search: ["{{ node_config }}/{{ inventory_hostname }}", "{{ playbook_dir }}/t"]
+//! cert_search: ["{{ node_config }}/certs/{{ inventory_hostname }}", "{{ node_config }}/certs"]
 //! services:                           # container name -> service, in restart order
-//!   nova_libvirt:
-//!     dir: "{{ node_config_directory }}/nova-libvirt"
+//!   daemon:
+//!     dir: "/etc/example/daemon"
 //!     files:                          # dest defaults to the template name minus .j2
 //!       - {template: auth.conf.j2, dest: auth.conf, mode: "0600", secret: true, when: "..."}
-//!       - {cert: cacert.pem, mode: "0600", when: "..."}
-//!     ready: {exec: [virsh, version, --daemon], retries: 40, delay_ms: 250}
+//!       - {cert: ca.pem, mode: "0600", when: "..."}
+//!     ready: {exec: [client, --ping], retries: 40, delay_ms: 250}
 //!     after_restart: [{exec: [...], stdin: "{{ secret }}", when: "..."}]
-//!     reload: {files: [cacert.pem], exec: [[kolla_set_configs]]}
+//!     reload: {files: [ca.pem], exec: [[client, --reload-tls]]}
 //! ```
 //! Templates and `{{ }}` strings use minijinja with strict undefined, Ansible's whitespace
 //! rules (trim_blocks, final newline kept) and the filters `bool` (Ansible's yes/no/on/off/1/0),

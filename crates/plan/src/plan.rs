@@ -24,7 +24,7 @@ pub struct PlanInput<'a> {
     pub host: &'a str,
     /// Inventory, globals and passwords merged, without the playbook's defaults.
     pub vars: &'a Vars,
-    /// Kolla's config directory (`/etc/kolla` on the deploy host).
+    /// The operator's config directory (Kolla's, on the deploy host).
     pub configdir: &'a Path,
 }
 
@@ -93,7 +93,7 @@ impl HostPlan {
 pub struct ServicePlan {
     /// Container name.
     pub name: String,
-    /// Host directory of the service's files, e.g. `/etc/kolla/nova-libvirt`.
+    /// Host directory of the service's files (the playbook's `dir`).
     pub dir: String,
     pub files: Vec<DesiredFile>,
     pub ready: Option<ReadyCheck>,

@@ -179,7 +179,7 @@ impl CertKind {
 /// Largest RSA key whose signatures the chain check can verify (ring's limit).
 const MAX_VERIFIABLE_RSA_BITS: usize = 8192;
 
-/// libvirt verifies the certificate against cacert.pem alone (virNetTLSContextCheckCertPair),
+/// libvirt verifies the certificate against the CA bundle alone (virNetTLSContextCheckCertPair),
 /// so the direct issuer must be in the bundle.
 fn check_chain(c: &mut Checker, path: &Path, label: &str, cert: &X509Certificate, trust: &Trust) {
     if trust.cas.is_empty() {
