@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use virtfleet_engine::Mode;
 
 use args::{Batches, GlobalArgs};
-use commands::{certs, converge, rotate};
+use commands::{audit, certs, converge, rotate};
 use inputs::InputErrors;
 
 /// Exit status for invalid input, before any host is contacted.
@@ -47,6 +47,8 @@ enum Command {
         #[arg(long)]
         diff: bool,
     },
+    /// Read-only OSSN-0007 audit: what each host's libvirtd allows, with a live probe.
+    Audit(audit::AuditArgs),
     /// Rotate certificates in batches, each host proven healthy before the next batch.
     Rotate(rotate::RotateArgs),
     /// Certificates: validate, report expiry, run a CA, issue host pairs.
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
             }
             Command::Certs { command } => certs::run(global, command).await,
             Command::Rotate(args) => rotate::run(global, args).await,
+            Command::Audit(args) => audit::run(global, args).await,
         }
     });
     match result {

@@ -53,12 +53,12 @@ mod vars;
 pub use error::PlanError;
 pub use merge::{merge, Merge};
 pub use plan::{
-    plan_host, resolve_tls, resolve_vars, DesiredFile, HostPlan, PlanInput, ReadyCheck, Reload,
-    ServicePlan, Step, TlsPlan, MARKER_NAME,
+    plan_host, resolve_tls, resolve_vars, AuditPlan, DesiredFile, HostPlan, PlanInput, ReadyCheck,
+    Reload, ServicePlan, Step, TlsPlan, MARKER_NAME,
 };
 pub use playbook::{
-    load_playbook, CertRole, FileSource, FileSpec, Playbook, ReadySpec, ReloadSpec, Requirement,
-    ServiceSpec, StepSpec, TlsSpec,
+    load_playbook, AuditSpec, CertRole, FileSource, FileSpec, Playbook, ReadySpec, ReloadSpec,
+    Requirement, ServiceSpec, StepSpec, TlsSpec,
 };
 pub use redact::redact;
 pub use validate::VarType;

@@ -41,6 +41,18 @@ pub struct HostPlan {
     pub tls: Option<TlsPlan>,
     /// Where this host's certificate files are looked up, host directory first.
     pub cert_dirs: Vec<PathBuf>,
+    /// What `audit` reads and probes on this host.
+    pub audit: Option<AuditPlan>,
+}
+
+/// The playbook's `audit:` section evaluated for one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPlan {
+    /// Kind of file → paths to try, first existing wins.
+    pub files: BTreeMap<String, Vec<String>>,
+    pub address: String,
+    pub tcp_port: u16,
+    pub tls_port: u16,
 }
 
 /// The playbook's `tls:` section evaluated for one host.
@@ -227,6 +239,7 @@ pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
         .collect::<Result<Vec<_>, _>>()?;
     let container_engine = ctx.container_engine()?;
     let tls = ctx.tls(true)?;
+    let audit = ctx.audit()?;
     Ok(HostPlan {
         host: input.host.to_string(),
         vars: ctx.vars,
@@ -234,6 +247,7 @@ pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
         container_engine,
         tls,
         cert_dirs: ctx.cert_dirs,
+        audit,
     })
 }
 
@@ -590,6 +604,35 @@ impl HostContext<'_> {
             });
         }
         Ok(engine)
+    }
+
+    fn port(&self, text: &str, context: &str) -> Result<u16, PlanError> {
+        let rendered = self.render_string(text, context)?;
+        rendered.trim().parse().map_err(|_| PlanError::Expression {
+            host: self.host(),
+            context: context.into(),
+            message: format!("{rendered:?} is not a port number"),
+        })
+    }
+
+    fn audit(&self) -> Result<Option<AuditPlan>, PlanError> {
+        let Some(spec) = &self.input.playbook.audit else {
+            return Ok(None);
+        };
+        let mut files = BTreeMap::new();
+        for (kind, paths) in &spec.files {
+            let rendered = paths
+                .iter()
+                .map(|p| self.render_string(p, &format!("audit: files: {kind}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            files.insert(kind.clone(), rendered);
+        }
+        Ok(Some(AuditPlan {
+            files,
+            address: self.render_string(&spec.address, "audit: address")?,
+            tcp_port: self.port(&spec.tcp_port, "audit: tcp_port")?,
+            tls_port: self.port(&spec.tls_port, "audit: tls_port")?,
+        }))
     }
 
     fn tls(&self, check_when: bool) -> Result<Option<TlsPlan>, PlanError> {

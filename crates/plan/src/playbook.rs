@@ -32,6 +32,8 @@ pub struct Playbook {
     /// Which service serves TLS and which certificate file plays which role: what rotation,
     /// its health gate and `certs` need. None for a playbook without TLS.
     pub tls: Option<TlsSpec>,
+    /// Where `virtfleet audit` looks on a host (templated), if the playbook says.
+    pub audit: Option<AuditSpec>,
     /// The directory holding the playbook; relative search paths start here.
     pub dir: PathBuf,
     /// The playbook file itself, for messages.
@@ -110,6 +112,23 @@ impl TlsSpec {
             .find(|(_, file)| file.as_str() == name)
             .map(|(role, _)| *role)
     }
+}
+
+/// `audit:`: what `virtfleet audit` reads on a host and where it probes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    /// Per kind of file (`libvirtd`, `sasl`, `nova`), the paths to try in order (templated);
+    /// the first that exists on the host is read.
+    pub files: std::collections::BTreeMap<String, Vec<String>>,
+    /// The address the migration network reaches the host on (templated).
+    #[serde(deserialize_with = "de_template")]
+    pub address: String,
+    /// The unencrypted and the TLS listener's ports (templated).
+    #[serde(deserialize_with = "de_template")]
+    pub tcp_port: String,
+    #[serde(deserialize_with = "de_template")]
+    pub tls_port: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +265,7 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
         services: raw.services.0,
         container_engine: raw.container_engine,
         tls: raw.tls,
+        audit: raw.audit,
         dir,
         path: path.to_path_buf(),
     })
@@ -270,6 +290,8 @@ struct PlaybookYaml {
     container_engine: String,
     #[serde(default)]
     tls: Option<TlsSpec>,
+    #[serde(default)]
+    audit: Option<AuditSpec>,
     services: Services,
 }
 

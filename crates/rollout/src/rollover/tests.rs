@@ -93,6 +93,7 @@ fn job(host: &str, ca: &str, leaves: &Authority) -> HostJob {
             container_engine: "podman".into(),
             tls: None,
             cert_dirs: Vec::new(),
+            audit: None,
         },
     }
 }

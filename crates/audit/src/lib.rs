@@ -1,0 +1,298 @@
+//! OSSN-0007 audit of one host: what its libvirtd, SASL and nova settings allow, and what an
+//! unauthenticated peer actually gets from its libvirt port. Pure apart from the live probe
+//! (`rpc`): the caller reads the files (one round trip) and hands them in.
+
+mod conf;
+pub mod rpc;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub use conf::{settings, truthy, Setting};
+pub use rpc::Answer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn parse(text: &str) -> Option<Severity> {
+        match text {
+            "low" => Some(Severity::Low),
+            "medium" => Some(Severity::Medium),
+            "high" => Some(Severity::High),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable identifier, e.g. `LIBVIRT-TCP-NOAUTH`.
+    pub id: &'static str,
+    pub severity: Severity,
+    /// `file:line: setting`, or what the probe observed.
+    pub evidence: String,
+}
+
+/// What was read on one host (kind → path and text; kinds: `libvirtd`, `sasl`, `nova`) and
+/// what the live probe of its unencrypted libvirt port answered.
+pub struct Observed<'a> {
+    pub files: &'a BTreeMap<String, (String, String)>,
+    pub tcp_probe: Option<&'a Answer>,
+}
+
+/// Every finding for one host, most severe first.
+pub fn audit(seen: &Observed) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut add = |id, severity, evidence: String| {
+        findings.push(Finding {
+            id,
+            severity,
+            evidence,
+        })
+    };
+    let get = |kind: &str, section: Option<&str>| {
+        seen.files
+            .get(kind)
+            .map(|(path, text)| (path.clone(), settings(text, section)))
+    };
+
+    match get("libvirtd", None) {
+        None => add(
+            "LIBVIRT-CONF-MISSING",
+            Severity::Low,
+            "no libvirtd.conf found at the playbook's audit paths".into(),
+        ),
+        Some((path, conf)) => {
+            let at = |key: &str| {
+                conf.get(key)
+                    .map(|s| format!("{path}:{}: {key} = \"{}\"", s.line, s.value))
+            };
+            let value = |key: &str, default: &str| {
+                conf.get(key)
+                    .map_or(default.to_string(), |s| s.value.clone())
+            };
+            // libvirt's defaults (with --listen): TLS on, TCP off, auth_tcp sasl, auth_tls none.
+            let tcp = truthy(&value("listen_tcp", "0"));
+            let tls = truthy(&value("listen_tls", "1"));
+            if tcp && value("auth_tcp", "sasl") == "none" {
+                add(
+                    "LIBVIRT-TCP-NOAUTH",
+                    Severity::Critical,
+                    format!(
+                        "{}; {}",
+                        at("listen_tcp").unwrap_or_default(),
+                        at("auth_tcp").unwrap_or_default()
+                    ),
+                );
+            }
+            if tls
+                && value("auth_tls", "none") == "none"
+                && !conf.contains_key("tls_allowed_dn_list")
+            {
+                add(
+                    "LIBVIRT-TLS-NOAUTH",
+                    Severity::High,
+                    at("auth_tls").unwrap_or_else(|| {
+                        format!("{path}: auth_tls not set (libvirt's default: none) and no tls_allowed_dn_list")
+                    }),
+                );
+            }
+            let listen = value("listen_addr", "");
+            if (tcp || tls) && matches!(listen.as_str(), "" | "0.0.0.0" | "::" | "[::]") {
+                add(
+                    "LIBVIRT-LISTEN-ALL",
+                    Severity::Medium,
+                    at("listen_addr")
+                        .unwrap_or_else(|| format!("{path}: listen_addr not set: every interface")),
+                );
+            }
+            if truthy(&value("tls_no_verify_certificate", "0")) {
+                add(
+                    "LIBVIRT-TLS-NOVERIFY",
+                    Severity::High,
+                    at("tls_no_verify_certificate").unwrap_or_default(),
+                );
+            }
+            if truthy(&value("tls_no_sanity_certificate", "0")) {
+                add(
+                    "LIBVIRT-TLS-NOSANITY",
+                    Severity::Medium,
+                    at("tls_no_sanity_certificate").unwrap_or_default(),
+                );
+            }
+            if let Some((sasl_path, sasl)) = get("sasl", None) {
+                let mechs = sasl
+                    .get("mech_list")
+                    .map(|s| (s.line, s.value.to_ascii_lowercase()));
+                let uses_sasl = (tcp && value("auth_tcp", "sasl") == "sasl")
+                    || (tls && value("auth_tls", "none") == "sasl");
+                match mechs {
+                    Some((line, m)) if uses_sasl && m.contains("anonymous") => add(
+                        "SASL-ANONYMOUS",
+                        Severity::High,
+                        format!("{sasl_path}:{line}: mech_list: {m}"),
+                    ),
+                    // Without TLS nothing protects the channel: DIGEST-MD5 is obsolete
+                    // (RFC 6331), SCRAM and PLAIN do not encrypt.
+                    Some((line, m)) if tcp && value("auth_tcp", "sasl") == "sasl" => add(
+                        "SASL-OVER-TCP",
+                        Severity::Medium,
+                        format!("{sasl_path}:{line}: mech_list: {m} over unencrypted TCP"),
+                    ),
+                    _ => {}
+                }
+            }
+            if let Some((nova_path, nova)) = get("nova", Some("libvirt")) {
+                let uri = nova.get("connection_uri");
+                let scheme = nova.get("live_migration_scheme");
+                let serves_tls_only = tls && !tcp;
+                let plain = |s: &Setting| s.value.contains("tcp");
+                for (key, setting) in [("connection_uri", uri), ("live_migration_scheme", scheme)] {
+                    if let (Some(s), true) = (setting, serves_tls_only) {
+                        if plain(s) {
+                            add(
+                                "NOVA-NOT-TLS",
+                                Severity::Medium,
+                                format!(
+                                    "{nova_path}:{}: {key} = {} while libvirtd serves TLS only",
+                                    s.line, s.value
+                                ),
+                            );
+                        }
+                    }
+                }
+                let on = |key: &str| nova.get(key).is_some_and(|s| truthy(&s.value));
+                if on("live_migration_tunnelled") && on("live_migration_with_native_tls") {
+                    add(
+                        "NOVA-TUNNELLED-AND-NATIVE-TLS",
+                        Severity::Medium,
+                        format!(
+                            "{nova_path}: live_migration_tunnelled and live_migration_with_native_tls are both on (mutually exclusive)"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    match seen.tcp_probe {
+        Some(Answer::NoAuth) => add(
+            "LIBVIRT-RPC-OPEN",
+            Severity::Critical,
+            format!("live: {}", Answer::NoAuth.describe()),
+        ),
+        Some(answer @ Answer::Auth(_)) => add(
+            "LIBVIRT-TCP-OPEN",
+            Severity::Low,
+            format!("live: unencrypted libvirt port {}", answer.describe()),
+        ),
+        _ => {}
+    }
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        libvirtd: &str,
+        sasl: Option<&str>,
+        nova: Option<&str>,
+        probe: Option<Answer>,
+    ) -> Vec<&'static str> {
+        let mut files = BTreeMap::new();
+        files.insert(
+            "libvirtd".to_string(),
+            ("/l.conf".to_string(), libvirtd.to_string()),
+        );
+        if let Some(s) = sasl {
+            files.insert("sasl".to_string(), ("/s.conf".to_string(), s.to_string()));
+        }
+        if let Some(n) = nova {
+            files.insert("nova".to_string(), ("/n.conf".to_string(), n.to_string()));
+        }
+        audit(&Observed {
+            files: &files,
+            tcp_probe: probe.as_ref(),
+        })
+        .into_iter()
+        .map(|f| f.id)
+        .collect()
+    }
+
+    #[test]
+    fn day_zero_kolla_is_critical_with_the_live_proof() {
+        let day0 =
+            "listen_tcp = 1\nlisten_tls = 0\nauth_tcp = \"none\"\nlisten_addr = \"10.0.0.1\"\n";
+        let ids = run(day0, None, None, Some(Answer::NoAuth));
+        assert_eq!(ids, ["LIBVIRT-RPC-OPEN", "LIBVIRT-TCP-NOAUTH"]);
+    }
+
+    #[test]
+    fn tls_with_sasl_on_one_address_is_clean() {
+        let good =
+            "listen_tls = 1\nlisten_tcp = 0\nauth_tls = \"sasl\"\nlisten_addr = \"10.0.0.1\"\n";
+        let nova =
+            "[libvirt]\nconnection_uri = qemu+tls://c1/system\nlive_migration_scheme = tls\n";
+        let closed = Answer::Closed("refused".into());
+        assert!(run(
+            good,
+            Some("mech_list: scram-sha-256\n"),
+            Some(nova),
+            Some(closed)
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn weakened_tls_and_wide_listeners_are_found() {
+        let weak = "listen_tls = 1\nauth_tls = \"none\"\ntls_no_verify_certificate = 1\ntls_no_sanity_certificate = 1\n";
+        let nova = "[libvirt]\nconnection_uri = qemu+tcp://c1/system\nlive_migration_tunnelled = true\nlive_migration_with_native_tls = true\n";
+        let ids = run(weak, None, Some(nova), None);
+        for id in [
+            "LIBVIRT-TLS-NOAUTH",
+            "LIBVIRT-TLS-NOVERIFY",
+            "LIBVIRT-TLS-NOSANITY",
+            "LIBVIRT-LISTEN-ALL",
+            "NOVA-NOT-TLS",
+            "NOVA-TUNNELLED-AND-NATIVE-TLS",
+        ] {
+            assert!(ids.contains(&id), "{id}: {ids:?}");
+        }
+        // An allowed DN list is authorization enough for TLS without SASL.
+        let listed = "listen_tls = 1\nauth_tls = \"none\"\ntls_allowed_dn_list = [\"CN=c1\"]\nlisten_addr = \"10.0.0.1\"\n";
+        assert!(run(listed, None, None, None).is_empty());
+    }
+
+    #[test]
+    fn sasl_over_plain_tcp_is_weak() {
+        let tcp =
+            "listen_tcp = 1\nlisten_tls = 0\nauth_tcp = \"sasl\"\nlisten_addr = \"10.0.0.1\"\n";
+        let ids = run(
+            tcp,
+            Some("mech_list: digest-md5\n"),
+            None,
+            Some(Answer::Auth(vec!["sasl".into()])),
+        );
+        assert_eq!(ids, ["SASL-OVER-TCP", "LIBVIRT-TCP-OPEN"]);
+    }
+}

@@ -1,0 +1,168 @@
+//! `virtfleet audit`: read-only OSSN-0007 audit. Per host one round trip reads its libvirtd,
+//! SASL and nova settings (the playbook's `audit:` paths, first existing of each kind), and
+//! the workstation tries an unauthenticated libvirt RPC call on its unencrypted port.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+use virtfleet_audit::{Answer, Finding, Observed, Severity};
+use virtfleet_engine::HostJob;
+
+use crate::args::GlobalArgs;
+use crate::inputs::{default_user, InputErrors, Inputs};
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Exit 1 when any finding is at least this severe: low, medium, high, critical.
+    #[arg(long, default_value = "high", value_parser = parse_severity)]
+    fail_on: Severity,
+}
+
+fn parse_severity(text: &str) -> Result<Severity, String> {
+    Severity::parse(text).ok_or_else(|| format!("{text:?}: one of low, medium, high, critical"))
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Serialize)]
+struct HostAudit {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    findings: Vec<Finding>,
+}
+
+pub async fn run(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode, InputErrors> {
+    let inputs = Inputs::load(global)?;
+    // Certificates are not checked: an audit must work on a fleet that has none yet.
+    let jobs = inputs.plan_all(&default_user())?;
+    if let Some(job) = jobs.iter().find(|j| j.plan.audit.is_none()) {
+        return Err(InputErrors(vec![format!(
+            "{}: the playbook has no audit: section; nothing to audit ({})",
+            job.target.label,
+            inputs.playbook.path.display()
+        )]));
+    }
+    let options = global.ssh_options();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(global.forks(jobs.len())));
+    let mut tasks = tokio::task::JoinSet::new();
+    for job in jobs {
+        let (options, permits) = (options.clone(), permits.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let result = audit_host(&job, &options).await;
+            (job.target.label, result)
+        });
+    }
+    let mut hosts = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((name, result)) = joined else { continue };
+        let entry = match result {
+            Ok(findings) => HostAudit {
+                status: if findings.is_empty() {
+                    "ok"
+                } else {
+                    "findings"
+                },
+                error: None,
+                findings,
+            },
+            Err(e) => HostAudit {
+                status: "unreachable",
+                error: Some(e),
+                findings: Vec::new(),
+            },
+        };
+        hosts.insert(name, entry);
+    }
+    print_table(&hosts);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for finding in hosts.values().flat_map(|h| &h.findings) {
+        *counts.entry(finding.severity.name()).or_default() += 1;
+    }
+    let unreachable = hosts.values().filter(|h| h.error.is_some()).count();
+    let failing = hosts
+        .values()
+        .flat_map(|h| &h.findings)
+        .any(|f| f.severity >= args.fail_on);
+    println!(
+        "audit: {} hosts, {} critical, {} high, {} medium, {} low, {unreachable} unreachable",
+        hosts.len(),
+        counts.get("critical").unwrap_or(&0),
+        counts.get("high").unwrap_or(&0),
+        counts.get("medium").unwrap_or(&0),
+        counts.get("low").unwrap_or(&0),
+    );
+    if let Some(path) = &global.report {
+        let report = serde_json::json!({
+            "command": "audit",
+            "hosts": hosts,
+            "summary": {"hosts": hosts.len(), "unreachable": unreachable, "findings": counts},
+        });
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+        if let Err(e) = virtfleet_pki::write_atomic(path, text.as_bytes(), 0o644) {
+            eprintln!("error: cannot write report {}: {e}", path.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(if failing || unreachable > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One round trip for the files, and the live probe of the unencrypted port, side by side.
+async fn audit_host(
+    job: &HostJob,
+    ssh: &virtfleet_ssh::ClientOptions,
+) -> Result<Vec<Finding>, String> {
+    let Some(plan) = &job.plan.audit else {
+        return Ok(Vec::new());
+    };
+    let paths: Vec<&str> = plan.files.values().flatten().map(String::as_str).collect();
+    let read = virtfleet_engine::remote::read_files(&job.target, ssh, &paths);
+    let probe = virtfleet_audit::rpc::probe(&plan.address, plan.tcp_port, PROBE_TIMEOUT);
+    let (read, answer) = tokio::join!(read, probe);
+    let held = read.map_err(|e| e.to_string())?;
+    let mut files = BTreeMap::new();
+    for (kind, candidates) in &plan.files {
+        let found = candidates
+            .iter()
+            .find_map(|p| Some((p.clone(), held.get(p)?.clone()?)));
+        if let Some((path, bytes)) = found {
+            files.insert(
+                kind.clone(),
+                (path, String::from_utf8_lossy(&bytes).into_owned()),
+            );
+        }
+    }
+    let answer: Answer = answer;
+    Ok(virtfleet_audit::audit(&Observed {
+        files: &files,
+        tcp_probe: Some(&answer),
+    }))
+}
+
+fn print_table(hosts: &BTreeMap<String, HostAudit>) {
+    println!(
+        "{:<12} {:<9} {:<30} EVIDENCE",
+        "HOST", "SEVERITY", "FINDING"
+    );
+    for (host, audit) in hosts {
+        if let Some(error) = &audit.error {
+            println!("{host:<12} {:<9} {:<30} {error}", "-", "UNREACHABLE");
+        }
+        for f in &audit.findings {
+            println!(
+                "{host:<12} {:<9} {:<30} {}",
+                f.severity.name(),
+                f.id,
+                virtfleet_pki::display_safe(&f.evidence)
+            );
+        }
+    }
+}

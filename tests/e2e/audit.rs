@@ -1,0 +1,80 @@
+//! `virtfleet audit` (OSSN-0007): the day-0 lab is critical with the live proof; after a TLS
+//! deploy nothing of severity medium or more is left; a weakening planted by hand is found.
+
+use virtfleet_suite::*;
+
+fn findings(report: &serde_json::Value, host: &str) -> Vec<(String, String)> {
+    report["hosts"][host]["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{host}: {report}"))
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn audit_finds_day_zero_critical_and_a_tls_deploy_clean() {
+    let fleet = Fleet::new(2, TCP_SASL, true);
+    // Day 0 as kolla-ansible leaves it: TCP, no authentication. libvirtd answers once it
+    // has started (probing QEMU can take a while on a busy machine).
+    for host in ["compute01", "compute02"] {
+        let engine = fleet.host(host).engine.to_string();
+        fleet.sh(
+            host,
+            &format!(
+                "timeout 120 sh -c 'until {engine} exec nova_libvirt virsh -c qemu:///system \
+                 version >/dev/null 2>&1; do sleep 1; done'"
+            ),
+        );
+    }
+    let (out, report) = fleet.run_report(&["audit"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    for host in ["compute01", "compute02"] {
+        let found = findings(&report, host);
+        for id in ["LIBVIRT-RPC-OPEN", "LIBVIRT-TCP-NOAUTH"] {
+            assert!(
+                found.contains(&(id.to_string(), "critical".to_string())),
+                "{host}: {found:?}"
+            );
+        }
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("REMOTE_PROC_AUTH_LIST with \"none\""),
+        "{stdout}"
+    );
+
+    // After deploying TLS + SASL: nothing of medium severity or more.
+    fleet.write_globals(TLS_SASL);
+    fleet.ok(&["deploy"]);
+    let (out, report) = fleet.run_report(&["audit", "--fail-on", "medium"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in ["compute01", "compute02"] {
+        let found = findings(&report, host);
+        assert!(found.iter().all(|(_, s)| s == "low"), "{host}: {found:?}");
+    }
+
+    // A weakening planted by hand on one host is found, with its file and line.
+    fleet.sh(
+        "compute02",
+        "echo 'tls_no_verify_certificate = 1' >> /etc/kolla/nova-libvirt/libvirtd.conf",
+    );
+    let (out, report) = fleet.run_report(&["audit"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(findings(&report, "compute02")
+        .contains(&("LIBVIRT-TLS-NOVERIFY".to_string(), "high".to_string())));
+    assert!(findings(&report, "compute01")
+        .iter()
+        .all(|(_, s)| s == "low"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("/etc/kolla/nova-libvirt/libvirtd.conf:")
+            && stdout.contains("tls_no_verify_certificate"),
+        "{stdout}"
+    );
+}
