@@ -22,6 +22,8 @@ pub enum VarType {
     Host,
     /// A TCP port, 1 to 65535.
     Port,
+    /// A whole number from 1 to 2^32 - 1 (limits such as `max_workers`, `max_files`).
+    Count,
     /// A plain word: letters, digits, `.`, `_`, `-` (user names, mechanisms, commands).
     Name,
     /// A list of names, or one string of names separated by blanks or commas.
@@ -55,14 +57,15 @@ impl TryFrom<TypeYaml> for VarType {
                 "hostname" => VarType::Hostname,
                 "host" => VarType::Host,
                 "port" => VarType::Port,
+                "count" => VarType::Count,
                 "name" => VarType::Name,
                 "names" => VarType::Names,
                 "path" => VarType::Path,
                 "text" => VarType::Text,
                 other => {
                     return Err(format!(
-                        "unknown type {other:?} (ip, hostname, host, port, name, names, path, \
-                         text, or {{enum: [...]}})"
+                        "unknown type {other:?} (ip, hostname, host, port, count, name, names, \
+                         path, text, or {{enum: [...]}})"
                     ))
                 }
             },
@@ -91,6 +94,9 @@ impl VarType {
             VarType::Hostname => is_hostname(&text),
             VarType::Host => text.parse::<IpAddr>().is_ok() || is_hostname(&text),
             VarType::Port => text.parse::<u16>().is_ok_and(|p| p > 0),
+            VarType::Count => {
+                text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u32>().is_ok_and(|n| n > 0)
+            }
             VarType::Name => is_name(&text),
             VarType::Names => {
                 let words: Vec<&str> = text.split([',', ' ']).filter(|w| !w.is_empty()).collect();
@@ -117,6 +123,7 @@ impl VarType {
             VarType::Hostname => "must be a host name (letters, digits, '-', dots)".into(),
             VarType::Host => "must be an IP address or a host name".into(),
             VarType::Port => "must be a port number (1-65535)".into(),
+            VarType::Count => "must be a whole number from 1 to 4294967295".into(),
             VarType::Name => "must be a plain word (letters, digits, '.', '_', '-')".into(),
             VarType::Names => {
                 "must be a list of plain words (letters, digits, '.', '_', '-')".into()
@@ -190,6 +197,17 @@ mod tests {
                 VarType::Port,
                 &[json!(16514), json!("16509")],
                 &[json!(0), json!("70000"), json!("1; rm")],
+            ),
+            (
+                VarType::Count,
+                &[json!(50), json!("131072"), json!(4294967295u32)],
+                &[
+                    json!(0),
+                    json!("-1"),
+                    json!("+5"),
+                    json!("20\nx"),
+                    json!(1.5),
+                ],
             ),
             (
                 VarType::Name,

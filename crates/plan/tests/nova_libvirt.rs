@@ -132,7 +132,10 @@ fn config_files(
         .unwrap()
         .iter()
         .map(|e| {
-            assert_eq!(e["optional"], json!(false));
+            assert!(
+                e.get("optional").is_none(),
+                "Kolla writes no \"optional\": {e}"
+            );
             let source = e["source"].as_str().unwrap();
             (
                 source
@@ -182,9 +185,9 @@ fn tls_on_sasl_on() {
         &text(&p, "nova_compute", "nova.conf"),
         &[
             "[libvirt]",
-            "connection_uri = qemu+tls://compute1/system",
-            "live_migration_scheme = tls",
-            "live_migration_inbound_addr = compute1",
+            "connection_uri = \"qemu+tls://compute1/system\"",
+            "live_migration_scheme = \"tls\"",
+            "live_migration_inbound_addr = \"compute1\"",
             "virt_type = kvm",
         ],
     );
@@ -229,7 +232,7 @@ fn tls_on_sasl_on() {
     }
 
     let (command, entries) = config_files(&p, "nova_libvirt");
-    assert_eq!(command, "/usr/sbin/libvirtd --listen");
+    assert_eq!(command, "/usr/local/bin/kolla_nova_libvirt_start");
     let dests: Vec<_> = entries
         .iter()
         .map(|e| (e.0.as_str(), e.1.as_str()))
@@ -239,13 +242,13 @@ fn tls_on_sasl_on() {
         [
             ("libvirtd.conf", "/etc/libvirt/libvirtd.conf"),
             ("qemu.conf", "/etc/libvirt/qemu.conf"),
+            ("serverkey.pem", "/etc/pki/libvirt/private/serverkey.pem"),
+            ("servercert.pem", "/etc/pki/libvirt/servercert.pem"),
+            ("clientkey.pem", "/etc/pki/libvirt/private/clientkey.pem"),
+            ("clientcert.pem", "/etc/pki/libvirt/clientcert.pem"),
+            ("cacert.pem", "/etc/pki/CA/cacert.pem"),
             ("sasl.conf", "/etc/sasl2/libvirt.conf"),
             ("auth.conf", "/root/.config/libvirt/auth.conf"),
-            ("cacert.pem", "/etc/pki/CA/cacert.pem"),
-            ("servercert.pem", "/etc/pki/libvirt/servercert.pem"),
-            ("serverkey.pem", "/etc/pki/libvirt/private/serverkey.pem"),
-            ("clientcert.pem", "/etc/pki/libvirt/clientcert.pem"),
-            ("clientkey.pem", "/etc/pki/libvirt/private/clientkey.pem"),
         ]
     );
     assert!(entries.iter().all(|e| e.2 == "root" && e.3 == "0600"));
@@ -257,23 +260,23 @@ fn tls_on_sasl_on() {
         [
             ("nova.conf", "/etc/nova/nova.conf", "nova", "0600"),
             (
+                "clientkey.pem",
+                "/etc/pki/libvirt/private/clientkey.pem",
+                "root:nova",
+                "0640"
+            ),
+            (
+                "clientcert.pem",
+                "/etc/pki/libvirt/clientcert.pem",
+                "root:nova",
+                "0640"
+            ),
+            ("cacert.pem", "/etc/pki/CA/cacert.pem", "root:nova", "0640"),
+            (
                 "auth.conf",
                 "/var/lib/nova/.config/libvirt/auth.conf",
                 "nova",
                 "0600"
-            ),
-            ("cacert.pem", "/etc/pki/CA/cacert.pem", "nova", "0640"),
-            (
-                "clientcert.pem",
-                "/etc/pki/libvirt/clientcert.pem",
-                "nova",
-                "0640"
-            ),
-            (
-                "clientkey.pem",
-                "/etc/pki/libvirt/private/clientkey.pem",
-                "nova",
-                "0640"
             ),
         ]
         .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
@@ -332,10 +335,14 @@ fn tls_off_sasl_on() {
     assert_has_lines(
         &text(&p, "nova_compute", "nova.conf"),
         &[
-            "connection_uri = qemu+tcp://10.0.0.11/system",
-            "live_migration_scheme = tcp",
-            "live_migration_inbound_addr = 10.0.0.11",
+            "connection_uri = \"qemu+tcp://10.0.0.11/system\"",
+            "live_migration_inbound_addr = \"10.0.0.11\"",
         ],
+    );
+    // Kolla writes no scheme without TLS (nova's default is tcp).
+    assert_lacks(
+        &text(&p, "nova_compute", "nova.conf"),
+        &["live_migration_scheme"],
     );
     assert_has_lines(
         &text(&p, "nova_libvirt", "sasl.conf"),
@@ -664,7 +671,7 @@ fn migration_names_default_and_override() {
     assert_eq!(p.vars["inventory_hostname"], json!("compute3"));
     assert_has_lines(
         &text(&p, "nova_compute", "nova.conf"),
-        &["connection_uri = qemu+tls://compute3/system"],
+        &["connection_uri = \"qemu+tls://compute3/system\""],
     );
 
     let p = plan(json!({
@@ -676,8 +683,8 @@ fn migration_names_default_and_override() {
     assert_has_lines(
         &text(&p, "nova_compute", "nova.conf"),
         &[
-            "connection_uri = qemu+tls://compute1.mgmt.example/system",
-            "live_migration_inbound_addr = compute1.mgmt.example",
+            "connection_uri = \"qemu+tls://compute1.mgmt.example/system\"",
+            "live_migration_inbound_addr = \"compute1.mgmt.example\"",
         ],
     );
     assert_has_lines(
@@ -691,7 +698,7 @@ fn odd_ports_and_ipv6_addresses_reach_the_uri() {
     let p = plan(json!({"ansible_host": "fd00::11", "nova_libvirt_port": 16600}));
     assert_has_lines(
         &text(&p, "nova_compute", "nova.conf"),
-        &["connection_uri = qemu+tcp://[fd00::11]:16600/system"],
+        &["connection_uri = \"qemu+tcp://[fd00::11]:16600/system\""],
     );
     assert_has_lines(
         &text(&p, "nova_libvirt", "libvirtd.conf"),
@@ -769,19 +776,34 @@ fn mech_list_accepts_kolla_list_or_string() {
 }
 
 #[test]
-fn qemu_conf_is_minimal_and_valid_looking() {
+fn qemu_conf_is_kollas_and_files_end_in_one_newline() {
     let p = plan(json!({}));
     assert_has_lines(
         &text(&p, "nova_libvirt", "qemu.conf"),
         &[
-            "stdio_handler = \"file\"",
-            "user = \"root\"",
-            "group = \"root\"",
+            "stdio_handler = \"logd\"",
+            "user = \"nova\"",
+            "group = \"nova\"",
+            "max_files =  32768",
+            "max_processes =  131072",
         ],
     );
-    // Every file ends with exactly one newline (Ansible keeps the template's last newline).
+    let p = plan(
+        json!({"nova_spice_require_secure": "yes", "enable_nova_swtpm": true,
+                        "kolla_base_distro": "ubuntu"}),
+    );
+    assert_has_lines(
+        &text(&p, "nova_libvirt", "qemu.conf"),
+        &[
+            "spice_tls = 1",
+            "swtpm_user = \"swtpm\"",
+            "swtpm_group = \"swtpm\"",
+        ],
+    );
+    // Every file ends with exactly one newline (Ansible keeps the template's last newline),
+    // but qemu.conf, which ends in blank lines as Kolla's does.
     for svc in &p.services {
-        for f in &svc.files {
+        for f in svc.files.iter().filter(|f| !f.path.ends_with("/qemu.conf")) {
             assert!(f.content.ends_with(b"\n"), "{}", f.path);
             assert!(!f.content.ends_with(b"\n\n"), "{}", f.path);
         }
@@ -816,6 +838,9 @@ fn values_that_would_break_out_of_config_files_are_refused_by_name() {
             json!("3:stderr\"\nlisten_tcp = 1"),
         ),
         ("kolla_container_engine", json!("podman; rm -rf /")),
+        ("libvirt_max_workers", json!("50\nlisten_tcp = 1")),
+        ("qemu_max_files", json!("-1")),
+        ("swtpm_user", json!("tss\"\nuser = \"root")),
     ];
     for (var, value) in hostile {
         let err = plan_err(json!({ "libvirt_tls": true, var: value })).to_string();
