@@ -163,7 +163,7 @@ impl Inputs {
             }
         }
         files.iter().find_map(|file| {
-            let text = std::fs::read_to_string(file).ok()?;
+            let text = virtfleet_inventory::read_text_file(file).ok()?;
             let line = text.lines().position(|line| {
                 let line = line.trim_start();
                 line.starts_with(&format!("{var}:"))
@@ -188,10 +188,13 @@ impl Inputs {
                 }
                 _ => e.to_string(),
             })?;
-            Ok(HostJob {
-                target: target(host, &plan.vars, default_user)?,
-                plan,
-            })
+            let target = target(host, &plan.vars, default_user)?;
+            // Nothing reads a host's variables after this (the plan carries what it needs),
+            // and every host holding a copy of every variable costs gigabytes on a large
+            // globals.yml: keep only what messages may want, the connection settings.
+            let mut plan = plan;
+            plan.vars.retain(|name, _| name.starts_with("ansible_"));
+            Ok(HostJob { target, plan })
         });
         let (prepared, errors): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
         if errors.is_empty() {
