@@ -156,7 +156,7 @@ fn kollas_own_settings_survive_and_their_secrets_stay_hidden() {
         assert!(merged.contains(kept), "{kept:?} lost:\n{merged}");
     }
     assert!(
-        merged.contains("connection_uri = qemu+tls://compute01/system\n"),
+        merged.contains("connection_uri = \"qemu+tls://compute01/system\"\n"),
         "{merged}"
     );
     assert!(!merged.contains("qemu+tcp"), "{merged}");

@@ -356,7 +356,7 @@ impl LabHost {
 /// `podman run` arguments: the image is the machine's root through an overlay, the lab's scripts
 /// bound over it.
 fn podman_run_args(cmd: &mut Command, bin_dir: &Path) {
-    for script in ["kolla_set_configs", "kolla_start", "sleep_forever"] {
+    for (script, _) in crate::SCRIPTS {
         cmd.arg("-v").arg(format!(
             "{}:/usr/local/bin/{script}:ro",
             bin_dir.join(script).display()

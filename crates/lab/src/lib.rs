@@ -35,12 +35,16 @@ pub const MAX_HOSTS: usize = 254;
 /// passwords, as kolla-ansible writes them): tests check it survives a deploy and is never shown.
 pub const LAB_NOVA_SECRET: &str = "Lab-Nova-Secret-51c2";
 
-const SCRIPTS: [(&str, &str); 3] = [
+const SCRIPTS: [(&str, &str); 4] = [
     (
         "kolla_set_configs",
         include_str!("../assets/kolla_set_configs"),
     ),
     ("kolla_start", include_str!("../assets/kolla_start")),
+    (
+        "kolla_nova_libvirt_start",
+        include_str!("../assets/kolla_nova_libvirt_start"),
+    ),
     ("sleep_forever", include_str!("../assets/sleep_forever")),
 ];
 
