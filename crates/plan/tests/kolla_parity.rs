@@ -190,8 +190,8 @@ fn virtfleet_renders_what_kolla_ansible_renders() {
             }
         }
 
-        // config.json: the command, and every entry virtfleet renders, as Kolla's entry for
-        // the same destination.
+        // config.json: the command, every entry virtfleet renders as Kolla's entry for the
+        // same destination, and the log directories and permissions as Kolla's.
         for (service, dir) in [
             ("nova_libvirt", "nova-libvirt"),
             ("nova_compute", "nova-compute"),
@@ -207,6 +207,15 @@ fn virtfleet_renders_what_kolla_ansible_renders() {
                     "{name} {dir}/config.json command: kolla {} virtfleet {}",
                     theirs["command"], ours["command"]
                 ));
+            }
+            // What a host without a config.json gets besides the entries: Kolla's own.
+            for key in ["directories", "files", "permissions"] {
+                if ours.get(key).is_some() && ours[key] != theirs[key] {
+                    failures.push(format!(
+                        "{name} {dir}/config.json {key}: kolla {} virtfleet {}",
+                        theirs[key], ours[key]
+                    ));
+                }
             }
             let kolla_entries = theirs["config_files"].as_array().unwrap();
             for entry in ours["config_files"].as_array().unwrap() {
