@@ -4,6 +4,8 @@
 //! everything else. Merging never removes anything virtfleet does not render, and a file that
 //! already holds every owned setting comes back byte for byte, so a re-run changes nothing.
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -12,7 +14,8 @@ use serde_json::Value;
 #[serde(rename_all = "snake_case")]
 pub enum Merge {
     /// An INI file read by oslo.config (`nova.conf`): each `key = value` the template renders
-    /// replaces that key in its section (added if missing); every other line stays as it is.
+    /// replaces that key in its section (added if missing; a key rendered several times keeps
+    /// every line); every other line stays as it is.
     Ini,
     /// Kolla's `config.json` for `kolla_set_configs`: each `config_files` entry the template
     /// renders replaces the host's entry with the same `dest` (added if missing); the host's
@@ -22,131 +25,261 @@ pub enum Merge {
 }
 
 /// The content to write: `owned` merged into `current` (the host's file, `None` when absent).
+///
+/// Merging the result with the same `owned` again gives it back byte for byte; a missing or
+/// blank host file gets `owned` itself, which that property covers too.
 pub fn merge(kind: Merge, current: Option<&[u8]>, owned: &[u8]) -> Result<Vec<u8>, String> {
+    let owned = std::str::from_utf8(owned).map_err(|_| "the rendered template is not UTF-8")?;
+    // Checked whether or not the host has the file: what is pushed now is merged next time.
+    let wanted = match kind {
+        Merge::Ini => None,
+        Merge::KollaConfig => Some(rendered_kolla_config(owned)?),
+    };
     let Some(current) = current.filter(|c| !c.iter().all(u8::is_ascii_whitespace)) else {
-        return Ok(owned.to_vec());
+        return Ok(owned.as_bytes().to_vec());
     };
     let current = std::str::from_utf8(current).map_err(|_| "the host's file is not UTF-8")?;
-    let owned = std::str::from_utf8(owned).map_err(|_| "the rendered template is not UTF-8")?;
-    match kind {
-        Merge::Ini => Ok(merge_ini(current, owned).into_bytes()),
-        Merge::KollaConfig => merge_kolla_config(current, owned),
+    match wanted {
+        None => Ok(merge_ini(current, owned).into_bytes()),
+        Some(wanted) => merge_kolla_config(current, wanted),
     }
 }
 
-/// `[section]` of a header line.
-fn section_name(line: &str) -> Option<&str> {
-    let t = line.trim();
-    t.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+/// What one line of an oslo.config INI file is, read as oslo.config's parser does: an
+/// indented line continues the value above it (even one that looks like a header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IniLine<'a> {
+    Header(&'a str),
+    Key(&'a str),
+    Continuation,
+    /// Blank lines, comments and lines that are none of the above.
+    Other,
 }
 
-/// Key of an oslo.config `key = value` (or `key: value`) line; None for comments and blanks.
-fn ini_key(line: &str) -> Option<&str> {
+fn ini_line(line: &str) -> IniLine<'_> {
+    let t = line.trim();
     if line.starts_with([' ', '\t']) {
-        return None; // a continuation of the previous value
+        return if t.is_empty() {
+            IniLine::Other
+        } else {
+            IniLine::Continuation
+        };
     }
-    let t = line.trim();
-    if t.is_empty() || t.starts_with(['#', ';']) || section_name(t).is_some() {
-        return None;
+    if t.is_empty() || t.starts_with(['#', ';']) {
+        return IniLine::Other;
     }
-    let at = t.find(['=', ':'])?;
-    Some(t[..at].trim())
+    if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return IniLine::Header(name.trim());
+    }
+    match t.find(['=', ':']) {
+        Some(at) => IniLine::Key(t[..at].trim()),
+        None => IniLine::Other,
+    }
 }
 
-/// The owned settings of a rendered INI template, in order: (section, key, line).
-fn owned_settings(owned: &str) -> Vec<(String, String, String)> {
-    let mut section = "DEFAULT".to_string();
-    let mut settings = Vec::new();
-    for line in owned.lines() {
-        if let Some(name) = section_name(line) {
-            section = name.to_string();
-        } else if let Some(key) = ini_key(line) {
-            settings.push((section.clone(), key.to_string(), line.trim().to_string()));
+/// One `key = value` of an INI file: lines `start..end`, its continuation lines included.
+struct Setting<'a> {
+    section: &'a str,
+    key: &'a str,
+    start: usize,
+    end: usize,
+}
+
+/// The settings of an INI file in order, and where each section ends: the index after its
+/// last non-blank line (its header's, if it has nothing else), in its last occurrence. Lines
+/// before the first header belong to DEFAULT, as oslo.config reads them.
+fn parse_ini<'a>(lines: &[&'a str]) -> (Vec<Setting<'a>>, HashMap<&'a str, usize>) {
+    let mut settings: Vec<Setting<'a>> = Vec::new();
+    let mut section_end = HashMap::new();
+    let mut section = "DEFAULT";
+    let mut in_setting = false;
+    for (i, line) in lines.iter().enumerate() {
+        let kind = ini_line(line);
+        match kind {
+            IniLine::Header(name) => {
+                section = name;
+                section_end.insert(section, i + 1);
+            }
+            IniLine::Key(key) => settings.push(Setting {
+                section,
+                key,
+                start: i,
+                end: i + 1,
+            }),
+            IniLine::Continuation if in_setting => {
+                settings.last_mut().expect("in a setting").end = i + 1;
+            }
+            IniLine::Continuation | IniLine::Other => {}
+        }
+        in_setting =
+            matches!(kind, IniLine::Key(_)) || (in_setting && kind == IniLine::Continuation);
+        if !line.trim().is_empty() {
+            section_end.insert(section, i + 1);
         }
     }
-    settings
+    (settings, section_end)
 }
 
+/// The lines of `text` split at `\n` only (a `\r` stays in its line, so untouched lines keep
+/// their bytes), without the empty piece after a final newline.
+fn split_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    if text.ends_with('\n') {
+        lines.pop();
+    }
+    lines
+}
+
+/// A key the template renders, with every setting of it in order, each as its lines.
+struct OwnedKey<'a> {
+    section: &'a str,
+    key: &'a str,
+    settings: Vec<Vec<&'a str>>,
+}
+
+/// Every key the template renders, once, in order of first appearance (a key rendered several
+/// times in a section, like oslo.config's multi-valued options, keeps every setting). Each
+/// setting's first line is trimmed; continuation lines are kept as they are.
+fn owned_keys<'a>(lines: &[&'a str]) -> Vec<OwnedKey<'a>> {
+    let (settings, _) = parse_ini(lines);
+    let mut keys: Vec<OwnedKey> = Vec::new();
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    for s in settings {
+        let mut text = vec![lines[s.start].trim()];
+        text.extend(&lines[s.start + 1..s.end]);
+        let at = *index.entry((s.section, s.key)).or_insert_with(|| {
+            keys.push(OwnedKey {
+                section: s.section,
+                key: s.key,
+                settings: Vec::new(),
+            });
+            keys.len() - 1
+        });
+        keys[at].settings.push(text);
+    }
+    keys
+}
+
+/// Each key the template renders replaces that key's settings in its section: its settings
+/// go where the first one was and the others are dropped (oslo.config would let later ones
+/// win); a key the section lacks is added after its last line, a section the file lacks at the
+/// end. A key whose settings already read as rendered (same lines in the same order, spaces
+/// around them aside) is left as it is, and a file where every key does comes back unchanged.
 fn merge_ini(current: &str, owned: &str) -> String {
-    let mut lines: Vec<String> = current.lines().map(str::to_string).collect();
-    for (section, key, setting) in owned_settings(owned) {
-        set_ini(&mut lines, &section, &key, &setting);
+    let lines = split_lines(current);
+    let (settings, section_end) = parse_ini(&lines);
+    let owned_lines = split_lines(owned);
+    // Lines to drop (start -> end), lines to put before line i, sections to add at the end.
+    let mut skip: HashMap<usize, usize> = HashMap::new();
+    let mut insert: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+    let mut new_sections: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut new_index: HashMap<&str, usize> = HashMap::new();
+    let mut by_key: HashMap<(&str, &str), Vec<&Setting>> = HashMap::new();
+    for s in &settings {
+        by_key.entry((s.section, s.key)).or_default().push(s);
     }
-    let mut out = lines.join("\n");
-    out.push('\n');
-    out
+    for owned in owned_keys(&owned_lines) {
+        let (section, rendered) = (owned.section, owned.settings);
+        let found = by_key
+            .get(&(section, owned.key))
+            .map_or(&[][..], Vec::as_slice);
+        let have: Vec<Vec<&str>> = found
+            .iter()
+            .map(|s| lines[s.start..s.end].iter().map(|l| l.trim()).collect())
+            .collect();
+        let want: Vec<Vec<&str>> = rendered
+            .iter()
+            .map(|setting| setting.iter().map(|l| l.trim()).collect())
+            .collect();
+        if have == want {
+            continue;
+        }
+        let block = rendered.into_iter().flatten();
+        if let Some(first) = found.first() {
+            insert.entry(first.start).or_default().extend(block);
+            skip.extend(found.iter().map(|s| (s.start, s.end)));
+        } else if let Some(&at) = section_end.get(section) {
+            insert.entry(at).or_default().extend(block);
+        } else if section == "DEFAULT" {
+            insert.entry(0).or_default().extend(block);
+        } else {
+            let at = *new_index.entry(section).or_insert_with(|| {
+                new_sections.push((section, Vec::new()));
+                new_sections.len() - 1
+            });
+            new_sections[at].1.extend(block);
+        }
+    }
+    if insert.is_empty() && new_sections.is_empty() {
+        return current.to_string();
+    }
+    let mut out: Vec<&str> = Vec::with_capacity(lines.len() + 8);
+    let mut i = 0;
+    while i <= lines.len() {
+        if let Some(block) = insert.get(&i) {
+            out.extend(block);
+        }
+        if i == lines.len() {
+            break;
+        }
+        match skip.get(&i) {
+            Some(&end) => i = end,
+            None => {
+                out.push(lines[i]);
+                i += 1;
+            }
+        }
+    }
+    let headers: Vec<String> = new_sections
+        .iter()
+        .map(|(name, _)| format!("[{name}]"))
+        .collect();
+    for ((_, block), header) in new_sections.iter().zip(&headers) {
+        if out.last().is_some_and(|l| !l.trim().is_empty()) {
+            out.push("");
+        }
+        out.push(header);
+        out.extend(block);
+    }
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
 }
 
-/// Sets `key` in `section` to the line `setting`: replaces its first occurrence (and drops
-/// later ones, which oslo.config would let win), else adds it at the end of the section,
-/// else adds the section at the end of the file.
-fn set_ini(lines: &mut Vec<String>, section: &str, key: &str, setting: &str) {
-    // Lines before the first header belong to DEFAULT, as oslo.config reads them.
-    let mut current = "DEFAULT".to_string();
-    // Index after the section's last non-blank line; None while the section was not met.
-    let mut section_end = None;
-    let mut found = false;
-    let mut i = 0;
-    while i < lines.len() {
-        if let Some(name) = section_name(&lines[i]) {
-            current = name.to_string();
-            if current == section {
-                section_end = Some(i + 1);
-            }
-            i += 1;
-            continue;
-        }
-        if current != section {
-            i += 1;
-            continue;
-        }
-        if ini_key(&lines[i]) == Some(key) {
-            // The value's continuation lines go with it.
-            let mut end = i + 1;
-            while end < lines.len()
-                && lines[end].starts_with([' ', '\t'])
-                && !lines[end].trim().is_empty()
-            {
-                end += 1;
-            }
-            if !found {
-                lines.splice(i..end, [setting.to_string()]);
-                found = true;
-                i += 1;
-            } else {
-                lines.drain(i..end);
-            }
-            section_end = Some(i);
-            continue;
-        }
-        if !lines[i].trim().is_empty() {
-            section_end = Some(i + 1);
-        }
-        i += 1;
-    }
-    if found {
-        return;
-    }
-    match section_end {
-        Some(at) => lines.insert(at, setting.to_string()),
-        // No DEFAULT settings or header at all: settings before the first header.
-        None if section == "DEFAULT" => lines.insert(0, setting.to_string()),
-        None => {
-            if lines.last().is_some_and(|l| !l.trim().is_empty()) {
-                lines.push(String::new());
-            }
-            lines.push(format!("[{section}]"));
-            lines.push(setting.to_string());
+/// The rendered config.json: an object whose `config_files` (if any) lists entries that each
+/// have a `dest`, no two the same, since entries are matched by `dest`.
+fn rendered_kolla_config(owned: &str) -> Result<Value, String> {
+    let wanted: Value = serde_json::from_str(owned)
+        .map_err(|e| format!("the rendered template is not valid JSON ({e})"))?;
+    let Some(map) = wanted.as_object() else {
+        return Err("the rendered template is not a JSON object".into());
+    };
+    let entries = match map.get("config_files") {
+        None => &Vec::new(),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return Err("`config_files` in the rendered template is not a list".into()),
+    };
+    let mut dests = std::collections::HashSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let Some(dest) = entry.get("dest") else {
+            return Err(format!(
+                "`config_files` entry {} in the rendered template has no `dest`",
+                i + 1
+            ));
+        };
+        if !dests.insert(dest.to_string()) {
+            return Err(format!(
+                "`config_files` in the rendered template has two entries for `dest` {dest}"
+            ));
         }
     }
+    Ok(wanted)
 }
 
 /// Kolla's config.json, as far as merging needs it.
-fn merge_kolla_config(current: &str, owned: &str) -> Result<Vec<u8>, String> {
+fn merge_kolla_config(current: &str, wanted: Value) -> Result<Vec<u8>, String> {
     let mut host: Value = serde_json::from_str(current)
         .map_err(|e| format!("the host's file is not valid JSON ({e})"))?;
-    let wanted: Value = serde_json::from_str(owned)
-        .map_err(|e| format!("the rendered template is not valid JSON ({e})"))?;
     let before = host.clone();
     let Some(host_map) = host.as_object_mut() else {
         return Err("the host's file is not a JSON object".into());
@@ -154,23 +287,23 @@ fn merge_kolla_config(current: &str, owned: &str) -> Result<Vec<u8>, String> {
     if let Some(command) = wanted.get("command") {
         host_map.entry("command").or_insert_with(|| command.clone());
     }
-    let entries = host_map
-        .entry("config_files")
-        .or_insert_with(|| Value::Array(Vec::new()));
+    let wanted_entries = match wanted.get("config_files").and_then(Value::as_array) {
+        Some(entries) if !entries.is_empty() => entries,
+        _ => &Vec::new(),
+    };
+    let entries = match host_map.get_mut("config_files") {
+        Some(entries) => entries,
+        None if wanted_entries.is_empty() => &mut Value::Array(Vec::new()),
+        None => host_map
+            .entry("config_files")
+            .or_insert_with(|| Value::Array(Vec::new())),
+    };
     let Some(entries) = entries.as_array_mut() else {
         return Err("`config_files` in the host's file is not a list".into());
     };
-    for entry in wanted
-        .get("config_files")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for entry in wanted_entries {
         let dest = entry.get("dest");
-        match entries
-            .iter_mut()
-            .find(|e| dest.is_some() && e.get("dest") == dest)
-        {
+        match entries.iter_mut().find(|e| e.get("dest") == dest) {
             Some(existing) => *existing = entry.clone(),
             None => entries.push(entry.clone()),
         }
@@ -304,6 +437,139 @@ enabled = false
             let out = merge(Merge::Ini, current, OWNED.as_bytes()).unwrap();
             assert_eq!(out, OWNED.as_bytes());
         }
+    }
+
+    /// Merges `owned` into `current`, then into the result again: the second merge must give
+    /// the first one's bytes back (what fuzz/fuzz_targets/merge.rs checks on random input).
+    fn merged_twice(kind: Merge, current: Option<&str>, owned: &str) -> String {
+        let once = merge(kind, current.map(str::as_bytes), owned.as_bytes()).unwrap();
+        let twice = merge(kind, Some(&once), owned.as_bytes()).unwrap();
+        let once = String::from_utf8(once).unwrap();
+        assert_eq!(
+            String::from_utf8(twice).unwrap(),
+            once,
+            "{current:?} merged with {owned:?} changes on a re-run"
+        );
+        once
+    }
+
+    #[test]
+    fn ini_merged_again_is_unchanged_whatever_the_layout() {
+        // Each of these (found by the merge fuzz target) changed again on the second run.
+        let cases: &[(Option<&str>, &str)] = &[
+            // The template pushed as is (no host file), then merged into itself.
+            (None, "state_path = /var/lib/nova"),
+            (None, "state_path = /var/lib/nova \t\t\n[libvirt]\n"),
+            (None, "[libvirt]\nconnection_uri = a\nconnection_uri = b\n"),
+            (
+                None,
+                "[libvirt]\nconnection_uri = qemu:///system\n  continued\nvirt_type=kvm\n",
+            ),
+            (
+                None,
+                "[libvirt]\nconnection_uri = a\n\t[vnc]\nvirt_type = kvm\n",
+            ),
+            (None, "\r\r\rstate_path = /x\r"),
+            // A host file with an indented header.
+            (
+                Some("[libvirt]\nvirt_type = kvm\n  [vnc]\nx = 1\n"),
+                "[vnc]\nenabled = false\n[libvirt]\nx = 2\n",
+            ),
+        ];
+        for (current, owned) in cases {
+            merged_twice(Merge::Ini, *current, owned);
+        }
+        // Replaced, added and new-section settings, and no final newline, still hold.
+        merged_twice(
+            Merge::Ini,
+            Some("debug = True"),
+            "state_path = /var/lib/nova\n",
+        );
+        merged_twice(
+            Merge::Ini,
+            Some("[libvirt]\na = 1\n\n[vnc]\n"),
+            "[libvirt]\na = 2\n  two\nb = 3\n[new]\nc = 4\n",
+        );
+    }
+
+    #[test]
+    fn ini_keeps_the_bytes_of_settings_that_already_read_as_rendered() {
+        // CRLF line ends and blanks around a value: oslo.config reads the same setting.
+        let current = "[libvirt]\r\nvirt_type = kvm  \r\ncpu_mode = host-model\r\n";
+        assert_eq!(ini(current, "[libvirt]\nvirt_type = kvm\n"), current);
+        assert_eq!(ini("a = 1", "a = 1\n"), "a = 1", "no final newline added");
+        // Only the changed setting is rewritten.
+        assert_eq!(
+            ini(current, "[libvirt]\nvirt_type = qemu\n"),
+            "[libvirt]\r\nvirt_type = qemu\ncpu_mode = host-model\r\n"
+        );
+    }
+
+    #[test]
+    fn ini_key_rendered_several_times_keeps_every_line_in_order() {
+        // A multi-valued option (oslo.config MultiStrOpt): the template's lines replace the
+        // host's, at the place of the first.
+        let merged = merged_twice(
+            Merge::Ini,
+            Some("[pci]\ndevice_spec = old\nalias = x\ndevice_spec = older\n"),
+            "[pci]\ndevice_spec = a\ndevice_spec = b\n",
+        );
+        assert_eq!(
+            merged,
+            "[pci]\ndevice_spec = a\ndevice_spec = b\nalias = x\n"
+        );
+        // A value's continuation lines go with it, both ways.
+        let merged = merged_twice(
+            Merge::Ini,
+            Some("[libvirt]\ncpu_models = old\n  older\nvirt_type = kvm\n"),
+            "[libvirt]\ncpu_models = a\n  b\n",
+        );
+        assert_eq!(merged, "[libvirt]\ncpu_models = a\n  b\nvirt_type = kvm\n");
+    }
+
+    #[test]
+    fn ini_indented_lines_continue_values_as_in_oslo_config() {
+        // `  [vnc]` under a key is part of its value, not a header.
+        let merged = merged_twice(
+            Merge::Ini,
+            Some("[libvirt]\nvirt_type = kvm\n  [vnc]\n"),
+            "[vnc]\nenabled = false\n",
+        );
+        assert_eq!(
+            merged,
+            "[libvirt]\nvirt_type = kvm\n  [vnc]\n\n[vnc]\nenabled = false\n"
+        );
+    }
+
+    #[test]
+    fn kolla_config_template_is_checked_even_without_a_host_file() {
+        // Pushed unchecked, these failed every later run ("the host's file is not valid JSON").
+        for (owned, message) in [
+            ("{err}", "not valid JSON"),
+            ("[]", "not a JSON object"),
+            (r#"{"config_files": {}}"#, "is not a list"),
+            (
+                r#"{"config_files": [{"source": "a"}]}"#,
+                "entry 1 in the rendered template has no `dest`",
+            ),
+            (
+                r#"{"config_files": [{"dest": "/a"}, {"dest": "/a", "perm": "0600"}]}"#,
+                "two entries for `dest` \"/a\"",
+            ),
+        ] {
+            for current in [None, Some(&b"{}"[..])] {
+                let err = merge(Merge::KollaConfig, current, owned.as_bytes()).unwrap_err();
+                assert!(err.contains(message), "{owned}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn kolla_config_without_entries_on_either_side_is_left_alone() {
+        let owned = r#"{"command": "nova-compute"}"#;
+        assert_eq!(merged_twice(Merge::KollaConfig, None, owned), owned);
+        let host = "{\"command\": \"x\", \"permissions\": []}\n";
+        assert_eq!(merged_twice(Merge::KollaConfig, Some(host), owned), host);
     }
 
     const KOLLA_CONFIG: &str = r#"{
