@@ -305,6 +305,25 @@ impl<'a> HostContext<'a> {
         };
         ctx.template_dirs = ctx.search_dirs(&playbook.template_search, "template_search")?;
         ctx.cert_dirs = ctx.search_dirs(&playbook.cert_search, "cert_search")?;
+        // Templates and certificates come from the operator's config directory or the
+        // playbook's own: a variable (node_custom_config, set in any input file) must not
+        // point the search at a directory someone else controls.
+        for dir in ctx.template_dirs.iter().chain(&ctx.cert_dirs) {
+            let dir = lexical(dir);
+            let inside = |root: &Path| dir.starts_with(lexical(root));
+            if !(inside(input.configdir) || inside(&playbook.dir)) {
+                return Err(PlanError::Expression {
+                    host: ctx.host(),
+                    context: "template_search / cert_search".into(),
+                    message: format!(
+                        "{} is outside the config directory {} (node_custom_config must stay \
+                         under --configdir)",
+                        dir.display(),
+                        input.configdir.display()
+                    ),
+                });
+            }
+        }
         ctx.env = environment(ctx.template_dirs.clone());
         Ok(ctx)
     }
@@ -663,9 +682,72 @@ impl HostContext<'_> {
     }
 }
 
+/// `path` with `.` and `..` resolved by name (not through the filesystem).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Variables that say how to reach a host: they end up in DNS queries and connections
+/// before any host key is checked.
+const CONNECTION_VARS: [&str; 8] = [
+    "ansible_host",
+    "ansible_ssh_host",
+    "ansible_user",
+    "ansible_ssh_user",
+    "ansible_port",
+    "ansible_ssh_port",
+    "ansible_ssh_private_key_file",
+    "ansible_become_user",
+];
+
+/// Shortest secret value looked for inside other values (shorter ones match by chance).
+const MIN_SECRET_LEN: usize = 8;
+
 /// The playbook's `validate:` types, on the host's final values (a variable that is not set
-/// is `require:`'s business; one that failed to render is reported where it is used).
+/// is `require:`'s business; one that failed to render is reported where it is used). A
+/// checked or connection variable may not hold a secret's value (`{{ a_password }}` in
+/// `ansible_host` or `nova_compute_command` would carry it to DNS, files or command lines):
+/// secrets go only where the playbook puts them (secret files, stdin).
 fn check_types(ctx: &HostContext) -> Result<(), PlanError> {
+    let secrets: Vec<(&String, &str)> = ctx
+        .vars
+        .iter()
+        .filter(|(name, _)| crate::vars::secret_name(name))
+        .filter_map(|(name, v)| Some((name, v.as_str()?)))
+        .filter(|(_, v)| v.len() >= MIN_SECRET_LEN)
+        .collect();
+    let checked = CONNECTION_VARS
+        .into_iter()
+        .chain(ctx.input.playbook.validate.keys().map(String::as_str));
+    for var in checked {
+        let Some(value) = ctx.vars.get(var) else {
+            continue;
+        };
+        let text = value.to_string();
+        if let Some((secret, _)) = secrets
+            .iter()
+            .find(|(name, v)| name.as_str() != var && text.contains(v))
+        {
+            return Err(PlanError::Variable {
+                host: ctx.host(),
+                var: var.to_string(),
+                message: format!(
+                    "holds the value of the secret variable {secret}; secrets go only where \
+                     the playbook puts them"
+                ),
+            });
+        }
+    }
     for (var, ty) in &ctx.input.playbook.validate {
         let Some(value) = ctx.vars.get(var).filter(|v| !v.is_null()) else {
             continue;

@@ -26,8 +26,11 @@ pub enum VarType {
     Count,
     /// A plain word: letters, digits, `.`, `_`, `-` (user names, mechanisms, commands).
     Name,
-    /// A list of names, or one string of names separated by blanks or commas.
+    /// A list of names, or one string of names separated by blanks (as Cyrus SASL reads
+    /// `mech_list`).
     Names,
+    /// An Ansible boolean: true/false, yes/no, on/off, 1/0 (any case), or a YAML boolean.
+    Bool,
     /// An absolute path without `..`, control characters or quotes.
     Path,
     /// One line of text that fits inside a quoted config value: no control characters, no
@@ -60,12 +63,13 @@ impl TryFrom<TypeYaml> for VarType {
                 "count" => VarType::Count,
                 "name" => VarType::Name,
                 "names" => VarType::Names,
+                "bool" => VarType::Bool,
                 "path" => VarType::Path,
                 "text" => VarType::Text,
                 other => {
                     return Err(format!(
                         "unknown type {other:?} (ip, hostname, host, port, count, name, names, \
-                         path, text, or {{enum: [...]}})"
+                         bool, path, text, or {{enum: [...]}})"
                     ))
                 }
             },
@@ -84,6 +88,7 @@ impl VarType {
                     items.is_empty() || items.iter().any(|i| VarType::Name.check(i).is_some());
                 return bad.then(|| self.expected());
             }
+            Json::Bool(_) if *self == VarType::Bool => return None,
             Json::Bool(_) if matches!(self, VarType::Enum(_)) => {
                 return Some(self.expected());
             }
@@ -98,8 +103,9 @@ impl VarType {
                 text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u32>().is_ok_and(|n| n > 0)
             }
             VarType::Name => is_name(&text),
+            VarType::Bool => crate::render::parse_bool_str(&text).is_some(),
             VarType::Names => {
-                let words: Vec<&str> = text.split([',', ' ']).filter(|w| !w.is_empty()).collect();
+                let words: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
                 !words.is_empty() && words.iter().all(|w| is_name(w))
             }
             VarType::Path => {
@@ -126,8 +132,11 @@ impl VarType {
             VarType::Count => "must be a whole number from 1 to 4294967295".into(),
             VarType::Name => "must be a plain word (letters, digits, '.', '_', '-')".into(),
             VarType::Names => {
-                "must be a list of plain words (letters, digits, '.', '_', '-')".into()
+                "must be a list of plain words (letters, digits, '.', '_', '-'), or one string of \
+                 them separated by blanks"
+                    .into()
             }
+            VarType::Bool => "must be a boolean (yes/no, true/false, on/off, 1/0)".into(),
             VarType::Path => {
                 "must be an absolute path without '..', quotes or control characters".into()
             }
@@ -216,8 +225,24 @@ mod tests {
             ),
             (
                 VarType::Names,
-                &[json!(["SCRAM-SHA-256"]), json!("DIGEST-MD5, GSSAPI")],
-                &[json!(["ok", "no way"]), json!(""), json!("a\"b")],
+                &[json!(["SCRAM-SHA-256"]), json!("DIGEST-MD5 GSSAPI")],
+                &[
+                    json!(["ok", "no way"]),
+                    json!(""),
+                    json!("a\"b"),
+                    json!("SCRAM-SHA-256,DIGEST-MD5"),
+                ],
+            ),
+            (
+                VarType::Bool,
+                &[
+                    json!(true),
+                    json!("yes"),
+                    json!("False"),
+                    json!(1),
+                    json!("on"),
+                ],
+                &[json!("yess"), json!("2"), json!([true])],
             ),
             (
                 VarType::Path,

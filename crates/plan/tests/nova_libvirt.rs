@@ -435,7 +435,7 @@ fn ansible_style_strings_are_booleans() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("compute1") && err.contains("not a boolean"),
+        err.contains("compute1") && err.contains("libvirt_tls: must be a boolean"),
         "{err}"
     );
 }
@@ -468,7 +468,7 @@ fn template_override_order() {
 #[test]
 fn node_custom_config_moves_the_search() {
     let dir = configdir();
-    let custom = tempfile::tempdir().unwrap();
+    let custom = tempfile::tempdir_in(dir.path()).unwrap();
     write(custom.path().join("nova/qemu.conf.j2"), "custom\n");
     let certs = custom.path().join("nova/nova-libvirt");
     for name in CERTS {
@@ -820,6 +820,33 @@ fn debug_output_hides_secrets() {
         "names stay visible"
     );
     assert!(shown.contains("bytes redacted"), "{shown}");
+}
+
+#[test]
+fn secrets_cannot_be_copied_into_other_variables_and_searches_stay_in_the_config_dir() {
+    for var in [
+        "ansible_host",
+        "nova_libvirt_log_outputs",
+        "libvirt_sasl_authname",
+        "migration_interface_address",
+    ] {
+        let err = plan_err(json!({ "libvirt_tls": true, var: "{{ libvirt_sasl_password }}" }))
+            .to_string();
+        assert!(
+            err.contains(var) && err.contains("secret variable libvirt_sasl_password"),
+            "{var}: {err}"
+        );
+        assert!(!err.contains(PASSWORD), "{err}");
+    }
+    let elsewhere = tempfile::tempdir().unwrap();
+    let err = plan_err(json!({
+        "libvirt_tls": true,
+        "node_custom_config": elsewhere.path().display().to_string(),
+    }))
+    .to_string();
+    assert!(err.contains("outside the config directory"), "{err}");
+    let err = plan_err(json!({"node_custom_config": "{{ node_config }}/../../tmp"})).to_string();
+    assert!(err.contains("outside the config directory"), "{err}");
 }
 
 #[test]
