@@ -572,8 +572,30 @@ async fn load_private_key(path: &Path) -> Result<Arc<PrivateKey>, SshError> {
         if let Some(reason) = unprotected_key_file(&owned) {
             return Err(reason);
         }
+        // A key file is a few KiB: anything else (a device, an empty or /proc file, a
+        // huge file) is refused, and no more than the limit is ever read.
+        let too_big = || {
+            format!(
+                "not a private key file (a regular file of at most {} KiB)",
+                MAX_KEY_FILE_BYTES >> 10
+            )
+        };
+        let meta = std::fs::metadata(&owned).map_err(|e| e.to_string())?;
+        if !meta.is_file() || meta.len() == 0 || meta.len() > MAX_KEY_FILE_BYTES {
+            return Err(too_big());
+        }
         PRIVATE_KEYS
-            .get(&owned, |p| russh::keys::load_secret_key(p, None))
+            .get(&owned, |p| {
+                use std::io::Read;
+                let mut text = String::new();
+                std::fs::File::open(p)
+                    .and_then(|f| f.take(MAX_KEY_FILE_BYTES + 1).read_to_string(&mut text))
+                    .map_err(russh::keys::Error::from)?;
+                if text.len() as u64 > MAX_KEY_FILE_BYTES {
+                    return Err(russh::keys::Error::CouldNotReadKey);
+                }
+                russh::keys::decode_secret_key(&text, None)
+            })
             .map_err(|err| match err {
                 russh::keys::Error::KeyIsEncrypted => {
                     "the key is passphrase-protected; load it into ssh-agent instead".into()
@@ -588,6 +610,9 @@ async fn load_private_key(path: &Path) -> Result<Arc<PrivateKey>, SshError> {
         reason,
     })
 }
+
+/// Largest private key file read (a 16384-bit RSA key in PEM is about 12 KiB).
+const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
 
 /// OpenSSH's `sshkey_perm_ok`: a private key group or others may read or write is refused
 /// (ssh ignores it with this message), whoever owns it. `None` when the mode is fine or

@@ -114,3 +114,23 @@ async fn key_file_others_may_read_or_write_is_refused_like_ssh_does() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_key_path_that_is_not_a_small_regular_file_is_refused_before_reading() {
+    let server = TestSshd::start();
+    let opts = server.options(server.trusting_known_hosts());
+    let mut target = server.target();
+    // /proc/self/pagemap (0400, endless to read) and a 1 MiB file: refused at once.
+    let big = server.path("big_key");
+    std::fs::write(&big, vec![b'A'; 1 << 20]).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for path in [std::path::PathBuf::from("/proc/self/pagemap"), big] {
+        target.key_file = Some(path.clone());
+        let started = std::time::Instant::now();
+        let err = Session::connect(&target, &opts).await.unwrap_err();
+        assert!(matches!(err, SshError::KeyFile { .. }), "{path:?}: {err:?}");
+        assert!(err.to_string().contains("not a private key file"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+}
