@@ -292,7 +292,33 @@ fn render_value(
     }
 }
 
+/// Largest value one templated variable may render to: fuel bounds the steps, not what one
+/// step makes (`{{ 'x' * 30000000 }}`), and every host renders every variable.
+const MAX_RENDERED_BYTES: usize = 1 << 20;
+
 fn render_string(
+    env: &Environment<'static>,
+    text: &str,
+    context: &Value,
+) -> Result<Json, minijinja::Error> {
+    let rendered = render_unbounded(env, text, context)?;
+    let size = match &rendered {
+        Json::String(s) => s.len(),
+        other => other.to_string().len(),
+    };
+    if size > MAX_RENDERED_BYTES {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "the value renders to more than {} MiB",
+                MAX_RENDERED_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(rendered)
+}
+
+fn render_unbounded(
     env: &Environment<'static>,
     text: &str,
     context: &Value,
@@ -562,6 +588,20 @@ mod tests {
         let message = &r.unresolved["weird"];
         assert!(!message.contains(SECRET), "{message}");
         assert!(message.contains("/etc/kolla/passwords.yml"), "{message}");
+    }
+
+    /// One step that makes a huge value is refused at the value, not after holding many.
+    #[test]
+    fn a_value_rendering_to_megabytes_is_refused() {
+        let env = environment(Vec::new());
+        let mut raw = Vars::new();
+        for i in 0..4 {
+            raw.insert(format!("v{i}"), serde_json::json!("{{ 'x' * 3000000 }}"));
+        }
+        let resolved = resolve(&env, raw);
+        assert!(resolved.vars.keys().all(|k| !k.starts_with('v')));
+        let why = &resolved.unresolved["v0"];
+        assert!(why.contains("more than 1 MiB"), "{why}");
     }
 
     /// Three nested loops in globals.yml: bounded by minijinja's fuel, not an endless render.
