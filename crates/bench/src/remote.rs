@@ -454,7 +454,10 @@ mod tests {
         let inspect = &commands[3].1;
         assert!(commands[5].0.contains("containers.json"));
         assert!(inspect.contains("\npodman inspect "), "{inspect}");
-        assert!(!commands[2].1.contains("podman"), "{}", commands[2].1);
+        // The files-only probe runs no podman (lib.sh's text names it, its calls do not).
+        let files_only = &commands[2].1;
+        assert!(files_only.contains("\nvf_containers true "), "{files_only}");
+        assert!(!files_only.contains("\nvf_containers podman"), "{files_only}");
     }
 
     #[test]
