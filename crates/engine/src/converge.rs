@@ -5,7 +5,7 @@ use virtfleet_plan::{redact, DesiredFile, ServicePlan};
 use virtfleet_ssh::{ClientOptions, Session};
 
 use crate::script::{self, MarkerWrite, Readiness, Script};
-use crate::state::{decide, Action, Decision, FileKind, HostState, Marker};
+use crate::state::{decide, Action, Decision, EngineProblem, FileKind, HostState, Marker};
 use crate::{
     remote, Applied, ApplyOptions, EngineError, Event, HostJob, HostReport, Mode, Outcome, Phase,
     Status, BACKUP_SUFFIX,
@@ -109,16 +109,32 @@ impl Converger<'_> {
     ) -> Result<(), EngineError> {
         self.progress.phase(Phase::Probe);
         let state = self.probe().await?;
+        let target = &self.job.target;
+        let who = || match target.sudo_user() {
+            Some(user) => format!("{user} (via sudo)"),
+            None => format!("SSH user {}", target.user),
+        };
         if !state.unwritable_dirs.is_empty() {
-            let target = &self.job.target;
-            let who = match target.sudo_user() {
-                Some(user) => format!("{user} (via sudo)"),
-                None => format!("SSH user {}", target.user),
-            };
             return Err(EngineError::Unwritable {
                 dirs: state.unwritable_dirs.join(", "),
-                who,
+                who: who(),
             });
+        }
+        let engine = &self.job.plan.container_engine;
+        match &state.engine_problem {
+            Some(EngineProblem::Missing) => {
+                return Err(EngineError::NoEngine {
+                    engine: engine.clone(),
+                })
+            }
+            Some(EngineProblem::Unusable(words)) => {
+                return Err(EngineError::EngineUnusable {
+                    engine: engine.clone(),
+                    who: who(),
+                    detail: last_lines(words),
+                })
+            }
+            None => {}
         }
         self.check_dirs(&state)?;
         let services = &merged_services(&self.job.plan.services, &state)?;
@@ -138,9 +154,13 @@ impl Converger<'_> {
         }
         let decisions: Vec<Decision> = services
             .iter()
-            .map(|s| decide(s, &state))
-            .collect::<Result<_, _>>()
-            .map_err(EngineError::MissingContainer)?;
+            .map(|s| {
+                decide(s, &state).map_err(|_| EngineError::MissingContainer {
+                    engine: engine.clone(),
+                    container: s.name.clone(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let to_push: Vec<&DesiredFile> = services
             .iter()
             .zip(&decisions)
@@ -443,6 +463,12 @@ fn merged_services(
             })
         })
         .collect()
+}
+
+/// The last lines of a remote program's message, on one line (as remote stderr is shown).
+fn last_lines(text: &str) -> String {
+    let lines: Vec<&str> = text.trim().lines().rev().take(3).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
 }
 
 /// The service directories and the directories holding them.

@@ -26,8 +26,19 @@ pub enum EngineError {
     Garbled(String),
     #[error("{0}: the script did not run to its end")]
     Incomplete(String),
-    #[error("container {0} does not exist")]
-    MissingContainer(String),
+    #[error("{engine} has no container {container} on this host")]
+    MissingContainer { engine: String, container: String },
+    #[error(
+        "{engine} is not installed on this host (kolla_container_engine: {engine}); install \
+         it, or set the host's kolla_container_engine to the engine it runs"
+    )]
+    NoEngine { engine: String },
+    #[error("{engine} cannot list containers for {who}: {detail}")]
+    EngineUnusable {
+        engine: String,
+        who: String,
+        detail: String,
+    },
     #[error(
         "{dirs} not writable for {who}: log in as root, or set ansible_become with a \
          passwordless sudo rule"

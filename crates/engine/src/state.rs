@@ -108,6 +108,17 @@ pub struct HostState {
     pub unwritable_dirs: Vec<String>,
     /// Current text of the files merged with the host's version (absent files missing).
     pub contents: BTreeMap<String, String>,
+    /// Set when the container engine could not tell which containers exist.
+    pub engine_problem: Option<EngineProblem>,
+}
+
+/// Why the container engine could not say which containers exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineProblem {
+    /// Its command is not installed on the host.
+    Missing,
+    /// It cannot list containers (daemon down, socket not reachable): its own words.
+    Unusable(String),
 }
 
 enum Block {
@@ -164,11 +175,24 @@ impl HostState {
                 state.unwritable_dirs.push(dir.to_string());
             } else if let Some(json) = Tag::Store.strip(line) {
                 state.containers.extend(containers_from_store(json));
-            } else if let Some(rest) = Tag::Container.strip(line) {
+            } else if let Some(rest) = Tag::Container
+                .strip(line)
+                .or_else(|| Tag::DockerStore.strip(line))
+            {
                 if let Some((name, id)) = rest.split_once(' ') {
                     state
                         .containers
                         .insert(name.trim_start_matches('/').to_string(), id.to_string());
+                }
+            } else if Tag::NoEngine.strip(line).is_some() {
+                state.engine_problem = Some(EngineProblem::Missing);
+            } else if let Some(text) = Tag::EngineError.strip(line) {
+                match &mut state.engine_problem {
+                    Some(EngineProblem::Unusable(words)) => {
+                        words.push('\n');
+                        words.push_str(text);
+                    }
+                    _ => state.engine_problem = Some(EngineProblem::Unusable(text.into())),
                 }
             }
         }
@@ -365,6 +389,31 @@ mod tests {
         assert_eq!(state.containers["nova_libvirt"], "abc");
         assert_eq!(state.containers["nova_compute"], "def");
         assert_eq!(state.containers["other"], "123");
+    }
+
+    #[test]
+    fn container_ids_come_from_dockers_store() {
+        let id = "ab".repeat(32);
+        let state = HostState::parse(&format!("D nova_libvirt {id}\nD nova_compute 12\n"));
+        assert_eq!(state.containers["nova_libvirt"], id);
+        assert_eq!(state.containers["nova_compute"], "12");
+        assert_eq!(state.engine_problem, None);
+    }
+
+    #[test]
+    fn an_engine_that_is_missing_or_cannot_list_containers_says_so() {
+        assert_eq!(
+            HostState::parse("N docker\n").engine_problem,
+            Some(EngineProblem::Missing)
+        );
+        let state = HostState::parse("E Cannot connect to the Docker daemon\nE second line\n");
+        assert_eq!(
+            state.engine_problem,
+            Some(EngineProblem::Unusable(
+                "Cannot connect to the Docker daemon\nsecond line".into()
+            ))
+        );
+        assert!(state.containers.is_empty());
     }
 
     #[test]

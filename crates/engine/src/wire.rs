@@ -17,6 +17,12 @@ pub enum Tag {
     Store,
     /// `<tag> <name> <id>`: a container, from `inspect`.
     Container,
+    /// `<tag> <name> <id>`: a container, from docker's on-disk store.
+    DockerStore,
+    /// `<tag> <engine>`: the engine's command does not exist on the host.
+    NoEngine,
+    /// `<tag> <text>`: one line of the engine's error when it cannot list containers.
+    EngineError,
     /// `<tag> <size>`, then exactly size bytes and a newline: a file read whole.
     File,
     /// `<tag>` alone: a file that does not exist.
@@ -24,7 +30,7 @@ pub enum Tag {
 }
 
 impl Tag {
-    pub const ALL: [Tag; 9] = [
+    pub const ALL: [Tag; 12] = [
         Tag::Stat,
         Tag::Unwritable,
         Tag::Content,
@@ -32,6 +38,9 @@ impl Tag {
         Tag::Line,
         Tag::Store,
         Tag::Container,
+        Tag::DockerStore,
+        Tag::NoEngine,
+        Tag::EngineError,
         Tag::File,
         Tag::Absent,
     ];
@@ -46,6 +55,9 @@ impl Tag {
             Tag::Line => "|",
             Tag::Store => "J",
             Tag::Container => "C",
+            Tag::DockerStore => "D",
+            Tag::NoEngine => "N",
+            Tag::EngineError => "E",
             Tag::File => "R",
             Tag::Absent => "A",
         }
@@ -61,6 +73,9 @@ impl Tag {
             Tag::Line => "VF_T_LINE",
             Tag::Store => "VF_T_STORE",
             Tag::Container => "VF_T_CONTAINER",
+            Tag::DockerStore => "VF_T_DOCKER_STORE",
+            Tag::NoEngine => "VF_T_NO_ENGINE",
+            Tag::EngineError => "VF_T_ENGINE_ERROR",
             Tag::File => "VF_T_FILE",
             Tag::Absent => "VF_T_ABSENT",
         }

@@ -4,6 +4,18 @@
 # from engine::wire, so the producer and the parser share one definition.
 # shellcheck shell=sh disable=SC2034
 
+# A newline, and the whitespace of JSON.
+vf_nl='
+'
+vf_ws=" 	$vf_nl"
+
+# Where a Docker Engine keeps what vf_docker_store reads: Docker's defaults (variables only
+# so that tests can point them at a fake host).
+vf_docker_pidfile=/var/run/docker.pid
+vf_docker_conf=/etc/docker/daemon.json
+vf_docker_root=/var/lib/docker
+vf_proc=/proc
+
 # stdin as "<line tag> <line>" lines; a last line without a newline counts too.
 vf_lines() {
   while IFS= read -r l || [ -n "$l" ]; do printf '%s %s\n' "$VF_T_LINE" "$l"; done
@@ -45,23 +57,151 @@ vf_markers() {
 }
 
 # vf_containers ENGINE NAME...: each container's ID (a recreated container has a new one).
-# podman's on-disk store lists them all: reading it costs ~2 ms where starting
-# `podman inspect` costs ~200 ms of host CPU.
+# The engine's on-disk store, read where it is exact, costs a few ms of host CPU where
+# starting `inspect` costs ~30 ms (docker) to ~200 ms (podman). Says so when the engine's
+# command is missing, or when the engine cannot list containers at all (daemon down,
+# socket not reachable for this user): not every container missing, the engine unusable.
 vf_containers() {
   vf_engine=$1
   shift
-  if [ "$vf_engine" = podman ]; then
-    for f in /var/lib/containers/storage/overlay-containers/containers.json \
-             /var/lib/containers/storage/vfs-containers/containers.json; do
-      [ -f "$f" ] || continue
-      printf '%s ' "$VF_T_STORE"
-      while IFS= read -r l || [ -n "$l" ]; do printf '%s' "$l"; done < "$f"
-      echo
-      return 0
-    done
+  if ! vf_installed "$vf_engine"; then
+    printf '%s %s\n' "$VF_T_NO_ENGINE" "$vf_engine"
+    return 0
   fi
-  "$vf_engine" inspect --format "$VF_T_CONTAINER {{.Name}} {{.Id}}" -- "$@" 2>/dev/null
+  case $vf_engine in
+    podman) vf_podman_store && return 0 ;;
+    docker) vf_docker_store "$@" && return 0 ;;
+  esac
+  vf_inspect "$vf_engine" "$@"
   return 0
+}
+
+# vf_installed COMMAND: whether COMMAND is an executable file (on the PATH unless it holds a
+# '/'), by shell builtins. Not `command -v`: bash's names a non-executable file too.
+vf_installed() {
+  case $1 in */*) [ -f "$1" ] && [ -x "$1" ]; return ;; esac
+  vf_p=$PATH:
+  while [ -n "$vf_p" ]; do
+    vf_d=${vf_p%%:*}
+    vf_p=${vf_p#*:}
+    if [ -f "${vf_d:-.}/$1" ] && [ -x "${vf_d:-.}/$1" ]; then return 0; fi
+  done
+  return 1
+}
+
+# vf_podman_store: podman's container store (containers.json lists them all), whole.
+vf_podman_store() {
+  for f in /var/lib/containers/storage/overlay-containers/containers.json \
+           /var/lib/containers/storage/vfs-containers/containers.json; do
+    [ -f "$f" ] || continue
+    printf '%s ' "$VF_T_STORE"
+    while IFS= read -r l || [ -n "$l" ]; do printf '%s' "$l"; done < "$f"
+    echo
+    return 0
+  done
+  return 1
+}
+
+# vf_docker_store NAME...: "<docker store tag> <name> <ID>" per container from dockerd's
+# data root, where <root>/containers/<ID>/config.v2.json holds "Name":"/<name>": one grep,
+# no daemon call. Prints nothing and fails unless that is exact: the CLI talks to the
+# default daemon (no DOCKER_HOST, DOCKER_CONTEXT, DOCKER_CONFIG, no current context),
+# /var/run/docker.pid names a running dockerd whose command line moves neither its data root
+# nor its config file, daemon.json names no root or one plain absolute path, the store is
+# readable (root), and each name is a container name found in exactly one container.
+vf_docker_store() {
+  [ "$#" -gt 0 ] || return 0
+  [ -z "${DOCKER_HOST-}${DOCKER_CONTEXT-}${DOCKER_CONFIG-}" ] || return 1
+  if [ -e "${HOME-}/.docker/config.json" ]; then
+    vf_slurp "$HOME/.docker/config.json" || return 1
+    case $vf_text in *'"currentContext"'*) return 1 ;; esac
+  fi
+  vf_pid=
+  { read -r vf_pid < "$vf_docker_pidfile"; } 2>/dev/null
+  case $vf_pid in '' | *[!0-9]*) return 1 ;; esac
+  vf_comm=
+  { read -r vf_comm < "$vf_proc/$vf_pid/comm"; } 2>/dev/null
+  [ "$vf_comm" = dockerd ] || return 1
+  # The shell drops NUL bytes: the arguments run together. Without a '-' there are none.
+  vf_slurp "$vf_proc/$vf_pid/cmdline" || return 1
+  case $vf_text in *-*) vf_docker_args "$vf_proc/$vf_pid/cmdline" || return 1 ;; esac
+  vf_root=$vf_docker_root
+  if [ -e "$vf_docker_conf" ]; then
+    vf_slurp "$vf_docker_conf" || return 1
+    case $vf_text in
+      *'"graph"'* | *'"data-root"'*'"data-root"'*) return 1 ;;
+      *'"data-root"'*) vf_data_root || return 1 ;;
+    esac
+  fi
+  for vf_n; do
+    case $vf_n in '' | *[!A-Za-z0-9_.-]*) return 1 ;; esac
+  done
+  # The C locale: the pattern is ASCII, and grep starts faster without the host's locale.
+  vf_found=$(LC_ALL=C grep -o -H -E '"Name":"/[A-Za-z0-9_.-]+"' -- \
+    "$vf_root"/containers/*/config.v2.json 2>/dev/null) || return 1
+  vf_found="$vf_nl$vf_found$vf_nl"
+  vf_out=
+  for vf_n; do
+    vf_end="/config.v2.json:\"Name\":\"/$vf_n\"$vf_nl"
+    case $vf_found in
+      *"$vf_end"*"$vf_end"*) return 1 ;;
+      *"$vf_end"*) ;;
+      *) return 1 ;;
+    esac
+    vf_line=${vf_found%%"$vf_end"*}
+    vf_line=${vf_line##*"$vf_nl"}
+    vf_id=${vf_line##*/}
+    [ "$vf_line" = "$vf_root/containers/$vf_id" ] && [ "${#vf_id}" -eq 64 ] || return 1
+    case $vf_id in *[!0-9a-f]*) return 1 ;; esac
+    vf_out="$vf_out$VF_T_DOCKER_STORE $vf_n $vf_id$vf_nl"
+  done
+  printf '%s' "$vf_out"
+}
+
+# vf_docker_args CMDLINE: fails when dockerd's arguments (a /proc cmdline file) may move its
+# data root or its config file: --data-root, --graph, -g (also in a cluster such as -Dg),
+# --config-file. One process.
+vf_docker_args() {
+  vf_args=$(tr '\0' '\n' < "$1") || return 1
+  while IFS= read -r vf_a; do
+    case $vf_a in --data-root* | --graph* | --config-file* | -[!-]*g*) return 1 ;; esac
+  done <<EOF
+$vf_args
+EOF
+}
+
+# vf_data_root: vf_root from the "data-root" in daemon.json's text (vf_text): an absolute
+# path without escapes; fails on anything else.
+vf_data_root() {
+  vf_r=${vf_text#*'"data-root"'}
+  vf_r=${vf_r#"${vf_r%%[!"$vf_ws"]*}"}
+  case $vf_r in :*) vf_r=${vf_r#:} ;; *) return 1 ;; esac
+  vf_r=${vf_r#"${vf_r%%[!"$vf_ws"]*}"}
+  case $vf_r in \"/*) vf_r=${vf_r#\"} ;; *) return 1 ;; esac
+  case $vf_r in *\"*) vf_root=${vf_r%%\"*} ;; *) return 1 ;; esac
+  case $vf_root in *\\* | *"$vf_nl"*) return 1 ;; esac
+}
+
+# vf_inspect ENGINE NAME...: the engine's own answer, "<container tag> <name> <ID>" lines;
+# when that fails and the engine cannot even list containers, its error lines, tagged.
+vf_inspect() {
+  vf_engine=$1
+  shift
+  if ! { vf_err=$("$vf_engine" inspect --format "$VF_T_CONTAINER {{.Name}} {{.Id}}" -- "$@" \
+    2>&1 >&3 3>&-); } 3>&1; then
+    if ! vf_err=$("$vf_engine" ps -q 2>&1 >/dev/null); then
+      printf '%s\n' "${vf_err:-$vf_engine ps failed}" | while IFS= read -r vf_l; do
+        printf '%s %s\n' "$VF_T_ENGINE_ERROR" "$vf_l"
+      done
+    fi
+  fi
+}
+
+# vf_slurp FILE: the file's text in vf_text, read by the shell itself (NUL bytes dropped).
+vf_slurp() {
+  vf_text=
+  [ -r "$1" ] || return 1
+  while IFS= read -r vf_l || [ -n "$vf_l" ]; do vf_text="$vf_text$vf_l$vf_nl"; done < "$1"
 }
 
 # vf_read_files FILE...: each file in order, framed as "<file tag> <size>", its bytes and a

@@ -1139,4 +1139,376 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    /// A docker host under a temporary directory: dockerd's pid file, its /proc entry, a
+    /// daemon.json, a data root with one `config.v2.json` per container, and a `docker`
+    /// command that answers `inspect` with "C /<name> inspected-<name>" (so a fallback shows).
+    struct FakeDocker {
+        dir: tempfile::TempDir,
+    }
+
+    impl FakeDocker {
+        const CMDLINE: &'static str =
+            "/usr/bin/dockerd\0-H\0fd://\0--containerd=/run/containerd/containerd.sock\0";
+
+        fn new(containers: &[(&str, &str)]) -> FakeDocker {
+            let fake = FakeDocker {
+                dir: tempfile::tempdir().unwrap(),
+            };
+            let p = fake.path();
+            std::fs::create_dir_all(p.join("proc/4242")).unwrap();
+            std::fs::create_dir_all(p.join("bin")).unwrap();
+            std::fs::create_dir_all(p.join("home")).unwrap();
+            std::fs::write(p.join("docker.pid"), "4242").unwrap();
+            std::fs::write(p.join("proc/4242/comm"), "dockerd\n").unwrap();
+            std::fs::write(p.join("proc/4242/cmdline"), Self::CMDLINE).unwrap();
+            std::fs::write(
+                p.join("daemon.json"),
+                "{\n  \"storage-driver\": \"overlay2\"\n}\n",
+            )
+            .unwrap();
+            for (name, id) in containers {
+                fake.add(&p.join("docker"), name, id, "");
+            }
+            fake.engine(
+                "case $1 in inspect) shift 4; for n; do echo \"C /$n inspected-$n\"; done ;; esac",
+            );
+            fake
+        }
+
+        fn path(&self) -> &std::path::Path {
+            self.dir.path()
+        }
+
+        /// A container `name` with `id` in the data root `root`; `labels` inside its config.
+        fn add(&self, root: &std::path::Path, name: &str, id: &str, labels: &str) {
+            let dir = root.join("containers").join(id);
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = format!(
+                "{{\"State\":{{\"Running\":true,\"Pid\":7}},\"ID\":\"{id}\",\"Config\":\
+                 {{\"Hostname\":\"compute01\",\"Labels\":{{{labels}}}}},\"LogPath\":\"{}\",\
+                 \"Name\":\"/{name}\",\"Driver\":\"overlay2\",\"MountPoints\":{{\"/usr\":\
+                 {{\"Name\":\"\",\"Driver\":\"\"}}}}}}",
+                dir.join(format!("{id}-json.log")).display()
+            );
+            std::fs::write(dir.join("config.v2.json"), config).unwrap();
+        }
+
+        /// Replaces the `docker` command with a script of `body`.
+        fn engine(&self, body: &str) {
+            let docker = self.path().join("bin/docker");
+            std::fs::write(&docker, format!("#!/bin/sh\n{body}\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+
+        /// The probe's container step for `engine` and `names`, pointed at this fake host,
+        /// run under `sh` with `env` set; its stdout.
+        fn probe(&self, engine: &str, names: &[&str], env: &[(&str, &str)]) -> String {
+            self.probe_as(&[], engine, names, env)
+        }
+
+        /// [`FakeDocker::probe`] run through `wrapper` (e.g. setpriv and its options).
+        fn probe_as(
+            &self,
+            wrapper: &[&str],
+            engine: &str,
+            names: &[&str],
+            env: &[(&str, &str)],
+        ) -> String {
+            let p = self.path();
+            let mut s = Script::new();
+            s.set("vf_docker_pidfile", p.join("docker.pid").to_str().unwrap());
+            s.set("vf_docker_conf", p.join("daemon.json").to_str().unwrap());
+            s.set("vf_docker_root", p.join("docker").to_str().unwrap());
+            s.set("vf_proc", p.join("proc").to_str().unwrap());
+            s.cmd("vf_containers", [engine].iter().chain(names));
+            let path = format!(
+                "{}:{}",
+                p.join("bin").display(),
+                std::env::var("PATH").unwrap()
+            );
+            let mut cmd = match wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut cmd = std::process::Command::new(program);
+                    cmd.args(args).arg("sh");
+                    cmd
+                }
+                None => std::process::Command::new("sh"),
+            };
+            cmd.args(["-c", &s.command()])
+                .env("PATH", path)
+                .env("HOME", p.join("home"));
+            for var in ["DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG"] {
+                cmd.env_remove(var);
+            }
+            cmd.envs(env.iter().copied());
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+    }
+
+    const ID_A: &str = "9556472cc814788a4dda38888c8f800516f416fbb72c9512357b24e7178470d1";
+    const ID_B: &str = "b7ffb97c4a7efa652eb67be4b1ea279798f42f036a2c94f8d87b1216a64f7975";
+    const ID_C: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn kolla_docker() -> FakeDocker {
+        FakeDocker::new(&[
+            ("nova_libvirt", ID_A),
+            ("nova_compute", ID_B),
+            ("nova_libvirt_exporter", ID_C),
+        ])
+    }
+
+    const NAMES: [&str; 2] = ["nova_libvirt", "nova_compute"];
+
+    fn inspected() -> String {
+        "C /nova_libvirt inspected-nova_libvirt\nC /nova_compute inspected-nova_compute\n".into()
+    }
+
+    #[test]
+    fn docker_container_ids_come_from_its_store_without_a_daemon_call() {
+        let fake = kolla_docker();
+        // The fake docker would answer "C ..." lines: only "D" lines means none ran.
+        let out = fake.probe("docker", &NAMES, &[]);
+        assert_eq!(
+            out,
+            format!("D nova_libvirt {ID_A}\nD nova_compute {ID_B}\n")
+        );
+        let state = crate::state::HostState::parse(&out);
+        assert_eq!(state.containers["nova_libvirt"], ID_A);
+        assert_eq!(state.containers["nova_compute"], ID_B);
+        // A dockerd without arguments, and a current context named only by a login's
+        // config.json that sets none.
+        std::fs::write(fake.path().join("proc/4242/cmdline"), "/usr/sbin/dockerd").unwrap();
+        std::fs::create_dir_all(fake.path().join("home/.docker")).unwrap();
+        std::fs::write(
+            fake.path().join("home/.docker/config.json"),
+            "{\"auths\": {}}\n",
+        )
+        .unwrap();
+        assert!(fake
+            .probe("docker", &NAMES, &[])
+            .starts_with("D nova_libvirt "));
+    }
+
+    #[test]
+    fn docker_data_root_set_in_daemon_json_is_read_there() {
+        let fake = FakeDocker::new(&[]);
+        let root = fake.path().join("srv docker");
+        fake.add(&root, "nova_libvirt", ID_A, "");
+        fake.add(&root, "nova_compute", ID_B, "");
+        // Old IDs under the default root must not count.
+        fake.add(&fake.path().join("docker"), "nova_libvirt", ID_C, "");
+        std::fs::write(
+            fake.path().join("daemon.json"),
+            format!(
+                "{{\n  \"log-driver\": \"json-file\",\n  \"data-root\" :\t\"{}/\"\n}}\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            fake.probe("docker", &NAMES, &[]),
+            format!("D nova_libvirt {ID_A}\nD nova_compute {ID_B}\n")
+        );
+    }
+
+    #[test]
+    fn docker_store_falls_back_to_inspect_whenever_it_may_not_be_exact() {
+        let write = |fake: &FakeDocker, path: &str, text: &str| {
+            let path = fake.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        type Case = (&'static str, Box<dyn Fn(&FakeDocker)>);
+        let cases: Vec<Case> = vec![
+            (
+                "a name matched twice (a label holds it)",
+                Box::new(|f: &FakeDocker| {
+                    let root = f.path().join("docker");
+                    f.add(
+                        &root,
+                        "other",
+                        &"e".repeat(64),
+                        "\"Name\":\"/nova_compute\"",
+                    );
+                }),
+            ),
+            (
+                "a name not in the store",
+                Box::new(|f: &FakeDocker| {
+                    std::fs::remove_dir_all(f.path().join("docker/containers").join(ID_B)).unwrap();
+                }),
+            ),
+            (
+                "an ID that is not 64 hex digits",
+                Box::new(|f: &FakeDocker| {
+                    let c = f.path().join("docker/containers");
+                    std::fs::rename(c.join(ID_A), c.join("not-an-id")).unwrap();
+                }),
+            ),
+            (
+                "no pid file",
+                Box::new(|f: &FakeDocker| {
+                    std::fs::remove_file(f.path().join("docker.pid")).unwrap()
+                }),
+            ),
+            (
+                "a pid file naming another program",
+                Box::new(move |f: &FakeDocker| write(f, "proc/4242/comm", "sleep\n")),
+            ),
+            (
+                "--data-root on dockerd's command line",
+                Box::new(move |f: &FakeDocker| {
+                    write(
+                        f,
+                        "proc/4242/cmdline",
+                        "/usr/bin/dockerd\0--data-root=/srv/docker\0",
+                    )
+                }),
+            ),
+            (
+                "-g in a cluster on dockerd's command line",
+                Box::new(move |f: &FakeDocker| {
+                    write(
+                        f,
+                        "proc/4242/cmdline",
+                        "/usr/bin/dockerd\0-Dg\0/srv/docker\0",
+                    )
+                }),
+            ),
+            (
+                "--config-file on dockerd's command line",
+                Box::new(move |f: &FakeDocker| {
+                    write(f, "proc/4242/cmdline", "dockerd\0--config-file\0/x.json\0")
+                }),
+            ),
+            (
+                "the old \"graph\" key in daemon.json",
+                Box::new(move |f: &FakeDocker| write(f, "daemon.json", "{\"graph\": \"/srv\"}")),
+            ),
+            (
+                "an escaped data-root",
+                Box::new(move |f: &FakeDocker| {
+                    write(f, "daemon.json", "{\"data-root\": \"/srv/do\\u0063ker\"}")
+                }),
+            ),
+            (
+                "a relative data-root",
+                Box::new(move |f: &FakeDocker| write(f, "daemon.json", "{\"data-root\": \"srv\"}")),
+            ),
+            (
+                "two data-roots",
+                Box::new(move |f: &FakeDocker| {
+                    write(
+                        f,
+                        "daemon.json",
+                        "{\"data-root\": \"/a\", \"data-root\": \"/b\"}",
+                    )
+                }),
+            ),
+            (
+                "a current context in the login's docker config",
+                Box::new(move |f: &FakeDocker| {
+                    write(
+                        f,
+                        "home/.docker/config.json",
+                        "{\"currentContext\": \"remote\"}",
+                    )
+                }),
+            ),
+        ];
+        for (why, change) in cases {
+            let fake = kolla_docker();
+            change(&fake);
+            assert_eq!(fake.probe("docker", &NAMES, &[]), inspected(), "{why}");
+        }
+        for var in ["DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG"] {
+            let fake = kolla_docker();
+            assert_eq!(
+                fake.probe("docker", &NAMES, &[(var, "x")]),
+                inspected(),
+                "{var} set"
+            );
+        }
+        // A name outside docker's alphabet never reaches the store read.
+        let fake = kolla_docker();
+        assert_eq!(
+            fake.probe("docker", &["nova_libvirt", "a\"b"], &[]),
+            "C /nova_libvirt inspected-nova_libvirt\nC /a\"b inspected-a\"b\n"
+        );
+    }
+
+    #[test]
+    fn docker_store_unreadable_by_the_login_falls_back_to_inspect() {
+        let fake = kolla_docker();
+        use std::os::unix::fs::PermissionsExt;
+        // Everything readable but the store, as /var/lib/docker (0710) is to a non-root user.
+        for dir in [
+            fake.path(),
+            &fake.path().join("bin"),
+            &fake.path().join("home"),
+        ] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let nobody = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ];
+        let store_read = format!("D nova_libvirt {ID_A}\nD nova_compute {ID_B}\n");
+        assert_eq!(fake.probe_as(&nobody, "docker", &NAMES, &[]), store_read);
+        let store = fake.path().join("docker/containers");
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o710)).unwrap();
+        assert_eq!(fake.probe_as(&nobody, "docker", &NAMES, &[]), inspected());
+        assert_eq!(
+            fake.probe("docker", &NAMES, &[]),
+            store_read,
+            "root reads it"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_unusable_engine_is_reported_as_such() {
+        let fake = kolla_docker();
+        let out = fake.probe("vf-no-such-engine", &NAMES, &[]);
+        assert_eq!(out, "N vf-no-such-engine\n");
+        assert_eq!(
+            crate::state::HostState::parse(&out).engine_problem,
+            Some(crate::state::EngineProblem::Missing)
+        );
+        // A daemon that does not answer: inspect and ps fail alike.
+        fake.engine(
+            "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. \
+             Is the docker daemon running?' >&2\nexit 1",
+        );
+        std::fs::remove_file(fake.path().join("docker.pid")).unwrap();
+        let state = crate::state::HostState::parse(&fake.probe("docker", &NAMES, &[]));
+        assert_eq!(
+            state.engine_problem,
+            Some(crate::state::EngineProblem::Unusable(
+                "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. \
+                 Is the docker daemon running?"
+                    .into()
+            ))
+        );
+        // An engine that works but lacks a container: that container is missing, no more.
+        fake.engine(
+            "case $1 in inspect) echo 'C /nova_libvirt x'; echo 'Error: No such object: \
+             nova_compute' >&2; exit 1 ;; esac",
+        );
+        let state = crate::state::HostState::parse(&fake.probe("docker", &NAMES, &[]));
+        assert_eq!(state.engine_problem, None);
+        assert_eq!(
+            state.containers.keys().collect::<Vec<_>>(),
+            ["nova_libvirt"]
+        );
+    }
 }
