@@ -11,6 +11,11 @@ cargo build --release
 ./target/release/virtfleet --help >/dev/null
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The end-to-end suite again, on docker hosts (the first pass ran it on podman). Skipped here:
+# `engines::` (picks its own engines: mixed fleets, a wrong engine) and the bad-input tests
+# (they contact no host); both ran above.
+VIRTFLEET_TEST_ENGINE=docker cargo test -p virtfleet-suite --test e2e -- \
+  --skip engines:: --skip bad_input
 # Every test tears its lab down (also on panic); anything listed here leaked.
 leftover=$(./target/debug/virtfleet-lab list)
 if [ -n "$leftover" ]; then

@@ -11,7 +11,7 @@ fn built_in_ca_certificates_pass_libvirts_own_checks() {
     assert!(table.contains("certs check: 3 hosts, 0 errors"), "{table}");
     fleet.ok(&["deploy"]);
     for host in ["compute01", "compute02", "compute03"] {
-        let out = fleet.sh(host, "podman exec nova_libvirt virt-pki-validate 2>&1");
+        let out = fleet.engine_sh(host, "exec nova_libvirt virt-pki-validate 2>&1");
         // libvirt's own validator finds every file where libvirtd and the client look.
         for found in [
             "Found CA certificate /etc/pki/CA/cacert.pem",

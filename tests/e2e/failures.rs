@@ -48,10 +48,7 @@ fn marker_matches_host(fleet: &Fleet, host: &str, container: &str, marker: &str)
     let Some(id) = lines.next().and_then(|l| l.strip_prefix("container ")) else {
         return false;
     };
-    let running = fleet.sh(
-        host,
-        &format!("podman inspect --format '{{{{.Id}}}}' {container}"),
-    );
+    let running = fleet.engine_sh(host, &format!("inspect --format '{{{{.Id}}}}' {container}"));
     if id != running.trim() {
         return false;
     }
@@ -78,7 +75,10 @@ fn wait_libvirt_ready(fleet: &Fleet, host: &str) {
     loop {
         let out = fleet.lab.ssh(
             fleet.host(host),
-            "podman exec nova_libvirt virsh version --daemon",
+            &format!(
+                "{} exec nova_libvirt virsh version --daemon",
+                fleet.engine(host)
+            ),
         );
         if out.status.success() {
             return;

@@ -22,29 +22,6 @@ fn deploy_ok(fleet: &Fleet) {
     );
 }
 
-/// New server and client pairs for every host from the same CA.
-fn reissue_leaves(fleet: &Fleet, hosts: &[String]) {
-    for host in hosts {
-        let dir = fleet.host_cert_dir(host);
-        for name in [
-            "servercert.pem",
-            "serverkey.pem",
-            "clientcert.pem",
-            "clientkey.pem",
-        ] {
-            std::fs::remove_file(dir.join(name)).unwrap();
-        }
-    }
-    let out = fleet.ok(&["certs", "issue"]);
-    let out = String::from_utf8_lossy(&out.stdout);
-    for host in hosts {
-        assert!(
-            out.contains(&format!("{host}: issued 2 certificate(s)")),
-            "{out}"
-        );
-    }
-}
-
 fn new_server_fingerprint(fleet: &Fleet, host: &str) -> String {
     fleet.file_fingerprint(&fleet.host_cert_dir(host).join("servercert.pem"))
 }
@@ -63,7 +40,7 @@ fn six_hosts_rotate_in_three_batches_on_live_reloads() {
     let fleet = Fleet::new(6, TLS_SASL, true);
     deploy_ok(&fleet);
     let old: Vec<String> = all.iter().map(|h| fleet.served_fingerprint(h)).collect();
-    reissue_leaves(&fleet, &all);
+    fleet.reissue_leaves(&all);
     let libvirt_started: Vec<String> = all
         .iter()
         .map(|h| fleet.started_at(h, "nova_libvirt"))
@@ -155,20 +132,19 @@ fn a_wrong_san_stops_rotate_before_any_host_is_contacted() {
 }
 
 /// Makes `virt-admin` in the host's libvirt container succeed without doing anything: the
-/// reload "works" but libvirtd keeps serving its old certificate.
+/// reload "works" but libvirtd keeps serving its old certificate. A bind mount in the
+/// (privileged) container, since a docker host's containers have /usr read-only; it lasts
+/// until the container restarts.
 fn break_reload(fleet: &Fleet, host: &str) {
-    fleet.sh(
+    fleet.engine_sh(
         host,
-        "podman exec nova_libvirt sh -c 'mv /usr/bin/virt-admin /usr/bin/virt-admin.real && \
-         printf \"#!/bin/sh\\nexit 0\\n\" > /usr/bin/virt-admin && chmod 755 /usr/bin/virt-admin'",
+        "exec nova_libvirt sh -c 'printf \"#!/bin/sh\\nexit 0\\n\" > /tmp/virt-admin && \
+         chmod 755 /tmp/virt-admin && mount --bind /tmp/virt-admin /usr/bin/virt-admin'",
     );
 }
 
 fn fix_reload(fleet: &Fleet, host: &str) {
-    fleet.sh(
-        host,
-        "podman exec nova_libvirt mv -f /usr/bin/virt-admin.real /usr/bin/virt-admin",
-    );
+    fleet.engine_sh(host, "exec nova_libvirt umount /usr/bin/virt-admin");
 }
 
 #[test]
@@ -181,7 +157,7 @@ fn a_host_failing_its_gate_is_rolled_back_and_the_rest_untouched() {
         .map(|h| (h, deployed_sha(&fleet, h, SERVER_CERT)))
         .collect();
     let old_served = fleet.served_fingerprint("compute01");
-    reissue_leaves(&fleet, &all);
+    fleet.reissue_leaves(&all);
     break_reload(&fleet, "compute01");
 
     let args = [
@@ -272,8 +248,11 @@ fn failing_pairs(fleet: &Fleet, all: &[String]) -> Vec<String> {
 fn trusted_cas(fleet: &Fleet, host: &str) -> Vec<String> {
     let pem = fleet.sh(
         host,
-        "cat /etc/kolla/nova-libvirt/cacert.pem /etc/kolla/nova-compute/cacert.pem; \
-         podman exec nova_libvirt cat /etc/pki/CA/cacert.pem",
+        &format!(
+            "cat /etc/kolla/nova-libvirt/cacert.pem /etc/kolla/nova-compute/cacert.pem; \
+             {} exec nova_libvirt cat /etc/pki/CA/cacert.pem",
+            fleet.engine(host)
+        ),
     );
     virtfleet_pki::parse_certs(pem.as_bytes())
         .unwrap()

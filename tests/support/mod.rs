@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use virtfleet_lab::{Lab, LabHost, LAB_NOVA_SECRET};
+pub use virtfleet_lab::{Engine, Lab, LabHost, LabOptions, LAB_NOVA_SECRET};
 
 pub struct Fleet {
     pub lab: Lab,
@@ -12,6 +12,17 @@ pub struct Fleet {
 }
 
 pub const SASL_PASSWORD: &str = "Sasl-Secret-7f3a";
+
+/// The container engine of the suite's lab hosts: `VIRTFLEET_TEST_ENGINE` (`podman`, the
+/// default, or `docker`). `scripts/test.sh` runs the suite once per engine.
+pub fn test_engine() -> Engine {
+    match std::env::var("VIRTFLEET_TEST_ENGINE") {
+        Ok(name) if !name.is_empty() => name
+            .parse()
+            .unwrap_or_else(|e| panic!("VIRTFLEET_TEST_ENGINE: {e}")),
+        _ => Engine::Podman,
+    }
+}
 
 /// The `virtfleet` binary of this workspace (built by `cargo build --workspace`).
 pub fn virtfleet_bin() -> PathBuf {
@@ -27,10 +38,16 @@ pub fn virtfleet_bin() -> PathBuf {
 }
 
 impl Fleet {
-    /// A lab of `hosts` at day 0, a config dir with `globals` and the SASL password, and, when
-    /// `certs`, a CA and per-host pairs issued by `virtfleet certs`.
+    /// A lab of `hosts` at day 0 on the suite's engine ([`test_engine`]), a config dir with
+    /// `globals` and the SASL password, and, when `certs`, a CA and per-host pairs issued by
+    /// `virtfleet certs`.
     pub fn new(hosts: usize, globals: &str, certs: bool) -> Fleet {
-        let lab = Lab::up(hosts).expect("lab up");
+        Fleet::with(LabOptions::new(hosts).engine(test_engine()), globals, certs)
+    }
+
+    /// [`Fleet::new`] with a lab of these options (e.g. a mixed fleet).
+    pub fn with(lab: LabOptions, globals: &str, certs: bool) -> Fleet {
+        let lab = lab.up().expect("lab up");
         let configdir = tempfile::tempdir().expect("tempdir");
         let fleet = Fleet { lab, configdir };
         fleet.write_globals(globals);
@@ -148,6 +165,17 @@ impl Fleet {
         self.lab.host(name)
     }
 
+    /// The container engine command of a host (`podman`, `docker`).
+    pub fn engine(&self, host: &str) -> &'static str {
+        self.host(host).engine.as_str()
+    }
+
+    /// Runs `<host's engine> <args>` on a host (e.g. `exec nova_libvirt virsh version`);
+    /// asserts success, returns stdout.
+    pub fn engine_sh(&self, host: &str, args: &str) -> String {
+        self.sh(host, &format!("{} {args}", self.engine(host)))
+    }
+
     /// Runs a shell command on a host through OpenSSH; asserts success, returns stdout.
     pub fn sh(&self, host: &str, command: &str) -> String {
         let out = self.lab.ssh(self.host(host), command);
@@ -161,9 +189,9 @@ impl Fleet {
 
     /// When the container last started: changes on every restart, not on a reload.
     pub fn started_at(&self, host: &str, container: &str) -> String {
-        self.sh(
+        self.engine_sh(
             host,
-            &format!("podman inspect --format '{{{{.State.StartedAt}}}}' {container}"),
+            &format!("inspect --format '{{{{.State.StartedAt}}}}' {container}"),
         )
     }
 
@@ -176,7 +204,8 @@ impl Fleet {
             "LIBVIRT_AUTH_FILE=/nonexistent "
         };
         let script = format!(
-            "podman exec nova_libvirt sh -c '{auth}timeout 20 virsh -c {uri} version </dev/null'"
+            "{} exec nova_libvirt sh -c '{auth}timeout 20 virsh -c {uri} version </dev/null'",
+            self.engine(from)
         );
         self.lab.ssh(self.host(from), &script)
     }
@@ -216,6 +245,30 @@ impl Fleet {
         certs[0].fingerprint_sha256.clone()
     }
 
+    /// New server and client pairs for `hosts` from the same CA: their pairs deleted from the
+    /// config dir, then `virtfleet certs issue`.
+    pub fn reissue_leaves<H: AsRef<str>>(&self, hosts: &[H]) {
+        for host in hosts {
+            let dir = self.host_cert_dir(host.as_ref());
+            for name in [
+                "servercert.pem",
+                "serverkey.pem",
+                "clientcert.pem",
+                "clientkey.pem",
+            ] {
+                std::fs::remove_file(dir.join(name)).unwrap();
+            }
+        }
+        let out = self.ok(&["certs", "issue"]);
+        let out = String::from_utf8_lossy(&out.stdout);
+        for host in hosts {
+            assert!(
+                out.contains(&format!("{}: issued 2 certificate(s)", host.as_ref())),
+                "{out}"
+            );
+        }
+    }
+
     /// Fingerprint of a certificate file in the config dir.
     pub fn file_fingerprint(&self, path: &Path) -> String {
         let pem = std::fs::read(path).unwrap();
@@ -250,5 +303,9 @@ pub fn strings(value: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-pub const TLS_SASL: &str = "libvirt_tls: \"yes\"\nkolla_container_engine: podman\n";
-pub const TCP_SASL: &str = "libvirt_tls: \"no\"\nkolla_container_engine: podman\n";
+/// Globals for TLS + SASL, and for plain TCP + SASL. Neither names the container engine: the
+/// lab's inventory does, for each host (`kolla_container_engine`), so the same globals serve
+/// podman, docker and mixed fleets (globals.yml would override the inventory: Kolla passes it
+/// as extra vars).
+pub const TLS_SASL: &str = "libvirt_tls: \"yes\"\n";
+pub const TCP_SASL: &str = "libvirt_tls: \"no\"\n";
