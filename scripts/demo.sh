@@ -2,8 +2,23 @@
 # The virtfleet demo on a local 3-host lab: start from Kolla's insecure day-0 libvirt (TCP, no
 # authentication), deploy mutual TLS + SASL, show what a peer host can and cannot do, then
 # rotate every host's certificates in rolling batches.
+#
+#   ./scripts/demo.sh                    podman hosts
+#   ./scripts/demo.sh --engine docker    docker hosts (a Docker Engine per host)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+engine=podman
+while (($#)); do
+  case $1 in
+    --engine) engine=${2:-}; shift 2 || { echo "--engine needs a value" >&2; exit 2; } ;;
+    --engine=*) engine=${1#--engine=}; shift ;;
+    *) echo "usage: $0 [--engine podman|docker]" >&2; exit 2 ;;
+  esac
+done
+case $engine in
+  podman | docker) ;;
+  *) echo "--engine: podman or docker, not '$engine'" >&2; exit 2 ;;
+esac
 ./scripts/setup.sh
 cargo build --quiet --workspace --bins
 bin=$PWD/target/debug
@@ -14,8 +29,8 @@ trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "Bring up a 3-host lab (namespaces + sshd + podman: nova_libvirt, nova_compute)"
-"$bin/virtfleet-lab" up -n 3 | tee "$work/lab.txt"
+step "Bring up a 3-host lab (namespaces + sshd + $engine: nova_libvirt, nova_compute)"
+"$bin/virtfleet-lab" up -n 3 --engine "$engine" | tee "$work/lab.txt"
 lab=$(sed -n 's/^\(lab[0-9]*\) is up.*/\1/p' "$work/lab.txt")
 inventory=$(sed -n 's/^inventory: *//p' "$work/lab.txt")
 known_hosts=$(sed -n 's/^known_hosts: *//p' "$work/lab.txt")
@@ -27,7 +42,7 @@ on() { # on HOST COMMAND: run a command on a lab host over ssh
 }
 peer_virsh() { # peer_virsh FROM URI [noauth]: virsh inside FROM's nova_libvirt container
   local env=""; [ "${3:-}" = noauth ] && env="LIBVIRT_AUTH_FILE=/nonexistent "
-  on "$1" "podman exec nova_libvirt sh -c '${env}timeout 20 virsh -c $2 uri </dev/null'"
+  on "$1" "$engine exec nova_libvirt sh -c '${env}timeout 20 virsh -c $2 uri </dev/null'"
 }
 
 step "Day 0: libvirt listens on TCP without authentication (OSSN-0007)"
@@ -38,7 +53,7 @@ peer_virsh compute02 qemu+tcp://compute01/system && echo "  => anyone on the net
 step "A Kolla config dir: TLS on, SASL password in passwords.yml, a CA and per-host certificates"
 configdir=$work/kolla
 mkdir -p "$configdir"
-printf 'libvirt_tls: "yes"\nkolla_container_engine: podman\n' > "$configdir/globals.yml"
+printf 'libvirt_tls: "yes"\nkolla_container_engine: %s\n' "$engine" > "$configdir/globals.yml"
 printf 'libvirt_sasl_password: %s\n' "$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" > "$configdir/passwords.yml"
 vf() { "$bin/virtfleet" -i "$inventory" --configdir "$configdir" --known-hosts "$known_hosts" "$@"; }
 vf certs init-ca
