@@ -88,7 +88,9 @@ impl Tag {
 }
 
 /// Parses the [`Tag::File`] / [`Tag::Absent`] frames of `paths`, in order: path → contents,
-/// None when absent. None for output that is not such frames (cut short, garbled).
+/// None when absent. None for output that is not exactly such frames (cut short, garbled): the
+/// size is plain decimal digits, as `stat -c %s` prints it, and the newline after the contents
+/// must be there, so a file that changed size between `stat` and `cat` is not misread.
 pub fn parse_files(
     mut out: &[u8],
     paths: &[&str],
@@ -101,10 +103,14 @@ pub fn parse_files(
         if header == Tag::Absent.text() {
             files.insert(path.to_string(), None);
         } else {
-            let size: usize = Tag::File.strip(header)?.trim().parse().ok()?;
-            let content = out.get(..size)?.to_vec();
-            out = out.get(size + 1..)?;
-            files.insert(path.to_string(), Some(content));
+            let size = Tag::File.strip(header)?;
+            if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let size: usize = size.parse().ok()?;
+            let (content, rest) = (out.get(..size)?, out.get(size..)?);
+            out = rest.strip_prefix(b"\n")?;
+            files.insert(path.to_string(), Some(content.to_vec()));
         }
     }
     out.is_empty().then_some(files)
@@ -136,6 +142,28 @@ mod tests {
         assert!(
             parse_files(b"A\nA\n", &["/one"]).is_none(),
             "more frames than paths"
+        );
+    }
+
+    #[test]
+    fn framed_files_are_refused_unless_exact() {
+        // Found by fuzz/fuzz_targets/probe.rs: a padded size and a missing newline after the
+        // contents were accepted (the byte after the contents was skipped unread).
+        assert!(parse_files(b"R   5\n\n\0L\0\0\0", &["/a"]).is_none());
+        for garbled in [
+            &b"R 3\nabcX"[..],
+            b"R +3\nabc\n",
+            b"R 3 \nabc\n",
+            b"R \n\n",
+            b"R 3\nabc",
+        ] {
+            assert!(parse_files(garbled, &["/a"]).is_none(), "{garbled:?}");
+        }
+        // A file that grew between stat and cat: its first bytes are not taken for it.
+        assert!(parse_files(b"R 3\nabcd\nA\n", &["/a", "/b"]).is_none());
+        assert_eq!(
+            parse_files(b"R 3\nabc\n", &["/a"]).unwrap()["/a"].as_deref(),
+            Some(&b"abc"[..])
         );
     }
 }
