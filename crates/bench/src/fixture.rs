@@ -8,8 +8,9 @@ use virtfleet_lab::Lab;
 
 use crate::remote::{MANAGED, SASL_PASSWORD};
 
-/// The e2e suite's TLS_SASL globals.
-pub const GLOBALS: &str = "libvirt_tls: \"yes\"\nkolla_container_engine: podman\n";
+/// The e2e suite's TLS_SASL globals. They name no container engine: the lab's inventory
+/// names each host's (`kolla_container_engine`), so the same globals serve `--engine docker`.
+pub const GLOBALS: &str = "libvirt_tls: \"yes\"\n";
 
 pub struct Fixture {
     pub virtfleet: PathBuf,

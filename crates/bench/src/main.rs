@@ -17,7 +17,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use virtfleet_lab::{Containers, Lab};
+use virtfleet_lab::{Containers, Engine, LabOptions};
 
 use fixture::{Expect, Fixture};
 use measure::Sample;
@@ -42,10 +42,14 @@ struct Cli {
     /// One size, 50 hosts, unless --hosts is given (finishes in under 10 minutes).
     #[arg(long)]
     quick: bool,
-    /// Where results.json, results.md and time-vs-hosts.png go. Existing results of other
-    /// sizes in results.json are kept, so a sweep can be built up size by size.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/perf"))]
-    out: PathBuf,
+    /// The lab hosts' container engine: podman or docker.
+    #[arg(long, default_value_t = Engine::Podman)]
+    engine: Engine,
+    /// Where results.json, results.md and time-vs-hosts.png go (default: docs/perf, and
+    /// docs/perf/docker for --engine docker). Existing results of other sizes in results.json
+    /// are kept, so a sweep can be built up size by size.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// The virtfleet binary (default: the one next to this binary).
     #[arg(long)]
     virtfleet: Option<PathBuf>,
@@ -77,6 +81,8 @@ enum Child {
     DirectOps {
         #[arg(long)]
         lab_dir: PathBuf,
+        #[arg(long)]
+        engine: Engine,
     },
     /// Times each phase of a converge on all hosts at once and on one host alone.
     #[command(hide = true)]
@@ -87,6 +93,8 @@ enum Child {
         rounds: usize,
         #[arg(long)]
         out: PathBuf,
+        #[arg(long)]
+        engine: Engine,
     },
 }
 
@@ -94,12 +102,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.child {
         Some(Child::ProtocolFloor { lab_dir }) => return remote::protocol_floor(lab_dir),
-        Some(Child::DirectOps { lab_dir }) => return remote::direct_ops(lab_dir),
+        Some(Child::DirectOps { lab_dir, engine }) => return remote::direct_ops(lab_dir, *engine),
         Some(Child::Phases {
             lab_dir,
             rounds,
             out,
-        }) => return remote::phases(lab_dir, *rounds, out),
+            engine,
+        }) => return remote::phases(lab_dir, *rounds, out, *engine),
         None => {}
     }
     match bench(&cli) {
@@ -138,8 +147,13 @@ fn bench(cli: &Cli) -> Result<bool, String> {
             virtfleet.display()
         ));
     }
-    std::fs::create_dir_all(&cli.out).map_err(|e| format!("{}: {e}", cli.out.display()))?;
-    let json = cli.out.join("results.json");
+    let out = match (&cli.out, cli.engine) {
+        (Some(out), _) => out.clone(),
+        (None, Engine::Podman) => Path::new(PERF_DIR).to_path_buf(),
+        (None, Engine::Docker) => Path::new(PERF_DIR).join("docker"),
+    };
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let json = out.join("results.json");
     let mut results = Results::load(&json);
     let mut all_valid = true;
     for &hosts in &sizes {
@@ -147,12 +161,15 @@ fn bench(cli: &Cli) -> Result<bool, String> {
         all_valid &= size.invalid.is_empty();
         results.sizes.insert(hosts, size);
         // Save after every size, so a long sweep keeps what it measured.
-        write_outputs(&results, &cli.out)?;
+        write_outputs(&results, &out)?;
     }
     let md = report::markdown(&results);
     println!("{md}");
     Ok(all_valid)
 }
+
+/// Where published results live: docs/perf.
+const PERF_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/perf");
 
 fn write_outputs(results: &Results, out: &Path) -> Result<(), String> {
     results.save(&out.join("results.json"))?;
@@ -225,10 +242,15 @@ fn measure_size(
         ));
     }
     let started = Instant::now();
-    let lab = Lab::up_with(hosts, Containers::Light).map_err(|e| e.to_string())?;
+    let lab = LabOptions::new(hosts)
+        .containers(Containers::Light)
+        .engine(cli.engine)
+        .up()
+        .map_err(|e| e.to_string())?;
     log(&format!(
-        "lab{} up with {hosts} light hosts in {:.1} s",
+        "lab{} up with {hosts} light {} hosts in {:.1} s",
         lab.id,
+        cli.engine,
         started.elapsed().as_secs_f64()
     ));
     let fixture = Fixture::new(&lab, virtfleet, &cli.playbook)?;
@@ -238,6 +260,7 @@ fn measure_size(
     let mut rec = Recorder {
         size: SizeResult {
             hosts,
+            engine: cli.engine.to_string(),
             measured_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -250,6 +273,9 @@ fn measure_size(
     let child = |name: &str| {
         let mut c = Command::new(me);
         c.arg(name).arg("--lab-dir").arg(&lab_dir);
+        if name != "protocol-floor" {
+            c.arg("--engine").arg(cli.engine.as_str());
+        }
         c
     };
     let no_report = |r: Result<Sample, String>| r.map(|s| (s, None));

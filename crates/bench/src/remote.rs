@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use virtfleet_lab::Engine;
 use virtfleet_ssh::{ClientOptions, Session, Target};
 
 /// The SASL password of the bench's config dir (a throwaway lab secret).
@@ -132,8 +133,8 @@ pub fn direct_ops_script(engine: &str, ready: &str) -> String {
     )
 }
 
-pub fn direct_ops(lab_dir: &Path) -> std::process::ExitCode {
-    let script: Arc<str> = direct_ops_script("podman", "true").into();
+pub fn direct_ops(lab_dir: &Path, engine: Engine) -> std::process::ExitCode {
+    let script: Arc<str> = direct_ops_script(engine.as_str(), "true").into();
     let failures = for_all_hosts(lab_dir, move |target, opts| {
         let script = script.clone();
         async move {
@@ -212,8 +213,24 @@ fn scratch_files() -> Vec<virtfleet_plan::DesiredFile> {
         .collect()
 }
 
+const CONTAINERS: [&str; 2] = ["nova_libvirt", "nova_compute"];
+
+/// The container IDs as the probe reads them (the engine's store where exact, else
+/// `inspect`): the probe's script with no files and no markers.
+pub fn store_ids_script(engine: Engine) -> String {
+    virtfleet_engine::script::probe(&[], &[], &[], engine.as_str(), &CONTAINERS).command()
+}
+
+/// `<engine> inspect` of both containers, in the probe's own output format.
+fn inspect_ids(engine: Engine) -> String {
+    format!(
+        "{engine} inspect --format 'C {{{{.Name}}}} {{{{.Id}}}}' {}",
+        CONTAINERS.join(" ")
+    )
+}
+
 /// The commands whose cost the phase breakdown measures, in the order run.
-pub fn phase_commands() -> Vec<(&'static str, String, Vec<u8>)> {
+pub fn phase_commands(engine: Engine) -> Vec<(String, String, Vec<u8>)> {
     let paths: Vec<String> = MANAGED
         .iter()
         .flat_map(|(dir, files)| files.iter().map(move |f| format!("/etc/kolla/{dir}/{f}")))
@@ -223,7 +240,6 @@ pub fn phase_commands() -> Vec<(&'static str, String, Vec<u8>)> {
         "/etc/kolla/nova-libvirt/.virtfleet-applied",
         "/etc/kolla/nova-compute/.virtfleet-applied",
     ];
-    let containers = ["nova_libvirt", "nova_compute"];
     // The files the playbook merges with the host's version (read whole by the probe).
     let merged = [
         "/etc/kolla/nova-libvirt/config.json",
@@ -231,78 +247,105 @@ pub fn phase_commands() -> Vec<(&'static str, String, Vec<u8>)> {
         "/etc/kolla/nova-compute/config.json",
     ];
     let probe_with =
-        |engine| virtfleet_engine::script::probe(&paths, &merged, &markers, engine, &containers);
-    let probe = probe_with("podman").command();
-    // The same script with the container engine replaced by `true`: no podman process.
+        |engine| virtfleet_engine::script::probe(&paths, &merged, &markers, engine, &CONTAINERS);
+    let probe = probe_with(engine.as_str()).command();
+    // The same script with the container engine replaced by `true`: no engine process.
     let probe_files_only = probe_with("true").command();
-    // ... and with `podman inspect` for the container IDs (the probe before the store read).
+    // ... and with `inspect` for the container IDs (the probe before the store read).
     let probe_inspect = probe_files_only.replace(
         "\nexit 0\n",
-        "\npodman inspect --format 'C {{.Name}} {{.Id}}' nova_libvirt nova_compute\nexit 0\n",
+        &format!("\n{}\nexit 0\n", inspect_ids(engine)),
     );
+    let store = match engine {
+        Engine::Podman => "podman's containers.json",
+        Engine::Docker => "docker's config.v2.json files",
+    };
     let files = scratch_files();
     let refs: Vec<&virtfleet_plan::DesiredFile> = files.iter().collect();
     let push_stdin = virtfleet_engine::script::push(&refs, None);
-    let mut commands: Vec<(&'static str, String)> = vec![
-        ("exec `true` (bare round trip)", "true".to_string()),
+    let mut commands: Vec<(String, String)> = vec![
+        ("exec `true` (bare round trip)".into(), "true".to_string()),
         (
-            "probe, engine's current script (files, markers, container IDs)",
+            "probe, engine's current script (files, markers, container IDs)".into(),
             probe,
         ),
-        ("probe, files and markers only", probe_files_only),
+        ("probe, files and markers only".into(), probe_files_only),
         (
-            "probe with `podman inspect` for the container IDs",
+            format!("probe with `{engine} inspect` for the container IDs"),
             probe_inspect,
         ),
         (
-            "`podman inspect` of both containers alone",
-            "podman inspect --format '{{.Name}} {{.Id}}' nova_libvirt nova_compute".to_string(),
+            format!("`{engine} inspect` of both containers alone"),
+            inspect_ids(engine),
         ),
         (
-            "container IDs from podman's containers.json (no podman process)",
-            CONTAINERS_JSON_IDS.to_string(),
+            format!("container IDs from {store} alone (the probe's store read)"),
+            store_ids_script(engine),
         ),
         (
-            "`podman exec nova_libvirt true` (one readiness check)",
-            "podman exec nova_libvirt true".to_string(),
+            format!("`{engine} exec nova_libvirt true` (one readiness check)"),
+            format!("{engine} exec nova_libvirt true"),
         ),
         (
-            "`podman restart nova_compute`",
-            "podman restart nova_compute >/dev/null".to_string(),
+            format!("`{engine} restart nova_compute`"),
+            format!("{engine} restart nova_compute >/dev/null"),
         ),
     ];
-    let mut out: Vec<(&'static str, String, Vec<u8>)> = commands
+    let mut out: Vec<(String, String, Vec<u8>)> = commands
         .drain(..)
         .map(|(n, c)| (n, c, Vec::new()))
         .collect();
     out.push((
-        "push of 16 files, engine's script (scratch dir)",
+        "push of 16 files, engine's script (scratch dir)".into(),
         virtfleet_engine::script::PUSH_COMMAND.to_string(),
         push_stdin,
     ));
     out.push((
-        "(cleanup of the scratch dir)",
+        "(cleanup of the scratch dir)".into(),
         format!("rm -rf {SCRATCH}"),
         Vec::new(),
     ));
     out
 }
 
-/// Reads container names and IDs from podman's own storage file instead of running podman.
-pub const CONTAINERS_JSON_IDS: &str = "f=/var/lib/containers/storage/overlay-containers/containers.json; \
-     tr '{' '\\n' < $f | sed -n 's/.*\"id\":\"\\([0-9a-f]*\\)\".*\"names\":\\[\"\\([^\"]*\\)\".*/C \\2 \\1/p'";
+/// Whether the probe's store read found every container, from the store itself (not
+/// through `inspect`), with the IDs `inspect` gives; an explanation when not.
+fn store_matches_inspect(store: &str, inspect: &str) -> Result<(), String> {
+    use virtfleet_engine::state::HostState;
+    use virtfleet_engine::wire::Tag;
+    if store.lines().any(|l| Tag::Container.strip(l).is_some()) {
+        return Err(format!("the store read fell back to inspect: {store}"));
+    }
+    let (a, b) = (HostState::parse(store), HostState::parse(inspect));
+    if a.containers.len() == CONTAINERS.len() && a.containers == b.containers {
+        Ok(())
+    } else {
+        Err(format!(
+            "store {:?} / inspect {:?}",
+            a.containers, b.containers
+        ))
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct PhaseTiming {
     pub phase: String,
     /// Wall seconds for all hosts at once (fleet-wide), median of the rounds.
     pub all_hosts_wall: f64,
+    /// Busy CPU seconds of the whole machine per host while all hosts ran it (controller,
+    /// sshd, shells, the engine and its daemons), median of the rounds.
+    pub cpu_per_host: Option<f64>,
     /// Wall seconds on one host alone, median of the rounds.
     pub one_host_wall: f64,
 }
 
 /// Times each phase on all hosts at once and on one host alone; prints JSON to `out`.
-pub fn phases(lab_dir: &Path, rounds: usize, out: &PathBuf) -> std::process::ExitCode {
+pub fn phases(
+    lab_dir: &Path,
+    rounds: usize,
+    out: &PathBuf,
+    engine: Engine,
+) -> std::process::ExitCode {
     let targets = match lab_targets(lab_dir) {
         Ok(t) => t,
         Err(e) => {
@@ -311,12 +354,14 @@ pub fn phases(lab_dir: &Path, rounds: usize, out: &PathBuf) -> std::process::Exi
         }
     };
     let opts = client_options(lab_dir);
-    let commands = phase_commands();
+    let commands = phase_commands(engine);
+    let hosts = targets.len() as f64;
     let result = runtime().block_on(async {
         let mut timings = Vec::new();
         let mut all_connect = Vec::new();
         let mut one_connect = Vec::new();
         let mut all_cmd = vec![Vec::new(); commands.len()];
+        let mut all_cpu = vec![Vec::new(); commands.len()];
         let mut one_cmd = vec![Vec::new(); commands.len()];
         for _ in 0..rounds.max(1) {
             // All hosts at once.
@@ -326,7 +371,9 @@ pub fn phases(lab_dir: &Path, rounds: usize, out: &PathBuf) -> std::process::Exi
             // The first channel of a connection costs more (untimed warm-up).
             exec_all(&sessions, "true", b"").await?;
             for (i, (_, command, stdin)) in commands.iter().enumerate() {
+                let cpu = crate::measure::machine_busy_seconds();
                 all_cmd[i].push(exec_all(&sessions, command, stdin).await?);
+                all_cpu[i].push((crate::measure::machine_busy_seconds() - cpu) / hosts);
             }
             close_all(sessions).await;
             // One host alone.
@@ -346,32 +393,43 @@ pub fn phases(lab_dir: &Path, rounds: usize, out: &PathBuf) -> std::process::Exi
         timings.push(PhaseTiming {
             phase: "connect + host key + auth".into(),
             all_hosts_wall: median(&all_connect),
+            cpu_per_host: None,
             one_host_wall: median(&one_connect),
         });
         for (i, (name, _, _)) in commands.iter().enumerate() {
             timings.push(PhaseTiming {
                 phase: name.to_string(),
                 all_hosts_wall: median(&all_cmd[i]),
+                cpu_per_host: Some(median(&all_cpu[i])),
                 one_host_wall: median(&one_cmd[i]),
             });
         }
-        // Does the storage file agree with podman inspect? (Else the cheap way is no way.)
-        let check = format!(
-            "a=$(podman inspect --format 'C {{{{.Name}}}} {{{{.Id}}}}' nova_libvirt nova_compute | sort); \
-             b=$({CONTAINERS_JSON_IDS} | sort); [ \"$a\" = \"$b\" ] || {{ echo \"$a / $b\" >&2; exit 1; }}"
-        );
-        let sessions = vec![Arc::new(
-            Session::connect(&targets[0], &opts)
-                .await
-                .map_err(|e| e.to_string())?,
-        )];
-        let agrees = exec_all(&sessions, &check, b"").await.is_ok();
+        // Does the store read agree with inspect on every host? (Else the cheap way is no way.)
+        let sessions = connect_all(&targets, &opts).await?;
+        let mut disagree = Vec::new();
+        for s in &sessions {
+            let run = |command: String| async move {
+                s.exec(&command, b"")
+                    .await
+                    .map(|o| o.stdout_lossy().into_owned())
+                    .map_err(|e| e.to_string())
+            };
+            let store = run(store_ids_script(engine)).await?;
+            let inspect = run(inspect_ids(engine)).await?;
+            if let Err(e) = store_matches_inspect(&store, &inspect) {
+                disagree.push(format!("{}: {e}", s.host()));
+            }
+        }
         close_all(sessions).await;
+        for d in &disagree {
+            eprintln!("phases: {d}");
+        }
         Ok::<_, String>(serde_json::json!({
             "hosts": targets.len(),
             "rounds": rounds,
+            "engine": engine.as_str(),
             "phases": timings,
-            "containers_json_matches_podman_inspect": agrees,
+            "store_ids_match_inspect": disagree.is_empty(),
         }))
     });
     match result {
@@ -449,15 +507,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_inspect_variant_of_the_probe_runs_podman_inspect() {
-        let commands = phase_commands();
-        let inspect = &commands[3].1;
-        assert!(commands[5].0.contains("containers.json"));
-        assert!(inspect.contains("\npodman inspect "), "{inspect}");
-        // The files-only probe runs no podman (lib.sh's text names it, its calls do not).
-        let files_only = &commands[2].1;
-        assert!(files_only.contains("\nvf_containers true "), "{files_only}");
-        assert!(!files_only.contains("\nvf_containers podman"), "{files_only}");
+    fn the_inspect_variant_of_the_probe_runs_the_engines_inspect() {
+        for engine in [Engine::Podman, Engine::Docker] {
+            let commands = phase_commands(engine);
+            let inspect = &commands[3].1;
+            assert!(
+                inspect.contains(&format!("\n{engine} inspect ")),
+                "{inspect}"
+            );
+            assert!(!commands[2].1.contains("vf_containers podman"));
+            assert!(!commands[2].1.contains("vf_containers docker"));
+            assert!(commands[5].1.contains(&format!("vf_containers {engine} ")));
+            assert!(commands[7].1.starts_with(&format!("{engine} restart ")));
+        }
+    }
+
+    #[test]
+    fn store_ids_count_only_when_read_from_the_store_and_equal_to_inspect() {
+        let inspect = "C /nova_libvirt a1\nC /nova_compute b2\n";
+        assert!(store_matches_inspect("D nova_libvirt a1\nD nova_compute b2\n", inspect).is_ok());
+        let json = "J [{\"id\":\"a1\",\"names\":[\"nova_libvirt\"]},{\"id\":\"b2\",\"names\":[\"nova_compute\"]}]\n";
+        assert!(store_matches_inspect(json, inspect).is_ok());
+        assert!(
+            store_matches_inspect(inspect, inspect).is_err(),
+            "a fallback"
+        );
+        assert!(store_matches_inspect("D nova_libvirt a1\nD nova_compute b3\n", inspect).is_err());
+        assert!(store_matches_inspect("D nova_libvirt a1\n", inspect).is_err());
     }
 
     #[test]

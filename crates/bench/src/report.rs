@@ -37,6 +37,9 @@ pub const SCENARIOS: [(&str, &str); 7] = [
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct SizeResult {
     pub hosts: usize,
+    /// The lab hosts' container engine (results from before engines were recorded: podman).
+    #[serde(default = "podman")]
+    pub engine: String,
     /// When measured (seconds since the epoch).
     pub measured_at: u64,
     /// Other labs present right before the measurement (a non-empty list means shared CPU).
@@ -48,6 +51,10 @@ pub struct SizeResult {
     pub invalid: Vec<String>,
     /// Phase breakdown (from the `phases` child), if measured.
     pub phases: Option<serde_json::Value>,
+}
+
+fn podman() -> String {
+    "podman".into()
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -110,11 +117,11 @@ pub fn markdown(results: &Results) -> String {
          controller process's user+system CPU seconds (median), *RSS* its peak resident set \
          (largest over the runs; for the OpenSSH floor the largest single `ssh` process), \
          *machine CPU* the busy CPU seconds of the whole 2-core machine during the run \
-         (controller + sshd + podman + containers), *per host* virtfleet's own mean per-host \
+         (controller + sshd + the container engine + containers), *per host* virtfleet's own mean per-host \
          seconds from its report.\n\n",
     );
     for (hosts, size) in &results.sizes {
-        s.push_str(&format!("## {hosts} hosts\n\n"));
+        s.push_str(&format!("## {hosts} hosts, {}\n\n", size.engine));
         if !size.other_labs.is_empty() {
             s.push_str(&format!(
                 "Note: other labs were present during this measurement ({:?}); the machine \
@@ -162,20 +169,31 @@ pub fn markdown(results: &Results) -> String {
         if let Some(phases) = &size.phases {
             s.push_str(
                 "Per-phase cost (the `phases` probe: each command on all hosts at once, \
-                 then on one host alone; medians):\n\n\
-                 | phase | all hosts, wall s | one host, wall s |\n|---|---:|---:|\n",
+                 then on one host alone; medians; *machine CPU per host*: the whole machine's \
+                 busy CPU while all hosts ran it, divided by the hosts):\n\n\
+                 | phase | all hosts, wall s | machine CPU per host, ms | one host, wall s |\n\
+                 |---|---:|---:|---:|\n",
             );
             for p in phases["phases"].as_array().into_iter().flatten() {
+                let cpu = p["cpu_per_host"]
+                    .as_f64()
+                    .map_or(String::new(), |c| format!("{:.1}", c * 1000.0));
                 s.push_str(&format!(
-                    "| {} | {:.3} | {:.3} |\n",
+                    "| {} | {:.3} | {cpu} | {:.3} |\n",
                     p["phase"].as_str().unwrap_or("?"),
                     p["all_hosts_wall"].as_f64().unwrap_or(f64::NAN),
                     p["one_host_wall"].as_f64().unwrap_or(f64::NAN)
                 ));
             }
+            // Older results checked podman's containers.json only.
+            let agrees = match &phases["store_ids_match_inspect"] {
+                serde_json::Value::Null => &phases["containers_json_matches_podman_inspect"],
+                v => v,
+            };
             s.push_str(&format!(
-                "\ncontainers.json IDs match `podman inspect`: {}\n\n",
-                phases["containers_json_matches_podman_inspect"]
+                "\nContainer IDs read from the engine's store (on every host, never through \
+                 `inspect`) equal `{} inspect`'s: {agrees}\n\n",
+                size.engine
             ));
         }
     }
