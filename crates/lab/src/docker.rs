@@ -244,8 +244,43 @@ fn ping(socket: &Path) -> bool {
 }
 
 /// Starts the host's dockerd in its namespace (detached, log in the host dir) and waits until
-/// it answers, then imports the lab image.
+/// it answers, then imports the lab image. A daemon that makes no progress (seen once in CI, on
+/// a loaded machine: nothing logged after "Starting up" for a minute) is killed and started
+/// again once; the error names where it was stuck.
 pub(crate) fn start(host: &LabHost, files: &LabFiles) -> Result<(), LabError> {
+    let mut stalled = None;
+    for _attempt in 0..2 {
+        match launch(host, files)? {
+            Started::Ready => {
+                run(host
+                    .command("docker")
+                    .arg("import")
+                    .arg(&files.image)
+                    .arg(IMAGE))?;
+                return Ok(());
+            }
+            Started::Exited(why) => return Err(LabError::Timeout(why)),
+            Started::Stalled(why) => {
+                eprintln!("virtfleet-lab: restarting a stalled {why}");
+                for pid in dockerd_pids(host) {
+                    sys::terminate(pid);
+                }
+                stalled = Some(why);
+            }
+        }
+    }
+    Err(LabError::Timeout(stalled.unwrap_or_default()))
+}
+
+enum Started {
+    Ready,
+    /// The daemon exited: the log's last lines.
+    Exited(String),
+    /// Still running, not answering: the log's last lines and where its threads wait.
+    Stalled(String),
+}
+
+fn launch(host: &LabHost, files: &LabFiles) -> Result<Started, LabError> {
     let log_path = host.dir.join("dockerd.log");
     let log = File::create(&log_path).map_err(|source| LabError::Io {
         path: log_path.clone(),
@@ -275,27 +310,47 @@ pub(crate) fn start(host: &LabHost, files: &LabFiles) -> Result<(), LabError> {
         });
     }
     let socket = host.dir.join(RUN_DIR).join("docker.sock");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = Instant::now();
+    let log_tail = || {
+        let text = fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        format!("dockerd on {}: {}", host.name, tail.join(" / "))
+    };
     loop {
         if ping(&socket) {
-            break;
+            return Ok(Started::Ready);
         }
-        let pidfile = host.dir.join(RUN_DIR).join("docker.pid");
-        let exited = pidfile.exists() && !daemon_pid(&host.dir).is_some_and(sys::alive);
-        if exited || Instant::now() > deadline {
-            let text = fs::read_to_string(&log_path).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(5).collect();
-            let what = format!("dockerd on {}: {}", host.name, tail.join(" / "));
-            return Err(LabError::Timeout(what));
+        let pids = dockerd_pids(host);
+        // setsid forks: the daemon shows up in the namespace a moment after setsid returns.
+        if pids.is_empty() && started.elapsed() > Duration::from_secs(5) {
+            return Ok(Started::Exited(log_tail()));
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let waits: Vec<String> = pids.iter().map(|pid| thread_waits(*pid)).collect();
+            let why = format!("{} (waiting in: {})", log_tail(), waits.join("; "));
+            return Ok(Started::Stalled(why));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    run(host
-        .command("docker")
-        .arg("import")
-        .arg(&files.image)
-        .arg(IMAGE))?;
-    Ok(())
+}
+
+/// The dockerd processes in the host's mount namespace.
+fn dockerd_pids(host: &LabHost) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(&host.ns_mnt)
+        .map(|meta| sys::members_named(meta.ino(), "dockerd"))
+        .unwrap_or_default()
+}
+
+/// Where a process's threads sleep (their kernel wait channels, counted), for a stall report.
+fn thread_waits(pid: i32) -> String {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let wchan = fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+        *counts.entry(wchan).or_default() += 1;
+    }
+    let list: Vec<String> = counts.iter().map(|(w, n)| format!("{w}x{n}")).collect();
+    format!("pid {pid}: {}", list.join(" "))
 }
 
 /// `docker run` arguments for a lab container, equivalent to podman's: the machine's `/usr`

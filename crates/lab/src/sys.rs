@@ -69,11 +69,48 @@ pub(crate) fn umount(path: &Path) -> Result<(), LabError> {
 /// Sends SIGKILL to every process whose mount namespace is `ns_inode`, and to their descendants
 /// (a container's processes live in namespaces of their own under conmon or containerd's shim).
 pub(crate) fn kill_namespace_members(ns_inode: u64) {
+    let processes = processes(ns_inode);
+    let mut doomed: std::collections::HashSet<i32> = processes
+        .iter()
+        .filter(|(_, _, member)| *member)
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    loop {
+        let before = doomed.len();
+        for (pid, ppid, _) in &processes {
+            if doomed.contains(ppid) {
+                doomed.insert(*pid);
+            }
+        }
+        if doomed.len() == before {
+            break;
+        }
+    }
+    for pid in doomed {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// The processes in mount namespace `ns_inode` whose command name is `comm`.
+pub(crate) fn members_named(ns_inode: u64, comm: &str) -> Vec<i32> {
+    processes(ns_inode)
+        .into_iter()
+        .filter(|(pid, _, member)| {
+            *member
+                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == comm)
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// (pid, parent pid, in mount namespace `ns_inode`?) of every process.
+fn processes(ns_inode: u64) -> Vec<(i32, i32, bool)> {
     let wanted = format!("mnt:[{ns_inode}]");
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
+        return Vec::new();
     };
-    // (pid, parent pid, a member?) of every process.
     let mut processes: Vec<(i32, i32, bool)> = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
@@ -97,26 +134,7 @@ pub(crate) fn kill_namespace_members(ns_inode: u64) {
             .is_ok_and(|link| link.to_string_lossy() == wanted);
         processes.push((pid, ppid, member));
     }
-    let mut doomed: std::collections::HashSet<i32> = processes
-        .iter()
-        .filter(|(_, _, member)| *member)
-        .map(|(pid, _, _)| *pid)
-        .collect();
-    loop {
-        let before = doomed.len();
-        for (pid, ppid, _) in &processes {
-            if doomed.contains(ppid) {
-                doomed.insert(*pid);
-            }
-        }
-        if doomed.len() == before {
-            break;
-        }
-    }
-    for pid in doomed {
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
+    processes
 }
 
 /// Sends SIGTERM, waits up to two seconds, then SIGKILL.
