@@ -345,7 +345,11 @@ fn dockerd_pids(host: &LabHost) -> Vec<i32> {
 /// Where a process's threads sleep (their kernel wait channels, counted), for a stall report.
 fn thread_waits(pid: i32) -> String {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for task in fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+    for task in fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let wchan = fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
         *counts.entry(wchan).or_default() += 1;
     }
