@@ -28,6 +28,18 @@ fn log_in_as(fleet: &Fleet, user: &str, escalate: Option<bool>) {
 fn a_sudo_user_deploys_tls_sasl_and_a_rerun_changes_nothing() {
     let fleet = Fleet::new(2, TLS_SASL, true);
     fleet.lab.add_user("vflab-kolla", true).unwrap();
+    // sudo logs every command line it runs (whole: loglinelen=0) to a file of the lab's.
+    let sudo_log = fleet.lab.dir().join("sudo.log");
+    let rule = fleet.lab.dir().join("sudoers.d/vflab-log");
+    std::fs::write(
+        &rule,
+        format!(
+            "Defaults:vflab-kolla logfile={}, loglinelen=0\n",
+            sudo_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rule, std::os::unix::fs::PermissionsExt::from_mode(0o440)).unwrap();
     // As in a Kolla inventory: the user alone; the playbook escalates like Kolla's roles.
     log_in_as(&fleet, "vflab-kolla", None);
 
@@ -74,6 +86,18 @@ fn a_sudo_user_deploys_tls_sasl_and_a_rerun_changes_nothing() {
         assert_eq!(fleet.served_fingerprint(host), pushed, "{host}");
         let left = fleet.sh(host, "find /etc/kolla -name '*.virtfleet-backup*'");
         assert_eq!(left, "", "{host}");
+    }
+
+    // No script, path, hash or secret on any command line a local user could read in
+    // /proc/<pid>/cmdline: every command virtfleet ran was `sh -s`, the script on stdin.
+    let log = std::fs::read_to_string(&sudo_log).unwrap();
+    let commands: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("COMMAND=").map(|(_, c)| c))
+        .collect();
+    assert!(commands.len() >= 8, "{log}");
+    for command in &commands {
+        assert!(command.ends_with(" -c 'sh -s'"), "{command}");
     }
 
     // Reading root-only files goes through sudo as well.

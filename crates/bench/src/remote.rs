@@ -248,14 +248,19 @@ pub fn phase_commands(engine: Engine) -> Vec<(String, String, Vec<u8>)> {
     ];
     let probe_with =
         |engine| virtfleet_engine::script::probe(&paths, &merged, &markers, engine, &CONTAINERS);
-    let probe = probe_with(engine.as_str()).command();
+    // As the engine sends them: on stdin of `sh -s`.
+    let stdin_script = |script: virtfleet_engine::script::Script| script.for_stdin();
+    let probe = stdin_script(probe_with(engine.as_str()));
     // The same script with the container engine replaced by `true`: no engine process.
-    let probe_files_only = probe_with("true").command();
+    let probe_files_only = stdin_script(probe_with("true"));
     // ... and with `inspect` for the container IDs (the probe before the store read).
-    let probe_inspect = probe_files_only.replace(
-        "\nexit 0\n",
-        &format!("\n{}\nexit 0\n", inspect_ids(engine)),
-    );
+    let probe_inspect = String::from_utf8(probe_files_only.clone())
+        .expect("the probe is text")
+        .replace(
+            "\nexit 0\n",
+            &format!("\n{}\nexit 0\n", inspect_ids(engine)),
+        )
+        .into_bytes();
     let store = match engine {
         Engine::Podman => "podman's containers.json",
         Engine::Docker => "docker's config.v2.json files",
@@ -263,41 +268,42 @@ pub fn phase_commands(engine: Engine) -> Vec<(String, String, Vec<u8>)> {
     let files = scratch_files();
     let refs: Vec<&virtfleet_plan::DesiredFile> = files.iter().collect();
     let push_stdin = virtfleet_engine::script::push(&refs, None);
-    let mut commands: Vec<(String, String)> = vec![
-        ("exec `true` (bare round trip)".into(), "true".to_string()),
-        (
-            "probe, engine's current script (files, markers, container IDs)".into(),
+    let plain = |name: String, command: String| (name, command, Vec::new());
+    let on_stdin = |name: &str, script: Vec<u8>| {
+        let command = virtfleet_engine::script::STDIN_COMMAND.to_string();
+        (name.to_string(), command, script)
+    };
+    let mut out: Vec<(String, String, Vec<u8>)> = vec![
+        plain("exec `true` (bare round trip)".into(), "true".into()),
+        on_stdin(
+            "probe, engine's current script (files, markers, container IDs)",
             probe,
         ),
-        ("probe, files and markers only".into(), probe_files_only),
-        (
-            format!("probe with `{engine} inspect` for the container IDs"),
+        on_stdin("probe, files and markers only", probe_files_only),
+        on_stdin(
+            &format!("probe with `{engine} inspect` for the container IDs"),
             probe_inspect,
         ),
-        (
+        plain(
             format!("`{engine} inspect` of both containers alone"),
             inspect_ids(engine),
         ),
-        (
+        plain(
             format!("container IDs from {store} alone (the probe's store read)"),
             store_ids_script(engine),
         ),
-        (
+        plain(
             format!("`{engine} exec nova_libvirt true` (one readiness check)"),
             format!("{engine} exec nova_libvirt true"),
         ),
-        (
+        plain(
             format!("`{engine} restart nova_compute`"),
             format!("{engine} restart nova_compute >/dev/null"),
         ),
     ];
-    let mut out: Vec<(String, String, Vec<u8>)> = commands
-        .drain(..)
-        .map(|(n, c)| (n, c, Vec::new()))
-        .collect();
     out.push((
         "push of 16 files, engine's script (scratch dir)".into(),
-        virtfleet_engine::script::PUSH_COMMAND.to_string(),
+        virtfleet_engine::script::STDIN_COMMAND.to_string(),
         push_stdin,
     ));
     out.push((

@@ -145,7 +145,6 @@ impl Converger<'_> {
             self.exec(
                 "remove stale backups",
                 &script::remove_backups(&paths, BACKUP_SUFFIX),
-                b"",
             )
             .await?;
             self.progress.detail(format!(
@@ -201,14 +200,7 @@ impl Converger<'_> {
                         .collect(),
                 });
             let stdin = script::push(&to_push, backup.as_ref());
-            let out = remote::exec_command(
-                self.session,
-                "push files",
-                script::PUSH_COMMAND,
-                &stdin,
-                None,
-            )
-            .await?;
+            let out = remote::exec_stdin(self.session, "push files", &stdin, None).await?;
             applied.pushed = report.changed_files.clone();
             if !String::from_utf8_lossy(&out).contains(script::PUSH_DONE) {
                 return Err(EngineError::Incomplete("push files".into()));
@@ -250,7 +242,7 @@ impl Converger<'_> {
         };
         let engine = self.job.plan.container_engine.as_str();
         let commands = script::exec_in(engine, &service.name, &reload.exec, marker);
-        match self.exec("reload", &commands, b"").await {
+        match self.exec("reload", &commands).await {
             Ok(_) => true,
             Err(e) => {
                 self.progress
@@ -280,18 +272,18 @@ impl Converger<'_> {
             ready,
             marker.filter(|_| last_step == 0),
         );
-        self.exec(&format!("restart {}", service.name), &restart, b"")
+        self.exec(&format!("restart {}", service.name), &restart)
             .await?;
         for (i, step) in service.after_restart.iter().enumerate() {
             let last = i + 1 == last_step;
             if last && marker.is_some() {
                 self.progress.phase(Phase::Mark);
             }
-            let command =
-                script::exec_with_stdin(engine, &service.name, &step.exec, marker.filter(|_| last));
-            let stdin = step.stdin.as_deref().unwrap_or_default();
+            let input = step.stdin.as_deref().unwrap_or_default();
+            let marker = marker.filter(|_| last);
+            let command = script::exec_with_input(engine, &service.name, &step.exec, input, marker);
             let what = format!("{} after restart: {}", service.name, step.exec.join(" "));
-            self.exec(&what, &command, stdin).await?;
+            self.exec(&what, &command).await?;
         }
         Ok(())
     }
@@ -352,7 +344,7 @@ impl Converger<'_> {
         let containers: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
         let engine = &self.job.plan.container_engine;
         let probe = script::probe(&paths, &merged, &markers, engine, &containers);
-        let out = self.exec("probe", &probe, b"").await?;
+        let out = self.exec("probe", &probe).await?;
         Ok(HostState::parse(&String::from_utf8_lossy(&out)))
     }
 
@@ -414,9 +406,7 @@ impl Converger<'_> {
                 continue;
             }
             let old = DesiredFile {
-                content: self
-                    .exec("read file", &script::cat(&file.path), b"")
-                    .await?,
+                content: self.exec("read file", &script::cat(&file.path)).await?,
                 ..(*file).clone()
             };
             let (old, new) = (redact(&old), redact(file));
@@ -432,13 +422,8 @@ impl Converger<'_> {
     }
 
     /// Runs a script; a non-zero exit becomes an error naming what failed and its stderr.
-    async fn exec(
-        &self,
-        what: &str,
-        script: &Script,
-        stdin: &[u8],
-    ) -> Result<Vec<u8>, EngineError> {
-        remote::exec(self.session, what, script, stdin, None).await
+    async fn exec(&self, what: &str, script: &Script) -> Result<Vec<u8>, EngineError> {
+        remote::exec(self.session, what, script, None).await
     }
 }
 
@@ -555,18 +540,14 @@ pub(crate) async fn roll_back(
     let result = async {
         converger.progress.phase(Phase::Push);
         converger
-            .exec("restore backups", &script::restore(&replaced, suffix), b"")
+            .exec("restore backups", &script::restore(&replaced, suffix))
             .await?;
         converger.reapply(applied, force_restart).await
     }
     .await;
     // Whatever happened, leave no copies of old keys behind.
     let _ = converger
-        .exec(
-            "remove backups",
-            &script::remove_backups(&paths, suffix),
-            b"",
-        )
+        .exec("remove backups", &script::remove_backups(&paths, suffix))
         .await;
     session.close().await;
     result

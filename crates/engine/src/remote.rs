@@ -27,29 +27,31 @@ async fn run_with_timeout(
     timeout: Option<Duration>,
 ) -> Result<Vec<u8>, EngineError> {
     let session = Session::connect(target, ssh).await?;
-    let out = exec(&session, what, script, b"", timeout).await;
+    let out = exec(&session, what, script, timeout).await;
     session.close().await;
     out
 }
 
-/// Runs `script` on an open session (stdin: `stdin`); non-zero exit → [`EngineError::Remote`].
+/// Runs `script` on an open session, sent on stdin (the command line is only
+/// [`script::STDIN_COMMAND`]); non-zero exit → [`EngineError::Remote`].
 pub(crate) async fn exec(
     session: &Session,
     what: &str,
     script: &Script,
-    stdin: &[u8],
     timeout: Option<Duration>,
 ) -> Result<Vec<u8>, EngineError> {
-    exec_command(session, what, &script.command(), stdin, timeout).await
+    exec_stdin(session, what, &script.for_stdin(), timeout).await
 }
 
-pub(crate) async fn exec_command(
+/// Runs [`script::STDIN_COMMAND`] with `stdin`, a whole script ([`Script::for_stdin`],
+/// [`script::push`]).
+pub(crate) async fn exec_stdin(
     session: &Session,
     what: &str,
-    command: &str,
     stdin: &[u8],
     timeout: Option<Duration>,
 ) -> Result<Vec<u8>, EngineError> {
+    let command = script::STDIN_COMMAND;
     let result = match timeout {
         Some(t) => session.exec_with_timeout(command, stdin, t).await,
         None => session.exec(command, stdin).await,

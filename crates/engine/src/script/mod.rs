@@ -101,10 +101,24 @@ impl Script {
         }
     }
 
-    /// The script as a command line for SSH exec. Command scripts carry paths and names
-    /// (text); only [`push`] carries raw file bytes, and it travels on stdin.
+    /// The script as one `sh -c` argument (tests, the benchmark's direct runs). virtfleet
+    /// itself sends every script on stdin ([`Script::for_stdin`]).
     pub fn command(&self) -> String {
         String::from_utf8_lossy(&self.text).into_owned()
+    }
+
+    /// The script as the standard input of [`STDIN_COMMAND`]: one compound command, which sh
+    /// reads whole before running any of it, so a transfer cut short runs nothing and no
+    /// command in it can read the script's own rest as its input.
+    pub fn for_stdin(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.text.len() + 8);
+        bytes.extend_from_slice(b"{\n");
+        bytes.extend_from_slice(&self.text);
+        if !self.text.ends_with(b"\n") {
+            bytes.push(b'\n');
+        }
+        bytes.extend_from_slice(b"}\n");
+        bytes
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
@@ -137,9 +151,10 @@ pub fn probe(
     s
 }
 
-/// The remote command of a [`push`]: the script itself, contents included, arrives on stdin,
-/// so no secret ever appears on a command line.
-pub const PUSH_COMMAND: &str = "sh -s";
+/// The remote command of every script: the script itself (paths, hashes, contents, secrets)
+/// arrives on stdin, so nothing of it appears on a command line, where any user of the host
+/// could read it in `/proc/<pid>/cmdline` (under sudo, the command is sudo's argument).
+pub const STDIN_COMMAND: &str = "sh -s";
 
 /// The last line a complete [`push`] prints. A script cut short on its way prints nothing
 /// and changes nothing, yet may exit 0, so the caller checks for this line.
@@ -415,21 +430,22 @@ pub fn exec_in(
     s
 }
 
-/// One command inside the container that reads this command's stdin (e.g. a password).
-pub fn exec_with_stdin(
+/// One command inside the container reading `input` (e.g. a password) on its stdin. `input`
+/// is a word of the script, printed by the shell's builtin `printf` (no process whose command
+/// line holds it); the script travels on stdin like every other.
+pub fn exec_with_input(
     engine: &str,
     container: &str,
     argv: &[String],
+    input: &[u8],
     marker: Option<&MarkerWrite>,
 ) -> Script {
+    assert!(!input.contains(&0), "a shell word cannot hold NUL");
     let mut s = Script::new();
     s.line("set -e");
-    s.cmd(
-        "vf_exec_stdin",
-        [engine, container]
-            .into_iter()
-            .chain(argv.iter().map(String::as_str)),
-    );
+    s.words("printf '%s'", [input]);
+    s.words(" | vf_exec_stdin", [engine, container]);
+    s.cmd("", argv);
     add_marker(&mut s, marker);
     s
 }
@@ -561,7 +577,11 @@ mod tests {
         let engine = dir.join("engine");
         std::fs::write(
             &engine,
-            format!("#!/bin/sh\nprintf '%s\\0' \"$@\" >> '{}'\n", log.display()),
+            // What `exec -i` reads goes to <log>.stdin.
+            format!(
+                "#!/bin/sh\nprintf '%s\\0' \"$@\" >> '{log}'\n[ \"$2\" != -i ] || cat > '{log}.stdin'\n",
+                log = log.display()
+            ),
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -636,7 +656,7 @@ mod tests {
         let f = file(&sub.join(&name), content, 0o640);
         let path = f.path.clone();
         let out = sh(
-            PUSH_COMMAND,
+            STDIN_COMMAND,
             &push(
                 &[&f],
                 Some(&Backup {
@@ -653,10 +673,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), f.content, "{word:?}");
         let marker = sub.join(".virtfleet-applied");
         let marker = marker.to_str().unwrap();
-        let probe_out = sh(
-            &probe(&[&path], &[&path], &[marker], &engine, &[&word]).command(),
-            b"",
-        );
+        let probe_out = run(&probe(&[&path], &[&path], &[marker], &engine, &[&word]));
         let state = crate::state::HostState::parse(&String::from_utf8_lossy(&probe_out.stdout));
         if !word.contains('\n') {
             assert_eq!(state.files[&path].mode, Some(0o640), "{word:?}");
@@ -665,13 +682,11 @@ mod tests {
             recorded(&log),
             ["inspect", "--format", "C {{.Name}} {{.Id}}", "--", &word]
         );
-        let files =
-            crate::wire::parse_files(&sh(&read_files(&[&path]).command(), b"").stdout, &[&path])
-                .unwrap();
+        let files = crate::wire::parse_files(&run(&read_files(&[&path])).stdout, &[&path]).unwrap();
         assert_eq!(files[&path].as_deref(), Some(&f.content[..]), "{word:?}");
-        assert_eq!(sh(&cat(&path).command(), b"").stdout, f.content);
-        run_sh(&restore(&[&path], ".bak").command(), b"");
-        run_sh(&remove_backups(&[&path], ".bak").command(), b"");
+        assert_eq!(run(&cat(&path)).stdout, f.content);
+        run_ok(&restore(&[&path], ".bak"));
+        run_ok(&remove_backups(&[&path], ".bak"));
 
         let argv = vec![word.clone(), "-x".to_string()];
         let m = MarkerWrite {
@@ -683,32 +698,28 @@ mod tests {
             retries: 1,
             delay_ms: 0,
         };
-        run_sh(
-            &restart(&engine, &word, Some(ready), Some(&m)).command(),
-            b"",
-        );
+        run_ok(&restart(&engine, &word, Some(ready), Some(&m)));
         assert_eq!(
             recorded(&log),
             ["restart", "--", &word, "exec", "--", &word, &word, "-x"]
         );
         assert_eq!(std::fs::read_to_string(marker).unwrap(), word);
-        run_sh(
-            &exec_in(&engine, &word, std::slice::from_ref(&argv), None).command(),
-            b"",
-        );
+        run_ok(&exec_in(&engine, &word, std::slice::from_ref(&argv), None));
         assert_eq!(recorded(&log), ["exec", "--", &word, &word, "-x"]);
-        run_sh(
-            &exec_with_stdin(&engine, &word, &argv, None).command(),
-            b"secret",
-        );
+        // The input: the random contents (a shell word holds any byte but NUL).
+        let input: Vec<u8> = f.content.iter().copied().filter(|&b| b != 0).collect();
+        run_ok(&exec_with_input(&engine, &word, &argv, &input, Some(&m)));
         assert_eq!(recorded(&log), ["exec", "-i", "--", &word, &word, "-x"]);
-        run_sh(&exec_with_timeout(&engine, &word, 5, &argv).command(), b"");
+        let stdin_log = log.with_extension("stdin");
+        assert_eq!(std::fs::read(&stdin_log).unwrap(), input, "{word:?}");
+        std::fs::remove_file(&stdin_log).unwrap();
+        assert_eq!(std::fs::read_to_string(marker).unwrap(), word);
+        run_ok(&exec_with_timeout(&engine, &word, 5, &argv));
         assert_eq!(
             recorded(&log),
             ["exec", "--", &word, "timeout", "5", &word, "-x"]
         );
-        let served = served_certificate(&word, 1, &word, &word, &word).command();
-        let out = sh(&served, b"");
+        let out = run(&served_certificate(&word, 1, &word, &word, &word));
         // No server there: openssl fails, sha256sum still prints the digest of nothing.
         assert!(
             String::from_utf8_lossy(&out.stdout).starts_with("e3b0c442"),
@@ -739,7 +750,7 @@ mod tests {
         let empty = file(&dir.path().join("a/empty"), Vec::new(), 0o644);
         std::fs::write(&a.path, "old").ok();
         let files = [&a, &b, &binary, &latin1, &empty];
-        let out = sh(PUSH_COMMAND, &push(&files, None));
+        let out = sh(STDIN_COMMAND, &push(&files, None));
         assert!(
             out.status.success(),
             "{}",
@@ -768,7 +779,7 @@ mod tests {
             .step_by(5)
             .chain([body_end, script.len() - 2]);
         for cut in cuts {
-            let out = sh(PUSH_COMMAND, &script[..cut]);
+            let out = sh(STDIN_COMMAND, &script[..cut]);
             assert!(!String::from_utf8_lossy(&out.stdout).contains(PUSH_DONE));
             assert_eq!(
                 std::fs::read_to_string(&a.path).unwrap(),
@@ -787,7 +798,7 @@ mod tests {
         let mut b = file(&dir.path().join("b.conf"), b"new b\n".to_vec(), 0o600);
         b.owner = Some("no-such-user-virtfleet".into());
         std::fs::write(&a.path, "old a\n").unwrap();
-        let out = sh(PUSH_COMMAND, &push(&[&a, &b], None));
+        let out = sh(STDIN_COMMAND, &push(&[&a, &b], None));
         assert!(!out.status.success());
         assert_eq!(std::fs::read_to_string(&a.path).unwrap(), "old a\n");
         assert!(!std::path::Path::new(&b.path).exists());
@@ -871,7 +882,7 @@ mod tests {
         let live_owner = dir.path().join(".virtfleet-stage.live.pid");
         std::fs::write(&live_owner, format!("{}\n", std::process::id())).unwrap();
 
-        let out = sh(PUSH_COMMAND, &push(&[&a], None));
+        let out = sh(STDIN_COMMAND, &push(&[&a], None));
         assert!(
             out.status.success(),
             "{}",
@@ -940,20 +951,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (engine, log) = fake_engine(dir.path(), false);
         let ready = ["true".to_string()];
-        let out = sh(
-            &restart(
-                &engine,
-                "nova_libvirt",
-                Some(Readiness {
-                    argv: &ready,
-                    retries: 3,
-                    delay_ms: 10,
-                }),
-                None,
-            )
-            .command(),
-            b"",
-        );
+        let out = run(&restart(
+            &engine,
+            "nova_libvirt",
+            Some(Readiness {
+                argv: &ready,
+                retries: 3,
+                delay_ms: 10,
+            }),
+            None,
+        ));
         assert!(
             out.status.success(),
             "{}",
@@ -967,7 +974,7 @@ mod tests {
     fn a_restart_that_cannot_be_recovered_fails_with_its_error() {
         let dir = tempfile::tempdir().unwrap();
         let (engine, log) = fake_engine(dir.path(), true);
-        let out = sh(&restart(&engine, "nova_libvirt", None, None).command(), b"");
+        let out = run(&restart(&engine, "nova_libvirt", None, None));
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("state improper"));
         // Never started while possibly still running the old files.
@@ -990,19 +997,17 @@ mod tests {
             marker(&dir.path().join("absent")),
         ];
         let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
-        let script = probe(&[], &[], &markers, "true", &["c"]).command();
+        let script = probe(&[], &[], &markers, "true", &["c"]);
         // As an unprivileged user (the tests run as root, like the lab).
-        let out = std::process::Command::new("setpriv")
-            .args([
+        let out = run_as(
+            &[
+                "setpriv",
                 "--reuid=65534",
                 "--regid=65534",
                 "--clear-groups",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .output()
-            .unwrap();
+            ],
+            &script,
+        );
         assert!(
             out.status.success(),
             "{}",
@@ -1011,7 +1016,7 @@ mod tests {
         let state = crate::state::HostState::parse(&String::from_utf8(out.stdout).unwrap());
         assert_eq!(state.unwritable_dirs, [locked.display().to_string()]);
         // Root may write everywhere here.
-        let as_root = sh(&script, b"");
+        let as_root = run(&script);
         let state = crate::state::HostState::parse(&String::from_utf8(as_root.stdout).unwrap());
         assert!(state.unwritable_dirs.is_empty());
     }
@@ -1042,7 +1047,7 @@ mod tests {
             "true",
             &["c"],
         );
-        let out = sh(&script.command(), b"");
+        let out = run(&script);
         let state = crate::state::HostState::parse(&String::from_utf8(out.stdout).unwrap());
         assert_eq!(
             state.contents.get(qs).map(String::as_str),
@@ -1073,7 +1078,7 @@ mod tests {
             suffix,
             paths: vec![old.path.as_str(), added.path.as_str()],
         };
-        let out = sh(PUSH_COMMAND, &push(&[&old, &added], Some(&keep)));
+        let out = sh(STDIN_COMMAND, &push(&[&old, &added], Some(&keep)));
         assert!(
             out.status.success(),
             "{}",
@@ -1085,7 +1090,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&kept).unwrap(), "old\n");
 
         let paths = [old.path.as_str(), added.path.as_str()];
-        run_sh(&restore(&paths, suffix).command(), b"");
+        run_ok(&restore(&paths, suffix));
         assert_eq!(std::fs::read_to_string(&old.path).unwrap(), "old\n");
         assert_eq!(mode(&old.path), 0o644, "the old file's own mode comes back");
         assert!(!std::path::Path::new(&added.path).exists());
@@ -1097,10 +1102,10 @@ mod tests {
         assert_eq!(names, ["old.pem"], "backups left behind");
 
         // Without backups, restore changes nothing; remove_backups cleans both kinds.
-        run_sh(&restore(&paths, suffix).command(), b"");
+        run_ok(&restore(&paths, suffix));
         assert_eq!(std::fs::read_to_string(&old.path).unwrap(), "old\n");
-        run_sh(&backup(&paths, suffix).command(), b"");
-        run_sh(&remove_backups(&paths, suffix).command(), b"");
+        run_ok(&backup(&paths, suffix));
+        run_ok(&remove_backups(&paths, suffix));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
@@ -1131,8 +1136,37 @@ mod tests {
         child.wait_with_output().unwrap()
     }
 
-    fn run_sh(script: &str, stdin: &[u8]) {
-        let out = sh(script, stdin);
+    /// Runs `script` as virtfleet does: `sh -s` reading it on stdin.
+    fn run(script: &Script) -> std::process::Output {
+        run_as(&[], script)
+    }
+
+    /// [`run`] under a wrapper command (`setpriv ...`).
+    fn run_as(wrapper: &[&str], script: &Script) -> std::process::Output {
+        let argv: Vec<&str> = wrapper
+            .iter()
+            .copied()
+            .chain(["sh", "-c", STDIN_COMMAND])
+            .collect();
+        let mut child = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&script.for_stdin())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn run_ok(script: &Script) {
+        let out = run(script);
         assert!(
             out.status.success(),
             "{}",
