@@ -53,6 +53,7 @@ impl Progress {
     /// Prints a line above the bar. `suspend`, not the bar's `println`: a hidden bar
     /// (output not a terminal: cron, CI, a log file) drops what `println` gives it.
     fn line(&self, line: &str) {
+        let line = terminal_safe(line);
         match &self.state().bar {
             Some(bar) => bar.suspend(|| println!("{line}")),
             None => println!("{line}"),
@@ -155,6 +156,7 @@ impl Observer for Progress {
             )),
             Note::Host { host, report, gate } => self.host(host, report, gate),
             Note::Warning(warning) => {
+                let warning = terminal_safe(&warning);
                 let state = self.state();
                 match &state.bar {
                     Some(bar) => bar.suspend(|| eprintln!("warning: {warning}")),
@@ -172,6 +174,7 @@ impl Observer for Progress {
             }
             Event::Detail { host, detail } => {
                 if self.verbosity == Verbosity::Verbose {
+                    let detail = terminal_safe(detail);
                     match &state.bar {
                         Some(bar) => bar.suspend(|| println!("{host}: {detail}")),
                         None => println!("{host}: {detail}"),
@@ -190,6 +193,20 @@ impl Observer for Progress {
             bar.set_message(message);
         }
     }
+}
+
+/// `text` with every control or invisible formatting character escaped but newlines and tabs:
+/// lines of it come from hosts (stderr, files in `--diff`) and must not drive the terminal.
+pub fn terminal_safe(text: &str) -> String {
+    text.split('\n')
+        .map(|line| {
+            line.split('\t')
+                .map(virtfleet_pki::display_safe)
+                .collect::<Vec<_>>()
+                .join("\t")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// e.g. "push 3, restart 12": where the hosts still running are.
@@ -317,5 +334,20 @@ pub fn finish(
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn host_text_reaches_the_terminal_escaped_but_lines_and_tabs_stay() {
+        let host_stderr = "line one\n\x1b]0;owned\x07\tkey = v\u{202e}lave\r\nend";
+        assert_eq!(
+            terminal_safe(host_stderr),
+            "line one\n\\x1b]0;owned\\x07\tkey = v\\u{202e}lave\\r\nend"
+        );
+        assert_eq!(terminal_safe("plain\ttext\n"), "plain\ttext\n");
     }
 }

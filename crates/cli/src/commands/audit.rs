@@ -154,6 +154,7 @@ fn print_table(hosts: &BTreeMap<String, HostAudit>) {
     );
     for (host, audit) in hosts {
         if let Some(error) = &audit.error {
+            let error = crate::output::terminal_safe(error);
             println!("{host:<12} {:<9} {:<30} {error}", "-", "UNREACHABLE");
         }
         for f in &audit.findings {

@@ -198,13 +198,19 @@ async fn expiry(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputEr
                             subject: info.subject,
                             fingerprint: info.fingerprint_sha256,
                         })),
-                        Err(e) => eprintln!("error: {host}: {path}: {e}"),
+                        Err(e) => {
+                            let e = crate::output::terminal_safe(&e.to_string());
+                            eprintln!("error: {host}: {path}: {e}");
+                        }
                     }
                 }
             }
             Err(e) => {
                 unreachable += 1;
-                eprintln!("error: {host}: {e}");
+                eprintln!(
+                    "error: {host}: {}",
+                    crate::output::terminal_safe(&e.to_string())
+                );
             }
         }
     }

@@ -22,7 +22,7 @@ pub async fn run(
     if let Mode::Check { diff: true } = mode {
         for (host, report) in &reports {
             for diff in &report.diffs {
-                println!("# {host}\n{diff}");
+                println!("# {host}\n{}", crate::output::terminal_safe(diff));
             }
         }
     }
