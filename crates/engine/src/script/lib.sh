@@ -206,9 +206,10 @@ vf_slurp() {
 
 # vf_read_files FILE...: each file in order, framed as "<file tag> <size>", its bytes and a
 # newline, or "<absent tag>" (paths are not repeated: the caller knows them, whatever they hold).
+# A symlink is absent: it is never read through (it may point anywhere).
 vf_read_files() {
   for f; do
-    if [ -f "$f" ]; then
+    if [ -f "$f" ] && [ ! -L "$f" ]; then
       printf '%s %s\n' "$VF_T_FILE" "$(stat -c %s -- "$f")"
       cat -- "$f"
       echo
@@ -218,9 +219,9 @@ vf_read_files() {
   done
 }
 
-# vf_cat FILE: the file, or nothing when it does not exist.
+# vf_cat FILE: the file, or nothing when it does not exist or is a symlink.
 vf_cat() {
-  if [ -f "$1" ]; then cat -- "$1"; fi
+  if [ -f "$1" ] && [ ! -L "$1" ]; then cat -- "$1"; fi
 }
 
 # vf_remove_stale_stages DIR: removes the stage directories in DIR whose push died without

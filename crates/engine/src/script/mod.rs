@@ -1065,6 +1065,23 @@ mod tests {
     }
 
     #[test]
+    fn reads_never_follow_a_symlink_at_a_managed_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("elsewhere");
+        std::fs::write(&secret, "not virtfleet's\n").unwrap();
+        let link = dir.path().join("nova.conf");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let link = link.to_str().unwrap();
+        let out = run(&read_files(&[link]));
+        let files = crate::wire::parse_files(&out.stdout, &[link]).unwrap();
+        assert_eq!(files[link], None);
+        assert_eq!(run(&cat(link)).stdout, b"");
+        let probe_out = run(&probe(&[link], &[link], &[], "true", &[]));
+        let text = String::from_utf8_lossy(&probe_out.stdout);
+        assert!(!text.contains("not virtfleet's"), "{text}");
+    }
+
+    #[test]
     fn backup_then_restore_brings_back_old_files_and_absence() {
         let dir = tempfile::tempdir().unwrap();
         let old = file(&dir.path().join("old.pem"), b"new\n".to_vec(), 0o600);
