@@ -64,35 +64,68 @@ fn redact_line(line: &str, secret_file: bool) -> String {
 }
 
 /// Hides the password of every `scheme://user:password@host` in the line (Kolla's
-/// `transport_url` and database `connection` carry them), however many hosts a URL lists.
+/// `transport_url` and database `connection` carry them), however many hosts a URL lists and
+/// whatever the password holds: `/`, `,`, blanks and quotes, or an unencoded `@` (only an
+/// `@` followed by a `,` in one password is ambiguous: RFC 3986 wants that `@` as `%40`).
 fn redact_url_passwords(line: &str) -> String {
+    const HOST_ENDS: [char; 5] = ['/', ' ', '\t', '"', '\''];
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(at) = rest.find("://") {
         let authority_start = at + 3;
         out.push_str(&rest[..authority_start]);
         let tail = &rest[authority_start..];
-        // The authority ends at the first '/' after the last '@' of the URL (a password may
-        // hold '/'), or at the first '/' when there is no user part.
-        let url_len = tail.find([' ', '\t', '"', '\'']).unwrap_or(tail.len());
-        let host_from = tail[..url_len].rfind('@').map_or(0, |at| at + 1);
-        let authority_len = tail[host_from..url_len]
-            .find('/')
-            .map_or(url_len, |slash| host_from + slash);
-        let hosts: Vec<String> = tail[..authority_len]
-            .split(',')
-            .map(|part| match part.rsplit_once('@') {
-                Some((userinfo, host)) => match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{user}:{REDACTED}@{host}"),
-                    None => part.to_string(),
-                },
-                None => part.to_string(),
-            })
-            .collect();
-        out.push_str(&hosts.join(","));
+        // A host never holds '@', a password may hold anything: the user parts run to the
+        // last '@' before the next URL, the host list from there to a '/', blank or quote.
+        let scope = tail.find("://").unwrap_or(tail.len());
+        let hosts_from = tail[..scope].rfind('@').map_or(0, |last| last + 1);
+        let authority_len = tail[hosts_from..]
+            .find(HOST_ENDS)
+            .map_or(tail.len(), |end| hosts_from + end);
+        out.push_str(&redact_authority(&tail[..authority_len]));
         rest = &tail[authority_len..];
     }
     out.push_str(rest);
+    out
+}
+
+/// `user:password@host,user:password@host...` with each password replaced. Read from the
+/// right: a host holds neither ',' nor '@', so each entry's user part starts after the first
+/// ',' that follows the previous entry's '@'; an '@' with no ',' after it before the next is
+/// inside a password.
+fn redact_authority(authority: &str) -> String {
+    let ats: Vec<usize> = authority.match_indices('@').map(|(i, _)| i).collect();
+    // (start of the user part, its '@'), right to left.
+    let mut entries: Vec<(usize, usize)> = Vec::new();
+    let mut remaining = &ats[..];
+    while let Some((&at, before)) = remaining.split_last() {
+        let mut start = 0;
+        remaining = &[];
+        for (i, &previous) in before.iter().enumerate().rev() {
+            if let Some(comma) = authority[previous + 1..at].find(',') {
+                start = previous + 1 + comma + 1;
+                remaining = &before[..=i];
+                break;
+            }
+        }
+        entries.push((start, at));
+    }
+    let mut out = String::with_capacity(authority.len());
+    let mut copied = 0;
+    for &(start, at) in entries.iter().rev() {
+        out.push_str(&authority[copied..start]);
+        let userinfo = &authority[start..at];
+        match userinfo.split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push(':');
+                out.push_str(REDACTED);
+            }
+            None => out.push_str(userinfo),
+        }
+        copied = at;
+    }
+    out.push_str(&authority[copied..]);
     out
 }
 
@@ -239,6 +272,41 @@ mod tests {
         assert!(shown.contains("key_file = /etc/pki/x.pem\n"), "{shown}");
         assert!(shown.contains("@db:3306/nova?charset=utf8\n"), "{shown}");
         assert!(shown.contains("u:<redacted>@h2:5672//\n"), "{shown}");
+    }
+
+    #[test]
+    fn url_passwords_with_commas_blanks_quotes_or_at_signs_are_hidden() {
+        let cases = [
+            (
+                "rabbit://u:pa,ss@h1:5672,u:q,r@h2:5672//",
+                "pa,ss q,r",
+                "rabbit://u:<redacted>@h1:5672,u:<redacted>@h2:5672//",
+            ),
+            (
+                "mysql+pymysql://nova:Xq Yv\"Zw'@db/nova",
+                "Xq Yv\"Zw'",
+                "mysql+pymysql://nova:<redacted>@db/nova",
+            ),
+            (
+                "rabbit://u:x@y@h1,u:w@h2/",
+                "x@y w",
+                "rabbit://u:<redacted>@h1,u:<redacted>@h2/",
+            ),
+            ("http://u:@h/", "", "http://u:<redacted>@h/"),
+        ];
+        for (url, secrets, shown_url) in cases {
+            let shown = redact(&file(&format!("connection = {url}\n"), false));
+            for secret in secrets.split(' ').filter(|s| !s.is_empty()) {
+                assert!(!shown.contains(secret), "{secret}: {shown}");
+            }
+            assert_eq!(shown, format!("connection = {shown_url}\n"), "{url}");
+        }
+        // Two URLs on one line, and text around them.
+        let line = "a = \"amqp://u:p1@h1/\" b='amqp://u:p2@h2' end\n";
+        assert_eq!(
+            redact(&file(line, false)),
+            "a = \"amqp://u:<redacted>@h1/\" b='amqp://u:<redacted>@h2' end\n"
+        );
     }
 
     #[test]
