@@ -184,3 +184,47 @@ fn every_bad_template_variable_is_exit_2_naming_its_file() {
         );
     }
 }
+
+#[test]
+fn libvirt_without_tls_or_sasl_is_refused_naming_where_that_is_set() {
+    let good = Good::new();
+    let globals = good.path("globals.yml");
+    std::fs::write(
+        &globals,
+        "libvirt_tls: \"no\"\nlibvirt_enable_sasl: \"no\"\n",
+    )
+    .unwrap();
+    rejected(&good.path("inventory"), good.dir.path(), &globals);
+    let out = Command::new(virtfleet_bin())
+        .arg("-i")
+        .arg(good.path("inventory"))
+        .arg("--configdir")
+        .arg(good.dir.path())
+        .arg("check")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("OSSN-0007")
+            && stderr.contains(&format!("libvirt_enable_sasl at {}:2", globals.display()))
+            && stderr.contains("virtfleet_allow_unauthenticated_libvirt"),
+        "{stderr}"
+    );
+    // The operator insists: planned, and only the host is missing (exit 1, unreachable).
+    std::fs::write(
+        &globals,
+        "libvirt_tls: \"no\"\nlibvirt_enable_sasl: \"no\"\nvirtfleet_allow_unauthenticated_libvirt: \"yes\"\n",
+    )
+    .unwrap();
+    let out = Command::new(virtfleet_bin())
+        .arg("-i")
+        .arg(good.path("inventory"))
+        .arg("--configdir")
+        .arg(good.dir.path())
+        .arg("check")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("refused:"), "{stderr}");
+}

@@ -186,6 +186,16 @@ impl Inputs {
                         None => e.to_string(),
                     }
                 }
+                virtfleet_plan::PlanError::Refused { read, .. } => {
+                    let places: Vec<String> = read
+                        .iter()
+                        .filter_map(|var| Some(format!("{var} at {}", self.where_set(host, var)?)))
+                        .collect();
+                    match places.is_empty() {
+                        true => e.to_string(),
+                        false => format!("{e} (set: {})", places.join(", ")),
+                    }
+                }
                 _ => e.to_string(),
             })?;
             let target = target(host, &plan.vars, default_user)?;

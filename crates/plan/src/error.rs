@@ -76,6 +76,16 @@ pub enum PlanError {
         hint: Option<String>,
     },
 
+    /// A configuration the playbook refuses (see `refuse:`), and how to let it through.
+    #[error("host {host}: refused: {message} (set {unless} to true to deploy it anyway)")]
+    Refused {
+        host: String,
+        message: String,
+        unless: String,
+        /// The variables the refused condition reads, so a caller can say where each is set.
+        read: Vec<String>,
+    },
+
     /// The rendered plan is inconsistent (e.g. two files with the same destination).
     #[error("host {host}: service {service}: {message}")]
     Service {

@@ -231,6 +231,7 @@ pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
     let ctx = HostContext::new(input)?;
     check_types(&ctx)?;
     check_requirements(&ctx)?;
+    check_refusals(&ctx)?;
     let services = input
         .playbook
         .services
@@ -757,6 +758,33 @@ fn check_types(ctx: &HostContext) -> Result<(), PlanError> {
                 host: ctx.host(),
                 var: var.clone(),
                 message: problem,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_refusals(ctx: &HostContext) -> Result<(), PlanError> {
+    for refusal in &ctx.input.playbook.refuses {
+        if !ctx.eval_when(&refusal.when, "refuse: when")? {
+            continue;
+        }
+        let allowed = format!("{} | bool", refusal.unless);
+        if !ctx.eval_when(&allowed, &format!("refuse: unless {}", refusal.unless))? {
+            let read = ctx
+                .env
+                .compile_expression(&refusal.when)
+                .map(|e| {
+                    let sorted: BTreeSet<String> =
+                        e.undeclared_variables(false).into_iter().collect();
+                    sorted.into_iter().collect()
+                })
+                .unwrap_or_default();
+            return Err(PlanError::Refused {
+                host: ctx.host(),
+                message: refusal.message.trim().to_string(),
+                unless: refusal.unless.clone(),
+                read,
             });
         }
     }

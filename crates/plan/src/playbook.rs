@@ -19,6 +19,8 @@ pub struct Playbook {
     pub defaults: Vars,
     /// Variables that must be set (when their condition holds) before anything is planned.
     pub requires: Vec<Requirement>,
+    /// Configurations refused unless the operator says otherwise (see [`Refusal`]).
+    pub refuses: Vec<Refusal>,
     /// The type each listed variable must have (checked per host before rendering).
     pub validate: std::collections::BTreeMap<String, crate::VarType>,
     /// Directories searched in order for each template name (templated).
@@ -143,6 +145,21 @@ pub struct Requirement {
     pub hint: Option<String>,
 }
 
+/// A configuration the playbook will not push (its condition holds) unless the operator
+/// sets the boolean variable `unless`: e.g. libvirtd open to the network without
+/// authentication, OSSN-0007's vulnerability itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refusal {
+    /// Expression; true describes the refused configuration.
+    #[serde(deserialize_with = "de_expression")]
+    pub when: String,
+    /// A boolean variable that, true, lets the configuration through.
+    pub unless: String,
+    /// What is wrong with it, for the error.
+    pub message: String,
+}
+
 /// One container and the files it is configured from.
 #[derive(Debug, Clone)]
 pub struct ServiceSpec {
@@ -250,6 +267,16 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
             return Err(invalid("require: empty variable name".into()));
         }
     }
+    for refusal in &raw.refuse {
+        let name = &refusal.unless;
+        let identifier = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !identifier {
+            return Err(invalid(format!(
+                "refuse: unless {name:?}: not a variable name"
+            )));
+        }
+    }
     if let Some(tls) = &raw.tls {
         check_tls(tls, &raw.services.0).map_err(|e| invalid(format!("tls: {e}")))?;
     }
@@ -259,6 +286,7 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
         hosts: raw.hosts,
         defaults: raw.defaults,
         requires: raw.require,
+        refuses: raw.refuse,
         validate: raw.validate,
         template_search: raw.template_search,
         cert_search: raw.cert_search,
@@ -280,6 +308,8 @@ struct PlaybookYaml {
     defaults: Vars,
     #[serde(default)]
     require: Vec<Requirement>,
+    #[serde(default)]
+    refuse: Vec<Refusal>,
     #[serde(default)]
     validate: std::collections::BTreeMap<String, crate::VarType>,
     #[serde(deserialize_with = "de_template_list")]
@@ -528,6 +558,12 @@ fn de_opt_expression<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, 
     if let Some(expr) = &value {
         check_expression(expr).map_err(de::Error::custom)?;
     }
+    Ok(value)
+}
+
+fn de_expression<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let value = String::deserialize(d)?;
+    check_expression(&value).map_err(de::Error::custom)?;
     Ok(value)
 }
 

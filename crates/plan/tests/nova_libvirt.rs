@@ -391,8 +391,21 @@ fn tls_on_sasl_off() {
 }
 
 #[test]
-fn tls_off_sasl_off() {
-    let p = plan(json!({"libvirt_enable_sasl": false}));
+fn tls_off_sasl_off_is_refused_unless_the_operator_insists() {
+    let err = plan_err(json!({"libvirt_enable_sasl": false})).to_string();
+    assert!(
+        err.contains("refused")
+            && err.contains("auth_tcp = \"none\"")
+            && err.contains("set virtfleet_allow_unauthenticated_libvirt to true"),
+        "{err}"
+    );
+    // Neither "no" nor a typo lets it through.
+    plan_err(json!({"libvirt_enable_sasl": "no",
+                    "virtfleet_allow_unauthenticated_libvirt": "no"}));
+    plan_err(json!({"libvirt_enable_sasl": false,
+                    "virtfleet_allow_unauthenticated_libvirt": "yess"}));
+    let p = plan(json!({"libvirt_enable_sasl": false,
+                        "virtfleet_allow_unauthenticated_libvirt": "yes"}));
     assert_has_lines(
         &text(&p, "nova_libvirt", "libvirtd.conf"),
         &["listen_tcp = 1", "listen_tls = 0", "auth_tcp = \"none\""],
