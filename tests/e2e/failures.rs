@@ -683,8 +683,20 @@ fn bad_input_a_value_that_would_inject_config_is_refused_with_where_it_is_set() 
 /// that host before anything is written; the other hosts converge.
 #[test]
 fn an_unsafe_service_directory_fails_its_host_and_nothing_is_written() {
-    let fleet = Fleet::new(2, TCP_SASL, false);
+    let fleet = Fleet::new(3, TCP_SASL, false);
     fleet.sh("compute01", "chmod 0777 /etc/kolla/nova-libvirt");
+    // Any directory above the service directories counts, however far up.
+    fleet.sh(
+        "compute03",
+        "mkdir -p /etc/kolla/deep/x && chmod 0777 /etc/kolla/deep",
+    );
+    let host_vars = fleet.lab.dir().join("host_vars");
+    std::fs::create_dir_all(&host_vars).unwrap();
+    std::fs::write(
+        host_vars.join("compute03.yml"),
+        "node_config_directory: /etc/kolla/deep/x\n",
+    )
+    .unwrap();
     fleet.sh(
         "compute02",
         "mv /etc/kolla/nova-compute /etc/kolla/nova-compute.real && \
@@ -710,6 +722,18 @@ fn an_unsafe_service_directory_fails_its_host_and_nothing_is_written() {
             .unwrap()
             .contains("/etc/kolla/nova-compute is a symlink"),
         "{two}"
+    );
+    let three = host_report(&report, "compute03");
+    assert!(
+        three["error"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/kolla/deep is writable by every user"),
+        "{three}"
+    );
+    assert_eq!(
+        fleet.sh("compute03", "find /etc/kolla/deep"),
+        "/etc/kolla/deep\n/etc/kolla/deep/x\n"
     );
     for (host, before) in ["compute01", "compute02"].iter().zip(&before) {
         let after = fleet.sh(host, "ls -la /etc/kolla/*/ | sha256sum");

@@ -348,7 +348,7 @@ impl Converger<'_> {
         Ok(HostState::parse(&String::from_utf8_lossy(&out)))
     }
 
-    /// Every service directory, and the directory holding it, must be a real directory that
+    /// Every service directory, and every directory above it, must be a real directory that
     /// only root (or the user virtfleet acts as) can change: otherwise another user could
     /// swap files or plant symlinks under virtfleet. Group write is accepted for group root
     /// (Kolla makes its config directories 0770 root:root).
@@ -456,18 +456,19 @@ fn last_lines(text: &str) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
 }
 
-/// The service directories and the directories holding them.
+/// The service directories and every directory above them up to `/`: whoever can write any
+/// of them can swap the service directory for one of their own (OpenSSH checks the path to
+/// authorized_keys the same way).
 fn guarded_dirs(services: &[ServicePlan]) -> Vec<&str> {
-    let mut dirs: Vec<&str> = services
-        .iter()
-        .flat_map(|s| {
-            let parent = s
-                .dir
-                .rsplit_once('/')
-                .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
-            [s.dir.as_str(), parent]
-        })
-        .collect();
+    let mut dirs: Vec<&str> = Vec::new();
+    for service in services {
+        let mut dir = service.dir.trim_end_matches('/');
+        while !dir.is_empty() {
+            dirs.push(dir);
+            dir = dir.rsplit_once('/').map_or("", |(parent, _)| parent);
+        }
+        dirs.push("/");
+    }
     dirs.sort_unstable();
     dirs.dedup();
     dirs
