@@ -474,14 +474,25 @@ impl<'a> HostContext<'a> {
                     continue;
                 }
             }
+            let exec = self.render_argv(&step.exec, &context)?;
+            let stdin = step
+                .stdin
+                .as_ref()
+                .map(|s| self.render_string(s, &format!("{context}: stdin")))
+                .transpose()?;
+            // These reach the host as shell words, which cannot hold NUL: refused here, before
+            // any host is touched, rather than half-way through a host's change. The message
+            // names the step, never the value (stdin is a password).
+            if exec.iter().chain(&stdin).any(|word| word.contains('\0')) {
+                return Err(PlanError::Service {
+                    host: self.host(),
+                    service: spec.name.clone(),
+                    message: format!("{context}: a command word or its input holds a NUL byte"),
+                });
+            }
             after_restart.push(Step {
-                exec: self.render_argv(&step.exec, &context)?,
-                stdin: step
-                    .stdin
-                    .as_ref()
-                    .map(|s| self.render_string(s, &format!("{context}: stdin")))
-                    .transpose()?
-                    .map(String::into_bytes),
+                exec,
+                stdin: stdin.map(String::into_bytes),
             });
         }
 

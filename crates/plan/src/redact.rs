@@ -65,8 +65,9 @@ fn redact_line(line: &str, secret_file: bool) -> String {
 
 /// Hides the password of every `scheme://user:password@host` in the line (Kolla's
 /// `transport_url` and database `connection` carry them), however many hosts a URL lists and
-/// whatever the password holds: `/`, `,`, blanks and quotes, or an unencoded `@` (only an
+/// whatever the password holds: `/`, `,`, blanks, quotes, `://`, or an unencoded `@` (only an
 /// `@` followed by a `,` in one password is ambiguous: RFC 3986 wants that `@` as `%40`).
+/// Linear in the line's length, whatever it holds.
 fn redact_url_passwords(line: &str) -> String {
     const HOST_ENDS: [char; 5] = ['/', ' ', '\t', '"', '\''];
     let mut out = String::with_capacity(line.len());
@@ -77,7 +78,7 @@ fn redact_url_passwords(line: &str) -> String {
         let tail = &rest[authority_start..];
         // A host never holds '@', a password may hold anything: the user parts run to the
         // last '@' before the next URL, the host list from there to a '/', blank or quote.
-        let scope = tail.find("://").unwrap_or(tail.len());
+        let scope = next_url(tail);
         let hosts_from = tail[..scope].rfind('@').map_or(0, |last| last + 1);
         let authority_len = tail[hosts_from..]
             .find(HOST_ENDS)
@@ -89,26 +90,63 @@ fn redact_url_passwords(line: &str) -> String {
     out
 }
 
+/// Where the next URL of `text` starts: a `scheme://` whose scheme (`[A-Za-z][A-Za-z0-9+.-]*`)
+/// follows a blank, a quote, `=` or `,`. A `://` inside a password follows other text.
+fn next_url(text: &str) -> usize {
+    for (at, _) in text.match_indices("://") {
+        let before = &text[..at];
+        let scheme_len = before
+            .bytes()
+            .rev()
+            .take_while(|b| b.is_ascii_alphanumeric() || b"+.-".contains(b))
+            .count();
+        let scheme_start = at - scheme_len;
+        let starts_alpha = before[scheme_start..]
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic());
+        let delimited = before[..scheme_start]
+            .bytes()
+            .next_back()
+            .is_some_and(|b| b" \t\"'=,".contains(&b));
+        if starts_alpha && delimited {
+            return scheme_start;
+        }
+    }
+    text.len()
+}
+
 /// `user:password@host,user:password@host...` with each password replaced. Read from the
 /// right: a host holds neither ',' nor '@', so each entry's user part starts after the first
 /// ',' that follows the previous entry's '@'; an '@' with no ',' after it before the next is
-/// inside a password.
+/// inside a password. Linear: each '@' is looked at once.
 fn redact_authority(authority: &str) -> String {
     let ats: Vec<usize> = authority.match_indices('@').map(|(i, _)| i).collect();
+    // For each '@', the first ',' after it (authority.len() when none).
+    let mut next_comma = vec![authority.len(); ats.len()];
+    let mut comma = authority.len();
+    let mut k = ats.len();
+    for (i, b) in authority.bytes().enumerate().rev() {
+        if b == b',' {
+            comma = i;
+        } else if b == b'@' {
+            k -= 1;
+            next_comma[k] = comma;
+        }
+    }
     // (start of the user part, its '@'), right to left.
     let mut entries: Vec<(usize, usize)> = Vec::new();
-    let mut remaining = &ats[..];
-    while let Some((&at, before)) = remaining.split_last() {
-        let mut start = 0;
-        remaining = &[];
-        for (i, &previous) in before.iter().enumerate().rev() {
-            if let Some(comma) = authority[previous + 1..at].find(',') {
-                start = previous + 1 + comma + 1;
-                remaining = &before[..=i];
-                break;
-            }
+    let mut j = ats.len();
+    while j > 0 {
+        let at = ats[j - 1];
+        // The nearest earlier '@' with a ',' between it and this one ends the previous entry.
+        let mut i = j - 1;
+        while i > 0 && next_comma[i - 1] > at {
+            i -= 1;
         }
+        let start = if i > 0 { next_comma[i - 1] + 1 } else { 0 };
         entries.push((start, at));
+        j = i;
     }
     let mut out = String::with_capacity(authority.len());
     let mut copied = 0;
@@ -129,10 +167,15 @@ fn redact_authority(authority: &str) -> String {
     out
 }
 
-/// Key of a `key = value`, `key=value` or `key: value` line.
+/// Key of a `key = value`, `key=value` or `key: value` line; a JSON key keeps its quotes
+/// out (`"password": "x"`).
 fn split_key_value(line: &str) -> Option<(&str, &str)> {
     let at = line.find(['=', ':'])?;
     let key = line[..at].trim();
+    let key = key
+        .strip_prefix('"')
+        .and_then(|k| k.strip_suffix('"'))
+        .unwrap_or(key);
     let is_key = !key.is_empty()
         && key
             .bytes()
@@ -187,15 +230,17 @@ fn replace_private_keys(text: &str) -> String {
     out
 }
 
+/// Where the first PEM private key begins: the first `-----BEGIN ` of a line whose rest holds
+/// `PRIVATE KEY-----`. One pass over the text (a line of many BEGINs costs no more).
 fn find_private_key_begin(text: &str) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = text[from..].find("-----BEGIN ") {
-        let at = from + i;
-        let line_end = text[at..].find('\n').map(|n| at + n).unwrap_or(text.len());
-        if text[at..line_end].contains("PRIVATE KEY-----") {
-            return Some(at);
+    let mut line_start = 0;
+    for line in text.split_inclusive('\n') {
+        if let Some(begin) = line.find("-----BEGIN ") {
+            if line[begin..].contains("PRIVATE KEY-----") {
+                return Some(line_start + begin);
+            }
         }
-        from = at + "-----BEGIN ".len();
+        line_start += line.len();
     }
     None
 }
@@ -301,12 +346,48 @@ mod tests {
             }
             assert_eq!(shown, format!("connection = {shown_url}\n"), "{url}");
         }
+        // '://' inside a password is not the next URL.
+        let shown = redact(&file(
+            "transport_url = rabbit://u:ab://cd@h1,u:xy@h2//\n",
+            false,
+        ));
+        assert_eq!(
+            shown,
+            "transport_url = rabbit://u:<redacted>@h1,u:<redacted>@h2//\n"
+        );
         // Two URLs on one line, and text around them.
         let line = "a = \"amqp://u:p1@h1/\" b='amqp://u:p2@h2' end\n";
         assert_eq!(
             redact(&file(line, false)),
             "a = \"amqp://u:<redacted>@h1/\" b='amqp://u:<redacted>@h2' end\n"
         );
+    }
+
+    #[test]
+    fn redaction_is_linear_on_hostile_lines() {
+        // Found by review: 256k '@' after a scheme took seconds (quadratic), and one line of
+        // BEGIN markers rescanned the rest of the line for each.
+        let started = std::time::Instant::now();
+        let ats = format!("x = a://{}\n", "@".repeat(1 << 20));
+        redact(&file(&ats, false));
+        let begins = format!("{}\n", "-----BEGIN ".repeat(1 << 17));
+        redact(&file(&begins, false));
+        let commas = format!("x = a://{}\n", "u:p@h,".repeat(1 << 17));
+        let shown = redact(&file(&commas, false));
+        assert!(!shown.contains(":p@"));
+        // ~0.1 s in a debug build; quadratic was minutes.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn json_keys_that_look_secret_are_hidden() {
+        let shown = redact(&file(
+            "{\n  \"password\": \"Pw9\",\n  \"user\": \"nova\"\n}\n",
+            false,
+        ));
+        assert!(!shown.contains("Pw9"), "{shown}");
+        assert!(shown.contains("\"password\": <redacted>"), "{shown}");
+        assert!(shown.contains("\"user\": \"nova\""), "{shown}");
     }
 
     #[test]

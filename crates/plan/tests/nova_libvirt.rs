@@ -889,3 +889,12 @@ fn values_that_would_break_out_of_config_files_are_refused_by_name() {
         assert!(!err.contains(shown), "{var}: the value is shown: {err}");
     }
 }
+
+#[test]
+fn a_nul_in_the_sasl_password_is_refused_before_any_host() {
+    // It reaches saslpasswd2 on stdin as a shell word, which cannot hold NUL: refused at
+    // planning (exit 2), never half-way through a host's change; the value is not shown.
+    let err = plan_err(json!({"libvirt_sasl_password": "pass\u{0}word"})).to_string();
+    assert!(err.contains("NUL") && err.contains("nova_libvirt"), "{err}");
+    assert!(!err.contains("pass"), "{err}");
+}
