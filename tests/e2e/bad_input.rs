@@ -227,4 +227,10 @@ fn libvirt_without_tls_or_sasl_is_refused_naming_where_that_is_set() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("refused:"), "{stderr}");
+    // Never silently: a warning names the hosts and where the switch is set.
+    let warned = format!(
+        "deployed anyway on 1 host(s) (compute01) because virtfleet_allow_unauthenticated_libvirt is true (set at {}:3)",
+        globals.display()
+    );
+    assert!(stderr.contains(&warned), "{stderr}");
 }

@@ -2,6 +2,7 @@
 //! passwords, playbook, per-host plans and certificates. Every problem is collected and
 //! reported at once; any of them means exit 2.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -35,6 +36,7 @@ pub fn default_user() -> String {
 pub fn prepare(global: &GlobalArgs) -> Result<Vec<HostJob>, InputErrors> {
     let inputs = Inputs::load(global)?;
     let hosts = inputs.plan_all(&default_user())?;
+    inputs.warn_let_through(&hosts);
     let findings = check_certs(&hosts, DEFAULT_WARN_DAYS);
     let (errors, warnings): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| f.is_error());
     for w in &warnings {
@@ -126,6 +128,28 @@ impl Inputs {
     pub fn tls(&self, host: &str) -> Result<(Vec<PathBuf>, Option<TlsPlan>), InputErrors> {
         let vars = self.vars(host);
         virtfleet_plan::resolve_tls(&self.plan_input(host, &vars)).map_err(InputErrors::one)
+    }
+
+    /// One warning per refused configuration the operator let through (see the playbook's
+    /// `refuse:`), naming the hosts and where the switch is set: never silently.
+    fn warn_let_through(&self, hosts: &[HostJob]) {
+        let mut seen: BTreeMap<&(String, String), Vec<&str>> = BTreeMap::new();
+        for job in hosts {
+            for refusal in &job.plan.let_through {
+                seen.entry(refusal).or_default().push(&job.target.label);
+            }
+        }
+        for ((var, message), names) in seen {
+            let place = self
+                .where_set(names[0], var)
+                .map(|p| format!(" (set at {p})"))
+                .unwrap_or_default();
+            eprintln!(
+                "warning: {message}; deployed anyway on {} host(s) ({}) because {var} is true{place}",
+                names.len(),
+                names.join(", ")
+            );
+        }
     }
 
     /// `file:line` where `var` is set for `host`, highest precedence first: passwords.yml,

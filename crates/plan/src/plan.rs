@@ -43,6 +43,9 @@ pub struct HostPlan {
     pub cert_dirs: Vec<PathBuf>,
     /// What `audit` reads and probes on this host.
     pub audit: Option<AuditPlan>,
+    /// Refused configurations the operator let through on this host (see `refuse:`), for a
+    /// warning: (the variable that let it through, the refusal's message).
+    pub let_through: Vec<(String, String)>,
 }
 
 /// The playbook's `audit:` section evaluated for one host.
@@ -231,7 +234,7 @@ pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
     let ctx = HostContext::new(input)?;
     check_types(&ctx)?;
     check_requirements(&ctx)?;
-    check_refusals(&ctx)?;
+    let let_through = check_refusals(&ctx)?;
     let services = input
         .playbook
         .services
@@ -249,6 +252,7 @@ pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
         tls,
         cert_dirs: ctx.cert_dirs,
         audit,
+        let_through,
     })
 }
 
@@ -775,7 +779,9 @@ fn check_types(ctx: &HostContext) -> Result<(), PlanError> {
     Ok(())
 }
 
-fn check_refusals(ctx: &HostContext) -> Result<(), PlanError> {
+/// Errs on the first refused configuration; returns those the operator let through.
+fn check_refusals(ctx: &HostContext) -> Result<Vec<(String, String)>, PlanError> {
+    let mut let_through = Vec::new();
     for refusal in &ctx.input.playbook.refuses {
         if !ctx.eval_when(&refusal.when, "refuse: when")? {
             continue;
@@ -798,8 +804,10 @@ fn check_refusals(ctx: &HostContext) -> Result<(), PlanError> {
                 read,
             });
         }
+        let message = refusal.message.trim().to_string();
+        let_through.push((refusal.unless.clone(), message));
     }
-    Ok(())
+    Ok(let_through)
 }
 
 fn check_requirements(ctx: &HostContext) -> Result<(), PlanError> {

@@ -94,6 +94,7 @@ fn job(host: &str, ca: &str, leaves: &Authority) -> HostJob {
             tls: None,
             cert_dirs: Vec::new(),
             audit: None,
+            let_through: Vec::new(),
         },
     }
 }
