@@ -10,6 +10,7 @@ packages=(
   sasl2-bin libsasl2-modules  # saslpasswd2, SCRAM/DIGEST-MD5
   gnutls-bin                           # certtool, for test fixtures
   iproute2 util-linux procps time      # ss, unshare/nsenter, ps, /usr/bin/time
+  acl                                  # setfacl: the push test against inherited ACLs
   sudo                                 # become: commands run as root through sudo -n
   shellcheck                           # lints the engine's shell functions (script/lib.sh)
 )

@@ -200,7 +200,9 @@ pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
     for stage in &stages {
         s.cmd("vf_claim_stage", [stage]);
     }
-    s.cmd("mkdir --", &stages);
+    // Explicit modes, though umask 077 gives them too: a default ACL on the service directory
+    // overrides the umask, and chmod is what masks its entries (stage and every file).
+    s.cmd("mkdir -m 0700 --", &stages);
     for f in files {
         if f.content.contains(&0) {
             // A shell word cannot hold NUL: such a file travels as base64 (one process).
@@ -214,9 +216,7 @@ pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
             s.cmd("vf_put", [staged(f).as_bytes(), &f.content]);
         }
     }
-    for (mode, group) in grouped(files, |f| {
-        (f.mode != 0o600).then(|| format!("{:o}", f.mode))
-    }) {
+    for (mode, group) in grouped(files, |f| Some(format!("{:o}", f.mode))) {
         s.cmd(
             "chmod --",
             [mode].into_iter().chain(group.into_iter().map(staged)),
@@ -764,6 +764,38 @@ mod tests {
             assert_eq!(mode, f.mode, "{}", f.path);
         }
         assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn pushed_files_mask_acl_entries_inherited_from_the_directory() {
+        // A default ACL on the service directory overrides the umask: a file created there
+        // would be readable by the named user. The push's explicit modes mask that entry.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let svc = dir.path().join("svc");
+        std::fs::create_dir(&svc).unwrap();
+        for args in [["-m", "u:nobody:rwx"], ["-d", "-m"]] {
+            let mut cmd = std::process::Command::new("setfacl");
+            cmd.args(args);
+            if args[0] == "-d" {
+                cmd.arg("u:nobody:rwx");
+            }
+            assert!(cmd.arg(&svc).status().unwrap().success(), "setfacl");
+        }
+        let key = file(&svc.join("serverkey.pem"), b"secret key\n".to_vec(), 0o600);
+        let out = sh(STDIN_COMMAND, &push(&[&key], None));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = std::process::Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat"])
+            .arg(&key.path)
+            .output()
+            .unwrap();
+        assert!(!read.status.success(), "nobody read the pushed key");
     }
 
     #[test]
