@@ -230,9 +230,16 @@ pub fn probe(data: &[u8]) {
         for path in paths {
             match &files[*path] {
                 None => framed.extend_from_slice(b"A\n"),
-                Some(content) => {
-                    framed.extend_from_slice(format!("R {}\n", content.len()).as_bytes());
-                    framed.extend_from_slice(content);
+                Some(file) => {
+                    let header = format!(
+                        "R {} {:x} {} {}\n",
+                        file.content.len(),
+                        file.st_mode,
+                        file.owner,
+                        file.group
+                    );
+                    framed.extend_from_slice(header.as_bytes());
+                    framed.extend_from_slice(&file.content);
                     framed.push(b'\n');
                 }
             }

@@ -1,5 +1,6 @@
 //! `virtfleet audit` (OSSN-0007): the day-0 lab is critical with the live proof; after a TLS
-//! deploy nothing of severity medium or more is left; a weakening planted by hand is found.
+//! deploy nothing of severity medium or more is left (certificates included); weakenings
+//! planted by hand (a setting, a readable key, a foreign CA) are found.
 
 use virtfleet_suite::*;
 
@@ -59,22 +60,36 @@ fn audit_finds_day_zero_critical_and_a_tls_deploy_clean() {
         assert!(found.iter().all(|(_, s)| s == "low"), "{host}: {found:?}");
     }
 
-    // A weakening planted by hand on one host is found, with its file and line.
+    // Weakenings planted by hand on one host are found, with their file (and line): a
+    // setting, a private key every user can read, and a CA that is not the fleet's.
     fleet.sh(
         "compute02",
-        "echo 'tls_no_verify_certificate = 1' >> /etc/kolla/nova-libvirt/libvirtd.conf",
+        "echo 'tls_no_verify_certificate = 1' >> /etc/kolla/nova-libvirt/libvirtd.conf && \
+         chmod 0644 /etc/kolla/nova-libvirt/serverkey.pem",
     );
+    let (foreign_ca, _) = virtfleet_pki::init_ca("not the fleet's", 30).unwrap();
+    std::fs::write(
+        fleet.host("compute02").kolla_path("nova-libvirt/cacert.pem"),
+        foreign_ca,
+    )
+    .unwrap();
     let (out, report) = fleet.run_report(&["audit"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(findings(&report, "compute02")
-        .contains(&("LIBVIRT-TLS-NOVERIFY".to_string(), "high".to_string())));
+    let found = findings(&report, "compute02");
+    for id in ["LIBVIRT-TLS-NOVERIFY", "KEY-READABLE", "CERT-CA-FOREIGN"] {
+        assert!(
+            found.contains(&(id.to_string(), "high".to_string())),
+            "{id}: {found:?}"
+        );
+    }
     assert!(findings(&report, "compute01")
         .iter()
         .all(|(_, s)| s == "low"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("/etc/kolla/nova-libvirt/libvirtd.conf:")
-            && stdout.contains("tls_no_verify_certificate"),
+            && stdout.contains("tls_no_verify_certificate")
+            && stdout.contains("/etc/kolla/nova-libvirt/serverkey.pem: mode 0644"),
         "{stdout}"
     );
 }

@@ -2,6 +2,7 @@
 //! unauthenticated peer actually gets from its libvirt port. Pure apart from the live probe
 //! (`rpc`): the caller reads the files (one round trip) and hands them in.
 
+mod certs;
 mod conf;
 pub mod rpc;
 
@@ -9,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use certs::{CertsSeen, SeenFile};
 pub use conf::{settings, truthy, Setting};
 pub use rpc::Answer;
 
@@ -51,10 +53,11 @@ pub struct Finding {
     pub evidence: String,
 }
 
-/// What was read on one host (kind → path and text; kinds: `libvirtd`, `sasl`, `nova`) and
-/// what the live probe of its unencrypted libvirt port answered.
+/// What was read on one host (kind → path and text; kinds: `libvirtd`, `sasl`, `nova`), its
+/// TLS files, and what the live probe of its unencrypted libvirt port answered.
 pub struct Observed<'a> {
     pub files: &'a BTreeMap<String, (String, String)>,
+    pub certs: Option<&'a CertsSeen<'a>>,
     pub tcp_probe: Option<&'a Answer>,
 }
 
@@ -192,6 +195,9 @@ pub fn audit(seen: &Observed) -> Vec<Finding> {
             }
         }
     }
+    if let Some(certs) = seen.certs {
+        certs::findings(certs, &mut add);
+    }
     match seen.tcp_probe {
         Some(Answer::NoAuth) => add(
             "LIBVIRT-RPC-OPEN",
@@ -232,6 +238,7 @@ mod tests {
         }
         audit(&Observed {
             files: &files,
+            certs: None,
             tcp_probe: probe.as_ref(),
         })
         .into_iter()

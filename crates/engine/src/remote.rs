@@ -73,12 +73,13 @@ pub(crate) async fn exec_stdin(
     Ok(out.stdout)
 }
 
-/// Each path's contents, None where the file does not exist: one round trip.
+/// Each path's contents, mode and owner, None where the file does not exist (or is a
+/// symlink): one round trip.
 pub async fn read_files(
     target: &Target,
     ssh: &ClientOptions,
     paths: &[&str],
-) -> Result<BTreeMap<String, Option<Vec<u8>>>, EngineError> {
+) -> Result<BTreeMap<String, Option<wire::HostFile>>, EngineError> {
     let out = run(target, ssh, "read files", &script::read_files(paths)).await?;
     wire::parse_files(&out, paths).ok_or_else(|| EngineError::Garbled("read files".into()))
 }

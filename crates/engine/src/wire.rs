@@ -87,14 +87,32 @@ impl Tag {
     }
 }
 
-/// Parses the [`Tag::File`] / [`Tag::Absent`] frames of `paths`, in order: path → contents,
-/// None when absent. None for output that is not exactly such frames (cut short, garbled): the
-/// size is plain decimal digits, as `stat -c %s` prints it, and the newline after the contents
-/// must be there, so a file that changed size between `stat` and `cat` is not misread.
+/// A file read from a host: its bytes, permission bits, owner and group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFile {
+    pub content: Vec<u8>,
+    /// `st_mode`, file type included (see [`HostFile::permissions`]).
+    pub st_mode: u32,
+    pub owner: String,
+    pub group: String,
+}
+
+impl HostFile {
+    /// The permission bits: `st_mode & 0o7777`.
+    pub fn permissions(&self) -> u32 {
+        self.st_mode & 0o7777
+    }
+}
+
+/// Parses the [`Tag::File`] / [`Tag::Absent`] frames of `paths`, in order: path → file, None
+/// when absent. A frame is `R <size> <st_mode hex> <owner> <group>`, the bytes and a newline.
+/// None for output that is not exactly such frames (cut short, garbled): the size is plain
+/// decimal digits, as `stat -c %s` prints it, and the newline after the contents must be
+/// there, so a file that changed size between `stat` and `cat` is not misread.
 pub fn parse_files(
     mut out: &[u8],
     paths: &[&str],
-) -> Option<std::collections::BTreeMap<String, Option<Vec<u8>>>> {
+) -> Option<std::collections::BTreeMap<String, Option<HostFile>>> {
     let mut files = std::collections::BTreeMap::new();
     for path in paths {
         let eol = out.iter().position(|&b| b == b'\n')?;
@@ -102,16 +120,34 @@ pub fn parse_files(
         out = &out[eol + 1..];
         if header == Tag::Absent.text() {
             files.insert(path.to_string(), None);
-        } else {
-            let size = Tag::File.strip(header)?;
-            if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let size: usize = size.parse().ok()?;
-            let (content, rest) = (out.get(..size)?, out.get(size..)?);
-            out = rest.strip_prefix(b"\n")?;
-            files.insert(path.to_string(), Some(content.to_vec()));
+            continue;
         }
+        let fields: Vec<&str> = Tag::File.strip(header)?.split(' ').collect();
+        let [size, mode, owner, group] = fields[..] else {
+            return None;
+        };
+        // Numbers exactly as stat prints them: no sign, no padding, lowercase hex.
+        let plain = |s: &str, digit: fn(&u8) -> bool| {
+            !s.is_empty() && s.bytes().all(|b| digit(&b)) && (s == "0" || !s.starts_with('0'))
+        };
+        let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+        if !plain(size, u8::is_ascii_digit) || !plain(mode, lower_hex) {
+            return None;
+        }
+        if owner.is_empty() || group.is_empty() {
+            return None;
+        }
+        let size: usize = size.parse().ok()?;
+        let st_mode = u32::from_str_radix(mode, 16).ok()?;
+        let (content, rest) = (out.get(..size)?, out.get(size..)?);
+        out = rest.strip_prefix(b"\n")?;
+        let file = HostFile {
+            content: content.to_vec(),
+            st_mode,
+            owner: owner.to_string(),
+            group: group.to_string(),
+        };
+        files.insert(path.to_string(), Some(file));
     }
     out.is_empty().then_some(files)
 }
@@ -131,14 +167,25 @@ mod tests {
         }
     }
 
+    fn content(
+        files: &std::collections::BTreeMap<String, Option<HostFile>>,
+        path: &str,
+    ) -> Option<Vec<u8>> {
+        files[path].as_ref().map(|f| f.content.clone())
+    }
+
     #[test]
     fn framed_files_parse_byte_exact() {
-        let out = b"R 5\nx\ny\nz\nA\nR 0\n\n";
+        let out = b"R 5 81a4 root root\nx\ny\nz\nA\nR 0 8180 nova qemu\n\n";
         let files = parse_files(out, &["/a b", "/missing", "/empty"]).unwrap();
-        assert_eq!(files["/a b"].as_deref(), Some(&b"x\ny\nz"[..]));
+        assert_eq!(content(&files, "/a b").as_deref(), Some(&b"x\ny\nz"[..]));
         assert_eq!(files["/missing"], None);
-        assert_eq!(files["/empty"].as_deref(), Some(&b""[..]));
-        assert!(parse_files(b"R 99\nabc\n", &["/short"]).is_none());
+        let empty = files["/empty"].as_ref().unwrap();
+        assert_eq!(empty.content, b"");
+        let owners = (&*empty.owner, &*empty.group);
+        assert_eq!((empty.permissions(), owners), (0o600, ("nova", "qemu")));
+        assert_eq!(files["/a b"].as_ref().unwrap().permissions(), 0o644);
+        assert!(parse_files(b"R 99 81a4 root root\nabc\n", &["/short"]).is_none());
         assert!(
             parse_files(b"A\nA\n", &["/one"]).is_none(),
             "more frames than paths"
@@ -149,21 +196,25 @@ mod tests {
     fn framed_files_are_refused_unless_exact() {
         // Found by fuzz/fuzz_targets/probe.rs: a padded size and a missing newline after the
         // contents were accepted (the byte after the contents was skipped unread).
-        assert!(parse_files(b"R   5\n\n\0L\0\0\0", &["/a"]).is_none());
+        assert!(parse_files(b"R   5 81a4 root root\n\n\0L\0\0\0", &["/a"]).is_none());
         for garbled in [
-            &b"R 3\nabcX"[..],
-            b"R +3\nabc\n",
-            b"R 3 \nabc\n",
+            &b"R 3 81a4 root root\nabcX"[..],
+            b"R +3 81a4 root root\nabc\n",
+            b"R 3 81a4 root root \nabc\n",
+            b"R 3 81a4 root\nabc\n",
+            b"R 3 xyz root root\nabc\n",
+            b"R 03 81a4 root root\nabc\n",
+            b"R 3 81A4 root root\nabc\n",
+            b"R 3 081a4 root root\nabc\n",
+            b"R 3\nabc\n",
             b"R \n\n",
-            b"R 3\nabc",
+            b"R 3 81a4 root root\nabc",
         ] {
             assert!(parse_files(garbled, &["/a"]).is_none(), "{garbled:?}");
         }
         // A file that grew between stat and cat: its first bytes are not taken for it.
-        assert!(parse_files(b"R 3\nabcd\nA\n", &["/a", "/b"]).is_none());
-        assert_eq!(
-            parse_files(b"R 3\nabc\n", &["/a"]).unwrap()["/a"].as_deref(),
-            Some(&b"abc"[..])
-        );
+        assert!(parse_files(b"R 3 81a4 root root\nabcd\nA\n", &["/a", "/b"]).is_none());
+        let files = parse_files(b"R 3 81a4 root root\nabc\n", &["/a"]).unwrap();
+        assert_eq!(content(&files, "/a").as_deref(), Some(&b"abc"[..]));
     }
 }

@@ -56,6 +56,9 @@ pub struct AuditPlan {
     pub address: String,
     pub tcp_port: u16,
     pub tls_port: u16,
+    /// Certificate role → paths to try, first existing wins.
+    pub certs: BTreeMap<CertRole, Vec<String>>,
+    pub server_name: Option<String>,
 }
 
 /// The playbook's `tls:` section evaluated for one host.
@@ -654,19 +657,35 @@ impl HostContext<'_> {
         let Some(spec) = &self.input.playbook.audit else {
             return Ok(None);
         };
+        let render_all = |paths: &[String], context: String| {
+            paths
+                .iter()
+                .map(|p| self.render_string(p, &context))
+                .collect::<Result<Vec<_>, _>>()
+        };
         let mut files = BTreeMap::new();
         for (kind, paths) in &spec.files {
-            let rendered = paths
-                .iter()
-                .map(|p| self.render_string(p, &format!("audit: files: {kind}")))
-                .collect::<Result<Vec<_>, _>>()?;
-            files.insert(kind.clone(), rendered);
+            files.insert(
+                kind.clone(),
+                render_all(paths, format!("audit: files: {kind}"))?,
+            );
         }
+        let mut certs = BTreeMap::new();
+        for (role, paths) in &spec.certs {
+            certs.insert(*role, render_all(paths, format!("audit: certs: {role:?}"))?);
+        }
+        let server_name = spec
+            .server_name
+            .as_ref()
+            .map(|name| self.render_string(name, "audit: server_name"))
+            .transpose()?;
         Ok(Some(AuditPlan {
             files,
             address: self.render_string(&spec.address, "audit: address")?,
             tcp_port: self.port(&spec.tcp_port, "audit: tcp_port")?,
             tls_port: self.port(&spec.tls_port, "audit: tls_port")?,
+            certs,
+            server_name,
         }))
     }
 

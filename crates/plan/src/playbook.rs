@@ -131,6 +131,13 @@ pub struct AuditSpec {
     pub tcp_port: String,
     #[serde(deserialize_with = "de_template")]
     pub tls_port: String,
+    /// Per certificate role, the host paths to try in order (templated): the files libvirt
+    /// serves TLS with, checked as `certs check` checks them, plus their permissions.
+    #[serde(default)]
+    pub certs: std::collections::BTreeMap<CertRole, Vec<String>>,
+    /// The name peers dial, which the server certificate must cover (templated).
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

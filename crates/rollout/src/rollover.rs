@@ -257,7 +257,11 @@ async fn read_all(
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok((host, Ok(files))) => {
-                held.insert(host, files);
+                let contents = files
+                    .into_iter()
+                    .map(|(path, file)| (path, file.map(|f| f.content)))
+                    .collect();
+                held.insert(host, contents);
             }
             Ok((host, Err(e))) => observer.note(Note::Warning(format!(
                 "{host}: cannot read its certificates: {e}"

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
-use virtfleet_audit::{Answer, Finding, Observed, Severity};
+use virtfleet_audit::{Answer, CertsSeen, Finding, Observed, SeenFile, Severity};
 use virtfleet_engine::HostJob;
 
 use crate::args::GlobalArgs;
-use crate::inputs::{default_user, InputErrors, Inputs};
+use crate::inputs::{default_user, pki_role, InputErrors, Inputs, DEFAULT_WARN_DAYS};
+use virtfleet_plan::CertRole;
 
 #[derive(Args)]
 pub struct AuditArgs {
@@ -123,7 +124,13 @@ async fn audit_host(
     let Some(plan) = &job.plan.audit else {
         return Ok(Vec::new());
     };
-    let paths: Vec<&str> = plan.files.values().flatten().map(String::as_str).collect();
+    let paths: Vec<&str> = plan
+        .files
+        .values()
+        .chain(plan.certs.values())
+        .flatten()
+        .map(String::as_str)
+        .collect();
     let read = virtfleet_engine::remote::read_files(&job.target, ssh, &paths);
     let probe = virtfleet_audit::rpc::probe(&plan.address, plan.tcp_port, PROBE_TIMEOUT);
     let (read, answer) = tokio::join!(read, probe);
@@ -136,13 +143,43 @@ async fn audit_host(
         if let Some((path, bytes)) = found {
             files.insert(
                 kind.clone(),
-                (path, String::from_utf8_lossy(&bytes).into_owned()),
+                (path, String::from_utf8_lossy(&bytes.content).into_owned()),
             );
         }
     }
+    let mut cert_files = BTreeMap::new();
+    for (role, candidates) in &plan.certs {
+        let found = candidates
+            .iter()
+            .find_map(|p| Some((p, held.get(p)?.as_ref()?)));
+        if let Some((path, file)) = found {
+            let seen = SeenFile {
+                path: path.clone(),
+                content: file.content.clone(),
+                permissions: file.permissions(),
+                group: file.group.clone(),
+            };
+            cert_files.insert(pki_role(*role), seen);
+        }
+    }
+    // The CA this run would push, when the config directory has one: the fleet's.
+    let fleet_ca = job
+        .plan
+        .tls_file(CertRole::Ca)
+        .map(|f| f.content.as_slice());
+    let certs = CertsSeen {
+        host: &job.target.label,
+        files: cert_files,
+        server_name: plan.server_name.as_deref(),
+        address: Some(plan.address.as_str()),
+        fleet_ca,
+        now: std::time::SystemTime::now(),
+        warn_days: DEFAULT_WARN_DAYS,
+    };
     let answer: Answer = answer;
     Ok(virtfleet_audit::audit(&Observed {
         files: &files,
+        certs: Some(&certs),
         tcp_probe: Some(&answer),
     }))
 }

@@ -173,7 +173,7 @@ async fn expiry(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputEr
                 .map(|files| {
                     files
                         .into_iter()
-                        .filter_map(|(path, content)| Some((path, content?)))
+                        .filter_map(|(path, file)| Some((path, file?.content)))
                         .collect::<Vec<_>>()
                 });
             (host.target.label, result)

@@ -204,13 +204,14 @@ vf_slurp() {
   while IFS= read -r vf_l || [ -n "$vf_l" ]; do vf_text="$vf_text$vf_l$vf_nl"; done < "$1"
 }
 
-# vf_read_files FILE...: each file in order, framed as "<file tag> <size>", its bytes and a
-# newline, or "<absent tag>" (paths are not repeated: the caller knows them, whatever they hold).
+# vf_read_files FILE...: each file in order, framed as "<file tag> <size> <st_mode hex> <owner>
+# <group>", its bytes and a newline, or "<absent tag>" (paths are not repeated: the caller knows
+# them, whatever they hold).
 # A symlink is absent: it is never read through (it may point anywhere).
 vf_read_files() {
   for f; do
     if [ -f "$f" ] && [ ! -L "$f" ]; then
-      printf '%s %s\n' "$VF_T_FILE" "$(stat -c %s -- "$f")"
+      printf '%s %s\n' "$VF_T_FILE" "$(stat -c '%s %f %U %G' -- "$f")"
       cat -- "$f"
       echo
     else

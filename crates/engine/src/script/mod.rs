@@ -683,7 +683,13 @@ mod tests {
             ["inspect", "--format", "C {{.Name}} {{.Id}}", "--", &word]
         );
         let files = crate::wire::parse_files(&run(&read_files(&[&path])).stdout, &[&path]).unwrap();
-        assert_eq!(files[&path].as_deref(), Some(&f.content[..]), "{word:?}");
+        let read = files[&path].as_ref().unwrap();
+        assert_eq!(read.content, f.content, "{word:?}");
+        assert_eq!(
+            (read.permissions(), &*read.owner),
+            (0o640, "root"),
+            "{word:?}"
+        );
         assert_eq!(run(&cat(&path)).stdout, f.content);
         run_ok(&restore(&[&path], ".bak"));
         run_ok(&remove_backups(&[&path], ".bak"));
