@@ -14,7 +14,8 @@ cargo test --workspace
 # The end-to-end suite again, on docker hosts (the first pass ran it on podman). Skipped here:
 # `engines::` (picks its own engines: mixed fleets, a wrong engine) and the bad-input tests
 # (they contact no host); both ran above.
-VIRTFLEET_TEST_ENGINE=docker cargo test -p virtfleet-suite --test e2e -- \
+# (--workspace, not -p: the same feature set as above, so nothing is rebuilt.)
+VIRTFLEET_TEST_ENGINE=docker cargo test --workspace --test e2e -- \
   --skip engines:: --skip bad_input
 # Every test tears its lab down (also on panic); anything listed here leaked.
 leftover=$(./target/debug/virtfleet-lab list)
