@@ -69,7 +69,9 @@ fn audit_finds_day_zero_critical_and_a_tls_deploy_clean() {
     );
     let (foreign_ca, _) = virtfleet_pki::init_ca("not the fleet's", 30).unwrap();
     std::fs::write(
-        fleet.host("compute02").kolla_path("nova-libvirt/cacert.pem"),
+        fleet
+            .host("compute02")
+            .kolla_path("nova-libvirt/cacert.pem"),
         foreign_ca,
     )
     .unwrap();

@@ -135,6 +135,12 @@ fn kollas_own_settings_survive_and_their_secrets_stay_hidden() {
         stdout.contains(" transport_url = rabbit://openstack:<redacted>@10.255.0.1:5672//\n"),
         "{stdout}"
     );
+    // check changes nothing and says so: what a deploy would do.
+    assert!(
+        stdout.contains("compute01: would change (") && stdout.contains("would restart"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("compute01: changed"), "{stdout}");
     for text in [
         &*stdout,
         &String::from_utf8_lossy(&out.stderr),

@@ -97,6 +97,15 @@ impl Progress {
                 "{host}: rotated ({}); gate passed",
                 what_changed(report)
             )),
+            // `check` changes nothing: it says what a deploy would do.
+            (Status::Changed, None)
+                if self.verbosity > Verbosity::Quiet && self.command == "check" =>
+            {
+                Some(format!(
+                    "{host}: would change ({})",
+                    what_would_change(report)
+                ))
+            }
             (Status::Changed, None) if self.verbosity > Verbosity::Quiet => {
                 Some(format!("{host}: changed ({})", what_changed(report)))
             }
@@ -224,12 +233,21 @@ fn phase_summary(phases: &BTreeMap<String, &'static str>) -> String {
 
 /// e.g. "3 files; reloaded <service>".
 fn what_changed(report: &HostReport) -> String {
+    what_happened(report, "restarted", "reloaded")
+}
+
+/// e.g. "3 files; would reload <service>": what a `check` found a deploy would do.
+fn what_would_change(report: &HostReport) -> String {
+    what_happened(report, "would restart", "would reload")
+}
+
+fn what_happened(report: &HostReport, restarted: &str, reloaded: &str) -> String {
     let mut parts = vec![format!("{} files", report.changed_files.len())];
     if !report.restarted.is_empty() {
-        parts.push(format!("restarted {}", report.restarted.join(", ")));
+        parts.push(format!("{restarted} {}", report.restarted.join(", ")));
     }
     if !report.reloaded.is_empty() {
-        parts.push(format!("reloaded {}", report.reloaded.join(", ")));
+        parts.push(format!("{reloaded} {}", report.reloaded.join(", ")));
     }
     parts.join("; ")
 }
