@@ -25,6 +25,35 @@ impl InputErrors {
     fn one(message: impl ToString) -> Self {
         InputErrors(vec![message.to_string()])
     }
+
+    /// The messages to print: those that differ only in their `host NAME: ` prefix become one
+    /// line naming the hosts (a bad globals.yml on 500 hosts is one problem, not 500 lines).
+    pub fn lines(&self) -> Vec<String> {
+        const NAMED: usize = 5;
+        let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+        let mut plain = Vec::new();
+        for error in &self.0 {
+            let Some((host, rest)) = error.strip_prefix("host ").and_then(|e| e.split_once(": "))
+            else {
+                plain.push(error.clone());
+                continue;
+            };
+            match groups.iter_mut().find(|(r, _)| *r == rest) {
+                Some((_, hosts)) => hosts.push(host),
+                None => groups.push((rest, vec![host])),
+            }
+        }
+        let grouped = groups.into_iter().map(|(rest, hosts)| match hosts.len() {
+            1 => format!("host {}: {rest}", hosts[0]),
+            n if n <= NAMED => format!("hosts {}: {rest}", hosts.join(", ")),
+            n => format!(
+                "hosts {} and {} more: {rest}",
+                hosts[..NAMED].join(", "),
+                n - NAMED
+            ),
+        });
+        plain.into_iter().chain(grouped).collect()
+    }
 }
 
 /// The user to log in as when the inventory names none (as ssh does).
@@ -410,6 +439,25 @@ pub fn check_certs(hosts: &[HostJob], warn_days: u32) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_error_on_many_hosts_is_one_line_naming_them() {
+        let mut errors: Vec<String> = (1..=7)
+            .map(|n| format!("host c{n}: variable x: not an IP address (set at g.yml:3)"))
+            .collect();
+        errors.insert(2, "host c9: variable y: not a port".into());
+        errors.insert(0, "inventory: line 4: bad".into());
+        errors.push("host c2: variable x: not an IP address (set at host_vars/c2.yml:1)".into());
+        assert_eq!(
+            InputErrors(errors).lines(),
+            [
+                "inventory: line 4: bad",
+                "hosts c1, c2, c3, c4, c5 and 2 more: variable x: not an IP address (set at g.yml:3)",
+                "host c9: variable y: not a port",
+                "host c2: variable x: not an IP address (set at host_vars/c2.yml:1)",
+            ]
+        );
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
         pairs

@@ -88,9 +88,9 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
-        Err(InputErrors(errors)) => {
-            for e in errors {
-                eprintln!("error: {e}");
+        Err(errors) => {
+            for line in errors.lines() {
+                eprintln!("error: {line}");
             }
             ExitCode::from(EXIT_INPUT)
         }
