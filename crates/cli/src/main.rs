@@ -15,7 +15,6 @@ use virtfleet_engine::Mode;
 
 use args::{Batches, GlobalArgs};
 use commands::{audit, certs, converge, rotate};
-use inputs::InputErrors;
 
 /// Exit status for invalid input, before any host is contacted.
 const EXIT_INPUT: u8 = 2;
