@@ -97,6 +97,10 @@ pub struct ClientOptions {
     pub host_key_aliases: BTreeMap<String, String>,
     /// Also try the keys of the ssh-agent at `$SSH_AUTH_SOCK`.
     pub use_agent: bool,
+    /// Key files tried, after the agent, for a target without a key file of its own, as
+    /// OpenSSH tries its default identities: those that exist and load (not encrypted, not
+    /// readable by others). Default: `~/.ssh/id_rsa`, `id_ecdsa`, `id_ed25519`.
+    pub identity_files: Vec<PathBuf>,
     /// Budget for TCP connect + SSH handshake + authentication together.
     pub connect_timeout: Duration,
     /// Budget for one `exec`, from opening the channel to the exit status.
@@ -126,6 +130,10 @@ impl Default for ClientOptions {
             known_hosts: home.join(".ssh").join("known_hosts"),
             accept_new_host_keys: false,
             use_agent: true,
+            identity_files: ["id_rsa", "id_ecdsa", "id_ed25519"]
+                .iter()
+                .map(|name| home.join(".ssh").join(name))
+                .collect(),
             connect_timeout: Duration::from_secs(15),
             command_timeout: Duration::from_secs(300),
             keepalive: Duration::from_secs(15),

@@ -105,6 +105,21 @@ impl Session {
             Some(path) => Some((path.clone(), load_private_key(path).await?)),
             None => None,
         };
+        // Without a key file of its own, OpenSSH's default identities that exist (a file
+        // that is missing, encrypted or unprotected is skipped, named among what was tried).
+        let mut identities = Vec::new();
+        let mut skipped = Vec::new();
+        if target.key_file.is_none() {
+            for path in &opts.identity_files {
+                if !path.exists() {
+                    continue;
+                }
+                match load_private_key(path).await {
+                    Ok(loaded) => identities.push((path.clone(), loaded)),
+                    Err(err) => skipped.push(err.to_string()),
+                }
+            }
+        }
 
         let stream = match timeout_at(
             deadline,
@@ -159,7 +174,12 @@ impl Session {
                 }
             };
 
-        match timeout_at(deadline, authenticate(&mut handle, target, opts, key)).await {
+        let keys = Keys {
+            own: key,
+            identities,
+            skipped,
+        };
+        match timeout_at(deadline, authenticate(&mut handle, target, opts, keys)).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => return Err(err),
             Err(_) => {
@@ -630,22 +650,28 @@ fn unprotected_key_file(path: &Path) -> Option<String> {
     })
 }
 
-/// Tries the key file, then (if enabled) every key of the ssh-agent.
+/// The keys a connection may offer.
+struct Keys {
+    /// The target's own key file (`ansible_ssh_private_key_file`).
+    own: Option<(PathBuf, Arc<PrivateKey>)>,
+    /// Default identities, when the target has no key file.
+    identities: Vec<(PathBuf, Arc<PrivateKey>)>,
+    /// Default identities that exist but could not be used, and why.
+    skipped: Vec<String>,
+}
+
+/// Tries the target's key file, then (if enabled) every key of the ssh-agent, then the
+/// default identities.
 async fn authenticate(
     handle: &mut Handle<HostKeyCheck>,
     target: &Target,
     opts: &ClientOptions,
-    key: Option<(PathBuf, Arc<PrivateKey>)>,
+    keys: Keys,
 ) -> Result<(), SshError> {
     let mut tried = Vec::new();
-    if let Some((path, key)) = key {
-        let hash = rsa_hash(handle, key.algorithm()).await;
-        let key = PrivateKeyWithHashAlg::new(key, hash);
-        tried.push(format!("key {}", path.display()));
-        match handle.authenticate_publickey(&target.user, key).await {
-            Ok(result) if result.success() => return Ok(()),
-            Ok(_) => {}
-            Err(err) => tried.push(format!("(connection ended: {err})")),
+    if let Some((path, key)) = keys.own {
+        if offer_key(handle, &target.user, &path, key, &mut tried).await {
+            return Ok(());
         }
     }
     if opts.use_agent && !handle.is_closed() {
@@ -657,8 +683,19 @@ async fn authenticate(
             Err(reason) => tried.push(format!("ssh-agent ({reason})")),
         }
     }
+    for (path, key) in keys.identities {
+        if handle.is_closed() {
+            break;
+        }
+        if offer_key(handle, &target.user, &path, key, &mut tried).await {
+            return Ok(());
+        }
+    }
+    tried.extend(keys.skipped);
     let tried = if tried.is_empty() {
-        "nothing: no key file given and ssh-agent disabled".to_string()
+        "nothing: no key file given, none of the default identities found and ssh-agent \
+         disabled"
+            .to_string()
     } else {
         tried.join(", ")
     };
@@ -668,6 +705,26 @@ async fn authenticate(
         address: format!("{}:{}", target.address, target.port),
         tried,
     })
+}
+
+/// Offers one key; true when the server accepts it. Notes the attempt in `tried`.
+async fn offer_key(
+    handle: &mut Handle<HostKeyCheck>,
+    user: &str,
+    path: &Path,
+    key: Arc<PrivateKey>,
+    tried: &mut Vec<String>,
+) -> bool {
+    let hash = rsa_hash(handle, key.algorithm()).await;
+    let key = PrivateKeyWithHashAlg::new(key, hash);
+    tried.push(format!("key {}", path.display()));
+    match handle.authenticate_publickey(user, key).await {
+        Ok(result) => result.success(),
+        Err(err) => {
+            tried.push(format!("(connection ended: {err})"));
+            false
+        }
+    }
 }
 
 enum AgentOutcome {

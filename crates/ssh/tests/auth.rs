@@ -53,6 +53,49 @@ async fn no_credentials_at_all_is_an_auth_failure() {
 }
 
 #[tokio::test]
+async fn without_a_key_file_the_default_identities_are_tried_as_openssh_does() {
+    let server = TestSshd::start();
+    let mut opts = server.options(server.trusting_known_hosts());
+    let mut target = server.target();
+    let authorized = target.key_file.take().unwrap();
+    let encrypted = server.path("id_encrypted");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "pass", "-f"])
+        .arg(&encrypted)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stranger = keygen(server.dir.path(), "id_stranger", "ed25519");
+    // Missing, encrypted and unauthorized ones are passed over; the authorized one is used.
+    opts.identity_files = vec![
+        server.path("id_missing"),
+        encrypted.clone(),
+        stranger.clone(),
+        authorized,
+    ];
+    let session = Session::connect(&target, &opts)
+        .await
+        .unwrap_or_else(|err| panic!("{err}\n{}", server.log()));
+    session.close().await;
+
+    // None usable: the failure says what was tried and why the encrypted one was not.
+    opts.identity_files = vec![encrypted, stranger.clone()];
+    let message = Session::connect(&target, &opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains(&format!("key {}", stranger.display())) && message.contains("passphrase"),
+        "{message}"
+    );
+    // A target's own key file replaces the defaults (as IdentityFile does in OpenSSH).
+    target.key_file = Some(stranger);
+    opts.identity_files = vec![server.path("client_ed25519")];
+    let err = Session::connect(&target, &opts).await.unwrap_err();
+    assert!(matches!(err, SshError::AuthFailed { .. }), "{err:?}");
+}
+
+#[tokio::test]
 async fn unreadable_or_encrypted_key_file_is_reported_without_its_content() {
     let server = TestSshd::start();
     let opts = server.options(server.trusting_known_hosts());

@@ -147,6 +147,8 @@ impl TestSshd {
             known_hosts,
             accept_new_host_keys: false,
             use_agent: false,
+            // Hermetic: not the keys of whoever runs the tests.
+            identity_files: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(30),
             keepalive: Duration::from_secs(10),
