@@ -4,6 +4,7 @@
 //! `engines` (mixed fleets, a wrong engine) sets its own engines and runs in the podman pass.
 
 mod audit;
+mod authorize;
 mod bad_input;
 mod certs;
 mod changes;

@@ -56,6 +56,9 @@ impl InputErrors {
     }
 }
 
+/// The variable that carries [`Inputs::fleet_client_dns`] to the playbook.
+const FLEET_CLIENT_DNS: &str = "virtfleet_fleet_client_dns";
+
 /// The user to log in as when the inventory names none (as ssh does).
 pub fn default_user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "root".into())
@@ -87,6 +90,10 @@ pub struct Inputs {
     pub hosts: Vec<String>,
     /// globals.yml then passwords.yml: Kolla passes both as extra vars (highest precedence).
     pub extra_vars: Vars,
+    /// The subjects of every client certificate of the playbook's group (not only the
+    /// targeted hosts: peers outside `--limit` must stay allowed), as libvirt matches them;
+    /// given to the playbook as `virtfleet_fleet_client_dns`.
+    pub fleet_client_dns: Vec<String>,
 }
 
 impl Inputs {
@@ -117,7 +124,7 @@ impl Inputs {
             Some(pattern) => inventory
                 .select(&group, pattern)
                 .map_err(InputErrors::one)?,
-            None => group,
+            None => group.clone(),
         };
         if hosts.is_empty() {
             return Err(InputErrors::one(format!(
@@ -126,18 +133,83 @@ impl Inputs {
                 playbook.hosts
             )));
         }
-        Ok(Inputs {
+        let mut inputs = Inputs {
             configdir,
             inventory_path: args.inventory.clone(),
             inventory,
             playbook,
             hosts,
             extra_vars,
-        })
+            fleet_client_dns: Vec::new(),
+        };
+        inputs.fleet_client_dns = inputs.client_dns(&group)?;
+        Ok(inputs)
     }
 
-    /// The variables of one host: inventory (with group/host vars), then globals, passwords.
+    /// The variables of one host: inventory (with group/host vars), then globals, passwords,
+    /// and what virtfleet knows of the whole fleet (`virtfleet_fleet_client_dns`).
     pub fn vars(&self, host: &str) -> Vars {
+        let mut vars = self.vars_without_fleet(host);
+        let dns = self
+            .fleet_client_dns
+            .iter()
+            .cloned()
+            .map(serde_json::Value::from);
+        vars.insert(
+            FLEET_CLIENT_DNS.into(),
+            serde_json::Value::Array(dns.collect()),
+        );
+        vars
+    }
+
+    /// The subject of each host's client certificate (the first found in its certificate
+    /// directories), sorted, without repeats. A subject libvirt's list cannot hold exactly is
+    /// an error, unless the operator writes the list (`libvirt_tls_allowed_dn_list` in
+    /// globals.yml).
+    fn client_dns(&self, group: &[String]) -> Result<Vec<String>, InputErrors> {
+        let Some(tls) = &self.playbook.tls else {
+            return Ok(Vec::new());
+        };
+        let Some(name) = tls.files.get(&CertRole::ClientCert) else {
+            return Ok(Vec::new());
+        };
+        let explicit = self.extra_vars.contains_key("libvirt_tls_allowed_dn_list");
+        let found = crate::parallel::map(group, |host| {
+            let vars = self.vars_without_fleet(host);
+            let Ok((dirs, _)) = virtfleet_plan::resolve_tls(&self.plan_input(host, &vars)) else {
+                return Ok(None); // planning the host reports it
+            };
+            let Some(path) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) else {
+                return Ok(None); // no client certificate (yet): nothing to allow
+            };
+            let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            virtfleet_pki::libvirt_dn(&pem).map(Some).map_err(|why| {
+                format!(
+                    "{}: its subject cannot be listed in libvirt's tls_allowed_dn_list ({why}); \
+                     write the list yourself (libvirt_tls_allowed_dn_list in globals.yml)",
+                    path.display()
+                )
+            })
+        });
+        let mut dns = std::collections::BTreeSet::new();
+        let mut errors = Vec::new();
+        for outcome in found {
+            match outcome {
+                Ok(Some(dn)) => {
+                    dns.insert(dn);
+                }
+                Ok(None) => {}
+                Err(e) if !explicit => errors.push(e),
+                Err(_) => {}
+            }
+        }
+        match errors.is_empty() {
+            true => Ok(dns.into_iter().collect()),
+            false => Err(InputErrors(errors)),
+        }
+    }
+
+    fn vars_without_fleet(&self, host: &str) -> Vars {
         let mut vars = self.inventory.host_vars(host);
         merge(&mut vars, &self.extra_vars);
         vars

@@ -11,6 +11,7 @@
 
 mod ca;
 mod der;
+mod dn;
 mod error;
 mod finding;
 mod hostname;
@@ -24,6 +25,7 @@ mod write;
 mod testutil;
 
 pub use ca::{init_ca, issue_pair, CertKind};
+pub use dn::libvirt_dn;
 pub use error::PkiError;
 pub use finding::{display_safe, Finding, Severity};
 pub use inspect::{

@@ -761,10 +761,16 @@ fn check_types(ctx: &HostContext) -> Result<(), PlanError> {
         .filter_map(|(name, v)| Some((name, v.as_str()?)))
         .filter(|(_, v)| v.len() >= MIN_SECRET_LEN)
         .collect();
-    let checked = CONNECTION_VARS
+    // The operator's own variables first: a bad value is named where it was set, not in a
+    // playbook default that copies it (`libvirt_sasl_allowed_usernames` from the authname).
+    let set_by_operator = |var: &&str| ctx.input.vars.contains_key(*var);
+    let all: Vec<&str> = CONNECTION_VARS
         .into_iter()
-        .chain(ctx.input.playbook.validate.keys().map(String::as_str));
-    for var in checked {
+        .chain(ctx.input.playbook.validate.keys().map(String::as_str))
+        .collect();
+    let (own, derived): (Vec<&str>, Vec<&str>) = all.into_iter().partition(set_by_operator);
+    let checked: Vec<&str> = own.into_iter().chain(derived).collect();
+    for &var in &checked {
         let Some(value) = ctx.vars.get(var) else {
             continue;
         };
@@ -783,14 +789,17 @@ fn check_types(ctx: &HostContext) -> Result<(), PlanError> {
             });
         }
     }
-    for (var, ty) in &ctx.input.playbook.validate {
+    for var in checked {
+        let Some(ty) = ctx.input.playbook.validate.get(var) else {
+            continue;
+        };
         let Some(value) = ctx.vars.get(var).filter(|v| !v.is_null()) else {
             continue;
         };
         if let Some(problem) = ty.check(value) {
             return Err(PlanError::Variable {
                 host: ctx.host(),
-                var: var.clone(),
+                var: var.to_string(),
                 message: problem,
             });
         }

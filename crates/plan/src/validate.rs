@@ -38,6 +38,10 @@ pub enum VarType {
     Text,
     /// One of the listed words.
     Enum(Vec<String>),
+    /// A list (maybe empty) of entries for one of libvirt's allow lists
+    /// (`tls_allowed_dn_list`, `sasl_allowed_username_list`; `*` and `?` are wildcards there):
+    /// each non-empty, one line, no `"` (libvirt's config strings have no escapes).
+    Patterns,
 }
 
 #[derive(Deserialize)]
@@ -66,10 +70,11 @@ impl TryFrom<TypeYaml> for VarType {
                 "bool" => VarType::Bool,
                 "path" => VarType::Path,
                 "text" => VarType::Text,
+                "patterns" => VarType::Patterns,
                 other => {
                     return Err(format!(
                         "unknown type {other:?} (ip, hostname, host, port, count, name, names, \
-                         bool, path, text, or {{enum: [...]}})"
+                         bool, path, text, patterns, or {{enum: [...]}})"
                     ))
                 }
             },
@@ -88,6 +93,15 @@ impl VarType {
                     items.is_empty() || items.iter().any(|i| VarType::Name.check(i).is_some());
                 return bad.then(|| self.expected());
             }
+            Json::Array(items) if *self == VarType::Patterns => {
+                let bad = items.iter().any(|i| {
+                    i.as_str().is_none_or(|dn| {
+                        dn.is_empty() || dn.chars().any(|c| c.is_control() || c == '"')
+                    })
+                });
+                return bad.then(|| self.expected());
+            }
+            _ if *self == VarType::Patterns => return Some(self.expected()),
             Json::Bool(_) if *self == VarType::Bool => return None,
             Json::Bool(_) if matches!(self, VarType::Enum(_)) => {
                 return Some(self.expected());
@@ -119,6 +133,7 @@ impl VarType {
                 .chars()
                 .any(|c| c.is_control() || c == '"' || c == '\\'),
             VarType::Enum(words) => words.contains(&text),
+            VarType::Patterns => false,
         };
         (!ok).then(|| self.expected())
     }
@@ -142,6 +157,7 @@ impl VarType {
             }
             VarType::Text => "must be one line without '\"', '\\' or control characters".into(),
             VarType::Enum(words) => format!("must be one of: {}", words.join(", ")),
+            VarType::Patterns => "must be a list of strings, each one line without '\"'".into(),
         }
     }
 }

@@ -898,3 +898,47 @@ fn a_nul_in_the_sasl_password_is_refused_before_any_host() {
     assert!(err.contains("NUL") && err.contains("nova_libvirt"), "{err}");
     assert!(!err.contains("pass"), "{err}");
 }
+
+#[test]
+fn libvirtd_authorizes_only_the_fleet_and_the_sasl_user() {
+    let p = plan(json!({"libvirt_tls": true,
+                        "virtfleet_fleet_client_dns": ["CN=compute01", "C=GB,O=Ex\\,Co,CN=c2"]}));
+    let conf = text(&p, "nova_libvirt", "libvirtd.conf");
+    assert!(
+        conf.ends_with(
+            "\n# Only the fleet's client certificates, not any certificate the CA signed.\n\
+             tls_allowed_dn_list = [\"CN=compute01\", \"C=GB,O=Ex\\,Co,CN=c2\"]\n\
+             sasl_allowed_username_list = [\"nova\"]\n"
+        ),
+        "{conf}"
+    );
+    // The operator's own lists win; [] leaves them out (Kolla's file).
+    let p = plan(
+        json!({"libvirt_tls": true, "libvirt_tls_allowed_dn_list": ["O=Ex,CN=*"],
+                        "libvirt_sasl_allowed_usernames": ["nova", "admin"]}),
+    );
+    let conf = text(&p, "nova_libvirt", "libvirtd.conf");
+    assert!(
+        conf.contains("tls_allowed_dn_list = [\"O=Ex,CN=*\"]\n"),
+        "{conf}"
+    );
+    assert!(
+        conf.contains("sasl_allowed_username_list = [\"nova\", \"admin\"]\n"),
+        "{conf}"
+    );
+    let p = plan(
+        json!({"libvirt_tls": true, "virtfleet_fleet_client_dns": ["CN=a"],
+                        "libvirt_tls_allowed_dn_list": [], "libvirt_sasl_allowed_usernames": []}),
+    );
+    let conf = text(&p, "nova_libvirt", "libvirtd.conf");
+    assert!(!conf.contains("allowed"), "{conf}");
+    assert!(conf.ends_with("max_client_requests = 20\n"), "{conf}");
+    // Without TLS no DN list; a quote cannot be written into libvirt's config.
+    let p = plan(json!({"virtfleet_fleet_client_dns": ["CN=a"]}));
+    assert!(!text(&p, "nova_libvirt", "libvirtd.conf").contains("tls_allowed_dn_list"));
+    let err = plan_err(json!({"libvirt_tls": true, "libvirt_tls_allowed_dn_list": ["CN=\"x\""]}));
+    assert!(
+        err.to_string().contains("libvirt_tls_allowed_dn_list"),
+        "{err}"
+    );
+}

@@ -1,0 +1,102 @@
+//! A certificate's subject as libvirt matches it against `tls_allowed_dn_list`: GnuTLS's
+//! `gnutls_x509_crt_get_dn` string (its compatibility form): the RDNs in certificate order,
+//! `TYPE=value` joined by `,` (`+` within a multi-valued RDN), with `,+"\<>;`, a leading `#`
+//! or blank and a trailing blank escaped by a backslash.
+
+use x509_parser::oid_registry::{
+    Oid, OID_DOMAIN_COMPONENT, OID_X509_COMMON_NAME, OID_X509_COUNTRY_NAME, OID_X509_LOCALITY_NAME,
+    OID_X509_ORGANIZATIONAL_UNIT, OID_X509_ORGANIZATION_NAME, OID_X509_STATE_OR_PROVINCE_NAME,
+};
+
+use crate::inspect::parse_der;
+use crate::pemfile;
+
+/// The attribute types whose names GnuTLS and this module spell alike; a subject with any
+/// other type is refused rather than guessed.
+fn type_name(oid: &Oid) -> Option<&'static str> {
+    [
+        (OID_X509_COUNTRY_NAME, "C"),
+        (OID_X509_STATE_OR_PROVINCE_NAME, "ST"),
+        (OID_X509_LOCALITY_NAME, "L"),
+        (OID_X509_ORGANIZATION_NAME, "O"),
+        (OID_X509_ORGANIZATIONAL_UNIT, "OU"),
+        (OID_X509_COMMON_NAME, "CN"),
+        (OID_DOMAIN_COMPONENT, "DC"),
+    ]
+    .into_iter()
+    .find(|(known, _)| known == oid)
+    .map(|(_, name)| name)
+}
+
+/// The subject DN of the first certificate in `pem`, as libvirt sees it. Err says why it
+/// cannot be written exactly (an attribute type or string type outside the common ones, a
+/// `*` or `?`, which libvirt's list would read as a wildcard, a `"` or a control character).
+pub fn libvirt_dn(pem: &[u8]) -> Result<String, String> {
+    let ders = pemfile::certificate_ders(pem).map_err(|e| e.to_string())?;
+    let der = ders.first().ok_or("no certificate")?;
+    let cert = parse_der(der)?;
+    let mut rdns = Vec::new();
+    for rdn in cert.subject().iter() {
+        let mut parts = Vec::new();
+        for attr in rdn.iter() {
+            let name = type_name(attr.attr_type()).ok_or_else(|| {
+                format!(
+                    "subject attribute {} is not C, ST, L, O, OU, CN or DC",
+                    attr.attr_type()
+                )
+            })?;
+            let value = attr
+                .as_str()
+                .map_err(|_| format!("subject {name} is not a plain string"))?;
+            // '*' and '?' are wildcards in libvirt's list; its config strings cannot hold '"'.
+            if value.contains(['*', '?', '"']) || value.chars().any(char::is_control) {
+                return Err(format!(
+                    "subject {name} holds '*', '?', '\"' or a control character"
+                ));
+            }
+            parts.push(format!("{name}={}", escape(value)));
+        }
+        rdns.push(parts.join("+"));
+    }
+    if rdns.is_empty() {
+        return Err("empty subject".into());
+    }
+    Ok(rdns.join(","))
+}
+
+fn escape(value: &str) -> String {
+    let last = value.chars().count().saturating_sub(1);
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{Ca, LeafSpec};
+
+    #[test]
+    fn subjects_read_in_certificate_order_with_specials_escaped() {
+        let ca = Ca::new("Test CA");
+        let pair = ca.issue(&LeafSpec::client("compute01"));
+        assert_eq!(
+            libvirt_dn(pair.cert_pem.as_bytes()).unwrap(),
+            "CN=compute01"
+        );
+        assert_eq!(
+            escape("a,b+c \"d\" <e>;f\\"),
+            "a\\,b\\+c \\\"d\\\" \\<e\\>\\;f\\\\"
+        );
+        assert_eq!(escape("#x "), "\\#x\\ ");
+        assert_eq!(escape(" y"), "\\ y");
+    }
+}
