@@ -516,13 +516,19 @@ mod tests {
     fn the_inspect_variant_of_the_probe_runs_the_engines_inspect() {
         for engine in [Engine::Podman, Engine::Docker] {
             let commands = phase_commands(engine);
-            let inspect = &commands[3].1;
+            // The probes go as the engine sends them: `sh -s`, the script on stdin.
+            let script = |i: usize| {
+                assert_eq!(commands[i].1, virtfleet_engine::script::STDIN_COMMAND);
+                String::from_utf8(commands[i].2.clone()).unwrap()
+            };
+            let inspect = script(3);
             assert!(
                 inspect.contains(&format!("\n{engine} inspect ")),
                 "{inspect}"
             );
-            assert!(!commands[2].1.contains("vf_containers podman"));
-            assert!(!commands[2].1.contains("vf_containers docker"));
+            assert!(!script(2).contains("vf_containers podman"));
+            assert!(!script(2).contains("vf_containers docker"));
+            assert!(script(1).contains(&format!("vf_containers {engine} ")));
             assert!(commands[5].1.contains(&format!("vf_containers {engine} ")));
             assert!(commands[7].1.starts_with(&format!("{engine} restart ")));
         }
