@@ -195,15 +195,19 @@ fn libvirt_without_tls_or_sasl_is_refused_naming_where_that_is_set() {
     )
     .unwrap();
     rejected(&good.path("inventory"), good.dir.path(), &globals);
-    let out = Command::new(virtfleet_bin())
-        .arg("-i")
-        .arg(good.path("inventory"))
-        .arg("--configdir")
-        .arg(good.dir.path())
-        .arg("check")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let check = || {
+        let out = Command::new(virtfleet_bin())
+            .arg("-i")
+            .arg(good.path("inventory"))
+            .arg("--configdir")
+            .arg(good.dir.path())
+            .arg("check")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out, stderr)
+    };
+    let (_, stderr) = check();
     assert!(
         stderr.contains("OSSN-0007")
             && stderr.contains(&format!("libvirt_enable_sasl at {}:2", globals.display()))
@@ -216,15 +220,7 @@ fn libvirt_without_tls_or_sasl_is_refused_naming_where_that_is_set() {
         "libvirt_tls: \"no\"\nlibvirt_enable_sasl: \"no\"\nvirtfleet_allow_unauthenticated_libvirt: \"yes\"\n",
     )
     .unwrap();
-    let out = Command::new(virtfleet_bin())
-        .arg("-i")
-        .arg(good.path("inventory"))
-        .arg("--configdir")
-        .arg(good.dir.path())
-        .arg("check")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = check();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("refused:"), "{stderr}");
     // Never silently: a warning names the hosts and where the switch is set.
