@@ -99,7 +99,7 @@ EOF
   ansible.builtin.file:
     path: "$out/{{ inventory_hostname }}/{{ item }}"
     state: directory
-  loop: [nova-libvirt, nova-compute]
+  loop: [nova-libvirt, nova-compute, masakari-instancemonitor]
 - name: Kolla's nova-cell templates
   ansible.builtin.template:
     src: "$t/{{ item.src }}"
@@ -117,6 +117,12 @@ EOF
     - {src: nova-libvirt.json.j2, service: nova-libvirt, dest: config.json}
     - {src: nova-compute.json.j2, service: nova-compute, dest: config.json}
     - {src: nova.conf.d/libvirt.conf.j2, service: nova-compute, dest: nova-libvirt.conf}
+- name: Kolla's masakari instance monitor credentials
+  ansible.builtin.template:
+    src: "$kolla/roles/masakari/templates/auth.conf.j2"
+    dest: "$out/{{ inventory_hostname }}/masakari-instancemonitor/auth.conf"
+    mode: "0660"
+  when: enable_masakari | bool and libvirt_enable_sasl | bool
 EOF
   cat >"$work/site.yml" <<'EOF'
 - hosts: compute

@@ -146,6 +146,7 @@ pub fn vars(data: &[u8]) {
         host: "compute01",
         vars: &vars,
         configdir: Path::new("/etc/kolla"),
+        facts: None,
     };
     let _ = virtfleet_plan::resolve_vars(&input);
 }

@@ -39,7 +39,9 @@ impl Good {
         .unwrap();
         std::fs::write(
             dir.path().join("inventory"),
-            "[compute]\ncompute01 ansible_host=127.0.0.1\n",
+            // The migration address and name set: no facts to gather, nothing contacted.
+            "[compute]\ncompute01 ansible_host=127.0.0.1 migration_interface_address=127.0.0.1 \
+             migration_hostname=compute01\n",
         )
         .unwrap();
         Good { dir }

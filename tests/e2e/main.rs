@@ -10,6 +10,7 @@ mod certs;
 mod changes;
 mod deploy;
 mod engines;
+mod facts;
 mod failures;
 mod rollout;
 mod rotate;

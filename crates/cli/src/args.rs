@@ -50,6 +50,9 @@ pub struct GlobalArgs {
     /// Print only failures and the summary.
     #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
+    /// Connections opened to gather facts, left open for the rest of the run.
+    #[arg(skip)]
+    pub sessions: virtfleet_ssh::SessionPool,
 }
 
 impl GlobalArgs {
@@ -70,6 +73,7 @@ impl GlobalArgs {
         }
         options.accept_new_host_keys = self.accept_new_host_keys;
         options.connect_timeout = Duration::from_secs(self.connect_timeout);
+        options.pool = self.sessions.clone();
         options
     }
 

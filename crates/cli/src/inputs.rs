@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use virtfleet_engine::HostJob;
+use virtfleet_engine::{HostJob, HostReport, Status};
 use virtfleet_inventory::{load_inventory, load_vars_file, merge, parse_bool, Inventory, Vars};
 use virtfleet_pki::{validate_host, CertFile, Finding, HostCerts, Role};
 use virtfleet_plan::{load_playbook, plan_host, CertRole, PlanInput, Playbook, TlsPlan};
@@ -64,12 +64,67 @@ pub fn default_user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "root".into())
 }
 
-/// Load, plan and check everything; only then contact the hosts.
-pub fn prepare(global: &GlobalArgs) -> Result<Vec<HostJob>, InputErrors> {
-    let inputs = Inputs::load(global)?;
-    let hosts = inputs.plan_all(&default_user())?;
-    inputs.warn_let_through(&hosts);
-    let findings = check_certs(&hosts, DEFAULT_WARN_DAYS);
+/// Hosts whose facts could not be gathered (unreachable, a refused host key, no `ip`): name →
+/// the report saying so. They are not planned, and nothing is done on them.
+pub type NotReached = BTreeMap<String, HostReport>;
+
+/// What a run works on, in inventory order.
+pub struct Prepared {
+    pub jobs: Vec<HostJob>,
+    pub not_reached: NotReached,
+    /// Every targeted host, in inventory order.
+    order: Vec<String>,
+}
+
+impl Prepared {
+    /// Planned and not-reached hosts together, in inventory order (for batches).
+    pub fn entries(self) -> Vec<virtfleet_rollout::Entry> {
+        let mut jobs: BTreeMap<String, HostJob> = self
+            .jobs
+            .into_iter()
+            .map(|job| (job.target.label.clone(), job))
+            .collect();
+        let mut not_reached = self.not_reached;
+        self.order
+            .into_iter()
+            .filter_map(|host| match jobs.remove(&host) {
+                Some(job) => Some(virtfleet_rollout::Entry::Job(Box::new(job))),
+                None => {
+                    let report = not_reached.remove(&host)?;
+                    Some(virtfleet_rollout::Entry::Failed { host, report })
+                }
+            })
+            .collect()
+    }
+}
+
+/// Load, gather the facts planning needs, plan and check everything; only then change hosts.
+pub async fn prepare(global: &GlobalArgs) -> Result<Prepared, InputErrors> {
+    let mut inputs = Inputs::load(global)?;
+    let order = inputs.hosts.clone();
+    let user = default_user();
+    // Every input error first, with stand-in facts where real ones are needed: bad input is
+    // exit 2 before any host is contacted, also on a fleet whose addresses come from facts.
+    let needing = inputs.needing_facts();
+    inputs.provisional_facts(&needing);
+    let mut jobs = inputs.plan_all(&user)?;
+    let mut not_reached = NotReached::new();
+    if !needing.is_empty() {
+        let names: std::collections::BTreeSet<String> =
+            needing.iter().map(|t| t.label.clone()).collect();
+        not_reached = inputs.gather_facts(global, needing).await;
+        let reached: Vec<String> = inputs
+            .hosts
+            .iter()
+            .filter(|h| names.contains(*h))
+            .cloned()
+            .collect();
+        // The stand-in plans go; the hosts reached are planned again on their real facts.
+        jobs.retain(|job| !names.contains(&job.target.label));
+        jobs.extend(inputs.plan_hosts(&reached, &user)?);
+    }
+    inputs.warn_let_through(&jobs);
+    let findings = check_certs(&jobs, DEFAULT_WARN_DAYS);
     let (errors, warnings): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| f.is_error());
     for w in &warnings {
         eprintln!("warning: {w}");
@@ -77,7 +132,17 @@ pub fn prepare(global: &GlobalArgs) -> Result<Vec<HostJob>, InputErrors> {
     if !errors.is_empty() {
         return Err(InputErrors(errors.iter().map(|e| e.to_string()).collect()));
     }
-    Ok(hosts)
+    let position: BTreeMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.as_str(), i))
+        .collect();
+    jobs.sort_by_key(|job| position.get(job.target.label.as_str()).copied());
+    Ok(Prepared {
+        jobs,
+        not_reached,
+        order,
+    })
 }
 
 pub struct Inputs {
@@ -94,6 +159,8 @@ pub struct Inputs {
     /// targeted hosts: peers outside `--limit` must stay allowed), as libvirt matches them;
     /// given to the playbook as `virtfleet_fleet_client_dns`.
     pub fleet_client_dns: Vec<String>,
+    /// Each host's facts (`ansible_facts`), for the hosts whose variables read them.
+    pub facts: BTreeMap<String, serde_json::Value>,
 }
 
 impl Inputs {
@@ -141,9 +208,33 @@ impl Inputs {
             hosts,
             extra_vars,
             fleet_client_dns: Vec::new(),
+            facts: BTreeMap::new(),
         };
         inputs.fleet_client_dns = inputs.client_dns(&group)?;
         Ok(inputs)
+    }
+
+    /// [`Inputs::load`] and [`Inputs::gather_facts`], for commands that work on the
+    /// workstation's files only: a host that cannot be reached is an error naming it.
+    pub async fn load_with_facts(global: &GlobalArgs) -> Result<Inputs, InputErrors> {
+        let mut inputs = Inputs::load(global)?;
+        let unreachable = inputs.gather_needed_facts(global).await;
+        if unreachable.is_empty() {
+            return Ok(inputs);
+        }
+        Err(InputErrors(
+            unreachable
+                .into_iter()
+                .map(|(host, report)| {
+                    let why = report.error.unwrap_or_default();
+                    format!(
+                        "host {host}: {why} (its variables read its facts; set \
+                         migration_hostname and migration_interface_address for it to work \
+                         without reaching it, or leave it out with --limit)"
+                    )
+                })
+                .collect(),
+        ))
     }
 
     /// The variables of one host: inventory (with group/host vars), then globals, passwords,
@@ -176,7 +267,7 @@ impl Inputs {
         let explicit = self.extra_vars.contains_key("libvirt_tls_allowed_dn_list");
         let found = crate::parallel::map(group, |host| {
             let vars = self.vars_without_fleet(host);
-            let Ok((dirs, _)) = virtfleet_plan::resolve_tls(&self.plan_input(host, &vars)) else {
+            let Ok(dirs) = virtfleet_plan::cert_dirs(&self.plan_input(host, &vars)) else {
                 return Ok(None); // planning the host reports it
             };
             let Some(path) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) else {
@@ -221,7 +312,74 @@ impl Inputs {
             host,
             vars,
             configdir: &self.configdir,
+            facts: self.facts.get(host),
         }
+    }
+
+    /// Where to reach each targeted host whose variables read its facts (`ansible_facts`)
+    /// and set no value in their place. A host whose variables are broken is left out:
+    /// planning reports it.
+    pub fn needing_facts(&self) -> Vec<Target> {
+        let user = default_user();
+        let needing = crate::parallel::map(&self.hosts, |host| {
+            let vars = self.vars(host);
+            match virtfleet_plan::resolve_vars(&self.plan_input(host, &vars)) {
+                Ok((resolved, true)) => target(host, &resolved, &user).ok(),
+                _ => None,
+            }
+        });
+        needing.into_iter().flatten().collect()
+    }
+
+    /// Stand-in facts for `targets` ([`virtfleet_plan::provisional_facts`]), so that
+    /// planning finds every input error before any host is contacted.
+    pub fn provisional_facts(&mut self, targets: &[Target]) {
+        for target in targets {
+            let facts = virtfleet_plan::provisional_facts(&target.label);
+            self.facts.insert(target.label.clone(), facts);
+        }
+    }
+
+    /// Gathers the facts of `targets` (one read-only round trip each, `--forks` at a time;
+    /// the connection stays open for the rest of the run). A host that cannot be reached
+    /// is dropped from [`Inputs::hosts`] and returned.
+    pub async fn gather_facts(&mut self, global: &GlobalArgs, targets: Vec<Target>) -> NotReached {
+        let mut unreachable = NotReached::new();
+        if targets.is_empty() {
+            return unreachable;
+        }
+        let forks = global.forks(targets.len());
+        let gathered = virtfleet_engine::facts::gather(targets, &global.ssh_options(), forks).await;
+        for (host, facts) in gathered {
+            match facts {
+                Ok(facts) => {
+                    self.facts.insert(host, facts);
+                }
+                Err(e) => {
+                    self.facts.remove(&host);
+                    let status = match e.is_unreachable() {
+                        true => Status::Unreachable,
+                        false => Status::Failed,
+                    };
+                    let report = HostReport::failed(status, e.to_string());
+                    unreachable.insert(host, report);
+                }
+            }
+        }
+        self.hosts.retain(|h| !unreachable.contains_key(h));
+        unreachable
+    }
+
+    /// [`Inputs::needing_facts`], then [`Inputs::gather_facts`] for them.
+    pub async fn gather_needed_facts(&mut self, global: &GlobalArgs) -> NotReached {
+        let targets = self.needing_facts();
+        self.gather_facts(global, targets).await
+    }
+
+    /// A host's certificate directories, host first, shared last (no facts needed).
+    pub fn cert_dirs(&self, host: &str) -> Result<Vec<PathBuf>, InputErrors> {
+        let vars = self.vars(host);
+        virtfleet_plan::cert_dirs(&self.plan_input(host, &vars)).map_err(InputErrors::one)
     }
 
     /// A host's certificate directories (host first, shared last) and TLS facts, without
@@ -301,7 +459,16 @@ impl Inputs {
 
     /// Plans every targeted host; all errors at once.
     pub fn plan_all(&self, default_user: &str) -> Result<Vec<HostJob>, InputErrors> {
-        let outcomes = crate::parallel::map(&self.hosts, |host| {
+        self.plan_hosts(&self.hosts, default_user)
+    }
+
+    /// Plans these hosts; all errors at once.
+    pub fn plan_hosts(
+        &self,
+        hosts: &[String],
+        default_user: &str,
+    ) -> Result<Vec<HostJob>, InputErrors> {
+        let outcomes = crate::parallel::map(hosts, |host| {
             let vars = self.vars(host);
             let plan = plan_host(&self.plan_input(host, &vars)).map_err(|e| match &e {
                 // Say where the bad value comes from (never what it is).

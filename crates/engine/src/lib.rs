@@ -6,6 +6,7 @@
 
 mod converge;
 mod error;
+pub mod facts;
 pub mod remote;
 pub mod script;
 pub mod state;

@@ -27,10 +27,14 @@ pub enum Tag {
     File,
     /// `<tag>` alone: a file that does not exist.
     Absent,
+    /// `<tag> <nodename>`: the host's `uname -n`.
+    Nodename,
+    /// `<tag> <line>`: one line of `ip -o addr show` (an interface's address).
+    Address,
 }
 
 impl Tag {
-    pub const ALL: [Tag; 12] = [
+    pub const ALL: [Tag; 14] = [
         Tag::Stat,
         Tag::Unwritable,
         Tag::Content,
@@ -43,6 +47,8 @@ impl Tag {
         Tag::EngineError,
         Tag::File,
         Tag::Absent,
+        Tag::Nodename,
+        Tag::Address,
     ];
 
     /// What the line starts with (followed by one space).
@@ -60,6 +66,8 @@ impl Tag {
             Tag::EngineError => "E",
             Tag::File => "R",
             Tag::Absent => "A",
+            Tag::Nodename => "H",
+            Tag::Address => "I",
         }
     }
 
@@ -78,6 +86,8 @@ impl Tag {
             Tag::EngineError => "VF_T_ENGINE_ERROR",
             Tag::File => "VF_T_FILE",
             Tag::Absent => "VF_T_ABSENT",
+            Tag::Nodename => "VF_T_NODENAME",
+            Tag::Address => "VF_T_ADDRESS",
         }
     }
 

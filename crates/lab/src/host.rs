@@ -26,10 +26,21 @@ const PRIVATE_DIRS: [(&str, &str); 8] = [
     ("../sudoers.d", "/etc/sudoers.d"),
 ];
 
+/// A host's migration network, apart from its SSH address (see `LabOptions::migration_network`).
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// A bridge of its own on this machine (the lab's hosts share its network stack).
+    pub interface: String,
+    pub address: Ipv4Addr,
+}
+
 #[derive(Debug, Clone)]
 pub struct LabHost {
     pub name: String,
+    /// Where its sshd listens (`ansible_host`).
     pub address: Ipv4Addr,
+    /// Its migration interface and address, when not the SSH address.
+    pub migration: Option<Migration>,
     /// The engine that runs this host's containers (`format!("{} ps", host.engine)`).
     pub engine: Engine,
     /// Host-side directory holding this host's private trees and sshd files.
@@ -50,11 +61,13 @@ impl LabHost {
     pub(crate) fn new(
         name: String,
         address: Ipv4Addr,
+        migration: Option<Migration>,
         engine: Engine,
         data_dir: &Path,
         ns_dir: &Path,
     ) -> Self {
         LabHost {
+            migration,
             engine,
             dir: data_dir.join(&name),
             ns_mnt: ns_dir.join(format!("{name}.mnt")),
@@ -62,6 +75,11 @@ impl LabHost {
             name,
             address,
         }
+    }
+
+    /// Where its libvirtd listens and its name resolves: the migration address if it has one.
+    pub fn libvirt_address(&self) -> Ipv4Addr {
+        self.migration.as_ref().map_or(self.address, |m| m.address)
     }
 
     /// Host-side path of a file under this host's `/etc/kolla`.
@@ -124,7 +142,7 @@ impl LabHost {
         let libvirtd_conf = format!(
             "listen_tcp = 1\nlisten_tls = 0\nauth_tcp = \"none\"\ntcp_port = \"16509\"\n\
              listen_addr = \"{}\"\nlog_outputs = \"3:stderr\"\n",
-            self.address
+            self.libvirt_address()
         );
         write(&libvirt_dir.join("libvirtd.conf"), &libvirtd_conf)?;
         let libvirt_command = match containers {
@@ -152,7 +170,7 @@ impl LabHost {
              [libvirt]\nconnection_uri = qemu+tcp://{}/system\nvirt_type = qemu\n\n\
              [keystone_authtoken]\nauth_url = http://10.255.0.1:5000\n\
              password = {secret}\n",
-            self.address,
+            self.libvirt_address(),
             secret = crate::LAB_NOVA_SECRET,
         );
         write(&compute_dir.join("nova.conf"), &nova_conf)?;

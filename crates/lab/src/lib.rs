@@ -15,8 +15,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use host::LabHost;
 use host::{mkdir, write, Shared};
+pub use host::{LabHost, Migration};
 use sys::run;
 
 /// Namespace files and the per-lab slot markers (tmpfs).
@@ -103,6 +103,9 @@ impl std::str::FromStr for Engine {
 pub struct LabOptions {
     hosts: usize,
     containers: Containers,
+    /// Each host gets a migration interface and address of its own, apart from its SSH
+    /// address: libvirtd listens there and host names resolve to it.
+    migration_network: bool,
     /// Engines of compute01, compute02, ..., repeated when shorter than the lab.
     engines: Vec<Engine>,
 }
@@ -113,7 +116,18 @@ impl LabOptions {
             hosts,
             containers: Containers::Libvirt,
             engines: vec![Engine::Podman],
+            migration_network: false,
         }
+    }
+
+    /// Hosts with a migration network apart from SSH: host n gets a bridge `vfm<lab>-<n>`
+    /// holding 198.18.<lab>.<n>, libvirtd listens there, host names resolve to it, and the
+    /// inventory names only the interface (`migration_interface`): its address comes from
+    /// the host's facts, as in Kolla. Without it the inventory sets the SSH address as
+    /// `migration_interface_address` (the lab's hosts share this machine's interfaces).
+    pub fn migration_network(mut self) -> LabOptions {
+        self.migration_network = true;
+        self
     }
 
     pub fn containers(mut self, containers: Containers) -> LabOptions {
@@ -242,10 +256,26 @@ impl Lab {
             .map(|n| {
                 let name = format!("compute{n:02}");
                 let address = Ipv4Addr::new(127, self.id as u8, 0, n as u8);
+                let migration = options.migration_network.then(|| Migration {
+                    interface: format!("{}{}-{n}", BRIDGE_PREFIX, self.id),
+                    address: Ipv4Addr::new(198, 18, self.id as u8, n as u8),
+                });
                 let engine = options.engine_of(n);
-                LabHost::new(name, address, engine, &self.data_dir, &ns_dir)
+                LabHost::new(name, address, migration, engine, &self.data_dir, &ns_dir)
             })
             .collect();
+        for m in self.hosts.iter().filter_map(|h| h.migration.as_ref()) {
+            let ip = |args: &[&str]| run(Command::new("ip").args(args));
+            ip(&["link", "add", &m.interface, "type", "bridge"])?;
+            ip(&[
+                "addr",
+                "add",
+                &format!("{}/32", m.address),
+                "dev",
+                &m.interface,
+            ])?;
+            ip(&["link", "set", &m.interface, "up"])?;
+        }
         self.write_shared_files()?;
         let docker = if self.hosts.iter().any(|h| h.engine == Engine::Docker) {
             Some(docker::LabFiles::write(&self.data_dir)?)
@@ -277,7 +307,7 @@ impl Lab {
             .arg(&key))?;
         let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost\n");
         for host in &self.hosts {
-            hosts.push_str(&format!("{} {}\n", host.address, host.name));
+            hosts.push_str(&format!("{} {}\n", host.libvirt_address(), host.name));
         }
         write(&self.data_dir.join("hosts"), &hosts)?;
         mkdir(&self.data_dir.join("sudoers.d"))?;
@@ -312,6 +342,10 @@ impl Lab {
         let group_engine = self.hosts.first().map_or(Engine::Podman, |h| h.engine);
         for host in &self.hosts {
             text.push_str(&format!("{} ansible_host={}", host.name, host.address));
+            match &host.migration {
+                Some(m) => text.push_str(&format!(" migration_interface={}", m.interface)),
+                None => text.push_str(&format!(" migration_interface_address={}", host.address)),
+            }
             if host.engine != group_engine {
                 text.push_str(&format!(" kolla_container_engine={}", host.engine));
             }
@@ -533,6 +567,9 @@ fn tear_down_slot(id: u32) -> Result<(), LabError> {
         Ok(())
     });
     errors.extend(results.into_inner().unwrap());
+    if let Err(e) = remove_bridges(id) {
+        errors.push(e);
+    }
     if sys::is_mount_point(&ns_dir) {
         if let Err(e) = sys::umount(&ns_dir) {
             errors.push(e);
@@ -545,6 +582,25 @@ fn tear_down_slot(id: u32) -> Result<(), LabError> {
     }
     release_rootfs_bind_if_unused()?;
     errors.into_iter().next().map_or(Ok(()), Err)
+}
+
+/// The migration bridges of lab `id` (see [`LabOptions::migration_network`]).
+const BRIDGE_PREFIX: &str = "vfm";
+
+fn remove_bridges(id: u32) -> Result<(), LabError> {
+    let prefix = format!("{BRIDGE_PREFIX}{id}-");
+    let out = run(Command::new("ip").args(["-o", "link", "show", "type", "bridge"]))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        // `12: vfm10-1: <BROADCAST,...> ...`
+        let Some(name) = line.split(": ").nth(1) else {
+            continue;
+        };
+        if name.starts_with(&prefix) {
+            run(Command::new("ip").args(["link", "del", name]))?;
+        }
+    }
+    Ok(())
 }
 
 /// `rm -rf` that refuses to start while anything is mounted below `dir`.

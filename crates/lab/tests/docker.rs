@@ -123,7 +123,8 @@ fn a_mixed_lab_runs_each_host_on_its_own_engine() {
     let b = &lab.hosts[1];
     assert!(
         inventory.contains(&format!(
-            "compute02 ansible_host={} kolla_container_engine=podman\n",
+            "compute02 ansible_host={0} migration_interface_address={0} \
+             kolla_container_engine=podman\n",
             b.address
         )),
         "{inventory}"

@@ -24,6 +24,11 @@ pub enum PlanError {
     #[error("playbook {}: {message}", path.display())]
     Playbook { path: PathBuf, message: String },
 
+    /// A variable reads the host's facts and none were gathered: the caller gathers them
+    /// (one round trip) and plans again.
+    #[error("host {host}: {var} needs the host's facts (ansible_facts), which were not gathered")]
+    NeedsFacts { host: String, var: String },
+
     #[error("host {host}: template {}{}: {message}", template.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
     Template {
         host: String,

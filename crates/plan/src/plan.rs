@@ -13,7 +13,7 @@ use virtfleet_inventory::Vars;
 use crate::error::PlanError;
 use crate::playbook::{CertRole, FileSource, FileSpec, Playbook, ServiceSpec};
 use crate::render::{describe, environment, find_in, is_templated, value_to_bool};
-use crate::vars::resolve;
+use crate::vars::{resolve, FACTS};
 
 /// Name of the per-service file holding the digest of the files it last restarted with.
 pub const MARKER_NAME: &str = ".virtfleet-applied";
@@ -26,6 +26,9 @@ pub struct PlanInput<'a> {
     pub vars: &'a Vars,
     /// The operator's config directory (Kolla's, on the deploy host).
     pub configdir: &'a Path,
+    /// The host's facts (`ansible_facts`), when gathered. Without them, planning a host whose
+    /// variables read facts fails with [`PlanError::NeedsFacts`].
+    pub facts: Option<&'a Json>,
 }
 
 #[derive(Clone)]
@@ -238,12 +241,15 @@ pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
     check_types(&ctx)?;
     check_requirements(&ctx)?;
     let let_through = check_refusals(&ctx)?;
-    let services = input
-        .playbook
-        .services
-        .iter()
-        .map(|spec| ctx.plan_service(spec))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut services = Vec::new();
+    for spec in &input.playbook.services {
+        if let Some(when) = &spec.when {
+            if !ctx.eval_when(when, &format!("service {}: when", spec.name))? {
+                continue;
+            }
+        }
+        services.push(ctx.plan_service(spec)?);
+    }
     let container_engine = ctx.container_engine()?;
     let tls = ctx.tls(true)?;
     let audit = ctx.audit()?;
@@ -268,10 +274,29 @@ pub fn resolve_tls(input: &PlanInput) -> Result<(Vec<PathBuf>, Option<TlsPlan>),
     Ok((ctx.cert_dirs, tls))
 }
 
+/// Facts that stand in for a host's real ones while inputs are checked before any host is
+/// contacted: the inventory name as nodename, and a documentation address (192.0.2.1,
+/// 2001:db8::1) for any interface. Never used for what is pushed: the real facts are gathered
+/// and the host planned again.
+pub fn provisional_facts(host: &str) -> Json {
+    serde_json::json!({"nodename": host, crate::render::PROVISIONAL: true})
+}
+
+/// The host's certificate directories, host first, shared last: nothing else is rendered,
+/// so neither certificates nor facts are needed.
+pub fn cert_dirs(input: &PlanInput) -> Result<Vec<PathBuf>, PlanError> {
+    Ok(HostContext::new(input)?.cert_dirs)
+}
+
 /// The host's final variables (playbook defaults applied, `{{ }}` strings rendered) without
 /// planning any file: what certificate issuing needs before certificates exist.
-pub fn resolve_vars(input: &PlanInput) -> Result<Vars, PlanError> {
-    Ok(HostContext::new(input)?.vars)
+///
+/// Also says whether some variable could not be rendered for want of the host's facts
+/// (`ansible_facts`): then the caller gathers them before planning.
+pub fn resolve_vars(input: &PlanInput) -> Result<(Vars, bool), PlanError> {
+    let ctx = HostContext::new(input)?;
+    let needs_facts = !ctx.needs_facts.is_empty();
+    Ok((ctx.vars, needs_facts))
 }
 
 /// Everything needed to render for one host.
@@ -280,6 +305,8 @@ struct HostContext<'a> {
     vars: Vars,
     /// Variables whose templates failed, with why; reported when something uses them.
     unresolved: BTreeMap<String, String>,
+    /// Those of them that only need the host's facts.
+    needs_facts: BTreeSet<String>,
     context: Value,
     env: Environment<'static>,
     template_dirs: Vec<PathBuf>,
@@ -300,6 +327,9 @@ impl<'a> HostContext<'a> {
         // Kolla's name for its config directory; `node_custom_config` builds on it.
         raw.entry("node_config")
             .or_insert_with(|| Json::from(input.configdir.display().to_string()));
+        if let Some(facts) = input.facts {
+            raw.insert(FACTS.into(), facts.clone());
+        }
 
         let resolved = resolve(&environment(Vec::new()), raw);
         let mut ctx = HostContext {
@@ -307,6 +337,7 @@ impl<'a> HostContext<'a> {
             context: Value::from(minijinja::value::Serde(&resolved.vars)),
             vars: resolved.vars,
             unresolved: resolved.unresolved,
+            needs_facts: resolved.needs_facts,
             env: environment(Vec::new()),
             template_dirs: Vec::new(),
             cert_dirs: Vec::new(),
@@ -386,11 +417,22 @@ impl<'a> HostContext<'a> {
         let var = referenced
             .iter()
             .find(|v| self.unresolved.contains_key(*v))?;
-        Some(PlanError::Variable {
-            host: self.host(),
-            var: var.clone(),
-            message: self.unresolved[var].clone(),
-        })
+        Some(self.unresolved_error(var))
+    }
+
+    /// Why `var` (unresolved) cannot be used: it needs the host's facts, or what failed.
+    fn unresolved_error(&self, var: &str) -> PlanError {
+        match self.needs_facts.contains(var) {
+            true => PlanError::NeedsFacts {
+                host: self.host(),
+                var: var.to_string(),
+            },
+            false => PlanError::Variable {
+                host: self.host(),
+                var: var.to_string(),
+                message: self.unresolved[var].clone(),
+            },
+        }
     }
 
     fn eval_when(&self, expr: &str, context: &str) -> Result<bool, PlanError> {
@@ -545,10 +587,13 @@ impl<'a> HostContext<'a> {
         file: &FileSpec,
         context: &str,
     ) -> Result<DesiredFile, PlanError> {
-        let (content, source) = match &file.source {
+        let (mut content, source) = match &file.source {
             FileSource::Template(name) => self.render_template(name)?,
             FileSource::Cert(name) => self.read_cert(name)?,
         };
+        for entry in &file.overrides {
+            content = self.apply_override(content, entry, context)?;
+        }
         let owner = file
             .owner
             .as_ref()
@@ -569,6 +614,57 @@ impl<'a> HostContext<'a> {
                 (FileSource::Cert(name), Some(tls)) => tls.role_of(name),
                 _ => None,
             },
+        })
+    }
+
+    /// `content` with the override file at `entry` (a templated path) merged over it, when
+    /// that file exists: rendered as a template, then its keys replace or join the rendered
+    /// ones (Kolla's `merge_configs`).
+    fn apply_override(
+        &self,
+        content: Vec<u8>,
+        entry: &str,
+        context: &str,
+    ) -> Result<Vec<u8>, PlanError> {
+        let path = PathBuf::from(self.render_string(entry, &format!("{context}: overrides"))?);
+        // Like the searches: only the operator's config directory may feed a host's files.
+        if !lexical(&path).starts_with(lexical(self.input.configdir)) {
+            return Err(PlanError::Expression {
+                host: self.host(),
+                context: format!("{context}: overrides"),
+                message: format!(
+                    "{} is outside the config directory {}",
+                    path.display(),
+                    self.input.configdir.display()
+                ),
+            });
+        }
+        if !path.is_file() {
+            return Ok(content);
+        }
+        let text = virtfleet_inventory::read_text_file(&path).map_err(|e| PlanError::Template {
+            host: self.host(),
+            template: path.clone(),
+            line: None,
+            message: e.to_string(),
+        })?;
+        let template_error = |err: &minijinja::Error, referenced: &BTreeSet<String>| {
+            self.unresolved_use(err, referenced)
+                .unwrap_or_else(|| PlanError::Template {
+                    host: self.host(),
+                    template: path.clone(),
+                    line: err.line(),
+                    message: describe(err, referenced, &self.context),
+                })
+        };
+        let rendered = self.render_compiled(self.env.template_from_str(&text), template_error)?;
+        crate::merge(crate::Merge::Ini, Some(&content), rendered.as_bytes()).map_err(|e| {
+            PlanError::Template {
+                host: self.host(),
+                template: path.clone(),
+                line: None,
+                message: e,
+            }
         })
     }
 
@@ -596,16 +692,23 @@ impl<'a> HostContext<'a> {
                 message: describe(err, referenced, &self.context),
             }
         };
-        let template = self
-            .env
-            .get_template(name)
-            .map_err(|e| template_error(&e, &BTreeSet::new()))?;
+        let text = self.render_compiled(self.env.get_template(name), template_error)?;
+        Ok((text.into_bytes(), path))
+    }
+
+    /// Renders a loaded template against the host's variables; `error` turns a failure (and
+    /// the variables the template reads) into the error to report.
+    fn render_compiled(
+        &self,
+        template: Result<minijinja::Template<'_, '_>, minijinja::Error>,
+        error: impl Fn(&minijinja::Error, &BTreeSet<String>) -> PlanError,
+    ) -> Result<String, PlanError> {
+        let template = template.map_err(|e| error(&e, &BTreeSet::new()))?;
         let referenced: BTreeSet<String> =
             template.undeclared_variables(false).into_iter().collect();
-        let text = template
+        template
             .render(self.context.clone())
-            .map_err(|e| template_error(&e, &referenced))?;
-        Ok((text.into_bytes(), path))
+            .map_err(|e| error(&e, &referenced))
     }
 
     fn read_cert(&self, name: &str) -> Result<(Vec<u8>, PathBuf), PlanError> {
@@ -845,12 +948,8 @@ fn check_requirements(ctx: &HostContext) -> Result<(), PlanError> {
                 continue;
             }
         }
-        if let Some(message) = ctx.unresolved.get(&req.var) {
-            return Err(PlanError::Variable {
-                host: ctx.host(),
-                var: req.var.clone(),
-                message: message.clone(),
-            });
+        if ctx.unresolved.contains_key(&req.var) {
+            return Err(ctx.unresolved_error(&req.var));
         }
         let missing = match ctx.vars.get(&req.var) {
             None | Some(Json::Null) => true,

@@ -174,6 +174,8 @@ pub struct ServiceSpec {
     pub name: String,
     /// Host directory holding the service's files (templated).
     pub dir: String,
+    /// Expression; the service (its files, restarts) is managed only where it is true.
+    pub when: Option<String>,
     pub files: Vec<FileSpec>,
     pub ready: Option<ReadySpec>,
     pub after_restart: Vec<StepSpec>,
@@ -202,6 +204,10 @@ pub struct FileSpec {
     pub when: Option<String>,
     /// The template renders only virtfleet's part; the rest comes from the host's file.
     pub merge: Option<crate::Merge>,
+    /// Operator override files (templated paths under the config directory), merged over the
+    /// rendered template in order, each a template itself, as Kolla's `merge_configs` does:
+    /// their keys win. Those that do not exist are skipped. `merge: ini` files only.
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -389,6 +395,7 @@ impl<'de> Deserialize<'de> for Services {
                     services.push(ServiceSpec {
                         name,
                         dir: body.dir,
+                        when: body.when,
                         files: body.files,
                         ready: body.ready,
                         after_restart: body.after_restart,
@@ -406,6 +413,7 @@ impl<'de> Deserialize<'de> for Services {
 #[serde(deny_unknown_fields, try_from = "ServiceYamlRaw")]
 struct ServiceYaml {
     dir: String,
+    when: Option<String>,
     files: Vec<FileSpec>,
     ready: Option<ReadySpec>,
     after_restart: Vec<StepSpec>,
@@ -417,6 +425,8 @@ struct ServiceYaml {
 struct ServiceYamlRaw {
     #[serde(deserialize_with = "de_template")]
     dir: String,
+    #[serde(default, deserialize_with = "de_opt_expression")]
+    when: Option<String>,
     files: Vec<FileSpec>,
     #[serde(default)]
     ready: Option<ReadySpec>,
@@ -441,6 +451,7 @@ impl TryFrom<ServiceYamlRaw> for ServiceYaml {
         }
         Ok(ServiceYaml {
             dir: raw.dir,
+            when: raw.when,
             files: raw.files,
             ready: raw.ready,
             after_restart: raw.after_restart,
@@ -471,6 +482,8 @@ struct FileYaml {
     when: Option<String>,
     #[serde(default)]
     merge: Option<crate::Merge>,
+    #[serde(default)]
+    overrides: Vec<String>,
 }
 
 impl TryFrom<FileYaml> for FileSpec {
@@ -493,7 +506,11 @@ impl TryFrom<FileYaml> for FileSpec {
         };
         let dest = raw.dest.unwrap_or(default_dest);
         check_name(&dest, "dest")?;
+        if !raw.overrides.is_empty() && raw.merge != Some(crate::Merge::Ini) {
+            return Err("`overrides` are merged as INI files: they need `merge: ini`".into());
+        }
         Ok(FileSpec {
+            overrides: raw.overrides,
             source,
             dest,
             mode: parse_mode(&raw.mode)?,

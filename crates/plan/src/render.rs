@@ -117,6 +117,86 @@ fn put_address_in_context(value: &Value, context: &str) -> Result<String, Error>
     }
 }
 
+/// Marks [`crate::provisional_facts`]: checks before any host is contacted.
+pub(crate) const PROVISIONAL: &str = "virtfleet_provisional";
+
+/// The address of `interface` in the host's facts, chosen as Kolla's `kolla_address` filter
+/// chooses it: IPv4, the primary address (or, when that is a loopback address, the first
+/// secondary one that is not); IPv6, the first global address not in `exclude` (Kolla leaves
+/// out its VIPs). `ansible_facts | interface_address(migration_interface, migration_address_family)`.
+fn interface_address(
+    facts: &Value,
+    interface: &str,
+    family: &str,
+    exclude: Option<Vec<String>>,
+) -> Result<String, Error> {
+    let fail = |msg: String| Error::new(ErrorKind::InvalidOperation, msg);
+    let family = family.to_lowercase();
+    if family != "ipv4" && family != "ipv6" {
+        return Err(fail(format!(
+            "unknown address family {family:?} (ipv4 or ipv6)"
+        )));
+    }
+    if facts.get_attr(PROVISIONAL).is_ok_and(|v| v.is_true()) {
+        return Ok(if family == "ipv4" {
+            "192.0.2.1"
+        } else {
+            "2001:db8::1"
+        }
+        .into());
+    }
+    let found = facts
+        .get_attr(&interface.replace('-', "_"))
+        .ok()
+        .filter(|v| !v.is_undefined() && !v.is_none())
+        .ok_or_else(|| {
+            fail(format!(
+                "interface {interface:?} is not present on the host"
+            ))
+        })?;
+    let missing = || {
+        fail(format!(
+            "{family} address missing on interface {interface:?}"
+        ))
+    };
+    let text = |v: Value| v.as_str().map(str::to_string);
+    let is_loopback = |a: &str| {
+        a.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    };
+    let exclude = exclude.unwrap_or_default();
+    let address = match family.as_str() {
+        "ipv4" => {
+            let primary = found
+                .get_attr("ipv4")
+                .and_then(|v| v.get_attr("address"))
+                .ok()
+                .and_then(text)
+                .ok_or_else(missing)?;
+            let secondaries = found.get_attr("ipv4_secondaries").ok();
+            let other = secondaries
+                .iter()
+                .flat_map(|list| list.try_iter().into_iter().flatten())
+                .filter_map(|s| s.get_attr("address").ok().and_then(text))
+                .find(|a| !is_loopback(a));
+            match (is_loopback(&primary), other) {
+                (true, Some(other)) => other,
+                _ => primary,
+            }
+        }
+        _ => found
+            .get_attr("ipv6")
+            .ok()
+            .iter()
+            .flat_map(|list| list.try_iter().into_iter().flatten())
+            .filter(|a| a.get_attr("scope").ok().and_then(text).as_deref() == Some("global"))
+            .filter_map(|a| a.get_attr("address").ok().and_then(text))
+            .find(|a| !exclude.contains(a))
+            .ok_or_else(missing)?,
+    };
+    Ok(address)
+}
+
 /// Escapes a value for a GLib key file (libvirt's auth.conf), so a password with a backslash
 /// or leading blank reads back unchanged.
 fn keyfile_escape(value: &Value) -> Result<String, Error> {
@@ -156,6 +236,7 @@ pub(crate) fn environment(template_dirs: Vec<PathBuf>) -> Environment<'static> {
     env.add_filter("ipwrap", ipwrap);
     env.add_filter("put_address_in_context", put_address_in_context);
     env.add_filter("keyfile_escape", keyfile_escape);
+    env.add_filter("interface_address", interface_address);
     env.set_loader(move |name| match find_in(&template_dirs, name) {
         Some(path) => virtfleet_inventory::read_text_file(&path)
             .map(Some)
@@ -265,6 +346,64 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got.as_str(), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn interface_address_chooses_as_kolla_does() {
+        let facts = Value::from(minijinja::value::Serde(serde_json::json!({
+            "br_mgmt": {
+                "ipv4": {"address": "192.0.2.2"},
+                "ipv6": [
+                    {"address": "fe80::1", "scope": "link"},
+                    {"address": "2001:db8::10", "scope": "global"},
+                    {"address": "2001:db8::2", "scope": "global"},
+                ],
+            },
+            "lo": {
+                "ipv4": {"address": "127.0.0.1"},
+                "ipv4_secondaries": [{"address": "127.0.0.2"}, {"address": "198.51.100.7"}],
+            },
+            "eth9": {"ipv6": []},
+        })));
+        let call = |expr: &str| eval(expr, minijinja::context! { f => facts.clone() });
+        assert_eq!(
+            call("f | interface_address('br-mgmt', 'ipv4')").unwrap(),
+            Value::from("192.0.2.2")
+        );
+        assert_eq!(
+            call("f | interface_address('br-mgmt', 'IPv6')").unwrap(),
+            Value::from("2001:db8::10")
+        );
+        assert_eq!(
+            call("f | interface_address('br-mgmt', 'ipv6', ['2001:db8::10'])").unwrap(),
+            Value::from("2001:db8::2"),
+            "a VIP is never the host's address"
+        );
+        assert_eq!(
+            call("f | interface_address('lo', 'ipv4')").unwrap(),
+            Value::from("198.51.100.7")
+        );
+        for (expr, says) in [
+            (
+                "f | interface_address('eth0', 'ipv4')",
+                "interface \"eth0\" is not present",
+            ),
+            (
+                "f | interface_address('eth9', 'ipv6')",
+                "ipv6 address missing on interface \"eth9\"",
+            ),
+            (
+                "f | interface_address('eth9', 'ipv4')",
+                "ipv4 address missing",
+            ),
+            (
+                "f | interface_address('br-mgmt', 'ipx')",
+                "unknown address family",
+            ),
+        ] {
+            let err = call(expr).unwrap_err().to_string();
+            assert!(err.contains(says), "{expr}: {err}");
+        }
     }
 
     #[test]

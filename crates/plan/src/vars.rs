@@ -25,7 +25,13 @@ use crate::render::{describe, is_templated};
 pub(crate) struct Resolved {
     pub vars: Vars,
     pub unresolved: BTreeMap<String, String>,
+    /// Unresolved variables that read the host's facts ([`FACTS`]) when none were given,
+    /// directly or through another: gathering facts would settle them.
+    pub needs_facts: BTreeSet<String>,
 }
+
+/// The variable holding a host's facts, as Ansible names it.
+pub const FACTS: &str = "ansible_facts";
 
 /// What is known about variables beyond their values, for error messages.
 #[derive(Default)]
@@ -70,6 +76,8 @@ pub(crate) fn resolve_with(env: &Environment<'static>, raw: Vars, known: &Proven
     let mut vars = Vars::new();
     let mut pending: BTreeMap<String, (Json, BTreeSet<String>)> = BTreeMap::new();
     let mut unresolved = BTreeMap::new();
+    let mut needs_facts = BTreeSet::new();
+    let without_facts = !raw.contains_key(FACTS);
     for (name, value) in raw {
         if !contains_template(&value) {
             vars.insert(name, literal(value));
@@ -108,6 +116,9 @@ pub(crate) fn resolve_with(env: &Environment<'static>, raw: Vars, known: &Proven
     while let Some(name) = ready.pop_front() {
         let (value, deps) = pending.remove(&name).expect("each name is ready once");
         if let Some(dep) = deps.iter().find(|d| unresolved.contains_key(*d)) {
+            if needs_facts.contains(dep) {
+                needs_facts.insert(name.clone());
+            }
             unresolved.insert(
                 name.clone(),
                 format!("uses {dep}, which could not be rendered"),
@@ -119,6 +130,9 @@ pub(crate) fn resolve_with(env: &Environment<'static>, raw: Vars, known: &Proven
                     vars.insert(name.clone(), rendered);
                 }
                 Err((at, err)) => {
+                    if without_facts && deps.contains(FACTS) {
+                        needs_facts.insert(name.clone());
+                    }
                     let message =
                         failure(&name, known, &format!("cannot render{at}"), &err, || {
                             describe(&err, &deps, &context)
@@ -143,7 +157,11 @@ pub(crate) fn resolve_with(env: &Environment<'static>, raw: Vars, known: &Proven
     for (name, message) in unresolved.iter_mut() {
         message.push_str(&known.origin(name));
     }
-    Resolved { vars, unresolved }
+    Resolved {
+        vars,
+        unresolved,
+        needs_facts,
+    }
 }
 
 /// `what: why`, the details only when the value is not secret.

@@ -16,12 +16,17 @@ use serde_json::{json, Map, Value};
 use virtfleet_plan::{load_playbook, plan_host, HostPlan, PlanInput};
 
 const PASSWORD: &str = "Kolla-Parity-pw1";
-const WHOLE: [(&str, &str, &str); 5] = [
+const WHOLE: [(&str, &str, &str); 6] = [
     ("nova_libvirt", "nova-libvirt", "libvirtd.conf"),
     ("nova_libvirt", "nova-libvirt", "qemu.conf"),
     ("nova_libvirt", "nova-libvirt", "sasl.conf"),
     ("nova_libvirt", "nova-libvirt", "auth.conf"),
     ("nova_compute", "nova-compute", "auth.conf"),
+    (
+        "masakari_instancemonitor",
+        "masakari-instancemonitor",
+        "auth.conf",
+    ),
 ];
 
 fn root() -> PathBuf {
@@ -50,7 +55,13 @@ fn cases() -> BTreeMap<String, Map<String, Value>> {
         let (Value::Object(map), Value::Object(extra)) = (&mut vars, extra) else {
             unreachable!()
         };
-        map.extend(extra);
+        // null: leave the variable out (Kolla derives it from the host's facts).
+        for (key, value) in extra {
+            match value {
+                Value::Null => map.remove(&key),
+                value => map.insert(key, value),
+            };
+        }
         cases.insert(name, map.clone());
     };
     for tls in [false, true] {
@@ -71,6 +82,33 @@ fn cases() -> BTreeMap<String, Map<String, Value>> {
     add(json!({"libvirt_tls": false, "migration_interface_address": "fd00::21"}));
     add(json!({"libvirt_tls": true, "libvirt_enable_sasl": false,
                "migration_interface_address": "fd00::22"}));
+    // Masakari's instance monitor holds the same libvirt credentials (with SASL only).
+    add(json!({"libvirt_tls": true, "enable_masakari": true}));
+    add(json!({"libvirt_tls": true, "libvirt_enable_sasl": false, "enable_masakari": "yes"}));
+    // From the host's facts, as Kolla does: the nodename, and the address of
+    // migration_interface (default eth0; a name with '-' is looked up with '_'; IPv6 takes
+    // the first global address).
+    let unset = json!({"migration_interface_address": null, "migration_hostname": null});
+    let with = |extra: Value| {
+        let mut case = unset.clone();
+        case.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        case
+    };
+    add(with(json!({"libvirt_tls": true,
+        "ansible_facts": {"eth0": {"ipv4": {"address": "10.1.0.5"}}}})));
+    add(with(
+        json!({"libvirt_tls": false, "migration_interface": "br-mig",
+        "ansible_facts": {"eth0": {"ipv4": {"address": "10.1.0.6"}},
+                          "br_mig": {"ipv4": {"address": "10.2.0.6"}}}}),
+    ));
+    add(with(
+        json!({"libvirt_tls": true, "network_address_family": "ipv6",
+        "network_interface": "eth1",
+        "ansible_facts": {"eth1": {"ipv6": [{"address": "fe80::7", "scope": "link"},
+                                            {"address": "fd00::37", "scope": "global"}]}}}),
+    ));
     cases
 }
 
@@ -98,17 +136,24 @@ fn kolla(cases: &BTreeMap<String, Map<String, Value>>, out: &Path) -> Option<()>
 
 fn virtfleet(name: &str, case: &Map<String, Value>, configdir: &Path) -> HostPlan {
     let pb = load_playbook(&root().join("playbooks/kolla.yml")).unwrap();
+    // The facts the Kolla side is given (kolla-reference.sh): the nodename, and the case's.
+    let mut vars = case.clone();
+    let mut facts = json!({"nodename": name, "hostname": name});
+    if let Some(Value::Object(extra)) = vars.remove("ansible_facts") {
+        facts.as_object_mut().unwrap().extend(extra);
+    }
     plan_host(&PlanInput {
         playbook: &pb,
         host: name,
-        vars: case,
+        vars: &vars,
         configdir,
+        facts: Some(&facts),
     })
     .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn file(plan: &HostPlan, service: &str, name: &str) -> Option<String> {
-    let svc = plan.services.iter().find(|s| s.name == service).unwrap();
+    let svc = plan.services.iter().find(|s| s.name == service)?;
     svc.files
         .iter()
         .find(|f| f.path == format!("{}/{name}", svc.dir))

@@ -60,12 +60,20 @@ fn vars(value: Value) -> Vars {
     map
 }
 
+/// What a host's facts say: its nodename is its inventory name, eth0 holds 10.0.0.11.
+fn facts(host: &str) -> Value {
+    json!({"nodename": host, "interfaces": ["lo", "eth0"],
+           "lo": {"ipv4": {"address": "127.0.0.1"}},
+           "eth0": {"ipv4": {"address": "10.0.0.11"}}})
+}
+
 fn try_plan(pb: &Playbook, dir: &TempDir, host: &str, vars: &Vars) -> Result<HostPlan, PlanError> {
     plan_host(&PlanInput {
         playbook: pb,
         host,
         vars,
         configdir: dir.path(),
+        facts: Some(&facts(host)),
     })
 }
 
@@ -157,7 +165,11 @@ fn playbook_shape() {
     assert_eq!(pb.name, "nova-libvirt");
     assert_eq!(pb.hosts, "compute");
     let order: Vec<_> = pb.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(order, ["nova_libvirt", "nova_compute"], "restart order");
+    assert_eq!(
+        order,
+        ["nova_libvirt", "nova_compute", "masakari_instancemonitor"],
+        "restart order"
+    );
     assert!(!pb.defaults.contains_key("libvirt_sasl_password"));
 }
 
@@ -290,7 +302,7 @@ fn tls_on_sasl_on() {
     );
     let ready = libvirt.ready.as_ref().unwrap();
     assert_eq!(ready.exec, ["virsh", "version", "--daemon"]);
-    assert_eq!((ready.retries, ready.delay_ms), (40, 250));
+    assert_eq!((ready.retries, ready.delay_ms), (200, 250));
     assert_eq!(libvirt.after_restart.len(), 1);
     let step = &libvirt.after_restart[0];
     assert_eq!(
@@ -679,8 +691,9 @@ fn migration_names_default_and_override() {
     v.remove("ansible_host");
     let dir = configdir();
     let p = try_plan(&playbook(), &dir, "compute3", &v).unwrap();
+    // From the facts (see `facts`): the nodename, and eth0's address.
     assert_eq!(p.vars["migration_hostname"], json!("compute3"));
-    assert_eq!(p.vars["migration_interface_address"], json!("compute3"));
+    assert_eq!(p.vars["migration_interface_address"], json!("10.0.0.11"));
     assert_eq!(p.vars["inventory_hostname"], json!("compute3"));
     assert_has_lines(
         &text(&p, "nova_compute", "nova.conf"),
@@ -708,7 +721,7 @@ fn migration_names_default_and_override() {
 
 #[test]
 fn odd_ports_and_ipv6_addresses_reach_the_uri() {
-    let p = plan(json!({"ansible_host": "fd00::11", "nova_libvirt_port": 16600}));
+    let p = plan(json!({"migration_interface_address": "fd00::11", "nova_libvirt_port": 16600}));
     assert_has_lines(
         &text(&p, "nova_compute", "nova.conf"),
         &["connection_uri = \"qemu+tcp://[fd00::11]:16600/system\""],
@@ -750,14 +763,15 @@ fn template_errors_name_file_and_line() {
 #[test]
 fn broken_variables_fail_only_when_used() {
     // Kolla globals often point at Kolla's own defaults, which this playbook never reads.
-    let p = plan(json!({"network_interface": "{{ api_interface }}"}));
-    assert!(!p.vars.contains_key("network_interface"));
+    let p = plan(json!({"nova_console": "{{ kolla_console_default }}"}));
+    assert!(!p.vars.contains_key("nova_console"));
 
-    let err = plan_err(json!({"migration_hostname": "{{ api_interface }}", "libvirt_tls": true}));
+    let err =
+        plan_err(json!({"migration_hostname": "{{ kolla_internal_fqdn }}", "libvirt_tls": true}));
     assert!(matches!(err, PlanError::Variable { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.contains("migration_hostname") && msg.contains("api_interface"),
+        msg.contains("migration_hostname") && msg.contains("kolla_internal_fqdn"),
         "{msg}"
     );
 
@@ -941,4 +955,142 @@ fn libvirtd_authorizes_only_the_fleet_and_the_sasl_user() {
         err.to_string().contains("libvirt_tls_allowed_dn_list"),
         "{err}"
     );
+}
+
+#[test]
+fn migration_address_and_name_come_from_facts_unless_set() {
+    let pb = playbook();
+    let dir = configdir();
+    let tls = vars(json!({"libvirt_tls": true}));
+    fn input<'a>(
+        pb: &'a Playbook,
+        dir: &'a TempDir,
+        vars: &'a Vars,
+        facts: Option<&'a Value>,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            playbook: pb,
+            host: "compute1",
+            vars,
+            configdir: dir.path(),
+            facts,
+        }
+    }
+    // Without facts, planning says it needs them (the CLI then gathers them).
+    let err = plan_host(&input(&pb, &dir, &tls, None)).expect_err("needs facts");
+    assert!(matches!(err, PlanError::NeedsFacts { .. }), "{err}");
+    let (_, needs) = virtfleet_plan::resolve_vars(&input(&pb, &dir, &tls, None)).unwrap();
+    assert!(needs);
+
+    // From the facts: eth0's address, and the nodename (not the inventory name).
+    let mut facts = facts("node-a.example");
+    facts["br_mig"] = json!({"ipv4": {"address": "10.9.0.11"}});
+    let plan = plan_host(&input(&pb, &dir, &tls, Some(&facts))).unwrap();
+    let tls_plan = plan.tls.as_ref().unwrap();
+    assert_eq!(tls_plan.address, "10.0.0.11");
+    assert_eq!(tls_plan.server_name, "node-a.example");
+    let libvirtd = text(&plan, "nova_libvirt", "libvirtd.conf");
+    assert!(
+        libvirtd.contains("listen_addr = \"10.0.0.11\""),
+        "{libvirtd}"
+    );
+
+    // migration_interface picks another interface ('-' looked up as '_', as Ansible names it).
+    let mut other = tls.clone();
+    other.insert("migration_interface".into(), json!("br-mig"));
+    let plan = plan_host(&input(&pb, &dir, &other, Some(&facts))).unwrap();
+    assert_eq!(plan.tls.as_ref().unwrap().address, "10.9.0.11");
+
+    // An interface the host lacks: named, before anything is rendered.
+    other.insert("migration_interface".into(), json!("eth7"));
+    let err = plan_host(&input(&pb, &dir, &other, Some(&facts)))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("migration_interface_address") && err.contains("\"eth7\" is not present"),
+        "{err}"
+    );
+
+    // Explicit values win, and then no facts are needed at all.
+    let mut set = tls.clone();
+    set.insert("migration_interface_address".into(), json!("192.0.2.5"));
+    set.insert("migration_hostname".into(), json!("c1.mgmt"));
+    let (_, needs) = virtfleet_plan::resolve_vars(&input(&pb, &dir, &set, None)).unwrap();
+    assert!(!needs);
+    let plan = plan_host(&input(&pb, &dir, &set, None)).unwrap();
+    assert_eq!(plan.tls.as_ref().unwrap().address, "192.0.2.5");
+    assert_eq!(plan.tls.as_ref().unwrap().server_name, "c1.mgmt");
+}
+
+#[test]
+fn operator_nova_conf_overrides_win_in_kollas_order() {
+    let pb = playbook();
+    let dir = configdir();
+    let config = dir.path().join("config");
+    write(config.join("global.conf"), "[DEFAULT]\ndebug = True\n");
+    write(
+        config.join("nova.conf"),
+        "[libvirt]\nvirt_type = qemu\ncpu_mode = host-passthrough\n",
+    );
+    // Per host, last: wins over the global ones; a template like Kolla's overrides.
+    write(
+        config.join("nova/compute1/nova.conf"),
+        "[libvirt]\nvirt_type = kvm\nlive_migration_inbound_addr = {{ migration_hostname }}.mig\n",
+    );
+    let vars = vars(json!({"libvirt_tls": true, "nova_compute_virt_type": "qemu"}));
+    let plan = try_plan(&pb, &dir, "compute1", &vars).unwrap();
+    let nova = text(&plan, "nova_compute", "nova.conf");
+    assert!(nova.contains("virt_type = kvm"), "{nova}");
+    assert!(!nova.contains("virt_type = qemu"), "{nova}");
+    assert!(nova.contains("cpu_mode = host-passthrough"), "{nova}");
+    assert!(nova.contains("debug = True"), "{nova}");
+    assert!(
+        nova.contains("live_migration_inbound_addr = compute1.mig"),
+        "{nova}"
+    );
+    // Another host only gets the global ones.
+    let plan = try_plan(&pb, &dir, "compute2", &vars).unwrap();
+    let nova = text(&plan, "nova_compute", "nova.conf");
+    assert!(
+        nova.contains("virt_type = qemu") && !nova.contains(".mig"),
+        "{nova}"
+    );
+
+    // An override that reads an unknown variable names its file.
+    write(
+        config.join("nova/nova-compute.conf"),
+        "[DEFAULT]\nhost = {{ no_such_var }}\n",
+    );
+    let err = try_plan(&pb, &dir, "compute2", &vars)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("nova-compute.conf") && err.contains("no_such_var"),
+        "{err}"
+    );
+}
+
+#[test]
+fn masakaris_instance_monitor_gets_the_sasl_credentials_only_when_enabled() {
+    let off = plan(json!({"libvirt_tls": true}));
+    assert!(off
+        .services
+        .iter()
+        .all(|s| s.name != "masakari_instancemonitor"));
+    let on = plan(json!({"libvirt_tls": true, "enable_masakari": "yes"}));
+    let auth = text(&on, "masakari_instancemonitor", "auth.conf");
+    assert_eq!(auth, text(&on, "nova_compute", "auth.conf"));
+    assert!(auth.contains(PASSWORD));
+    let f = file(&on, "masakari_instancemonitor", "auth.conf").unwrap();
+    assert!(f.secret);
+    assert_eq!(f.path, "/etc/kolla/masakari-instancemonitor/auth.conf");
+    // Without SASL there are no credentials to keep in step.
+    let no_sasl = plan(json!({"libvirt_tls": true, "enable_masakari": true,
+                              "libvirt_enable_sasl": false}));
+    assert!(no_sasl
+        .services
+        .iter()
+        .all(|s| s.name != "masakari_instancemonitor"));
 }

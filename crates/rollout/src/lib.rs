@@ -47,16 +47,37 @@ impl Options {
 /// Every host's result, in host name order.
 pub type Reports = BTreeMap<String, HostReport>;
 
+/// A host of a rollout: planned, or failed before the rollout began (its facts could not be
+/// gathered). A failed host still takes its place in its batch and counts against the
+/// failure budget there, as if it had failed then.
+pub enum Entry {
+    /// Boxed: a plan is large, and a fleet has thousands of entries.
+    Job(Box<HostJob>),
+    Failed {
+        host: String,
+        report: HostReport,
+    },
+}
+
+impl Entry {
+    fn host(&self) -> &str {
+        match self {
+            Entry::Job(job) => &job.target.label,
+            Entry::Failed { host, .. } => host,
+        }
+    }
+}
+
 /// deploy / reconfigure / genconfig / check: converge every host, batch after batch.
 pub async fn converge(
-    jobs: Vec<HostJob>,
+    hosts: Vec<Entry>,
     mode: Mode,
     options: &Options,
     observer: &dyn Observer,
 ) -> Reports {
     let mut rollout = Rollout::new(options, observer);
     let mut apply = Converge { mode };
-    rollout.phase(&jobs, &mut apply, false).await;
+    rollout.phase(&hosts, &mut apply, false).await;
     rollout.reports
 }
 
@@ -88,8 +109,13 @@ pub async fn rotate(
             desired,
             rotated: Vec::new(),
         };
+        let hosts: Vec<Entry> = phase
+            .jobs
+            .iter()
+            .map(|job| Entry::Job(Box::new(job.clone())))
+            .collect();
         rollout
-            .phase(&phase.jobs, &mut gated, i + 1 < phases.len())
+            .phase(&hosts, &mut gated, i + 1 < phases.len())
             .await;
     }
     rollout.reports
@@ -133,28 +159,54 @@ impl<'a> Rollout<'a> {
     }
 
     /// Runs `jobs` batch after batch; `more_after`: another phase follows this one.
-    async fn phase(&mut self, jobs: &[HostJob], apply: &mut impl ApplyBatch, more_after: bool) {
-        let batches: Vec<&[HostJob]> = jobs.chunks(self.options.batch_size(jobs.len())).collect();
+    async fn phase(&mut self, hosts: &[Entry], apply: &mut impl ApplyBatch, more_after: bool) {
+        let batches: Vec<&[Entry]> = hosts.chunks(self.options.batch_size(hosts.len())).collect();
         let of = batches.len();
-        for (i, batch) in batches.iter().enumerate() {
+        for (i, entries) in batches.iter().enumerate() {
             if self.stopped {
-                for job in *batch {
-                    self.record(&job.target.label, HostReport::new(Status::Skipped));
+                for entry in *entries {
+                    self.record(entry.host(), HostReport::new(Status::Skipped));
                 }
                 continue;
             }
+            let batch: Vec<HostJob> = entries
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Job(job) => Some(HostJob::clone(job)),
+                    Entry::Failed { .. } => None,
+                })
+                .collect();
+            let batch = &batch[..];
             if let (Some(pause), true) = (self.options.pause, self.batches_run > 0) {
                 self.observer.note(Note::Pausing(pause));
                 tokio::time::sleep(pause).await;
             }
-            let hosts: Vec<String> = batch.iter().map(|j| j.target.label.clone()).collect();
+            let hosts: Vec<String> = entries.iter().map(|e| e.host().to_string()).collect();
             self.observer.note(Note::Batch {
                 number: i + 1,
                 of,
                 hosts: &hosts,
             });
-            let next = batches.get(i + 1).and_then(|b| b.first());
-            let reports = apply.apply(self, batch, next).await;
+            let next = batches.get(i + 1).and_then(|b| {
+                b.iter().find_map(|e| match e {
+                    Entry::Job(job) => Some(&**job),
+                    Entry::Failed { .. } => None,
+                })
+            });
+            let mut reports = match batch.is_empty() {
+                true => Reports::new(),
+                false => apply.apply(self, batch, next).await,
+            };
+            for entry in *entries {
+                if let Entry::Failed { host, report } = entry {
+                    self.observer.note(Note::Host {
+                        host,
+                        report,
+                        gate: None,
+                    });
+                    reports.insert(host.clone(), report.clone());
+                }
+            }
             self.batches_run += 1;
             let failed = reports
                 .values()
@@ -163,13 +215,13 @@ impl<'a> Rollout<'a> {
             for (name, report) in reports {
                 self.record(&name, report);
             }
-            self.attempted += batch.len();
+            self.attempted += entries.len();
             self.failed += failed;
             self.observer.note(Note::BatchDone {
                 number: i + 1,
                 of,
                 failed,
-                hosts: batch.len(),
+                hosts: entries.len(),
             });
             let budget = self.options.max_fail_percentage;
             if over_budget(self.failed, self.attempted, budget) && !self.stopped {

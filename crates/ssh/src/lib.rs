@@ -16,6 +16,7 @@
 mod error;
 mod file_cache;
 mod known_hosts;
+mod pool;
 mod session;
 
 use std::collections::BTreeMap;
@@ -23,10 +24,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use error::SshError;
+pub use pool::SessionPool;
 pub use session::{ExecOutput, Session};
 
 /// One host to connect to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     /// Inventory name: used in messages only (never looked up in known_hosts; see
     /// [`ClientOptions::host_key_aliases`]).
@@ -116,6 +118,10 @@ pub struct ClientOptions {
     pub max_stdout: usize,
     /// Most bytes of stderr one command may produce. Default [`DEFAULT_MAX_STDERR`].
     pub max_stderr: usize,
+    /// Connections left open by an earlier step of the same run (see [`Session::park`]):
+    /// [`Session::connect`] takes one for its target instead of dialling, so a run that reads
+    /// a host before planning still uses one connection per host. Shared by clones.
+    pub pool: SessionPool,
 }
 
 /// Default [`ClientOptions::max_stdout`]: 64 MiB.
@@ -141,6 +147,7 @@ impl Default for ClientOptions {
             host_key_aliases: BTreeMap::new(),
             max_stdout: DEFAULT_MAX_STDOUT,
             max_stderr: DEFAULT_MAX_STDERR,
+            pool: SessionPool::default(),
         }
     }
 }

@@ -75,8 +75,27 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     /// Connects, verifies the host key against `opts.known_hosts` and authenticates, all within
-    /// `opts.connect_timeout`.
+    /// `opts.connect_timeout`; or takes the session an earlier step parked for this target in
+    /// `opts.pool` (still open, already verified and authenticated).
     pub async fn connect(target: &Target, opts: &ClientOptions) -> Result<Session, SshError> {
+        if let Some(session) = opts.pool.take(target) {
+            return Ok(session);
+        }
+        Session::dial(target, opts).await
+    }
+
+    /// Leaves this session open in `opts.pool` for the next [`Session::connect`] to `target`
+    /// in this run.
+    pub fn park(self, target: &Target, opts: &ClientOptions) {
+        opts.pool.put(target.clone(), self);
+    }
+
+    /// The connection is gone (closed by either side).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    async fn dial(target: &Target, opts: &ClientOptions) -> Result<Session, SshError> {
         let deadline = Instant::now() + opts.connect_timeout;
         let host = target.label.clone();
         let dialled = format!("{}:{}", target.address, target.port);

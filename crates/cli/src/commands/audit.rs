@@ -37,7 +37,8 @@ struct HostAudit {
 }
 
 pub async fn run(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode, InputErrors> {
-    let inputs = Inputs::load(global)?;
+    let mut inputs = Inputs::load(global)?;
+    let gathering_failed = inputs.gather_needed_facts(global).await;
     // Certificates are not checked: an audit must work on a fleet that has none yet.
     let jobs = inputs.plan_all(&default_user())?;
     if let Some(job) = jobs.iter().find(|j| j.plan.audit.is_none()) {
@@ -59,6 +60,14 @@ pub async fn run(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode, Input
         });
     }
     let mut hosts = BTreeMap::new();
+    for (name, report) in gathering_failed {
+        let failed = HostAudit {
+            status: "unreachable",
+            error: report.error,
+            findings: Vec::new(),
+        };
+        hosts.insert(name, failed);
+    }
     while let Some(joined) = tasks.join_next().await {
         let Ok((name, result)) = joined else { continue };
         let entry = match result {

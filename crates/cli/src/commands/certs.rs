@@ -52,15 +52,15 @@ pub enum CertsCommand {
 
 pub async fn run(global: &GlobalArgs, command: CertsCommand) -> Result<ExitCode, InputErrors> {
     match command {
-        CertsCommand::Check { warn_days } => check(global, warn_days),
+        CertsCommand::Check { warn_days } => check(global, warn_days).await,
         CertsCommand::Expiry { warn_days } => expiry(global, warn_days).await,
         CertsCommand::InitCa { days, force } => init_ca(global, days, force),
-        CertsCommand::Issue { days, renew_days } => issue(global, days, renew_days),
+        CertsCommand::Issue { days, renew_days } => issue(global, days, renew_days).await,
     }
 }
 
-fn check(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputErrors> {
-    let inputs = Inputs::load(global)?;
+async fn check(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputErrors> {
+    let inputs = Inputs::load_with_facts(global).await?;
     let hosts = inputs.plan_all(&default_user())?;
     let findings = inputs::check_certs(&hosts, warn_days);
     let now = SystemTime::now();
@@ -151,7 +151,8 @@ fn print_table(rows: &[CertRow]) {
 }
 
 async fn expiry(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputErrors> {
-    let inputs = Inputs::load(global)?;
+    let mut inputs = Inputs::load(global)?;
+    let gathering_failed = inputs.gather_needed_facts(global).await;
     let hosts = inputs.plan_all(&default_user())?;
     let options = global.ssh_options();
     let now = SystemTime::now();
@@ -180,7 +181,11 @@ async fn expiry(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputEr
         });
     }
     let mut rows = Vec::new();
-    let mut unreachable = 0;
+    let mut unreachable = gathering_failed.len();
+    for (host, report) in &gathering_failed {
+        let e = report.error.as_deref().unwrap_or_default();
+        eprintln!("error: {host}: {}", crate::output::terminal_safe(e));
+    }
     while let Some(joined) = tasks.join_next().await {
         let Ok((host, result)) = joined else {
             unreachable += 1;
@@ -257,7 +262,7 @@ fn tls_spec(inputs: &Inputs) -> Result<&TlsSpec, InputErrors> {
 
 /// The shared certificate directory: the last of a host's cert_search directories.
 fn ca_dir(inputs: &Inputs) -> Result<PathBuf, InputErrors> {
-    let (dirs, _) = inputs.tls(&inputs.hosts[0])?;
+    let dirs = inputs.cert_dirs(&inputs.hosts[0])?;
     dirs.last().cloned().ok_or_else(|| {
         InputErrors(vec![format!(
             "{}: cert_search is empty",
@@ -296,8 +301,8 @@ fn init_ca(global: &GlobalArgs, days: u32, force: bool) -> Result<ExitCode, Inpu
     Ok(ExitCode::SUCCESS)
 }
 
-fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCode, InputErrors> {
-    let inputs = Inputs::load(global)?;
+async fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCode, InputErrors> {
+    let inputs = Inputs::load_with_facts(global).await?;
     let spec = tls_spec(&inputs)?;
     let dir = ca_dir(&inputs)?;
     let read = |p: &Path| {

@@ -15,10 +15,10 @@ pub async fn run(
     mode: Mode,
     batches: &Batches,
 ) -> Result<ExitCode, InputErrors> {
-    let jobs = prepare(global)?;
-    let options = global.rollout(jobs.len(), batches);
+    let hosts = prepare(global).await?.entries();
+    let options = global.rollout(hosts.len(), batches);
     let progress = Progress::new(command, global.verbosity(), false);
-    let reports = virtfleet_rollout::converge(jobs, mode, &options, &progress).await;
+    let reports = virtfleet_rollout::converge(hosts, mode, &options, &progress).await;
     if let Mode::Check { diff: true } = mode {
         for (host, report) in &reports {
             for diff in &report.diffs {

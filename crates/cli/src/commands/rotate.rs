@@ -33,7 +33,20 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
                 .into(),
         ]));
     }
-    let jobs = prepare(global)?;
+    let prepared = prepare(global).await?;
+    let (jobs, unreachable) = (prepared.jobs, prepared.not_reached);
+    if !unreachable.is_empty() {
+        // Every host must take part in a rotation's phases: none is started without one.
+        for (host, report) in &unreachable {
+            let why = report.error.as_deref().unwrap_or_default();
+            eprintln!("error: {host}: {}", output::terminal_safe(why));
+        }
+        println!(
+            "rotate: {} host(s) could not be reached; nothing changed",
+            unreachable.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let without_tls: Vec<String> = jobs
         .iter()
         .filter(|j| j.plan.tls.is_none())

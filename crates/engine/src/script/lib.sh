@@ -220,6 +220,19 @@ vf_read_files() {
   done
 }
 
+# vf_facts: what Ansible's facts say of the host that plays use: "<nodename tag> <uname -n>"
+# and "<address tag> <line>" per line of `ip -o addr show` (parsed on the workstation). Reads
+# only.
+vf_facts() {
+  printf '%s %s\n' "$VF_T_NODENAME" "$(uname -n)"
+  if command -v ip >/dev/null 2>&1; then
+    ip -o addr show | while IFS= read -r l; do printf '%s %s\n' "$VF_T_ADDRESS" "$l"; done
+  else
+    echo "virtfleet: facts: no 'ip' command (iproute2) on this host" >&2
+    return 1
+  fi
+}
+
 # vf_cat FILE: the file, or nothing when it does not exist or is a symlink.
 vf_cat() {
   if [ -f "$1" ] && [ ! -L "$1" ]; then cat -- "$1"; fi

@@ -483,6 +483,13 @@ pub fn read_files(paths: &[&str]) -> Script {
     s
 }
 
+/// The host's facts ([`crate::facts`]): nodename and interface addresses, read only.
+pub fn facts() -> Script {
+    let mut s = Script::new();
+    s.cmd("vf_facts", NONE);
+    s
+}
+
 /// A file's contents, or nothing when it does not exist.
 pub fn cat(path: &str) -> Script {
     let mut s = Script::new();

@@ -1,0 +1,185 @@
+//! Host facts, as Ansible's `setup` module names them, for the playbooks' variables: the
+//! nodename and each interface's addresses. Gathered in one read-only round trip per host
+//! before planning; the connection is parked for the run's later steps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use tokio::sync::Semaphore;
+use virtfleet_ssh::{ClientOptions, Session, Target};
+
+use crate::{remote, script, wire::Tag, EngineError};
+
+/// Each target's facts (`ansible_facts`), gathered at most `forks` at a time. A host that
+/// cannot be reached or read fails alone. Each connection is left parked in `ssh.pool`.
+pub async fn gather(
+    targets: Vec<Target>,
+    ssh: &ClientOptions,
+    forks: usize,
+) -> BTreeMap<String, Result<Value, EngineError>> {
+    let permits = Arc::new(Semaphore::new(forks.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for target in targets {
+        let permits = permits.clone();
+        let ssh = ssh.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let facts = gather_one(&target, &ssh).await;
+            (target.label, facts)
+        });
+    }
+    let mut facts = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((host, result)) = joined {
+            facts.insert(host, result);
+        }
+    }
+    facts
+}
+
+async fn gather_one(target: &Target, ssh: &ClientOptions) -> Result<Value, EngineError> {
+    let session = Session::connect(target, ssh).await?;
+    let out = remote::exec(&session, "gather facts", &script::facts(), None).await;
+    session.park(target, ssh);
+    let out = out?;
+    parse(&String::from_utf8_lossy(&out)).ok_or_else(|| EngineError::Garbled("gather facts".into()))
+}
+
+/// `ansible_facts` from the facts script's output: `nodename`, `interfaces` (names as the
+/// host spells them) and per interface (key: the name with `-` as `_`, as Ansible does)
+/// `device`, `ipv4` (the first primary address), `ipv4_secondaries` and `ipv6` (a list, with
+/// each address's `scope`). None without a nodename line.
+pub fn parse(out: &str) -> Option<Value> {
+    let mut nodename = None;
+    let mut interfaces: Vec<String> = Vec::new();
+    let mut facts = Map::new();
+    for line in out.lines() {
+        if let Some(name) = Tag::Nodename.strip(line) {
+            nodename = Some(name.trim().to_string());
+            continue;
+        }
+        let Some(address) = Tag::Address.strip(line).and_then(parse_address_line) else {
+            continue;
+        };
+        let key = address.device.replace('-', "_");
+        if !interfaces.contains(&address.device) {
+            interfaces.push(address.device.clone());
+        }
+        let entry = facts
+            .entry(key)
+            .or_insert_with(|| json!({ "device": address.device }));
+        let entry = entry.as_object_mut().expect("interfaces are objects");
+        let fact = json!({
+            "address": address.address,
+            "prefix": address.prefix,
+            "scope": address.scope,
+        });
+        match address.family {
+            Family::V4 if !address.secondary && !entry.contains_key("ipv4") => {
+                entry.insert("ipv4".into(), fact);
+            }
+            Family::V4 => push(entry, "ipv4_secondaries", fact),
+            Family::V6 => push(entry, "ipv6", fact),
+        }
+    }
+    facts.insert("nodename".into(), Value::from(nodename?));
+    facts.insert("interfaces".into(), Value::from(interfaces));
+    Some(Value::Object(facts))
+}
+
+fn push(entry: &mut Map<String, Value>, key: &str, fact: Value) {
+    if let Value::Array(list) = entry.entry(key).or_insert_with(|| Value::Array(Vec::new())) {
+        list.push(fact);
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Address {
+    device: String,
+    family: Family,
+    address: String,
+    prefix: String,
+    scope: String,
+    secondary: bool,
+}
+
+/// One `ip -o addr show` line: `4: eth0    inet 192.0.2.2/24 brd ... scope global eth0\ ...`.
+fn parse_address_line(line: &str) -> Option<Address> {
+    let mut words = line.split_whitespace();
+    words.next()?.strip_suffix(':')?;
+    // A VLAN or veth shows as `name@parent`.
+    let device = words.next()?.split('@').next()?.to_string();
+    let family = match words.next()? {
+        "inet" => Family::V4,
+        "inet6" => Family::V6,
+        _ => return None,
+    };
+    let (address, prefix) = words.next()?.split_once('/')?;
+    address.parse::<std::net::IpAddr>().ok()?;
+    let mut scope = String::from("global");
+    let mut secondary = false;
+    let rest: Vec<&str> = words.take_while(|w| !w.starts_with('\\')).collect();
+    for (i, word) in rest.iter().enumerate() {
+        match *word {
+            "scope" => scope = rest.get(i + 1)?.to_string(),
+            "secondary" => secondary = true,
+            _ => {}
+        }
+    }
+    Some(Address {
+        device,
+        family,
+        address: address.to_string(),
+        prefix: prefix.to_string(),
+        scope,
+        secondary,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = "H compute01\n\
+I 1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n\
+I 1: lo    inet6 ::1/128 scope host \\       valid_lft forever preferred_lft forever\n\
+I 4: br-mgmt    inet 192.0.2.2/24 brd 192.0.2.255 scope global br-mgmt\\       valid_lft forever\n\
+I 4: br-mgmt    inet 192.0.2.9/24 scope global secondary br-mgmt:1\\       valid_lft forever\n\
+I 4: br-mgmt    inet6 fe80::1/64 scope link \\       valid_lft forever preferred_lft forever\n\
+I 4: br-mgmt    inet6 2001:db8::2/64 scope global nodad \\       valid_lft forever\n\
+I 7: eth1.100@eth1    inet 10.0.0.5/24 scope global eth1.100\\       valid_lft forever\n";
+
+    #[test]
+    fn facts_have_ansibles_shape() {
+        let facts = parse(OUTPUT).unwrap();
+        assert_eq!(facts["nodename"], "compute01");
+        assert_eq!(
+            facts["interfaces"],
+            json!(["lo", "br-mgmt", "eth1.100"]),
+            "names as the host spells them"
+        );
+        let mgmt = &facts["br_mgmt"];
+        assert_eq!(mgmt["device"], "br-mgmt");
+        assert_eq!(mgmt["ipv4"]["address"], "192.0.2.2");
+        assert_eq!(mgmt["ipv4_secondaries"][0]["address"], "192.0.2.9");
+        assert_eq!(mgmt["ipv6"][0]["scope"], "link");
+        assert_eq!(mgmt["ipv6"][1]["address"], "2001:db8::2");
+        assert_eq!(mgmt["ipv6"][1]["scope"], "global");
+        assert_eq!(facts["eth1.100"]["ipv4"]["address"], "10.0.0.5");
+        assert_eq!(facts["lo"]["ipv4"]["scope"], "host");
+    }
+
+    #[test]
+    fn output_without_a_nodename_or_with_garbage_lines() {
+        assert_eq!(parse("I 1: lo    inet 127.0.0.1/8 scope host lo\n"), None);
+        let facts = parse("H n1\nI nonsense\nI 2: x inet notanip/8\nJ other\n").unwrap();
+        assert_eq!(facts["interfaces"], json!([]));
+    }
+}
