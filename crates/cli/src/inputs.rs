@@ -103,11 +103,20 @@ pub async fn prepare(global: &GlobalArgs) -> Result<Prepared, InputErrors> {
     let mut inputs = Inputs::load(global)?;
     let order = inputs.hosts.clone();
     let user = default_user();
-    // Every input error first, with stand-in facts where real ones are needed: bad input is
-    // exit 2 before any host is contacted, also on a fleet whose addresses come from facts.
-    let needing = inputs.needing_facts();
-    inputs.provisional_facts(&needing);
+    // Every input error first, on stand-in facts: bad input is exit 2 before any host is
+    // contacted, also on a fleet whose addresses come from facts. Then the facts of the hosts
+    // whose plans read them, and those hosts planned again on their real facts.
+    let hosts = inputs.hosts.clone();
+    inputs.provisional_facts(&hosts);
     let mut jobs = inputs.plan_all(&user)?;
+    let needing: Vec<Target> = jobs
+        .iter()
+        .filter(|job| job.plan.reads_facts)
+        .map(|job| job.target.clone())
+        .collect();
+    for job in jobs.iter().filter(|job| !job.plan.reads_facts) {
+        inputs.facts.remove(&job.target.label);
+    }
     let mut not_reached = NotReached::new();
     if !needing.is_empty() {
         let names: std::collections::BTreeSet<String> =
@@ -331,12 +340,12 @@ impl Inputs {
         needing.into_iter().flatten().collect()
     }
 
-    /// Stand-in facts for `targets` ([`virtfleet_plan::provisional_facts`]), so that
-    /// planning finds every input error before any host is contacted.
-    pub fn provisional_facts(&mut self, targets: &[Target]) {
-        for target in targets {
-            let facts = virtfleet_plan::provisional_facts(&target.label);
-            self.facts.insert(target.label.clone(), facts);
+    /// Stand-in facts for `hosts` ([`virtfleet_plan::provisional_facts`]), so that planning
+    /// finds every input error before any host is contacted.
+    pub fn provisional_facts(&mut self, hosts: &[String]) {
+        for host in hosts {
+            let facts = virtfleet_plan::provisional_facts(host);
+            self.facts.insert(host.clone(), facts);
         }
     }
 

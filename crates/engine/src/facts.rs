@@ -59,7 +59,8 @@ pub fn parse(out: &str) -> Option<Value> {
             nodename = Some(name.trim().to_string());
             continue;
         }
-        let Some(address) = Tag::Address.strip(line).and_then(parse_address_line) else {
+        // `ip -o addr show` lines, as ip prints them: "<index>: <interface> ...".
+        let Some(address) = parse_address_line(line) else {
             continue;
         };
         let key = address.device.replace('-', "_");
@@ -113,7 +114,10 @@ struct Address {
 /// One `ip -o addr show` line: `4: eth0    inet 192.0.2.2/24 brd ... scope global eth0\ ...`.
 fn parse_address_line(line: &str) -> Option<Address> {
     let mut words = line.split_whitespace();
-    words.next()?.strip_suffix(':')?;
+    let index = words.next()?.strip_suffix(':')?;
+    if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     // A VLAN or veth shows as `name@parent`.
     let device = words.next()?.split('@').next()?.to_string();
     let family = match words.next()? {
@@ -148,13 +152,13 @@ mod tests {
     use super::*;
 
     const OUTPUT: &str = "H compute01\n\
-I 1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n\
-I 1: lo    inet6 ::1/128 scope host \\       valid_lft forever preferred_lft forever\n\
-I 4: br-mgmt    inet 192.0.2.2/24 brd 192.0.2.255 scope global br-mgmt\\       valid_lft forever\n\
-I 4: br-mgmt    inet 192.0.2.9/24 scope global secondary br-mgmt:1\\       valid_lft forever\n\
-I 4: br-mgmt    inet6 fe80::1/64 scope link \\       valid_lft forever preferred_lft forever\n\
-I 4: br-mgmt    inet6 2001:db8::2/64 scope global nodad \\       valid_lft forever\n\
-I 7: eth1.100@eth1    inet 10.0.0.5/24 scope global eth1.100\\       valid_lft forever\n";
+1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n\
+1: lo    inet6 ::1/128 scope host \\       valid_lft forever preferred_lft forever\n\
+4: br-mgmt    inet 192.0.2.2/24 brd 192.0.2.255 scope global br-mgmt\\       valid_lft forever\n\
+4: br-mgmt    inet 192.0.2.9/24 scope global secondary br-mgmt:1\\       valid_lft forever\n\
+4: br-mgmt    inet6 fe80::1/64 scope link \\       valid_lft forever preferred_lft forever\n\
+4: br-mgmt    inet6 2001:db8::2/64 scope global nodad \\       valid_lft forever\n\
+7: eth1.100@eth1    inet 10.0.0.5/24 scope global eth1.100\\       valid_lft forever\n";
 
     #[test]
     fn facts_have_ansibles_shape() {
@@ -178,8 +182,9 @@ I 7: eth1.100@eth1    inet 10.0.0.5/24 scope global eth1.100\\       valid_lft f
 
     #[test]
     fn output_without_a_nodename_or_with_garbage_lines() {
-        assert_eq!(parse("I 1: lo    inet 127.0.0.1/8 scope host lo\n"), None);
-        let facts = parse("H n1\nI nonsense\nI 2: x inet notanip/8\nJ other\n").unwrap();
+        assert_eq!(parse("1: lo    inet 127.0.0.1/8 scope host lo\n"), None);
+        let facts =
+            parse("H n1\nnonsense\n2: x inet notanip/8\nJ other\nx: y inet 1.2.3.4/8\n").unwrap();
         assert_eq!(facts["interfaces"], json!([]));
     }
 }

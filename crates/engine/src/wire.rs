@@ -29,12 +29,10 @@ pub enum Tag {
     Absent,
     /// `<tag> <nodename>`: the host's `uname -n`.
     Nodename,
-    /// `<tag> <line>`: one line of `ip -o addr show` (an interface's address).
-    Address,
 }
 
 impl Tag {
-    pub const ALL: [Tag; 14] = [
+    pub const ALL: [Tag; 13] = [
         Tag::Stat,
         Tag::Unwritable,
         Tag::Content,
@@ -48,7 +46,6 @@ impl Tag {
         Tag::File,
         Tag::Absent,
         Tag::Nodename,
-        Tag::Address,
     ];
 
     /// What the line starts with (followed by one space).
@@ -67,7 +64,6 @@ impl Tag {
             Tag::File => "R",
             Tag::Absent => "A",
             Tag::Nodename => "H",
-            Tag::Address => "I",
         }
     }
 
@@ -87,7 +83,6 @@ impl Tag {
             Tag::File => "VF_T_FILE",
             Tag::Absent => "VF_T_ABSENT",
             Tag::Nodename => "VF_T_NODENAME",
-            Tag::Address => "VF_T_ADDRESS",
         }
     }
 

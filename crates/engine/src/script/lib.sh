@@ -220,13 +220,18 @@ vf_read_files() {
   done
 }
 
-# vf_facts: what Ansible's facts say of the host that plays use: "<nodename tag> <uname -n>"
-# and "<address tag> <line>" per line of `ip -o addr show` (parsed on the workstation). Reads
-# only.
+# vf_facts: what Ansible's facts say of the host that plays use: "<nodename tag> <nodename>",
+# then `ip -o addr show` as it prints it (every line "<index>: <interface> ...", parsed on the
+# workstation). Reads only; one process (ip).
 vf_facts() {
-  printf '%s %s\n' "$VF_T_NODENAME" "$(uname -n)"
+  # The kernel's hostname is uname's nodename; read by the shell, no process.
+  if IFS= read -r vf_n < /proc/sys/kernel/hostname 2>/dev/null; then
+    printf '%s %s\n' "$VF_T_NODENAME" "$vf_n"
+  else
+    printf '%s %s\n' "$VF_T_NODENAME" "$(uname -n)"
+  fi
   if command -v ip >/dev/null 2>&1; then
-    ip -o addr show | while IFS= read -r l; do printf '%s %s\n' "$VF_T_ADDRESS" "$l"; done
+    ip -o addr show
   else
     echo "virtfleet: facts: no 'ip' command (iproute2) on this host" >&2
     return 1
