@@ -106,3 +106,68 @@ fn kolla_certificates_naming_only_the_nodenames_deploy_without_migration_hostnam
         }
     }
 }
+
+/// Issue 12, acceptance 4: an operator's `[libvirt] virt_type` in Kolla's per-host override
+/// wins over virtfleet's value, through `deploy` and `reconfigure`.
+#[test]
+fn a_per_host_nova_conf_override_survives_deploy_and_reconfigure() {
+    let fleet = Fleet::new(2, TLS_SASL, true);
+    let overrides = fleet.configdir.path().join("config/nova/compute01");
+    std::fs::create_dir_all(&overrides).unwrap();
+    // The lab's inventory says qemu; the operator wants kvm on compute01 only.
+    std::fs::write(
+        overrides.join("nova.conf"),
+        "[libvirt]\nvirt_type = kvm\ncpu_mode = {{ 'host-passthrough' }}\n",
+    )
+    .unwrap();
+    let nova = |host: &str| {
+        std::fs::read_to_string(fleet.host(host).kolla_path("nova-compute/nova.conf")).unwrap()
+    };
+    for command in ["deploy", "reconfigure"] {
+        fleet.ok(&[command]);
+        let ours = nova("compute01");
+        assert!(ours.contains("virt_type = kvm\n"), "{command}: {ours}");
+        assert!(!ours.contains("virt_type = qemu"), "{command}: {ours}");
+        assert!(
+            ours.contains("cpu_mode = host-passthrough\n"),
+            "{command}: {ours}"
+        );
+        assert!(
+            ours.contains("password = "),
+            "Kolla's other lines stay: {ours}"
+        );
+        let other = nova("compute02");
+        assert!(other.contains("virt_type = qemu\n"), "{command}: {other}");
+    }
+    // Nothing left to change: the override is applied, not fought over.
+    let (out, report) = fleet.run_report(&["deploy"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(report["summary"]["changed"], 0, "{report}");
+}
+
+/// A host's facts are its own word: one that reports another host's name is refused before
+/// anything changes (it would be checked against, or issued, that host's identity).
+#[test]
+fn a_host_reporting_another_hosts_name_is_refused() {
+    let fleet = Fleet::new(2, TLS_SASL, true);
+    fleet.sh("compute01", "hostname compute02");
+    let out = fleet.run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("host compute01: its migration_hostname \"compute02\" is host compute02's"),
+        "{stderr}"
+    );
+    let out = fleet.run(&["certs", "issue"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let libvirtd = std::fs::read_to_string(
+        fleet
+            .host("compute02")
+            .kolla_path("nova-libvirt/libvirtd.conf"),
+    )
+    .unwrap();
+    assert!(
+        libvirtd.contains("auth_tcp = \"none\""),
+        "nothing changed: {libvirtd}"
+    );
+}

@@ -610,6 +610,27 @@ fn bad_input_is_found_before_facts_are_gathered() {
 }
 
 #[test]
+fn bad_input_two_hosts_with_one_identity() {
+    let input = BadInput::new(TLS_SASL);
+    input.ok(&["certs", "init-ca"]);
+    input.ok(&["certs", "issue"]);
+    let inventory = read(&input.inventory());
+    let clash = inventory.replacen("migration_hostname=node-a", "migration_hostname=node-b", 1);
+    assert_ne!(clash, inventory);
+    std::fs::write(input.inventory(), clash).unwrap();
+    let out = input.command(&["certs", "issue"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let expected = "host node-a: its migration_hostname \"node-b\" is host node-b's";
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(expected),
+        "{}",
+        describe(&out)
+    );
+    let stderr = input.rejected(&[]);
+    assert!(stderr.contains(expected), "{stderr}");
+}
+
+#[test]
 fn bad_input_sasl_without_password() {
     let input = BadInput::new(TCP_SASL);
     input.write("passwords.yml", "nova_database_password: x\n");

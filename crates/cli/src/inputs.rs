@@ -103,43 +103,47 @@ pub async fn prepare(global: &GlobalArgs) -> Result<Prepared, InputErrors> {
     let mut inputs = Inputs::load(global)?;
     let order = inputs.hosts.clone();
     let user = default_user();
-    // Every input error first, on stand-in facts: bad input is exit 2 before any host is
-    // contacted, also on a fleet whose addresses come from facts. Then the facts of the hosts
-    // whose plans read them, and those hosts planned again on their real facts.
-    let hosts = inputs.hosts.clone();
-    inputs.provisional_facts(&hosts);
-    let mut jobs = inputs.plan_all(&user)?;
-    let needing: Vec<Target> = jobs
-        .iter()
-        .filter(|job| job.plan.reads_facts)
-        .map(|job| job.target.clone())
+    // Without facts first: a host that plans so is done (nothing in its plan can come from
+    // facts). One that fails is planned on stand-in facts: if that plans, it needs its facts;
+    // if not, its error is bad input. So every input error is exit 2 before any host is
+    // contacted, and nothing planned on stand-in facts is ever kept.
+    let mut jobs = Vec::new();
+    let mut failed = Vec::new();
+    for (host, outcome) in inputs.plan_each(&inputs.hosts, &user) {
+        match outcome {
+            Ok(job) => jobs.push(job),
+            Err(_) => failed.push(host),
+        }
+    }
+    inputs.provisional_facts(&failed);
+    let mut needing = Vec::new();
+    let mut errors = Vec::new();
+    for (_, outcome) in inputs.plan_each(&failed, &user) {
+        match outcome {
+            Ok(job) => needing.push(job.target),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(InputErrors(errors));
+    }
+    let not_reached = inputs.gather_facts(global, needing).await;
+    let reached: Vec<String> = failed
+        .into_iter()
+        .filter(|h| !not_reached.contains_key(h))
         .collect();
-    for job in jobs.iter().filter(|job| !job.plan.reads_facts) {
-        inputs.facts.remove(&job.target.label);
-    }
-    let mut not_reached = NotReached::new();
-    if !needing.is_empty() {
-        let names: std::collections::BTreeSet<String> =
-            needing.iter().map(|t| t.label.clone()).collect();
-        not_reached = inputs.gather_facts(global, needing).await;
-        let reached: Vec<String> = inputs
-            .hosts
-            .iter()
-            .filter(|h| names.contains(*h))
-            .cloned()
-            .collect();
-        // The stand-in plans go; the hosts reached are planned again on their real facts.
-        jobs.retain(|job| !names.contains(&job.target.label));
-        jobs.extend(inputs.plan_hosts(&reached, &user)?);
-    }
+    jobs.extend(inputs.plan_hosts(&reached, &user)?);
     inputs.warn_let_through(&jobs);
+    let mut errors = inputs.identity_clashes(&jobs);
     let findings = check_certs(&jobs, DEFAULT_WARN_DAYS);
-    let (errors, warnings): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| f.is_error());
+    let (cert_errors, warnings): (Vec<_>, Vec<_>) =
+        findings.into_iter().partition(|f| f.is_error());
     for w in &warnings {
         eprintln!("warning: {w}");
     }
+    errors.extend(cert_errors.iter().map(|e| e.to_string()));
     if !errors.is_empty() {
-        return Err(InputErrors(errors.iter().map(|e| e.to_string()).collect()));
+        return Err(InputErrors(errors));
     }
     let position: BTreeMap<&str, usize> = order
         .iter()
@@ -477,6 +481,26 @@ impl Inputs {
         hosts: &[String],
         default_user: &str,
     ) -> Result<Vec<HostJob>, InputErrors> {
+        let (prepared, errors): (Vec<_>, Vec<_>) = self
+            .plan_each(hosts, default_user)
+            .into_iter()
+            .map(|(_, outcome)| outcome)
+            .partition(Result::is_ok);
+        if errors.is_empty() {
+            Ok(prepared.into_iter().flatten().collect())
+        } else {
+            Err(InputErrors(
+                errors.into_iter().filter_map(Result::err).collect(),
+            ))
+        }
+    }
+
+    /// Each host's plan, or why it cannot be planned (one line naming the host).
+    fn plan_each(
+        &self,
+        hosts: &[String],
+        default_user: &str,
+    ) -> Vec<(String, Result<HostJob, String>)> {
         let outcomes = crate::parallel::map(hosts, |host| {
             let vars = self.vars(host);
             let plan = plan_host(&self.plan_input(host, &vars)).map_err(|e| match &e {
@@ -507,14 +531,57 @@ impl Inputs {
             plan.vars.retain(|name, _| name.starts_with("ansible_"));
             Ok(HostJob { target, plan })
         });
-        let (prepared, errors): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
-        if errors.is_empty() {
-            Ok(prepared.into_iter().flatten().collect())
-        } else {
-            Err(InputErrors(
-                errors.into_iter().filter_map(Result::err).collect(),
-            ))
+        hosts.iter().cloned().zip(outcomes).collect()
+    }
+
+    /// Two hosts with the same migration name or address, or a host whose name or address
+    /// (possibly from its own facts) is another inventory host's name or SSH address: a host
+    /// must never get, or be checked against, another host's identity.
+    pub fn identity_clashes(&self, jobs: &[HostJob]) -> Vec<String> {
+        let identities: Vec<(&str, &TlsPlan)> = jobs
+            .iter()
+            .filter_map(|job| Some((job.target.label.as_str(), job.plan.tls.as_ref()?)))
+            .collect();
+        self.clashes(&identities)
+    }
+
+    /// [`Inputs::identity_clashes`] of hosts and their TLS identities.
+    pub fn clashes(&self, identities: &[(&str, &TlsPlan)]) -> Vec<String> {
+        let mut owner: BTreeMap<String, String> = BTreeMap::new();
+        for host in self
+            .inventory
+            .group_hosts(&self.playbook.hosts)
+            .unwrap_or_default()
+        {
+            let address = text_var(&self.inventory.host_vars(&host), "ansible_host");
+            for name in std::iter::once(host.clone()).chain(address) {
+                owner.entry(name).or_insert_with(|| host.clone());
+            }
         }
+        let mut clashes = Vec::new();
+        let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+        for &(host, tls) in identities {
+            let host = &host.to_string();
+            for (what, value) in [
+                ("migration_hostname", &tls.server_name),
+                ("migration_interface_address", &tls.address),
+            ] {
+                let other = owner
+                    .get(value)
+                    .filter(|o| *o != host)
+                    .or_else(|| claimed.get(value).filter(|o| *o != host));
+                match other {
+                    Some(other) => clashes.push(format!(
+                        "host {host}: its {what} {value:?} is host {other}'s; each host's name \
+                         and address must be its own (a host's facts say what it reports)"
+                    )),
+                    None => {
+                        claimed.insert(value.clone(), host.clone());
+                    }
+                }
+            }
+        }
+        clashes
     }
 }
 

@@ -89,7 +89,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(errors) => {
             for line in errors.lines() {
-                eprintln!("error: {line}");
+                // Some carry a host's own words (its facts' errors): never raw to the terminal.
+                eprintln!("error: {}", output::terminal_safe(&line));
             }
             ExitCode::from(EXIT_INPUT)
         }

@@ -11,6 +11,13 @@ use virtfleet_ssh::{ClientOptions, Session, Target};
 
 use crate::{remote, script, wire::Tag, EngineError};
 
+/// Most bytes of facts a host may answer with (a host with 1,000 interfaces and addresses
+/// answers with about 150 kB).
+const MAX_FACTS_BYTES: usize = 1 << 20;
+
+/// Keys of `ansible_facts` that are not interfaces; an interface of that name is ignored.
+const RESERVED: [&str; 3] = ["nodename", "interfaces", "virtfleet_provisional"];
+
 /// Each target's facts (`ansible_facts`), gathered at most `forks` at a time. A host that
 /// cannot be reached or read fails alone. Each connection is left parked in `ssh.pool`.
 pub async fn gather(
@@ -43,6 +50,12 @@ async fn gather_one(target: &Target, ssh: &ClientOptions) -> Result<Value, Engin
     let out = remote::exec(&session, "gather facts", &script::facts(), None).await;
     session.park(target, ssh);
     let out = out?;
+    // A host's own answer: bounded before it is parsed and copied into every plan.
+    if out.len() > MAX_FACTS_BYTES {
+        return Err(EngineError::Garbled(format!(
+            "gather facts: more than {MAX_FACTS_BYTES} bytes"
+        )));
+    }
     parse(&String::from_utf8_lossy(&out)).ok_or_else(|| EngineError::Garbled("gather facts".into()))
 }
 
@@ -64,7 +77,10 @@ pub fn parse(out: &str) -> Option<Value> {
             continue;
         };
         let key = address.device.replace('-', "_");
-        if !interfaces.contains(&address.device) {
+        if RESERVED.contains(&key.as_str()) {
+            continue;
+        }
+        if !facts.contains_key(&key) {
             interfaces.push(address.device.clone());
         }
         let entry = facts
@@ -118,8 +134,13 @@ fn parse_address_line(line: &str) -> Option<Address> {
     if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    // A VLAN or veth shows as `name@parent`.
+    // A VLAN or veth shows as `name@parent`. Linux names are 1 to 15 bytes, no `/` or blank;
+    // anything else is not an interface this host could have.
     let device = words.next()?.split('@').next()?.to_string();
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"._:-".contains(&b);
+    if device.is_empty() || device.len() > 15 || !device.bytes().all(plain) {
+        return None;
+    }
     let family = match words.next()? {
         "inet" => Family::V4,
         "inet6" => Family::V6,

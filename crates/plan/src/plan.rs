@@ -49,9 +49,6 @@ pub struct HostPlan {
     /// Refused configurations the operator let through on this host (see `refuse:`), for a
     /// warning: (the variable that let it through, the refusal's message).
     pub let_through: Vec<(String, String)>,
-    /// A variable or template read the host's facts (`ansible_facts`): planned on stand-in
-    /// facts, the host must be planned again on its real ones.
-    pub reads_facts: bool,
 }
 
 /// The playbook's `audit:` section evaluated for one host.
@@ -264,7 +261,6 @@ pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
         tls,
         cert_dirs: ctx.cert_dirs,
         audit,
-        reads_facts: ctx.reads_facts.get(),
         let_through,
     })
 }
@@ -311,8 +307,6 @@ struct HostContext<'a> {
     unresolved: BTreeMap<String, String>,
     /// Those of them that only need the host's facts.
     needs_facts: BTreeSet<String>,
-    /// A variable or a rendered template read `ansible_facts`.
-    reads_facts: std::cell::Cell<bool>,
     context: Value,
     env: Environment<'static>,
     template_dirs: Vec<PathBuf>,
@@ -344,7 +338,6 @@ impl<'a> HostContext<'a> {
             vars: resolved.vars,
             unresolved: resolved.unresolved,
             needs_facts: resolved.needs_facts,
-            reads_facts: std::cell::Cell::new(resolved.reads_facts),
             env: environment(Vec::new()),
             template_dirs: Vec::new(),
             cert_dirs: Vec::new(),
@@ -713,9 +706,6 @@ impl<'a> HostContext<'a> {
         let template = template.map_err(|e| error(&e, &BTreeSet::new()))?;
         let referenced: BTreeSet<String> =
             template.undeclared_variables(false).into_iter().collect();
-        if referenced.contains(FACTS) {
-            self.reads_facts.set(true);
-        }
         template
             .render(self.context.clone())
             .map_err(|e| error(&e, &referenced))

@@ -137,7 +137,9 @@ fn interface_address(
             "unknown address family {family:?} (ipv4 or ipv6)"
         )));
     }
-    if facts.get_attr(PROVISIONAL).is_ok_and(|v| v.is_true()) {
+    // Only a real `true` (hosts' facts never hold the key: the parser drops it).
+    let provisional = facts.get_attr(PROVISIONAL).ok();
+    if provisional.is_some_and(|v| v.kind() == minijinja::value::ValueKind::Bool && v.is_true()) {
         return Ok(if family == "ipv4" {
             "192.0.2.1"
         } else {

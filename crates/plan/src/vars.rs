@@ -28,8 +28,6 @@ pub(crate) struct Resolved {
     /// Unresolved variables that read the host's facts ([`FACTS`]) when none were given,
     /// directly or through another: gathering facts would settle them.
     pub needs_facts: BTreeSet<String>,
-    /// Some templated variable reads the facts directly (whether or not they were given).
-    pub reads_facts: bool,
 }
 
 /// The variable holding a host's facts, as Ansible names it.
@@ -80,7 +78,6 @@ pub(crate) fn resolve_with(env: &Environment<'static>, raw: Vars, known: &Proven
     let mut unresolved = BTreeMap::new();
     let mut needs_facts = BTreeSet::new();
     let without_facts = !raw.contains_key(FACTS);
-    let mut reads_facts = false;
     for (name, value) in raw {
         if !contains_template(&value) {
             vars.insert(name, literal(value));
@@ -88,7 +85,6 @@ pub(crate) fn resolve_with(env: &Environment<'static>, raw: Vars, known: &Proven
         }
         match references(env, &value) {
             Ok(deps) => {
-                reads_facts |= deps.contains(FACTS);
                 pending.insert(name, (value, deps));
             }
             Err(err) => {
@@ -165,7 +161,6 @@ pub(crate) fn resolve_with(env: &Environment<'static>, raw: Vars, known: &Proven
         vars,
         unresolved,
         needs_facts,
-        reads_facts,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use clap::Subcommand;
 use serde::Serialize;
 use virtfleet_pki::{issue_pair, parse_certs, write_atomic, CertKind, Severity};
-use virtfleet_plan::{CertRole, TlsSpec};
+use virtfleet_plan::{CertRole, TlsPlan, TlsSpec};
 
 use crate::args::GlobalArgs;
 use crate::inputs::{self, default_user, InputErrors, Inputs, DEFAULT_WARN_DAYS};
@@ -318,6 +318,18 @@ async fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCo
     let ca_key = read(&dir.join(&spec.ca_key))?;
     parse_certs(ca_cert.as_bytes())
         .map_err(|e| InputErrors(vec![format!("{}: {e}", ca_path.display())]))?;
+    // Never sign one host's name or address for another (a host's facts are its own word).
+    let mut identities = Vec::new();
+    for host in &inputs.hosts {
+        if let (_, Some(tls)) = inputs.tls(host)? {
+            identities.push((host.clone(), tls));
+        }
+    }
+    let pairs: Vec<(&str, &TlsPlan)> = identities.iter().map(|(h, t)| (h.as_str(), t)).collect();
+    let clashes = inputs.clashes(&pairs);
+    if !clashes.is_empty() {
+        return Err(InputErrors(clashes));
+    }
     let now = SystemTime::now();
     let mut issued = BTreeMap::new();
     let mut errors = Vec::new();

@@ -95,7 +95,6 @@ fn job(host: &str, ca: &str, leaves: &Authority) -> HostJob {
             cert_dirs: Vec::new(),
             audit: None,
             let_through: Vec::new(),
-            reads_facts: false,
         },
     }
 }
