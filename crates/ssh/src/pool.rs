@@ -44,21 +44,4 @@ impl SessionPool {
     pub(crate) fn take(&self, target: &Target) -> Option<Session> {
         self.lock().remove(target).filter(|s| !s.is_closed())
     }
-
-    /// Sessions parked now.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Closes every parked session (those a run did not come back for).
-    pub async fn close_all(&self) {
-        let sessions: Vec<Session> = self.lock().drain().map(|(_, s)| s).collect();
-        for session in sessions {
-            session.close().await;
-        }
-    }
 }

@@ -19,7 +19,7 @@ const CERTIFICATES: [CertRole; 3] = [CertRole::Ca, CertRole::ServerCert, CertRol
 
 #[derive(Subcommand)]
 pub enum CertsCommand {
-    /// Validate every host's certificate set (no SSH): parse, key match, chain, SAN, usage, dates.
+    /// Validate every host's certificate set (no SSH, unless names come from facts): parse, key match, chain, SAN, usage, dates.
     Check {
         /// Warn about certificates expiring within this many days.
         #[arg(long, default_value_t = DEFAULT_WARN_DAYS)]
