@@ -22,7 +22,7 @@ const EXIT_INPUT: u8 = 2;
 #[derive(Parser)]
 #[command(
     name = "virtfleet",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("VIRTFLEET_REVISION"), ")"),
     about = "Roll out and rotate libvirt TLS + SASL on Kolla compute hosts over SSH"
 )]
 struct Cli {
@@ -55,10 +55,33 @@ enum Command {
         #[command(subcommand)]
         command: certs::CertsCommand,
     },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) for this command line.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), made from this command line's own definition.
+    Manpage,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Made from the definition above, so they never disagree with the binary.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "virtfleet", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Manpage => {
+            let command = <Cli as clap::CommandFactory>::command();
+            return match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,6 +106,8 @@ fn main() -> ExitCode {
             Command::Certs { command } => certs::run(global, command).await,
             Command::Rotate(args) => rotate::run(global, args).await,
             Command::Audit(args) => audit::run(global, args).await,
+            // Answered above, before any runtime.
+            Command::Completions { .. } | Command::Manpage => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

@@ -1,0 +1,52 @@
+//! The man page and completions come from the binary's own command-line definition: every
+//! subcommand is in them, and `--version` names the revision.
+
+use std::process::Command;
+
+const SUBCOMMANDS: [&str; 8] = [
+    "deploy",
+    "reconfigure",
+    "genconfig",
+    "check",
+    "audit",
+    "rotate",
+    "certs",
+    "completions",
+];
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_virtfleet"))
+        .args(args)
+        .output()
+        .expect("virtfleet runs");
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+#[test]
+fn man_page_and_completions_name_every_subcommand() {
+    let man = run(&["manpage"]);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH virtfleet 1"),
+        "{man}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let completions = run(&["completions", shell]);
+        for sub in SUBCOMMANDS {
+            assert!(completions.contains(sub), "{shell}: no {sub}");
+            assert!(man.contains(sub), "man page: no {sub}");
+        }
+        assert!(completions.contains("limit"), "{shell}: no --limit");
+    }
+}
+
+#[test]
+fn version_names_the_revision() {
+    let version = run(&["--version"]);
+    let (_, revision) = version
+        .trim()
+        .split_once(" (")
+        .unwrap_or_else(|| panic!("{version}"));
+    assert!(revision.ends_with(')'), "{version}");
+    assert!(revision.len() > 2, "{version}");
+}
