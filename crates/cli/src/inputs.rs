@@ -561,22 +561,21 @@ impl Inputs {
         let mut clashes = Vec::new();
         let mut claimed: BTreeMap<String, String> = BTreeMap::new();
         for &(host, tls) in identities {
-            let host = &host.to_string();
             for (what, value) in [
                 ("migration_hostname", &tls.server_name),
                 ("migration_interface_address", &tls.address),
             ] {
                 let other = owner
                     .get(value)
-                    .filter(|o| *o != host)
-                    .or_else(|| claimed.get(value).filter(|o| *o != host));
+                    .filter(|o| o.as_str() != host)
+                    .or_else(|| claimed.get(value).filter(|o| o.as_str() != host));
                 match other {
                     Some(other) => clashes.push(format!(
                         "host {host}: its {what} {value:?} is host {other}'s; each host's name \
                          and address must be its own (a host's facts say what it reports)"
                     )),
                     None => {
-                        claimed.insert(value.clone(), host.clone());
+                        claimed.insert(value.clone(), host.to_string());
                     }
                 }
             }

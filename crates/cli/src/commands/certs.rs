@@ -318,23 +318,25 @@ async fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCo
     let ca_key = read(&dir.join(&spec.ca_key))?;
     parse_certs(ca_cert.as_bytes())
         .map_err(|e| InputErrors(vec![format!("{}: {e}", ca_path.display())]))?;
-    // Never sign one host's name or address for another (a host's facts are its own word).
-    let mut identities = Vec::new();
-    for host in &inputs.hosts {
-        if let (_, Some(tls)) = inputs.tls(host)? {
-            identities.push((host.clone(), tls));
-        }
-    }
-    let pairs: Vec<(&str, &TlsPlan)> = identities.iter().map(|(h, t)| (h.as_str(), t)).collect();
-    let clashes = inputs.clashes(&pairs);
+    // Each host's directories and TLS identity, resolved once: checked together first, never
+    // signing one host's name or address for another (a host's facts are its own word).
+    let resolved = inputs
+        .hosts
+        .iter()
+        .map(|host| Ok((host, inputs.tls(host)?)))
+        .collect::<Result<Vec<_>, InputErrors>>()?;
+    let identities: Vec<(&str, &TlsPlan)> = resolved
+        .iter()
+        .filter_map(|(host, (_, tls))| Some((host.as_str(), tls.as_ref()?)))
+        .collect();
+    let clashes = inputs.clashes(&identities);
     if !clashes.is_empty() {
         return Err(InputErrors(clashes));
     }
     let now = SystemTime::now();
     let mut issued = BTreeMap::new();
     let mut errors = Vec::new();
-    for host in &inputs.hosts {
-        let (dirs, tls) = inputs.tls(host)?;
+    for (host, (dirs, tls)) in resolved {
         let (Some(host_dir), Some(tls)) = (dirs.first(), tls) else {
             errors.push(format!(
                 "{host}: TLS is off for this host; nothing to issue"
