@@ -56,6 +56,29 @@ fn libvirtd_binds_the_migration_interface_address_from_facts_not_ansible_host() 
         describe(&peer)
     );
 
+    // A run with nothing to do: the facts come in the probe's round trip, one remote
+    // command per host in all.
+    let before: Vec<usize> = HOSTS
+        .iter()
+        .map(|h| fleet.host(h).sessions_started())
+        .collect();
+    let (out, report) = fleet.run_report(&["deploy"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for (name, before) in HOSTS.iter().zip(before) {
+        assert_eq!(
+            host_report(&report, name)["status"],
+            "ok",
+            "{}",
+            describe(&out)
+        );
+        let after = fleet.host(name).sessions_started();
+        assert_eq!(
+            after - before,
+            1,
+            "{name}: remote commands in a noop deploy"
+        );
+    }
+
     // The certificates virtfleet issued carry the address the host's facts gave.
     let cert = std::fs::read(fleet.host_cert_dir("compute02").join("servercert.pem")).unwrap();
     let info = &virtfleet_pki::parse_certs(&cert).unwrap()[0];

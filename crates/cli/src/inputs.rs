@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use virtfleet_engine::{HostJob, HostReport, Status};
+use virtfleet_engine::facts::{Gathered, Probed};
+use virtfleet_engine::{EngineError, HostJob, HostReport, Status};
 use virtfleet_inventory::{load_inventory, load_vars_file, merge, parse_bool, Inventory, Vars};
 use virtfleet_pki::{validate_host, CertFile, Finding, HostCerts, Role};
 use virtfleet_plan::{load_playbook, plan_host, CertRole, PlanInput, Playbook, TlsPlan};
@@ -120,14 +122,14 @@ pub async fn prepare(global: &GlobalArgs) -> Result<Prepared, InputErrors> {
     let mut errors = Vec::new();
     for (_, outcome) in inputs.plan_each(&failed, &user) {
         match outcome {
-            Ok(job) => needing.push(job.target),
+            Ok(job) => needing.push(job),
             Err(e) => errors.push(e),
         }
     }
     if !errors.is_empty() {
         return Err(InputErrors(errors));
     }
-    let not_reached = inputs.gather_facts(global, needing).await;
+    let not_reached = inputs.gather_facts_with_probe(global, needing).await;
     let reached: Vec<String> = failed
         .into_iter()
         .filter(|h| !not_reached.contains_key(h))
@@ -174,6 +176,8 @@ pub struct Inputs {
     pub fleet_client_dns: Vec<String>,
     /// Each host's facts (`ansible_facts`), for the hosts whose variables read them.
     pub facts: BTreeMap<String, serde_json::Value>,
+    /// The probes read with those facts.
+    probed: BTreeMap<String, Arc<Probed>>,
 }
 
 impl Inputs {
@@ -222,6 +226,7 @@ impl Inputs {
             extra_vars,
             fleet_client_dns: Vec::new(),
             facts: BTreeMap::new(),
+            probed: BTreeMap::new(),
         };
         inputs.fleet_client_dns = inputs.client_dns(&group)?;
         Ok(inputs)
@@ -357,16 +362,50 @@ impl Inputs {
     /// the connection stays open for the rest of the run). A host that cannot be reached
     /// is dropped from [`Inputs::hosts`] and returned.
     pub async fn gather_facts(&mut self, global: &GlobalArgs, targets: Vec<Target>) -> NotReached {
-        let mut unreachable = NotReached::new();
         if targets.is_empty() {
-            return unreachable;
+            return NotReached::new();
         }
         let forks = global.forks(targets.len());
         let gathered = virtfleet_engine::facts::gather(targets, &global.ssh_options(), forks).await;
-        for (host, facts) in gathered {
-            match facts {
-                Ok(facts) => {
-                    self.facts.insert(host, facts);
+        self.keep_facts(gathered.into_iter().map(|(host, facts)| {
+            let gathered = facts.map(|facts| Gathered {
+                facts,
+                probed: None,
+            });
+            (host, gathered)
+        }))
+    }
+
+    /// [`Inputs::gather_facts`] for hosts planned on stand-in facts, each with its probe in
+    /// the same round trip (kept for the converge's first batch: no second round trip).
+    async fn gather_facts_with_probe(
+        &mut self,
+        global: &GlobalArgs,
+        jobs: Vec<HostJob>,
+    ) -> NotReached {
+        if jobs.is_empty() {
+            return NotReached::new();
+        }
+        let forks = global.forks(jobs.len());
+        let ssh = global.ssh_options();
+        let gathered = virtfleet_engine::facts::gather_with_probe(jobs, &ssh, forks).await;
+        self.keep_facts(gathered)
+    }
+
+    /// Records gathered facts (and probes); returns the hosts that could not be read,
+    /// dropped from [`Inputs::hosts`].
+    fn keep_facts(
+        &mut self,
+        gathered: impl IntoIterator<Item = (String, Result<Gathered, EngineError>)>,
+    ) -> NotReached {
+        let mut unreachable = NotReached::new();
+        for (host, gathered) in gathered {
+            match gathered {
+                Ok(Gathered { facts, probed }) => {
+                    self.facts.insert(host.clone(), facts);
+                    if let Some(probed) = probed {
+                        self.probed.insert(host, probed);
+                    }
                 }
                 Err(e) => {
                     self.facts.remove(&host);
@@ -529,7 +568,12 @@ impl Inputs {
             // globals.yml: keep only what messages may want, the connection settings.
             let mut plan = plan;
             plan.vars.retain(|name, _| name.starts_with("ansible_"));
-            Ok(HostJob { target, plan })
+            let probed = self.probed.get(host).cloned();
+            Ok(HostJob {
+                target,
+                plan,
+                probed,
+            })
         });
         hosts.iter().cloned().zip(outcomes).collect()
     }

@@ -9,7 +9,9 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
 use virtfleet_ssh::{ClientOptions, Session, Target};
 
-use crate::{remote, script, wire::Tag, EngineError};
+use crate::converge::probe_script;
+use crate::script::Script;
+use crate::{remote, script, wire::Tag, EngineError, HostJob};
 
 /// Most bytes of facts a host may answer with (a host with 1,000 interfaces and addresses
 /// answers with about 150 kB).
@@ -25,38 +27,116 @@ pub async fn gather(
     ssh: &ClientOptions,
     forks: usize,
 ) -> BTreeMap<String, Result<Value, EngineError>> {
+    let asks = targets.into_iter().map(Ask::Facts).collect();
+    gather_all(asks, ssh, forks)
+        .await
+        .into_iter()
+        .map(|(host, gathered)| (host, gathered.map(|g| g.facts)))
+        .collect()
+}
+
+/// [`gather`], each host's probe riding along in the same round trip: `jobs` are planned on
+/// stand-in facts, whose paths, markers and containers are what the real plan has too (the
+/// converge checks: its own probe script must be the same, or it probes again).
+pub async fn gather_with_probe(
+    jobs: Vec<HostJob>,
+    ssh: &ClientOptions,
+    forks: usize,
+) -> BTreeMap<String, Result<Gathered, EngineError>> {
+    let asks = jobs
+        .into_iter()
+        .map(|job| Ask::WithProbe(Box::new(job)))
+        .collect();
+    gather_all(asks, ssh, forks).await
+}
+
+/// A host's facts, and the probe that came with them.
+pub struct Gathered {
+    pub facts: Value,
+    pub probed: Option<Arc<Probed>>,
+}
+
+/// A probe answered in the facts round trip: the probe script as the converge builds it and
+/// the host's answer. Only as fresh as the moment it was read: the rollout hands it on to
+/// the run's first batch only.
+pub struct Probed {
+    pub(crate) script: Script,
+    pub(crate) output: Vec<u8>,
+}
+
+enum Ask {
+    Facts(Target),
+    WithProbe(Box<HostJob>),
+}
+
+impl Ask {
+    fn target(&self) -> &Target {
+        match self {
+            Ask::Facts(target) => target,
+            Ask::WithProbe(job) => &job.target,
+        }
+    }
+}
+
+async fn gather_all(
+    asks: Vec<Ask>,
+    ssh: &ClientOptions,
+    forks: usize,
+) -> BTreeMap<String, Result<Gathered, EngineError>> {
     let permits = Arc::new(Semaphore::new(forks.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for target in targets {
+    for ask in asks {
         let permits = permits.clone();
         let ssh = ssh.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let facts = gather_one(&target, &ssh).await;
-            (target.label, facts)
+            let gathered = gather_one(&ask, &ssh).await;
+            (ask.target().label.clone(), gathered)
         });
     }
-    let mut facts = BTreeMap::new();
+    let mut gathered = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         if let Ok((host, result)) = joined {
-            facts.insert(host, result);
+            gathered.insert(host, result);
         }
     }
-    facts
+    gathered
 }
 
-async fn gather_one(target: &Target, ssh: &ClientOptions) -> Result<Value, EngineError> {
+async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineError> {
+    let target = ask.target();
     let session = Session::connect(target, ssh).await?;
-    let out = remote::exec(&session, "gather facts", &script::facts(), None).await;
+    let script = match ask {
+        Ask::Facts(_) => script::facts(),
+        Ask::WithProbe(job) => probe_script(job, false, true),
+    };
+    let out = remote::exec(&session, "gather facts", &script, None).await;
     session.park(target, ssh);
     let out = out?;
+    let text = String::from_utf8_lossy(&out);
     // A host's own answer: bounded before it is parsed and copied into every plan.
-    if out.len() > MAX_FACTS_BYTES {
+    if facts_bytes(&text) > MAX_FACTS_BYTES {
         return Err(EngineError::Garbled(format!(
             "gather facts: more than {MAX_FACTS_BYTES} bytes"
         )));
     }
-    parse(&String::from_utf8_lossy(&out)).ok_or_else(|| EngineError::Garbled("gather facts".into()))
+    let facts = parse(&text).ok_or_else(|| EngineError::Garbled("gather facts".into()))?;
+    let probed = match ask {
+        Ask::Facts(_) => None,
+        Ask::WithProbe(job) => Some(Arc::new(Probed {
+            script: probe_script(job, false, false),
+            output: out,
+        })),
+    };
+    Ok(Gathered { facts, probed })
+}
+
+/// The bytes of the facts' own lines in a script's output (a probe's lines are not facts).
+fn facts_bytes(out: &str) -> usize {
+    out.lines()
+        .filter(|line| Tag::Nodename.strip(line).is_some() || parse_address_line(line).is_some())
+        .map(|line| line.len() + 1)
+        .sum()
 }
 
 /// `ansible_facts` from the facts script's output: `nodename`, `interfaces` (names as the

@@ -28,6 +28,9 @@ pub use error::EngineError;
 pub struct HostJob {
     pub target: Target,
     pub plan: HostPlan,
+    /// The host's probe, read in its facts round trip ([`facts::gather_with_probe`]); used
+    /// instead of probing again when the plan's probe is the same script.
+    pub probed: Option<Arc<facts::Probed>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -212,6 +212,7 @@ impl LabHost {
              UseDNS no\n\
              PrintMotd no\n\
              MaxStartups 500:30:1000\n\
+             LogLevel VERBOSE\n\
              Subsystem sftp /usr/lib/openssh/sftp-server\n",
             addr = self.address
         )
@@ -237,6 +238,20 @@ impl LabHost {
         Ok(())
     }
 
+    fn sshd_log(&self) -> PathBuf {
+        self.dir.join("sshd.log")
+    }
+
+    /// How many sessions (exec channels: one per remote command) sshd has started on this
+    /// host, from its log: tests count round trips with it.
+    pub fn sessions_started(&self) -> usize {
+        fs::read_to_string(self.sshd_log())
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("Starting session:"))
+            .count()
+    }
+
     pub fn sshd_pid(&self) -> Option<i32> {
         fs::read_to_string(self.dir.join("sshd.pid"))
             .ok()?
@@ -251,7 +266,9 @@ impl LabHost {
         run(self
             .command("/usr/sbin/sshd")
             .arg("-f")
-            .arg(self.dir.join("sshd_config")))?;
+            .arg(self.dir.join("sshd_config"))
+            .arg("-E")
+            .arg(self.sshd_log()))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.sshd_pid().is_some_and(sys::alive) {

@@ -169,11 +169,20 @@ impl<'a> Rollout<'a> {
                 }
                 continue;
             }
+            let fresh = self.batches_run == 0;
             let batch: Vec<HostJob> = entries
                 .iter()
                 .filter_map(|e| match e {
                     Entry::Job(job) => Some(HostJob::clone(job)),
                     Entry::Failed { .. } => None,
+                })
+                .map(|mut job| {
+                    // A probe read with the facts is only as fresh as that moment: later
+                    // batches (after pauses, peers' restarts) probe again.
+                    if !fresh {
+                        job.probed = None;
+                    }
+                    job
                 })
                 .collect();
             let batch = &batch[..];

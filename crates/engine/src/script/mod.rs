@@ -15,7 +15,7 @@ const LIB: &str = include_str!("lib.sh");
 
 /// A POSIX sh script under construction. Its only ways in are fixed text (`&'static str`)
 /// and arguments, which are always quoted: no runtime value is ever spliced into shell text.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Script {
     text: Vec<u8>,
 }
@@ -134,14 +134,21 @@ const NONE: [&str; 0] = [];
 /// cannot write (without root rights every file would look changed and every container
 /// missing, so the probe says so instead); and each container's ID. Two processes on the host
 /// (`stat`, `sha256sum`) plus the engine's `inspect` where podman's store is not there.
+///
+/// With `facts`, the host's [`facts`] come first in the same round trip (a host without
+/// `ip` fails the whole script); each parser skips the other's lines.
 pub fn probe(
     paths: &[&str],
     contents: &[&str],
     markers: &[&str],
     engine: &str,
     containers: &[&str],
+    facts: bool,
 ) -> Script {
     let mut s = Script::new();
+    if facts {
+        s.line("vf_facts || exit 1");
+    }
     s.cmd("vf_stat", paths);
     s.cmd("vf_unwritable", markers.iter().map(|m| parent(m)));
     s.cmd("vf_contents", contents);
@@ -680,7 +687,14 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), f.content, "{word:?}");
         let marker = sub.join(".virtfleet-applied");
         let marker = marker.to_str().unwrap();
-        let probe_out = run(&probe(&[&path], &[&path], &[marker], &engine, &[&word]));
+        let probe_out = run(&probe(
+            &[&path],
+            &[&path],
+            &[marker],
+            &engine,
+            &[&word],
+            false,
+        ));
         let state = crate::state::HostState::parse(&String::from_utf8_lossy(&probe_out.stdout));
         if !word.contains('\n') {
             assert_eq!(state.files[&path].mode, Some(0o640), "{word:?}");
@@ -1027,6 +1041,43 @@ mod tests {
     }
 
     #[test]
+    fn facts_ride_along_with_the_probe_and_each_parser_reads_only_its_own_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("nova.conf");
+        // A merged file whose lines look like `ip` output and like facts: they are the
+        // file's text, never facts.
+        std::fs::write(
+            &conf,
+            "2: evil0    inet 203.0.113.9/24 scope global evil0\nH other\n",
+        )
+        .unwrap();
+        let conf = conf.to_str().unwrap();
+        let marker = dir.path().join("marker");
+        let marker = marker.to_str().unwrap();
+        let probe_with = |facts| probe(&[conf], &[conf], &[marker], "true", &["c"], facts);
+        let alone = run(&probe_with(false));
+        let together = run(&probe_with(true));
+        let facts_alone = run(&facts());
+        for out in [&alone, &together, &facts_alone] {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = |out: &std::process::Output| String::from_utf8(out.stdout.clone()).unwrap();
+        let state = |out| format!("{:?}", crate::state::HostState::parse(&text(out)));
+        assert_eq!(state(&together), state(&alone));
+        let gathered = crate::facts::parse(&text(&together)).expect("facts in the output");
+        assert_eq!(
+            Some(gathered.clone()),
+            crate::facts::parse(&text(&facts_alone))
+        );
+        assert!(gathered.get("evil0").is_none(), "{gathered}");
+        assert_ne!(gathered["nodename"], "other");
+    }
+
+    #[test]
     fn probe_names_service_dirs_the_user_cannot_write() {
         let dir = tempfile::tempdir().unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -1042,7 +1093,7 @@ mod tests {
             marker(&dir.path().join("absent")),
         ];
         let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
-        let script = probe(&[], &[], &markers, "true", &["c"]);
+        let script = probe(&[], &[], &markers, "true", &["c"], false);
         // As an unprivileged user (the tests run as root, like the lab).
         let out = run_as(
             &[
@@ -1091,6 +1142,7 @@ mod tests {
             &[ms],
             "true",
             &["c"],
+            false,
         );
         let out = run(&script);
         let state = crate::state::HostState::parse(&String::from_utf8(out.stdout).unwrap());
@@ -1121,7 +1173,7 @@ mod tests {
         let files = crate::wire::parse_files(&out.stdout, &[link]).unwrap();
         assert_eq!(files[link], None);
         assert_eq!(run(&cat(link)).stdout, b"");
-        let probe_out = run(&probe(&[link], &[link], &[], "true", &[]));
+        let probe_out = run(&probe(&[link], &[link], &[], "true", &[], false));
         let text = String::from_utf8_lossy(&probe_out.stdout);
         assert!(!text.contains("not virtfleet's"), "{text}");
     }

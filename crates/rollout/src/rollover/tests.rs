@@ -85,6 +85,7 @@ fn job(host: &str, ca: &str, leaves: &Authority) -> HostJob {
         leaf("other", CertRole::ClientKey),
     ];
     HostJob {
+        probed: None,
         target: Target::new(host, "127.0.0.1", "root"),
         plan: HostPlan {
             host: host.into(),
