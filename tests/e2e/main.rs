@@ -8,6 +8,7 @@ mod authorize;
 mod bad_input;
 mod certs;
 mod changes;
+mod coexist;
 mod deploy;
 mod engines;
 mod facts;

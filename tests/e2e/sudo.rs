@@ -49,12 +49,12 @@ fn a_sudo_user_deploys_tls_sasl_and_a_rerun_changes_nothing() {
         let r = host_report(&report, host);
         assert_eq!(r["status"], "changed", "{host}: {r}");
         assert_eq!(strings(&r["restarted"]), ["nova_libvirt", "nova_compute"]);
-        // Written as root, as Kolla's become writes them.
+        // Written as root, as Kolla's become writes them, with Kolla's modes.
         let owners = fleet.sh(
             host,
             "stat -c '%U %a' /etc/kolla/nova-libvirt/serverkey.pem /etc/kolla/nova-compute/nova.conf",
         );
-        assert_eq!(owners, "root 600\nroot 600\n", "{host}");
+        assert_eq!(owners, "root 600\nroot 660\n", "{host}");
     }
     // The SASL user was created through sudo too: a peer gets in with credentials only.
     let with = fleet.peer_virsh("compute02", "qemu+tls://compute01/system", true);

@@ -5,7 +5,9 @@ use virtfleet_plan::{redact, DesiredFile, ServicePlan};
 use virtfleet_ssh::{ClientOptions, Session};
 
 use crate::script::{self, MarkerWrite, Readiness, Script};
-use crate::state::{decide, Action, Decision, EngineProblem, FileKind, HostState, Marker};
+use crate::state::{
+    decide, needs_start_times, Action, Decision, EngineProblem, FileKind, HostState, Marker,
+};
 use crate::{
     remote, Applied, ApplyOptions, EngineError, Event, HostJob, HostReport, Mode, Outcome, Phase,
     Status, BACKUP_SUFFIX,
@@ -108,7 +110,7 @@ impl Converger<'_> {
         applied: &mut Applied,
     ) -> Result<(), EngineError> {
         self.progress.phase(Phase::Probe);
-        let state = self.probe().await?;
+        let mut state = self.probe().await?;
         let target = &self.job.target;
         let who = || match target.sudo_user() {
             Some(user) => format!("{user} (via sudo)"),
@@ -151,6 +153,22 @@ impl Converger<'_> {
                 "removed {stale} backup(s) left by an interrupted rotation"
             ));
         }
+        // Services kolla-ansible applied (no marker, the desired content on the host): did
+        // their containers start after those files were written? One more round trip, once.
+        let unknown: Vec<&ServicePlan> = services
+            .iter()
+            .filter(|s| needs_start_times(s, &state))
+            .collect();
+        if !unknown.is_empty() {
+            let containers: Vec<&str> = unknown.iter().map(|s| s.name.as_str()).collect();
+            let files: Vec<&str> = unknown
+                .iter()
+                .flat_map(|s| s.files.iter().map(|f| f.path.as_str()))
+                .collect();
+            let script = script::start_times(engine, &containers, &files);
+            let out = self.exec("read start times", &script).await?;
+            state.add_start_times(&String::from_utf8_lossy(&out));
+        }
         let decisions: Vec<Decision> = services
             .iter()
             .map(|s| {
@@ -175,7 +193,7 @@ impl Converger<'_> {
                 match d.action {
                     Action::Restart => report.restarted.push(d.service.clone()),
                     Action::Reload => report.reloaded.push(d.service.clone()),
-                    Action::Nothing => {}
+                    Action::Adopt | Action::Nothing => {}
                 }
             }
             if diff {
@@ -225,6 +243,10 @@ impl Converger<'_> {
                     report.reloaded.push(service.name.clone());
                     continue;
                 }
+            } else if decision.action == Action::Adopt {
+                self.progress.phase(Phase::Mark);
+                self.after_restart(service, Some(&marker), true).await?;
+                continue;
             } else if decision.action == Action::Nothing {
                 continue;
             }
@@ -274,6 +296,26 @@ impl Converger<'_> {
         );
         self.exec(&format!("restart {}", service.name), &restart)
             .await?;
+        self.after_restart(service, marker, false).await
+    }
+
+    /// The playbook's post-restart steps (e.g. the SASL user), the marker written with the
+    /// last; `mark_alone`: write the marker even when there are no steps.
+    async fn after_restart(
+        &self,
+        service: &ServicePlan,
+        marker: Option<&MarkerWrite<'_>>,
+        mark_alone: bool,
+    ) -> Result<(), EngineError> {
+        let engine = self.job.plan.container_engine.as_str();
+        let last_step = service.after_restart.len();
+        if last_step == 0 && mark_alone {
+            let command = script::exec_in(engine, &service.name, &[], marker);
+            return self
+                .exec("write the applied marker", &command)
+                .await
+                .map(drop);
+        }
         for (i, step) in service.after_restart.iter().enumerate() {
             let last = i + 1 == last_step;
             if last && marker.is_some() {

@@ -4,6 +4,7 @@
 //! progress output. Knows nothing about libvirt: services, readiness checks, post-restart
 //! steps and live reloads all come from the plan. Only `script` writes shell.
 
+mod clock;
 mod converge;
 mod error;
 pub mod facts;

@@ -110,6 +110,10 @@ pub struct HostState {
     pub contents: BTreeMap<String, String>,
     /// Set when the container engine could not tell which containers exist.
     pub engine_problem: Option<EngineProblem>,
+    /// When each container was last started and each file last written (seconds since the
+    /// epoch): read only for services never applied by virtfleet ([`needs_start_times`]).
+    pub started: BTreeMap<String, i64>,
+    pub mtimes: BTreeMap<String, i64>,
 }
 
 /// Why the container engine could not say which containers exist.
@@ -200,6 +204,34 @@ impl HostState {
         state
     }
 
+    /// Adds what [`crate::script::start_times`] printed.
+    pub fn add_start_times(&mut self, output: &str) {
+        for line in output.lines() {
+            if let Some(rest) = Tag::Started.strip(line) {
+                // `<name> <StartedAt as the engine prints it>`; docker names start with `/`.
+                if let Some((name, at)) = rest.split_once(' ') {
+                    if let Some(at) = crate::clock::parse_engine_time(at) {
+                        self.started
+                            .insert(name.trim_start_matches('/').to_string(), at);
+                    }
+                }
+            } else if let Some(rest) = Tag::Mtime.strip(line) {
+                if let Some((at, path)) = rest.split_once(' ') {
+                    if let Ok(at) = at.parse() {
+                        self.mtimes.insert(path.to_string(), at);
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when the host holds `file`'s content (mode and owner aside).
+    fn holds_content(&self, file: &DesiredFile) -> bool {
+        self.files.get(&file.path).is_some_and(|have| {
+            have.kind == Some(FileKind::File) && have.sha256.as_deref() == Some(&file.sha256)
+        })
+    }
+
     /// True when the host already holds `file` exactly as desired.
     pub fn matches(&self, file: &DesiredFile) -> bool {
         let Some(have) = self.files.get(&file.path) else {
@@ -234,6 +266,10 @@ fn containers_from_store(json: &str) -> Vec<(String, String)> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Nothing,
+    /// Never applied by virtfleet, yet the host holds the desired content and the container
+    /// started after those files were written (kolla-ansible applied them): record them and
+    /// run the post-restart steps, restart nothing.
+    Adopt,
     /// Apply the changed files live (the playbook's reload commands); restart if that fails.
     Reload,
     Restart,
@@ -267,10 +303,15 @@ pub fn decide(service: &ServicePlan, state: &HostState) -> Result<Decision, Stri
         reason,
     };
     let Some(marker) = state.markers.get(&service.marker_path) else {
-        return Ok(decision(
-            Action::Restart,
-            "never applied by virtfleet".into(),
-        ));
+        return Ok(match started_after_its_files(service, state) {
+            Some(true) => decision(
+                Action::Adopt,
+                "never applied by virtfleet; the container started after its files, which \
+                 hold the desired content: adopted without a restart"
+                    .into(),
+            ),
+            _ => decision(Action::Restart, "never applied by virtfleet".into()),
+        });
     };
     if &marker.container_id != container_id {
         return Ok(decision(
@@ -289,9 +330,11 @@ pub fn decide(service: &ServicePlan, state: &HostState) -> Result<Decision, Stri
         })
         .map(|(path, _)| path)
         .collect();
+    // Content only: a container takes its files' bytes (a mode change is pushed, not
+    // restarted for).
     let pending: BTreeSet<&String> = applied
         .iter()
-        .filter(|(path, want)| marker.files.get(*path) != Some(want))
+        .filter(|(path, (sha, _))| marker.files.get(*path).map(|(have, _)| have) != Some(sha))
         .map(|(path, _)| path)
         .chain(marker.files.keys().filter(|p| !applied.contains_key(*p)))
         .chain(rewritten.iter().copied())
@@ -322,6 +365,34 @@ pub fn decide(service: &ServicePlan, state: &HostState) -> Result<Decision, Stri
     } else {
         Ok(decision(Action::Restart, format!("changed: {reason}")))
     }
+}
+
+/// For a service never applied by virtfleet whose files all hold the desired content: did
+/// its container start after the newest of them was written? None when that is not the case
+/// to ask, or the start times were not read.
+fn started_after_its_files(service: &ServicePlan, state: &HostState) -> Option<bool> {
+    if !service.files.iter().all(|f| state.holds_content(f)) {
+        return None;
+    }
+    let started = *state.started.get(&service.name)?;
+    let newest = service
+        .files
+        .iter()
+        .map(|f| state.mtimes.get(&f.path).copied())
+        .collect::<Option<Vec<i64>>>()?
+        .into_iter()
+        .max()?;
+    // Whole seconds on the file side: a start in the same second is not known to be later.
+    Some(started > newest)
+}
+
+/// True when [`decide`] could adopt `service` if it knew when its container started and its
+/// files were written ([`crate::script::start_times`], one more round trip).
+pub fn needs_start_times(service: &ServicePlan, state: &HostState) -> bool {
+    !state.markers.contains_key(&service.marker_path)
+        && !state.started.contains_key(&service.name)
+        && !service.files.is_empty()
+        && service.files.iter().all(|f| state.holds_content(f))
 }
 
 #[cfg(test)]
@@ -438,6 +509,58 @@ mod tests {
         let new = service(vec![file("/k/svc/a", "new")], &[]);
         let d = decide(&new, &host_with(&new, Some(&old), "c1")).unwrap();
         assert_eq!((d.push.len(), d.action), (0, Action::Restart));
+    }
+
+    #[test]
+    fn files_kolla_applied_are_adopted_only_when_the_container_started_after_them() {
+        let svc = service(vec![file("/k/svc/a", "aa"), file("/k/svc/b", "bb")], &[]);
+        let mut host = host_with(&svc, None, "c1");
+        // Not known yet: ask, and restart until told otherwise.
+        assert!(needs_start_times(&svc, &host));
+        assert_eq!(decide(&svc, &host).unwrap().action, Action::Restart);
+        host.add_start_times(
+            "T /svc 2026-12-02T01:23:46.5Z\nY 1796174625 /k/svc/a\nY 1796174600 /k/svc/b\n",
+        );
+        assert!(!needs_start_times(&svc, &host));
+        let d = decide(&svc, &host).unwrap();
+        assert_eq!((d.push.len(), d.action), (0, Action::Adopt), "{}", d.reason);
+        // Started in the same second as the newest file was written: not known to be later.
+        let mut same_second = host_with(&svc, None, "c1");
+        same_second.add_start_times(
+            "T svc 2026-12-02 01:23:45.9 +0000 UTC\nY 1796174625 /k/svc/a\nY 1 /k/svc/b\n",
+        );
+        assert_eq!(decide(&svc, &same_second).unwrap().action, Action::Restart);
+        // A file's time unknown, or a container never started: restart.
+        let mut unknown = host_with(&svc, None, "c1");
+        unknown.add_start_times("T svc 2026-12-02T01:23:46Z\nY 1 /k/svc/a\n");
+        assert_eq!(decide(&svc, &unknown).unwrap().action, Action::Restart);
+        let mut never = host_with(&svc, None, "c1");
+        never.add_start_times("T svc 0001-01-01T00:00:00Z\nY 1 /k/svc/a\nY 1 /k/svc/b\n");
+        assert_eq!(decide(&svc, &never).unwrap().action, Action::Restart);
+        // Other content on the host: pushed and restarted, nothing to ask.
+        let mut differs = host_with(&svc, None, "c1");
+        differs.files.get_mut("/k/svc/b").unwrap().sha256 = Some("other".into());
+        assert!(!needs_start_times(&svc, &differs));
+        differs.add_start_times("T svc 2026-12-02T01:23:46Z\nY 1 /k/svc/a\nY 1 /k/svc/b\n");
+        let d = decide(&svc, &differs).unwrap();
+        assert_eq!(
+            (d.push, d.action),
+            (vec!["/k/svc/b".to_string()], Action::Restart)
+        );
+    }
+
+    #[test]
+    fn a_mode_change_alone_is_pushed_without_a_restart() {
+        // Kolla's modes (0660) where the last apply wrote 0600: the bytes are the same.
+        let old = service(vec![file("/k/svc/a", "aa")], &[]);
+        let mut new = old.clone();
+        new.files[0].mode = 0o660;
+        let host = host_with(&old, Some(&old), "c1");
+        let d = decide(&new, &host).unwrap();
+        assert_eq!(
+            (d.push, d.action),
+            (vec!["/k/svc/a".to_string()], Action::Nothing)
+        );
     }
 
     #[test]

@@ -29,10 +29,14 @@ pub enum Tag {
     Absent,
     /// `<tag> <nodename>`: the host's `uname -n`.
     Nodename,
+    /// `<tag> <name> <StartedAt>`: when a container last started, as its engine prints it.
+    Started,
+    /// `<tag> <seconds since the epoch> <path>`: when a file was last written.
+    Mtime,
 }
 
 impl Tag {
-    pub const ALL: [Tag; 13] = [
+    pub const ALL: [Tag; 15] = [
         Tag::Stat,
         Tag::Unwritable,
         Tag::Content,
@@ -46,6 +50,8 @@ impl Tag {
         Tag::File,
         Tag::Absent,
         Tag::Nodename,
+        Tag::Started,
+        Tag::Mtime,
     ];
 
     /// What the line starts with (followed by one space).
@@ -64,6 +70,8 @@ impl Tag {
             Tag::File => "R",
             Tag::Absent => "A",
             Tag::Nodename => "H",
+            Tag::Started => "T",
+            Tag::Mtime => "Y",
         }
     }
 
@@ -83,6 +91,8 @@ impl Tag {
             Tag::File => "VF_T_FILE",
             Tag::Absent => "VF_T_ABSENT",
             Tag::Nodename => "VF_T_NODENAME",
+            Tag::Started => "VF_T_STARTED",
+            Tag::Mtime => "VF_T_MTIME",
         }
     }
 

@@ -307,6 +307,21 @@ vf_remove_backups() {
   for p; do rm -f -- "$p$vf_suffix" "$p$vf_suffix.absent"; done
 }
 
+# vf_started ENGINE CONTAINER...: when each container last started (one inspect; a missing
+# container prints nothing).
+vf_started() {
+  vf_engine=$1
+  shift
+  "$vf_engine" inspect --format "$VF_T_STARTED {{.Name}} {{.State.StartedAt}}" -- "$@" 2>/dev/null
+  return 0
+}
+
+# vf_mtimes FILE...: when each file was last written, in seconds since the epoch (one stat).
+vf_mtimes() {
+  stat -c "$VF_T_MTIME %Y %n" -- "$@" 2>/dev/null
+  return 0
+}
+
 # vf_restart ENGINE CONTAINER: restarts the container. Under heavy load podman can stop the
 # container and still fail the restart ("container state improper: stopped"), leaving the
 # service down: then stop (a no-op when stopped) and start it, and only if both fail report

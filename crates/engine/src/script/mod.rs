@@ -490,6 +490,15 @@ pub fn read_files(paths: &[&str]) -> Script {
     s
 }
 
+/// When each container last started and each file was last written (read only; asked only
+/// to adopt services kolla-ansible applied, see [`crate::state::Action::Adopt`]).
+pub fn start_times(engine: &str, containers: &[&str], files: &[&str]) -> Script {
+    let mut s = Script::new();
+    s.cmd("vf_started", [engine].iter().chain(containers));
+    s.cmd("vf_mtimes", files);
+    s
+}
+
 /// The host's facts ([`crate::facts`]): nodename and interface addresses, read only.
 pub fn facts() -> Script {
     let mut s = Script::new();
