@@ -239,8 +239,10 @@ fn tls_on_sasl_on() {
             "config.json"
         ]
     );
+    // Kolla's modes: certificates and keys 0600, configuration files 0660.
     for f in &service(&p, "nova_libvirt").files {
-        assert_eq!(f.mode, 0o600, "{}", f.path);
+        let want = if f.path.ends_with(".pem") { 0o600 } else { 0o660 };
+        assert_eq!(f.mode, want, "{}", f.path);
     }
 
     let (command, entries) = config_files(&p, "nova_libvirt");
