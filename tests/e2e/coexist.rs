@@ -130,11 +130,22 @@ fn a_host_kolla_deployed_is_adopted_without_a_byte_or_a_restart() {
         })
         .collect();
 
+    // `check` says so beforehand, and changes nothing.
+    let (out, report) = fleet.run_report(&["check"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in HOSTS {
+        let r = host_report(&report, host);
+        assert_eq!(strings(&r["adopted"]), CONTAINERS, "{host}: {r}");
+        assert!(strings(&r["restarted"]).is_empty(), "{host}: {r}");
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would adopt nova_libvirt, nova_compute"));
+
     let (out, report) = fleet.run_report(&["deploy"]);
     assert!(out.status.success(), "{}", describe(&out));
     for (host, (files_before, started_before)) in HOSTS.iter().zip(&before) {
         let r = host_report(&report, host);
         assert_eq!(r["status"], "ok", "{host}: {r}\n{}", describe(&out));
+        assert_eq!(strings(&r["adopted"]), CONTAINERS, "{host}: {r}");
         assert!(strings(&r["changed_files"]).is_empty(), "{host}: {r}");
         assert!(strings(&r["restarted"]).is_empty(), "{host}: {r}");
         assert_eq!(
@@ -168,8 +179,27 @@ fn a_host_kolla_deployed_is_adopted_without_a_byte_or_a_restart() {
     let (out, report) = fleet.run_report(&["deploy"]);
     assert!(out.status.success(), "{}", describe(&out));
     for host in HOSTS {
-        assert_eq!(host_report(&report, host)["status"], "ok", "{host}");
+        let r = host_report(&report, host);
+        assert_eq!(r["status"], "ok", "{host}");
+        assert!(strings(&r["adopted"]).is_empty(), "{host}: {r}");
     }
+}
+
+#[test]
+fn a_stopped_container_is_started_not_adopted() {
+    let fleet = Fleet::new(2, KOLLA_SAME_INPUTS, true);
+    seed_as_kolla(&fleet, None, true);
+    fleet.engine_sh("compute01", "stop nova_compute");
+    let (out, report) = fleet.run_report(&["deploy"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let r = host_report(&report, "compute01");
+    assert_eq!(strings(&r["adopted"]), ["nova_libvirt"], "{r}");
+    assert_eq!(strings(&r["restarted"]), ["nova_compute"], "{r}");
+    let running = fleet.engine_sh(
+        "compute01",
+        "inspect --format '{{.State.Running}}' nova_compute",
+    );
+    assert_eq!(running.trim(), "true");
 }
 
 #[test]

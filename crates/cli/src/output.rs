@@ -109,6 +109,19 @@ impl Progress {
             (Status::Changed, None) if self.verbosity > Verbosity::Quiet => {
                 Some(format!("{host}: changed ({})", what_changed(report)))
             }
+            // Taken over from kolla-ansible: worth saying even when nothing changed.
+            (Status::Ok, None)
+                if self.verbosity > Verbosity::Quiet && !report.adopted.is_empty() =>
+            {
+                let verb = match self.command == "check" {
+                    true => "would adopt",
+                    false => "adopted",
+                };
+                Some(format!(
+                    "{host}: ok ({verb} {} without a restart)",
+                    report.adopted.join(", ")
+                ))
+            }
             (Status::Ok, Some(_)) if self.verbosity == Verbosity::Verbose => {
                 Some(format!("{host}: already current"))
             }
@@ -233,21 +246,28 @@ fn phase_summary(phases: &BTreeMap<String, &'static str>) -> String {
 
 /// e.g. "3 files; reloaded <service>".
 fn what_changed(report: &HostReport) -> String {
-    what_happened(report, "restarted", "reloaded")
+    what_happened(report, false)
 }
 
 /// e.g. "3 files; would reload <service>": what a `check` found a deploy would do.
 fn what_would_change(report: &HostReport) -> String {
-    what_happened(report, "would restart", "would reload")
+    what_happened(report, true)
 }
 
-fn what_happened(report: &HostReport, restarted: &str, reloaded: &str) -> String {
+fn what_happened(report: &HostReport, would: bool) -> String {
     let mut parts = vec![format!("{} files", report.changed_files.len())];
-    if !report.restarted.is_empty() {
-        parts.push(format!("{restarted} {}", report.restarted.join(", ")));
-    }
-    if !report.reloaded.is_empty() {
-        parts.push(format!("{reloaded} {}", report.reloaded.join(", ")));
+    for (services, done) in [
+        (&report.restarted, "restarted"),
+        (&report.reloaded, "reloaded"),
+        (&report.adopted, "adopted"),
+    ] {
+        if !services.is_empty() {
+            let verb = match would {
+                true => format!("would {}", done.trim_end_matches("ed")),
+                false => done.to_string(),
+            };
+            parts.push(format!("{verb} {}", services.join(", ")));
+        }
     }
     parts.join("; ")
 }

@@ -193,7 +193,8 @@ impl Converger<'_> {
                 match d.action {
                     Action::Restart => report.restarted.push(d.service.clone()),
                     Action::Reload => report.reloaded.push(d.service.clone()),
-                    Action::Adopt | Action::Nothing => {}
+                    Action::Adopt => report.adopted.push(d.service.clone()),
+                    Action::Nothing => {}
                 }
             }
             if diff {
@@ -246,6 +247,7 @@ impl Converger<'_> {
             } else if decision.action == Action::Adopt {
                 self.progress.phase(Phase::Mark);
                 self.after_restart(service, Some(&marker), true).await?;
+                report.adopted.push(service.name.clone());
                 continue;
             } else if decision.action == Action::Nothing {
                 continue;
@@ -368,7 +370,8 @@ impl Converger<'_> {
         let probe = probe_script(self.job, self.apply.backup_suffix.is_some(), false);
         // The facts round trip may have carried this very probe moments ago.
         if let Some(probed) = self.job.probed.as_deref() {
-            if probed.script == probe {
+            let fresh = probed.at.elapsed() < crate::facts::PROBE_FRESH;
+            if fresh && probed.target == self.job.target && probed.script == probe {
                 return Ok(HostState::parse(&String::from_utf8_lossy(&probed.output)));
             }
         }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
@@ -56,13 +57,26 @@ pub struct Gathered {
     pub probed: Option<Arc<Probed>>,
 }
 
-/// A probe answered in the facts round trip: the probe script as the converge builds it and
-/// the host's answer. Only as fresh as the moment it was read: the rollout hands it on to
-/// the run's first batch only.
+/// A probe answered in the facts round trip: for whom, the probe script as the converge
+/// builds it, the host's answer and when it came. Only as fresh as that moment: the rollout
+/// hands it on to the run's first batch only, and the converge uses it only while it is
+/// younger than [`PROBE_FRESH`].
 pub struct Probed {
+    pub(crate) target: Target,
     pub(crate) script: Script,
     pub(crate) output: Vec<u8>,
+    pub(crate) at: Instant,
 }
+
+/// How long a probe read with the facts stands for the host's state: the planning between
+/// takes well under a second per host; a host that waits longer (for a fork slot behind
+/// slow restarts) probes again.
+pub(crate) const PROBE_FRESH: Duration = Duration::from_secs(30);
+
+/// The largest probe answer kept for later (a bigger one is parsed again when used: the
+/// converge probes anew), so that hosts answering with much cannot fill the workstation's
+/// memory for the rest of the run.
+const MAX_KEPT_PROBE: usize = 1 << 20;
 
 enum Ask {
     Facts(Target),
@@ -122,11 +136,13 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
     }
     let facts = parse(&text).ok_or_else(|| EngineError::Garbled("gather facts".into()))?;
     let probed = match ask {
-        Ask::Facts(_) => None,
-        Ask::WithProbe(job) => Some(Arc::new(Probed {
+        Ask::WithProbe(job) if out.len() <= MAX_KEPT_PROBE => Some(Arc::new(Probed {
+            target: job.target.clone(),
             script: probe_script(job, false, false),
             output: out,
+            at: Instant::now(),
         })),
+        _ => None,
     };
     Ok(Gathered { facts, probed })
 }

@@ -61,6 +61,9 @@ pub struct HostReport {
     pub restarted: Vec<String>,
     /// Services whose changed files were applied live, without a restart.
     pub reloaded: Vec<String>,
+    /// Services kolla-ansible (or anyone) had applied, taken over without a restart
+    /// ([`state::Action::Adopt`]); with `check`, those that would be.
+    pub adopted: Vec<String>,
     pub error: Option<String>,
     pub seconds: f64,
     /// Unified diffs of changed files, secrets redacted (check --diff only).
@@ -75,6 +78,7 @@ impl HostReport {
             changed_files: Vec::new(),
             restarted: Vec::new(),
             reloaded: Vec::new(),
+            adopted: Vec::new(),
             error: None,
             seconds: 0.0,
             diffs: Vec::new(),

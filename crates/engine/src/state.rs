@@ -110,10 +110,25 @@ pub struct HostState {
     pub contents: BTreeMap<String, String>,
     /// Set when the container engine could not tell which containers exist.
     pub engine_problem: Option<EngineProblem>,
-    /// When each container was last started and each file last written (seconds since the
-    /// epoch): read only for services never applied by virtfleet ([`needs_start_times`]).
-    pub started: BTreeMap<String, i64>,
-    pub mtimes: BTreeMap<String, i64>,
+    /// Each container's last start and each file's last change, by the host's clock: read
+    /// only for services never applied by virtfleet ([`needs_start_times`]).
+    pub started: BTreeMap<String, Started>,
+    /// path -> the later of mtime and ctime (seconds since the epoch).
+    pub changed_at: BTreeMap<String, i64>,
+    /// The host's clock when those were read.
+    pub now: Option<i64>,
+}
+
+/// A container's last start, from its engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub id: String,
+    pub running: bool,
+    /// Kolla copies the files into the container at creation only (`COPY_ONCE`): a start
+    /// after the files were written proves nothing.
+    pub copy_once: bool,
+    /// Seconds since the epoch.
+    pub at: i64,
 }
 
 /// Why the container engine could not say which containers exist.
@@ -208,19 +223,40 @@ impl HostState {
     pub fn add_start_times(&mut self, output: &str) {
         for line in output.lines() {
             if let Some(rest) = Tag::Started.strip(line) {
-                // `<name> <StartedAt as the engine prints it>`; docker names start with `/`.
-                if let Some((name, at)) = rest.split_once(' ') {
-                    if let Some(at) = crate::clock::parse_engine_time(at) {
-                        self.started
-                            .insert(name.trim_start_matches('/').to_string(), at);
-                    }
-                }
+                // `<name> <id> <running> s=<once|> <StartedAt ...>`; docker names start with `/`.
+                let mut fields = rest.splitn(5, ' ');
+                let (Some(name), Some(id), Some(running), Some(strategy), Some(at)) = (
+                    fields.next(),
+                    fields.next(),
+                    fields.next(),
+                    fields.next(),
+                    fields.next(),
+                ) else {
+                    continue;
+                };
+                let Some(at) = crate::clock::parse_engine_time(at) else {
+                    continue;
+                };
+                let started = Started {
+                    id: id.to_string(),
+                    running: running == "true",
+                    copy_once: strategy != "s=",
+                    at,
+                };
+                self.started
+                    .insert(name.trim_start_matches('/').to_string(), started);
             } else if let Some(rest) = Tag::Mtime.strip(line) {
-                if let Some((at, path)) = rest.split_once(' ') {
-                    if let Ok(at) = at.parse() {
-                        self.mtimes.insert(path.to_string(), at);
-                    }
+                let mut fields = rest.splitn(3, ' ');
+                let (Some(mtime), Some(ctime), Some(path)) =
+                    (fields.next(), fields.next(), fields.next())
+                else {
+                    continue;
+                };
+                if let (Ok(mtime), Ok(ctime)) = (mtime.parse::<i64>(), ctime.parse::<i64>()) {
+                    self.changed_at.insert(path.to_string(), mtime.max(ctime));
                 }
+            } else if let Some(now) = Tag::Now.strip(line) {
+                self.now = now.trim().parse().ok();
             }
         }
     }
@@ -241,6 +277,7 @@ impl HostState {
         have.kind == Some(FileKind::File)
             && have.sha256.as_deref() == Some(file.sha256.as_str())
             && have.mode == Some(file.mode)
+            && (!crate::script::shared_with_group(file) || have.group.as_deref() == Some("root"))
             && file
                 .owner
                 .as_ref()
@@ -374,16 +411,20 @@ fn started_after_its_files(service: &ServicePlan, state: &HostState) -> Option<b
     if !service.files.iter().all(|f| state.holds_content(f)) {
         return None;
     }
-    let started = *state.started.get(&service.name)?;
+    let started = state.started.get(&service.name)?;
     let newest = service
         .files
         .iter()
-        .map(|f| state.mtimes.get(&f.path).copied())
+        .map(|f| state.changed_at.get(&f.path).copied())
         .collect::<Option<Vec<i64>>>()?
         .into_iter()
         .max()?;
+    // The container the probe saw, running, taking its files at every start; a start time
+    // from the future means the host's clock was stepped back since: not comparable.
+    let same = state.containers.get(&service.name) == Some(&started.id);
+    let comparable = same && started.running && !started.copy_once && started.at <= state.now?;
     // Whole seconds on the file side: a start in the same second is not known to be later.
-    Some(started > newest)
+    Some(comparable && started.at > newest)
 }
 
 /// True when [`decide`] could adopt `service` if it knew when its container started and its
@@ -514,34 +555,50 @@ mod tests {
     #[test]
     fn files_kolla_applied_are_adopted_only_when_the_container_started_after_them() {
         let svc = service(vec![file("/k/svc/a", "aa"), file("/k/svc/b", "bb")], &[]);
-        let mut host = host_with(&svc, None, "c1");
+        // 2026-12-02T01:23:45Z is 1796174625.
+        let files = "Y 1796174625 1796174620 /k/svc/a\nY 1796174600 1796174600 /k/svc/b\n";
+        let action = |start: &str, files: &str| {
+            let mut host = host_with(&svc, None, "c1");
+            host.add_start_times(&format!("Z 1796174700\n{start}\n{files}"));
+            assert!(!needs_start_times(&svc, &host));
+            decide(&svc, &host).unwrap().action
+        };
+        let host = host_with(&svc, None, "c1");
         // Not known yet: ask, and restart until told otherwise.
         assert!(needs_start_times(&svc, &host));
         assert_eq!(decide(&svc, &host).unwrap().action, Action::Restart);
-        host.add_start_times(
-            "T /svc 2026-12-02T01:23:46.5Z\nY 1796174625 /k/svc/a\nY 1796174600 /k/svc/b\n",
+        // Started after both files (docker's and podman's formats and names).
+        assert_eq!(
+            action("T /svc c1 true s= 2026-12-02T01:23:46.5Z", files),
+            Action::Adopt
         );
-        assert!(!needs_start_times(&svc, &host));
-        let d = decide(&svc, &host).unwrap();
-        assert_eq!((d.push.len(), d.action), (0, Action::Adopt), "{}", d.reason);
-        // Started in the same second as the newest file was written: not known to be later.
-        let mut same_second = host_with(&svc, None, "c1");
-        same_second.add_start_times(
-            "T svc 2026-12-02 01:23:45.9 +0000 UTC\nY 1796174625 /k/svc/a\nY 1 /k/svc/b\n",
-        );
-        assert_eq!(decide(&svc, &same_second).unwrap().action, Action::Restart);
-        // A file's time unknown, or a container never started: restart.
-        let mut unknown = host_with(&svc, None, "c1");
-        unknown.add_start_times("T svc 2026-12-02T01:23:46Z\nY 1 /k/svc/a\n");
-        assert_eq!(decide(&svc, &unknown).unwrap().action, Action::Restart);
-        let mut never = host_with(&svc, None, "c1");
-        never.add_start_times("T svc 0001-01-01T00:00:00Z\nY 1 /k/svc/a\nY 1 /k/svc/b\n");
-        assert_eq!(decide(&svc, &never).unwrap().action, Action::Restart);
+        let podman = "T svc c1 true s= 2026-12-02 01:23:46.1 +0000 UTC";
+        assert_eq!(action(podman, files), Action::Adopt);
+        // Restart: the same second; a ctime later than the start (a restore that set the
+        // mtime back); stopped; another container than the probe saw; Kolla's COPY_ONCE; a
+        // start in the host's future; never started; a file's time unknown.
+        for (start, files) in [
+            ("T svc c1 true s= 2026-12-02T01:23:45.9Z", files),
+            (
+                "T svc c1 true s= 2026-12-02T01:23:46Z",
+                "Y 1796174600 1796174650 /k/svc/a\nY 1 1 /k/svc/b\n",
+            ),
+            ("T svc c1 false s= 2026-12-02T01:23:46Z", files),
+            ("T svc c2 true s= 2026-12-02T01:23:46Z", files),
+            ("T svc c1 true s=once 2026-12-02T01:23:46Z", files),
+            ("T svc c1 true s= 2026-12-02T02:00:00Z", files),
+            ("T svc c1 true s= 0001-01-01T00:00:00Z", files),
+            ("T svc c1 true s= 2026-12-02T01:23:46Z", "Y 1 1 /k/svc/a\n"),
+        ] {
+            assert_eq!(action(start, files), Action::Restart, "{start} {files}");
+        }
         // Other content on the host: pushed and restarted, nothing to ask.
         let mut differs = host_with(&svc, None, "c1");
         differs.files.get_mut("/k/svc/b").unwrap().sha256 = Some("other".into());
         assert!(!needs_start_times(&svc, &differs));
-        differs.add_start_times("T svc 2026-12-02T01:23:46Z\nY 1 /k/svc/a\nY 1 /k/svc/b\n");
+        differs.add_start_times(&format!(
+            "Z 1796174700\nT svc c1 true s= 2026-12-02T01:23:46Z\n{files}"
+        ));
         let d = decide(&svc, &differs).unwrap();
         assert_eq!(
             (d.push, d.action),

@@ -29,14 +29,16 @@ pub enum Tag {
     Absent,
     /// `<tag> <nodename>`: the host's `uname -n`.
     Nodename,
-    /// `<tag> <name> <StartedAt>`: when a container last started, as its engine prints it.
+    /// `<tag> <name> <id> <running> s=<once|> <StartedAt>`: a container's last start.
     Started,
-    /// `<tag> <seconds since the epoch> <path>`: when a file was last written.
+    /// `<tag> <mtime> <ctime> <path>`: when a file was last written or changed (seconds).
     Mtime,
+    /// `<tag> <seconds since the epoch>`: the host's clock.
+    Now,
 }
 
 impl Tag {
-    pub const ALL: [Tag; 15] = [
+    pub const ALL: [Tag; 16] = [
         Tag::Stat,
         Tag::Unwritable,
         Tag::Content,
@@ -52,6 +54,7 @@ impl Tag {
         Tag::Nodename,
         Tag::Started,
         Tag::Mtime,
+        Tag::Now,
     ];
 
     /// What the line starts with (followed by one space).
@@ -72,6 +75,7 @@ impl Tag {
             Tag::Nodename => "H",
             Tag::Started => "T",
             Tag::Mtime => "Y",
+            Tag::Now => "Z",
         }
     }
 
@@ -93,6 +97,7 @@ impl Tag {
             Tag::Nodename => "VF_T_NODENAME",
             Tag::Started => "VF_T_STARTED",
             Tag::Mtime => "VF_T_MTIME",
+            Tag::Now => "VF_T_NOW",
         }
     }
 

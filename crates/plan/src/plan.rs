@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use minijinja::value::Value;
 use minijinja::Environment;
@@ -12,7 +13,9 @@ use virtfleet_inventory::Vars;
 
 use crate::error::PlanError;
 use crate::playbook::{CertRole, FileSource, FileSpec, Playbook, ServiceSpec};
-use crate::render::{describe, environment, find_in, is_templated, value_to_bool};
+use crate::render::{
+    cached_expression, describe, find_in, is_templated, value_to_bool, with_string_template,
+};
 use crate::vars::{resolve, FACTS};
 
 /// Name of the per-service file holding the digest of the files it last restarted with.
@@ -308,7 +311,7 @@ struct HostContext<'a> {
     /// Those of them that only need the host's facts.
     needs_facts: BTreeSet<String>,
     context: Value,
-    env: Environment<'static>,
+    env: Arc<Environment<'static>>,
     template_dirs: Vec<PathBuf>,
     cert_dirs: Vec<PathBuf>,
 }
@@ -331,14 +334,14 @@ impl<'a> HostContext<'a> {
             raw.insert(FACTS.into(), facts.clone());
         }
 
-        let resolved = resolve(&environment(Vec::new()), raw);
+        let resolved = resolve(raw);
         let mut ctx = HostContext {
             input,
             context: Value::from(minijinja::value::Serde(&resolved.vars)),
             vars: resolved.vars,
             unresolved: resolved.unresolved,
             needs_facts: resolved.needs_facts,
-            env: environment(Vec::new()),
+            env: playbook.templates.environment(&[]),
             template_dirs: Vec::new(),
             cert_dirs: Vec::new(),
         };
@@ -363,7 +366,7 @@ impl<'a> HostContext<'a> {
                 });
             }
         }
-        ctx.env = environment(ctx.template_dirs.clone());
+        ctx.env = playbook.templates.environment(&ctx.template_dirs);
         Ok(ctx)
     }
 
@@ -436,9 +439,7 @@ impl<'a> HostContext<'a> {
     }
 
     fn eval_when(&self, expr: &str, context: &str) -> Result<bool, PlanError> {
-        let compiled = self
-            .env
-            .compile_expression(expr)
+        let compiled = cached_expression(expr)
             .map_err(|e| self.expression_error(&e, expr, context, BTreeSet::new()))?;
         let referenced: BTreeSet<String> =
             compiled.undeclared_variables(false).into_iter().collect();
@@ -453,15 +454,21 @@ impl<'a> HostContext<'a> {
         if !is_templated(text) {
             return Ok(text.to_string());
         }
-        let template = self
-            .env
-            .template_from_str(text)
-            .map_err(|e| self.expression_error(&e, text, context, BTreeSet::new()))?;
-        let referenced: BTreeSet<String> =
-            template.undeclared_variables(false).into_iter().collect();
-        template
-            .render(self.context.clone())
-            .map_err(|e| self.expression_error(&e, text, context, referenced))
+        let render = |template: minijinja::Template<'_, '_>| {
+            template.render(self.context.clone()).map_err(|e| {
+                let referenced = template.undeclared_variables(false).into_iter().collect();
+                (e, referenced)
+            })
+        };
+        let compile_error =
+            |e: minijinja::Error| self.expression_error(&e, text, context, BTreeSet::new());
+        // Without statements (`{% include %}` needs the template directories) the string's
+        // compiled form is shared by every host and pass.
+        let rendered = match text.contains("{%") {
+            true => render(self.env.template_from_str(text).map_err(compile_error)?),
+            false => with_string_template(text, |t| Ok(render(t))).map_err(compile_error)?,
+        };
+        rendered.map_err(|(e, referenced)| self.expression_error(&e, text, context, referenced))
     }
 
     fn render_argv(&self, argv: &[String], context: &str) -> Result<Vec<String>, PlanError> {
@@ -919,9 +926,7 @@ fn check_refusals(ctx: &HostContext) -> Result<Vec<(String, String)>, PlanError>
         }
         let allowed = format!("{} | bool", refusal.unless);
         if !ctx.eval_when(&allowed, &format!("refuse: unless {}", refusal.unless))? {
-            let read = ctx
-                .env
-                .compile_expression(&refusal.when)
+            let read = cached_expression(&refusal.when)
                 .map(|e| {
                     let sorted: BTreeSet<String> =
                         e.undeclared_variables(false).into_iter().collect();

@@ -40,6 +40,8 @@ pub struct Playbook {
     pub dir: PathBuf,
     /// The playbook file itself, for messages.
     pub path: PathBuf,
+    /// Its templates, compiled once for all hosts.
+    pub(crate) templates: crate::render::CompiledTemplates,
 }
 
 /// The part a certificate file plays. Code asks for a role; only the playbook names files.
@@ -309,6 +311,7 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
         audit: raw.audit,
         dir,
         path: path.to_path_buf(),
+        templates: Default::default(),
     })
 }
 

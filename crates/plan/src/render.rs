@@ -2,12 +2,15 @@
 //! Ansible-like whitespace handling, strict undefined, the few Ansible/Kolla filters that
 //! libvirt templates need, and a bound on the work of each render ([`TEMPLATE_FUEL`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Value;
-use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
+use minijinja::{
+    AutoEscape, Environment, Error, ErrorKind, Expression, Template, UndefinedBehavior,
+};
 
 /// minijinja's fuel for one render of a template, expression or templated variable: about
 /// one unit per instruction and per 64 bytes of data made. Real templates use a few
@@ -246,6 +249,83 @@ pub(crate) fn environment(template_dirs: Vec<PathBuf>) -> Environment<'static> {
         None => Ok(None),
     });
     env
+}
+
+/// The environment of templated strings (variables, playbook fields): no template files, so a
+/// string's compiled form depends on nothing but its text and is kept for the whole process.
+/// Every host renders the same playbook defaults in every planning pass: compiled once, not
+/// once per host and pass.
+static STRINGS: LazyLock<RwLock<Environment<'static>>> =
+    LazyLock::new(|| RwLock::new(environment(Vec::new())));
+
+type CachedExpression = Arc<Expression<'static, 'static>>;
+
+static EXPRESSIONS: LazyLock<Mutex<HashMap<String, CachedExpression>>> =
+    LazyLock::new(Default::default);
+
+/// The environment expressions are compiled in (as [`STRINGS`]'s: no files).
+static EXPRESSION_ENV: LazyLock<Environment<'static>> = LazyLock::new(|| environment(Vec::new()));
+
+/// `source` as a template of the strings environment, compiled on first use; `use_it` runs
+/// with it (under a shared lock: many hosts render at once).
+pub(crate) fn with_string_template<R>(
+    source: &str,
+    use_it: impl FnOnce(Template<'_, '_>) -> Result<R, Error>,
+) -> Result<R, Error> {
+    {
+        let env = STRINGS.read().unwrap_or_else(|e| e.into_inner());
+        if let Ok(template) = env.get_template(source) {
+            return use_it(template);
+        }
+    }
+    {
+        let mut env = STRINGS.write().unwrap_or_else(|e| e.into_inner());
+        if env.get_template(source).is_err() {
+            env.add_template_owned(source.to_string(), source.to_string())?;
+        }
+    }
+    let env = STRINGS.read().unwrap_or_else(|e| e.into_inner());
+    use_it(env.get_template(source)?)
+}
+
+/// `expr` compiled once per process.
+pub(crate) fn cached_expression(expr: &str) -> Result<CachedExpression, Error> {
+    let mut cache = EXPRESSIONS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(compiled) = cache.get(expr) {
+        return Ok(compiled.clone());
+    }
+    let compiled = Arc::new(EXPRESSION_ENV.compile_expression_owned(expr.to_string())?);
+    cache.insert(expr.to_string(), compiled.clone());
+    Ok(compiled)
+}
+
+/// The template environments of a run, one per template search path (the directories of it
+/// that exist), shared by every host and planning pass: each template file is read and
+/// compiled once per run, not once per host. Held by the [`crate::Playbook`], so a new
+/// playbook load reads the files afresh.
+#[derive(Clone, Default)]
+pub struct CompiledTemplates(Arc<Mutex<HashMap<Vec<PathBuf>, SharedEnvironment>>>);
+
+type SharedEnvironment = Arc<Environment<'static>>;
+
+impl std::fmt::Debug for CompiledTemplates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompiledTemplates")
+    }
+}
+
+impl CompiledTemplates {
+    /// The environment loading templates from `dirs` (first match wins).
+    pub(crate) fn environment(&self, dirs: &[PathBuf]) -> SharedEnvironment {
+        // A directory that does not exist holds no template: hosts without their own
+        // directory share one environment.
+        let existing: Vec<PathBuf> = dirs.iter().filter(|d| d.is_dir()).cloned().collect();
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(existing)
+            .or_insert_with_key(|dirs| Arc::new(environment(dirs.clone())))
+            .clone()
+    }
 }
 
 /// The first directory holding `name`.

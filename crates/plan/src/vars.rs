@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 
 use minijinja::value::Value;
-use minijinja::{Environment, ErrorKind};
+use minijinja::ErrorKind;
 use serde_json::Value as Json;
 use virtfleet_inventory::{unsafe_text, Vars};
 
-use crate::render::{describe, is_templated};
+use crate::render::{cached_expression, describe, is_templated, with_string_template};
 
 /// Variables after rendering, and the ones that could not be rendered with the reason.
 pub(crate) struct Resolved {
@@ -67,12 +67,12 @@ pub(crate) fn secret_name(name: &str) -> bool {
         || name.ends_with("_pass")
 }
 
-pub(crate) fn resolve(env: &Environment<'static>, raw: Vars) -> Resolved {
-    resolve_with(env, raw, &Provenance::default())
+pub(crate) fn resolve(raw: Vars) -> Resolved {
+    resolve_with(raw, &Provenance::default())
 }
 
 /// [`resolve`], naming files and hiding secret values as `known` says.
-pub(crate) fn resolve_with(env: &Environment<'static>, raw: Vars, known: &Provenance) -> Resolved {
+pub(crate) fn resolve_with(raw: Vars, known: &Provenance) -> Resolved {
     let mut vars = Vars::new();
     let mut pending: BTreeMap<String, (Json, BTreeSet<String>)> = BTreeMap::new();
     let mut unresolved = BTreeMap::new();
@@ -83,7 +83,7 @@ pub(crate) fn resolve_with(env: &Environment<'static>, raw: Vars, known: &Proven
             vars.insert(name, literal(value));
             continue;
         }
-        match references(env, &value) {
+        match references(&value) {
             Ok(deps) => {
                 pending.insert(name, (value, deps));
             }
@@ -125,7 +125,7 @@ pub(crate) fn resolve_with(env: &Environment<'static>, raw: Vars, known: &Proven
             );
         } else {
             let context = values.context(&deps, &vars);
-            match render_value(env, &value, &context) {
+            match render_value(&value, &context) {
                 Ok(rendered) => {
                     vars.insert(name.clone(), rendered);
                 }
@@ -234,21 +234,14 @@ fn contains_template(value: &Json) -> bool {
 }
 
 /// Names of the variables the templated strings inside `value` read.
-fn references(
-    env: &Environment<'static>,
-    value: &Json,
-) -> Result<BTreeSet<String>, minijinja::Error> {
+fn references(value: &Json) -> Result<BTreeSet<String>, minijinja::Error> {
     let mut names = BTreeSet::new();
     let mut strings = Vec::new();
     collect_strings(value, &mut strings);
     for text in strings {
         let found = match single_expression(text) {
-            Some(expr) => env
-                .compile_expression(expr)
-                .map(|e| e.undeclared_variables(false)),
-            None => env
-                .template_from_str(text)
-                .map(|t| t.undeclared_variables(false)),
+            Some(expr) => cached_expression(expr).map(|e| e.undeclared_variables(false)),
+            None => with_string_template(text, |t| Ok(t.undeclared_variables(false))),
         };
         names.extend(found?);
     }
@@ -278,30 +271,25 @@ fn single_expression(text: &str) -> Option<&str> {
 }
 
 /// The rendered value, or where inside it (` at [1].key`) rendering failed, and why.
-fn render_value(
-    env: &Environment<'static>,
-    value: &Json,
-    context: &Value,
-) -> Result<Json, (String, minijinja::Error)> {
+fn render_value(value: &Json, context: &Value) -> Result<Json, (String, minijinja::Error)> {
     if let Some(text) = unsafe_text(value) {
         return Ok(Json::String(text.to_string()));
     }
     let inside = |at: String| move |(rest, err): (String, _)| (format!("{at}{rest}"), err);
     match value {
         Json::String(text) if is_templated(text) => {
-            render_string(env, text, context).map_err(|err| (String::new(), err))
+            render_string(text, context).map_err(|err| (String::new(), err))
         }
         Json::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, v)| render_value(env, v, context).map_err(inside(format!(" at [{i}]"))))
+            .map(|(i, v)| render_value(v, context).map_err(inside(format!(" at [{i}]"))))
             .collect::<Result<Vec<_>, _>>()
             .map(Json::Array),
         Json::Object(map) => map
             .iter()
             .map(|(k, v)| {
-                let rendered =
-                    render_value(env, v, context).map_err(inside(format!(" at .{k}")))?;
+                let rendered = render_value(v, context).map_err(inside(format!(" at .{k}")))?;
                 Ok((k.clone(), rendered))
             })
             .collect::<Result<Vars, _>>()
@@ -314,12 +302,8 @@ fn render_value(
 /// step makes (`{{ 'x' * 30000000 }}`), and every host renders every variable.
 const MAX_RENDERED_BYTES: usize = 1 << 20;
 
-fn render_string(
-    env: &Environment<'static>,
-    text: &str,
-    context: &Value,
-) -> Result<Json, minijinja::Error> {
-    let rendered = render_unbounded(env, text, context)?;
+fn render_string(text: &str, context: &Value) -> Result<Json, minijinja::Error> {
+    let rendered = render_unbounded(text, context)?;
     let size = match &rendered {
         Json::String(s) => s.len(),
         other => other.to_string().len(),
@@ -336,14 +320,9 @@ fn render_string(
     Ok(rendered)
 }
 
-fn render_unbounded(
-    env: &Environment<'static>,
-    text: &str,
-    context: &Value,
-) -> Result<Json, minijinja::Error> {
+fn render_unbounded(text: &str, context: &Value) -> Result<Json, minijinja::Error> {
     match single_expression(text) {
-        Some(expr) => env
-            .compile_expression(expr)
+        Some(expr) => cached_expression(expr)
             .and_then(|e| e.eval(context.clone()))
             .and_then(|v| {
                 // Expressions yield undefined instead of failing; treat it like printing it.
@@ -356,7 +335,7 @@ fn render_unbounded(
                 serde_json::to_value(&v)
                     .map_err(|e| minijinja::Error::new(ErrorKind::BadSerialization, e.to_string()))
             }),
-        None => env.render_str(text, context.clone()).map(Json::String),
+        None => with_string_template(text, |t| t.render(context.clone())).map(Json::String),
     }
 }
 
@@ -487,12 +466,11 @@ fn shortest_loop(edges: &[Vec<usize>], component: &[usize], start: usize) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::environment;
     use serde_json::json;
 
     fn resolve_json(value: Json) -> Resolved {
         let Json::Object(map) = value else { panic!() };
-        resolve(&environment(Vec::new()), map)
+        resolve(map)
     }
 
     #[test]
@@ -567,7 +545,7 @@ mod tests {
         )
         .unwrap();
         let raw = virtfleet_inventory::load_vars_file(&path).unwrap();
-        let r = resolve(&environment(Vec::new()), raw);
+        let r = resolve(raw);
         assert!(r.unresolved.is_empty(), "{:?}", r.unresolved);
         assert_eq!(r.vars["pw"], json!("pw{{ 7*7 }}"));
         assert_eq!(
@@ -602,7 +580,7 @@ mod tests {
             files: [("weird".to_string(), "/etc/kolla/passwords.yml".into())].into(),
             secret: ["weird".to_string()].into(),
         };
-        let r = resolve_with(&environment(Vec::new()), raw, &known);
+        let r = resolve_with(raw, &known);
         let message = &r.unresolved["weird"];
         assert!(!message.contains(SECRET), "{message}");
         assert!(message.contains("/etc/kolla/passwords.yml"), "{message}");
@@ -611,12 +589,11 @@ mod tests {
     /// One step that makes a huge value is refused at the value, not after holding many.
     #[test]
     fn a_value_rendering_to_megabytes_is_refused() {
-        let env = environment(Vec::new());
         let mut raw = Vars::new();
         for i in 0..4 {
             raw.insert(format!("v{i}"), serde_json::json!("{{ 'x' * 3000000 }}"));
         }
-        let resolved = resolve(&env, raw);
+        let resolved = resolve(raw);
         assert!(resolved.vars.keys().all(|k| !k.starts_with('v')));
         let why = &resolved.unresolved["v0"];
         assert!(why.contains("more than 1 MiB"), "{why}");
@@ -651,7 +628,7 @@ mod tests {
         map.insert("c0".into(), json!("start"));
         map.insert("l0".into(), json!(format!("{{{{ l{} }}}}", n - 1)));
         let start = std::time::Instant::now();
-        let r = resolve(&environment(Vec::new()), map);
+        let r = resolve(map);
         assert!(start.elapsed() < std::time::Duration::from_secs(10));
         assert_eq!(r.vars[&format!("c{}", n - 1)], json!("start"));
         let message = &r.unresolved["l5"];
@@ -705,7 +682,7 @@ mod tests {
                 },
             };
             let start = std::time::Instant::now();
-            let r = resolve_with(&environment(Vec::new()), raw, &known);
+            let r = resolve_with(raw, &known);
             let took = start.elapsed();
             assert!(
                 took < std::time::Duration::from_secs(1),

@@ -241,7 +241,11 @@ fn tls_on_sasl_on() {
     );
     // Kolla's modes: certificates and keys 0600, configuration files 0660.
     for f in &service(&p, "nova_libvirt").files {
-        let want = if f.path.ends_with(".pem") { 0o600 } else { 0o660 };
+        let want = if f.path.ends_with(".pem") {
+            0o600
+        } else {
+            0o660
+        };
         assert_eq!(f.mode, want, "{}", f.path);
     }
 

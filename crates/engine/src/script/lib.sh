@@ -307,18 +307,20 @@ vf_remove_backups() {
   for p; do rm -f -- "$p$vf_suffix" "$p$vf_suffix.absent"; done
 }
 
-# vf_started ENGINE CONTAINER...: when each container last started (one inspect; a missing
-# container prints nothing).
+# vf_started ENGINE CONTAINER...: per container (one inspect; a missing one prints nothing):
+# "<tag> <name> <id> <running> s=<once if Kolla copies its files only at creation> <StartedAt>".
 vf_started() {
   vf_engine=$1
   shift
-  "$vf_engine" inspect --format "$VF_T_STARTED {{.Name}} {{.State.StartedAt}}" -- "$@" 2>/dev/null
+  "$vf_engine" inspect --format "$VF_T_STARTED {{.Name}} {{.Id}} {{.State.Running}} s={{range .Config.Env}}{{if eq . \"KOLLA_CONFIG_STRATEGY=COPY_ONCE\"}}once{{end}}{{end}} {{.State.StartedAt}}" -- "$@" 2>/dev/null
   return 0
 }
 
-# vf_mtimes FILE...: when each file was last written, in seconds since the epoch (one stat).
+# vf_mtimes FILE...: the host's clock now, then when each file was last written or changed
+# (mtime and ctime: a restore may set mtime back, never ctime), in seconds since the epoch.
 vf_mtimes() {
-  stat -c "$VF_T_MTIME %Y %n" -- "$@" 2>/dev/null
+  printf '%s %s\n' "$VF_T_NOW" "$(date +%s)"
+  stat -c "$VF_T_MTIME %Y %Z %n" -- "$@" 2>/dev/null
   return 0
 }
 

@@ -173,6 +173,11 @@ pub struct Backup<'a> {
     pub paths: Vec<&'a str>,
 }
 
+/// A secret file whose mode lets its group read it: the group must be root.
+pub fn shared_with_group(file: &DesiredFile) -> bool {
+    file.secret && file.mode & 0o070 != 0
+}
+
 /// A script for `sh -s` that replaces `files` all or nothing. Every file is written under its
 /// final name into a fresh 0700 stage directory beside its target (same filesystem, readable
 /// by nobody else), with shell builtins: no process per file. Modes and owners are set, the
@@ -228,6 +233,17 @@ pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
             "chmod --",
             [mode].into_iter().chain(group.into_iter().map(staged)),
         );
+    }
+    // A secret a group may read (Kolla's 0660 auth.conf) goes to group root, never to the
+    // group the stage happened to get (a setgid directory, a login's shared group). A login
+    // that cannot (not root) fails the push: the secret is not written at all.
+    let group_read_secrets: Vec<String> = files
+        .iter()
+        .filter(|f| shared_with_group(f))
+        .map(|f| staged(f))
+        .collect();
+    if !group_read_secrets.is_empty() {
+        s.cmd("chgrp -- 0", &group_read_secrets);
     }
     for (owner, group) in grouped(files, |f| f.owner.clone()) {
         s.cmd(
@@ -1047,6 +1063,63 @@ mod tests {
         assert!(String::from_utf8_lossy(&out.stderr).contains("state improper"));
         // Never started while possibly still running the old files.
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "restart\nstop\n");
+    }
+
+    #[test]
+    fn a_secret_its_group_may_read_goes_to_group_root_or_is_not_written() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        // A setgid directory of another group: new files would take that group.
+        let svc = dir.path().join("svc");
+        std::fs::create_dir(&svc).unwrap();
+        std::os::unix::fs::chown(&svc, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(&svc, std::fs::Permissions::from_mode(0o2770)).unwrap();
+        let mut secret = file(&svc.join("auth.conf"), b"password=x\n".to_vec(), 0o660);
+        secret.secret = true;
+        let plain = file(&svc.join("libvirtd.conf"), b"a = 1\n".to_vec(), 0o660);
+        let out = sh(STDIN_COMMAND, &push(&[&secret, &plain], None));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let gid = |name: &str| std::fs::metadata(svc.join(name)).unwrap().gid();
+        assert_eq!(gid("auth.conf"), 0);
+        assert_eq!(
+            gid("libvirtd.conf"),
+            65534,
+            "only secrets are given to root"
+        );
+        // A login that cannot give it to root writes nothing.
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let mut secret = file(&theirs.join("auth.conf"), b"password=x\n".to_vec(), 0o660);
+        secret.secret = true;
+        let mut child = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                STDIN_COMMAND,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&push(&[&secret], None))
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        assert!(!theirs.join("auth.conf").exists());
     }
 
     #[test]
