@@ -1096,28 +1096,13 @@ mod tests {
         std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
         let mut secret = file(&theirs.join("auth.conf"), b"password=x\n".to_vec(), 0o660);
         secret.secret = true;
-        let mut child = std::process::Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "sh",
-                "-c",
-                STDIN_COMMAND,
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&push(&[&secret], None))
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let nobody = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ];
+        let out = run_stdin_as(&nobody, &push(&[&secret], None));
         assert!(!out.status.success());
         assert!(!theirs.join("auth.conf").exists());
     }
@@ -1339,6 +1324,11 @@ mod tests {
 
     /// [`run`] under a wrapper command (`setpriv ...`).
     fn run_as(wrapper: &[&str], script: &Script) -> std::process::Output {
+        run_stdin_as(wrapper, &script.for_stdin())
+    }
+
+    /// [`STDIN_COMMAND`] fed `stdin` (a whole script), under a wrapper command.
+    fn run_stdin_as(wrapper: &[&str], stdin: &[u8]) -> std::process::Output {
         let argv: Vec<&str> = wrapper
             .iter()
             .copied()
@@ -1352,12 +1342,7 @@ mod tests {
             .spawn()
             .unwrap();
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&script.for_stdin())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
         child.wait_with_output().unwrap()
     }
 
