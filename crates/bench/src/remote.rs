@@ -218,7 +218,15 @@ const CONTAINERS: [&str; 2] = ["nova_libvirt", "nova_compute"];
 /// The container IDs as the probe reads them (the engine's store where exact, else
 /// `inspect`): the probe's script with no files and no markers.
 pub fn store_ids_script(engine: Engine) -> String {
-    virtfleet_engine::script::probe(&[], &[], &[], engine.as_str(), &CONTAINERS, false).command()
+    virtfleet_engine::script::probe(
+        &[],
+        &[],
+        &[],
+        engine.as_str(),
+        &CONTAINERS,
+        virtfleet_engine::script::Facts::None,
+    )
+    .command()
 }
 
 /// `<engine> inspect` of both containers, in the probe's own output format.
@@ -247,7 +255,14 @@ pub fn phase_commands(engine: Engine) -> Vec<(String, String, Vec<u8>)> {
         "/etc/kolla/nova-compute/config.json",
     ];
     let probe_with = |engine| {
-        virtfleet_engine::script::probe(&paths, &merged, &markers, engine, &CONTAINERS, false)
+        virtfleet_engine::script::probe(
+            &paths,
+            &merged,
+            &markers,
+            engine,
+            &CONTAINERS,
+            virtfleet_engine::script::Facts::None,
+        )
     };
     // As the engine sends them: on stdin of `sh -s`.
     let stdin_script = |script: virtfleet_engine::script::Script| script.for_stdin();

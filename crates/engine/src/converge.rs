@@ -367,7 +367,11 @@ impl Converger<'_> {
     }
 
     async fn probe(&self) -> Result<HostState, EngineError> {
-        let probe = probe_script(self.job, self.apply.backup_suffix.is_some(), false);
+        let probe = probe_script(
+            self.job,
+            self.apply.backup_suffix.is_some(),
+            script::Facts::None,
+        );
         // The facts round trip may have carried this very probe moments ago.
         if let Some(probed) = self.job.probed.as_deref() {
             let fresh = probed.at.elapsed() < crate::facts::PROBE_FRESH;
@@ -459,8 +463,8 @@ impl Converger<'_> {
 }
 
 /// The probe of `job`'s plan (see [`script::probe`]); `backing_up`: the run keeps backups
-/// (then stale backup names are not looked for); `facts`: gather facts in the same trip.
-pub(crate) fn probe_script(job: &HostJob, backing_up: bool, facts: bool) -> Script {
+/// (then stale backup names are not looked for); `facts`: what to gather in the same trip.
+pub(crate) fn probe_script(job: &HostJob, backing_up: bool, facts: script::Facts) -> Script {
     let services = &job.plan.services;
     let backups = match backing_up {
         true => Vec::new(),

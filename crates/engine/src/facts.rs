@@ -122,7 +122,11 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
     let session = Session::connect(target, ssh).await?;
     let script = match ask {
         Ask::Facts(_) => script::facts(),
-        Ask::WithProbe(job) => probe_script(job, false, true),
+        // The nodename alone (no `ip`) unless the stand-in plan read an interface.
+        Ask::WithProbe(job) => match job.plan.reads_interfaces {
+            true => probe_script(job, false, script::Facts::All),
+            false => probe_script(job, false, script::Facts::Nodename),
+        },
     };
     let out = remote::exec(&session, "gather facts", &script, None).await;
     session.park(target, ssh);
@@ -138,7 +142,7 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
     let probed = match ask {
         Ask::WithProbe(job) if out.len() <= MAX_KEPT_PROBE => Some(Arc::new(Probed {
             target: job.target.clone(),
-            script: probe_script(job, false, false),
+            script: probe_script(job, false, script::Facts::None),
             output: out,
             at: Instant::now(),
         })),

@@ -52,6 +52,9 @@ pub struct HostPlan {
     /// Refused configurations the operator let through on this host (see `refuse:`), for a
     /// warning: (the variable that let it through, the refusal's message).
     pub let_through: Vec<(String, String)>,
+    /// Planning asked for an interface's address (`interface_address`): the host's facts
+    /// must hold its interfaces, not only its nodename.
+    pub reads_interfaces: bool,
 }
 
 /// The playbook's `audit:` section evaluated for one host.
@@ -240,6 +243,14 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Evaluates the playbook for one host. Pure apart from reading templates and certificates.
 pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
+    crate::render::take_interfaces_read();
+    let mut plan = plan_host_here(input)?;
+    plan.reads_interfaces = crate::render::take_interfaces_read();
+    Ok(plan)
+}
+
+/// [`plan_host`], on this thread (see [`HostPlan::reads_interfaces`]).
+fn plan_host_here(input: &PlanInput) -> Result<HostPlan, PlanError> {
     let ctx = HostContext::new(input)?;
     check_types(&ctx)?;
     check_requirements(&ctx)?;
@@ -265,6 +276,7 @@ pub fn plan_host(input: &PlanInput) -> Result<HostPlan, PlanError> {
         cert_dirs: ctx.cert_dirs,
         audit,
         let_through,
+        reads_interfaces: false,
     })
 }
 

@@ -133,6 +133,7 @@ fn interface_address(
     family: &str,
     exclude: Option<Vec<String>>,
 ) -> Result<String, Error> {
+    INTERFACES_READ.set(true);
     let fail = |msg: String| Error::new(ErrorKind::InvalidOperation, msg);
     let family = family.to_lowercase();
     if family != "ipv4" && family != "ipv6" {
@@ -297,6 +298,17 @@ pub(crate) fn cached_expression(expr: &str) -> Result<CachedExpression, Error> {
     let compiled = Arc::new(EXPRESSION_ENV.compile_expression_owned(expr.to_string())?);
     cache.insert(expr.to_string(), compiled.clone());
     Ok(compiled)
+}
+
+thread_local! {
+    /// Set when a render on this thread asked for an interface's address: a host is planned
+    /// on one thread, so its planning can tell whether its facts must hold interfaces.
+    static INTERFACES_READ: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a render on this thread read interface facts since the last call (and reset).
+pub(crate) fn take_interfaces_read() -> bool {
+    INTERFACES_READ.replace(false)
 }
 
 /// The template environments of a run, one per template search path (the directories of it

@@ -992,6 +992,14 @@ fn migration_address_and_name_come_from_facts_unless_set() {
     let mut facts = facts("node-a.example");
     facts["br_mig"] = json!({"ipv4": {"address": "10.9.0.11"}});
     let plan = plan_host(&input(&pb, &dir, &tls, Some(&facts))).unwrap();
+    assert!(plan.reads_interfaces, "the address comes from an interface");
+    // An address set: only the nodename is read, so facts need no interfaces (no `ip`).
+    let mut set = tls.clone();
+    set.insert("migration_interface_address".into(), json!("10.0.0.99"));
+    let nodename = json!({"nodename": "node-a.example"});
+    let named = plan_host(&input(&pb, &dir, &set, Some(&nodename))).unwrap();
+    assert!(!named.reads_interfaces);
+    assert_eq!(named.tls.as_ref().unwrap().server_name, "node-a.example");
     let tls_plan = plan.tls.as_ref().unwrap();
     assert_eq!(tls_plan.address, "10.0.0.11");
     assert_eq!(tls_plan.server_name, "node-a.example");

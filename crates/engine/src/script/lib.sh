@@ -220,9 +220,10 @@ vf_read_files() {
   done
 }
 
-# vf_facts: what Ansible's facts say of the host that plays use: "<nodename tag> <nodename>",
-# then `ip -o addr show` as it prints it (every line "<index>: <interface> ...", parsed on the
-# workstation). Reads only; one process (ip).
+# vf_facts [nodename]: what Ansible's facts say of the host that plays use: "<nodename tag>
+# <nodename>", then (unless only the nodename is asked for) `ip -o addr show` as it prints it
+# (every line "<index>: <interface> ...", parsed on the workstation). Reads only; one
+# process (ip), none for the nodename alone.
 vf_facts() {
   # The kernel's hostname is uname's nodename; read by the shell, no process.
   if IFS= read -r vf_n < /proc/sys/kernel/hostname 2>/dev/null; then
@@ -230,6 +231,7 @@ vf_facts() {
   else
     printf '%s %s\n' "$VF_T_NODENAME" "$(uname -n)"
   fi
+  [ "${1-}" != nodename ] || return 0
   if command -v ip >/dev/null 2>&1; then
     ip -o addr show
   else

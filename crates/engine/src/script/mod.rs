@@ -136,18 +136,25 @@ const NONE: [&str; 0] = [];
 /// (`stat`, `sha256sum`) plus the engine's `inspect` where podman's store is not there.
 ///
 /// With `facts`, the host's [`facts`] come first in the same round trip (a host without
-/// `ip` fails the whole script); each parser skips the other's lines.
+/// `ip`, when interfaces are asked for, fails the whole script); each parser skips the
+/// other's lines.
 pub fn probe(
     paths: &[&str],
     contents: &[&str],
     markers: &[&str],
     engine: &str,
     containers: &[&str],
-    facts: bool,
+    facts: Facts,
 ) -> Script {
     let mut s = Script::new();
-    if facts {
-        s.line("vf_facts || exit 1");
+    match facts {
+        Facts::None => {}
+        Facts::Nodename => {
+            s.line("vf_facts nodename || exit 1");
+        }
+        Facts::All => {
+            s.line("vf_facts || exit 1");
+        }
     }
     s.cmd("vf_stat", paths);
     s.cmd("vf_unwritable", markers.iter().map(|m| parent(m)));
@@ -515,6 +522,16 @@ pub fn start_times(engine: &str, containers: &[&str], files: &[&str]) -> Script 
     s
 }
 
+/// Which of the host's facts a script gathers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facts {
+    None,
+    /// The nodename only (no process): what planning needs unless it reads an interface.
+    Nodename,
+    /// The nodename and every interface's addresses (`ip`).
+    All,
+}
+
 /// The host's facts ([`crate::facts`]): nodename and interface addresses, read only.
 pub fn facts() -> Script {
     let mut s = Script::new();
@@ -718,7 +735,7 @@ mod tests {
             &[marker],
             &engine,
             &[&word],
-            false,
+            Facts::None,
         ));
         let state = crate::state::HostState::parse(&String::from_utf8_lossy(&probe_out.stdout));
         if !word.contains('\n') {
@@ -1122,8 +1139,8 @@ mod tests {
         let marker = dir.path().join("marker");
         let marker = marker.to_str().unwrap();
         let probe_with = |facts| probe(&[conf], &[conf], &[marker], "true", &["c"], facts);
-        let alone = run(&probe_with(false));
-        let together = run(&probe_with(true));
+        let alone = run(&probe_with(Facts::None));
+        let together = run(&probe_with(Facts::All));
         let facts_alone = run(&facts());
         for out in [&alone, &together, &facts_alone] {
             assert!(
@@ -1142,6 +1159,16 @@ mod tests {
         );
         assert!(gathered.get("evil0").is_none(), "{gathered}");
         assert_ne!(gathered["nodename"], "other");
+        assert!(
+            !gathered["interfaces"].as_array().unwrap().is_empty(),
+            "{gathered}"
+        );
+        // The nodename alone: no interfaces (and no `ip`), the probe's answer the same.
+        let nodename_only = run(&probe_with(Facts::Nodename));
+        assert_eq!(state(&nodename_only), state(&alone));
+        let named = crate::facts::parse(&text(&nodename_only)).expect("facts in the output");
+        assert_eq!(named["nodename"], gathered["nodename"]);
+        assert_eq!(named["interfaces"], serde_json::json!([]), "{named}");
     }
 
     #[test]
@@ -1160,7 +1187,7 @@ mod tests {
             marker(&dir.path().join("absent")),
         ];
         let markers: Vec<&str> = markers.iter().map(String::as_str).collect();
-        let script = probe(&[], &[], &markers, "true", &["c"], false);
+        let script = probe(&[], &[], &markers, "true", &["c"], Facts::None);
         // As an unprivileged user (the tests run as root, like the lab).
         let out = run_as(
             &[
@@ -1209,7 +1236,7 @@ mod tests {
             &[ms],
             "true",
             &["c"],
-            false,
+            Facts::None,
         );
         let out = run(&script);
         let state = crate::state::HostState::parse(&String::from_utf8(out.stdout).unwrap());
@@ -1240,7 +1267,7 @@ mod tests {
         let files = crate::wire::parse_files(&out.stdout, &[link]).unwrap();
         assert_eq!(files[link], None);
         assert_eq!(run(&cat(link)).stdout, b"");
-        let probe_out = run(&probe(&[link], &[link], &[], "true", &[], false));
+        let probe_out = run(&probe(&[link], &[link], &[], "true", &[], Facts::None));
         let text = String::from_utf8_lossy(&probe_out.stdout);
         assert!(!text.contains("not virtfleet's"), "{text}");
     }

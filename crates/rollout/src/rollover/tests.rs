@@ -96,6 +96,7 @@ fn job(host: &str, ca: &str, leaves: &Authority) -> HostJob {
             cert_dirs: Vec::new(),
             audit: None,
             let_through: Vec::new(),
+            reads_interfaces: false,
         },
     }
 }
