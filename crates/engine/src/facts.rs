@@ -73,9 +73,9 @@ pub struct Probed {
 /// slow restarts) probes again.
 pub(crate) const PROBE_FRESH: Duration = Duration::from_secs(30);
 
-/// The largest probe answer kept for later (a bigger one is parsed again when used: the
-/// converge probes anew), so that hosts answering with much cannot fill the workstation's
-/// memory for the rest of the run.
+/// The largest probe answer kept for later (a bigger one is dropped, and the converge probes
+/// anew), so that hosts answering with much cannot fill the workstation's memory for the
+/// rest of the run.
 const MAX_KEPT_PROBE: usize = 1 << 20;
 
 enum Ask {
