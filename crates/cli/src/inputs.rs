@@ -108,7 +108,8 @@ pub async fn prepare(global: &GlobalArgs) -> Result<Prepared, InputErrors> {
     // Without facts first: a host that plans so is done (nothing in its plan can come from
     // facts). One that fails is planned on stand-in facts: if that plans, it needs its facts;
     // if not, its error is bad input. So every input error is exit 2 before any host is
-    // contacted, and nothing planned on stand-in facts is ever kept.
+    // contacted. A plan made on stand-in facts is kept only when the real facts are exactly
+    // what stood in (`stood_in_exactly`); any other host is planned again on its real ones.
     let mut jobs = Vec::new();
     let mut failed = Vec::new();
     for (host, outcome) in inputs.plan_each(&inputs.hosts, &user) {
@@ -122,19 +123,32 @@ pub async fn prepare(global: &GlobalArgs) -> Result<Prepared, InputErrors> {
     let mut errors = Vec::new();
     for (_, outcome) in inputs.plan_each(&failed, &user) {
         match outcome {
-            Ok(job) => needing.push(job),
+            Ok(job) => needing.push(Arc::new(job)),
             Err(e) => errors.push(e),
         }
     }
     if !errors.is_empty() {
         return Err(InputErrors(errors));
     }
-    let not_reached = inputs.gather_facts_with_probe(global, needing).await;
-    let reached: Vec<String> = failed
-        .into_iter()
-        .filter(|h| !not_reached.contains_key(h))
-        .collect();
-    jobs.extend(inputs.plan_hosts(&reached, &user)?);
+    let not_reached = inputs
+        .gather_facts_with_probe(global, needing.clone())
+        .await;
+    let mut replan = Vec::new();
+    for job in needing {
+        let host = job.target.label.clone();
+        if not_reached.contains_key(&host) {
+            continue;
+        }
+        let facts = &inputs.facts[&host];
+        if !virtfleet_plan::stood_in_exactly(&host, &job.plan, facts) {
+            replan.push(host);
+            continue;
+        }
+        let mut job = Arc::unwrap_or_clone(job);
+        job.probed = inputs.probed.get(&host).cloned();
+        jobs.push(job);
+    }
+    jobs.extend(inputs.plan_hosts(&replan, &user)?);
     inputs.warn_let_through(&jobs);
     let mut errors = inputs.identity_clashes(&jobs);
     let findings = check_certs(&jobs, DEFAULT_WARN_DAYS);
@@ -381,7 +395,7 @@ impl Inputs {
     async fn gather_facts_with_probe(
         &mut self,
         global: &GlobalArgs,
-        jobs: Vec<HostJob>,
+        jobs: Vec<Arc<HostJob>>,
     ) -> NotReached {
         if jobs.is_empty() {
             return NotReached::new();

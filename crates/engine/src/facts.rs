@@ -40,14 +40,11 @@ pub async fn gather(
 /// stand-in facts, whose paths, markers and containers are what the real plan has too (the
 /// converge checks: its own probe script must be the same, or it probes again).
 pub async fn gather_with_probe(
-    jobs: Vec<HostJob>,
+    jobs: Vec<Arc<HostJob>>,
     ssh: &ClientOptions,
     forks: usize,
 ) -> BTreeMap<String, Result<Gathered, EngineError>> {
-    let asks = jobs
-        .into_iter()
-        .map(|job| Ask::WithProbe(Box::new(job)))
-        .collect();
+    let asks = jobs.into_iter().map(Ask::WithProbe).collect();
     gather_all(asks, ssh, forks).await
 }
 
@@ -80,7 +77,7 @@ const MAX_KEPT_PROBE: usize = 1 << 20;
 
 enum Ask {
     Facts(Target),
-    WithProbe(Box<HostJob>),
+    WithProbe(Arc<HostJob>),
 }
 
 impl Ask {

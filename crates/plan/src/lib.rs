@@ -53,8 +53,9 @@ mod vars;
 pub use error::PlanError;
 pub use merge::{merge, Merge};
 pub use plan::{
-    cert_dirs, plan_host, provisional_facts, resolve_tls, resolve_vars, AuditPlan, DesiredFile,
-    HostPlan, PlanInput, ReadyCheck, Reload, ServicePlan, Step, TlsPlan, MARKER_NAME,
+    cert_dirs, plan_host, provisional_facts, resolve_tls, resolve_vars, stood_in_exactly,
+    AuditPlan, DesiredFile, HostPlan, PlanInput, ReadyCheck, Reload, ServicePlan, Step, TlsPlan,
+    MARKER_NAME,
 };
 pub use playbook::{
     load_playbook, AuditSpec, CertRole, FileSource, FileSpec, Playbook, ReadySpec, ReloadSpec,

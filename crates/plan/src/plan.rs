@@ -290,11 +290,24 @@ pub fn resolve_tls(input: &PlanInput) -> Result<(Vec<PathBuf>, Option<TlsPlan>),
 }
 
 /// Facts that stand in for a host's real ones while inputs are checked before any host is
-/// contacted: the inventory name as nodename, and a documentation address (192.0.2.1,
-/// 2001:db8::1) for any interface. Never used for what is pushed: the real facts are gathered
-/// and the host planned again.
+/// contacted: the inventory name as nodename, no interface listed, and a documentation
+/// address (192.0.2.1, 2001:db8::1) for any interface asked for. The real facts are
+/// gathered before anything is pushed; see [`stood_in_exactly`] for when the plan stands.
 pub fn provisional_facts(host: &str) -> Json {
-    serde_json::json!({"nodename": host, crate::render::PROVISIONAL: true})
+    serde_json::json!({"nodename": host, "interfaces": [], crate::render::PROVISIONAL: true})
+}
+
+/// Whether a plan made on `host`'s stand-in facts is exactly the plan its real `facts` give:
+/// it asked for no interface's address (the one thing stand-in facts answer differently),
+/// and the real facts are what stood in (the nodename is the inventory name, and the facts
+/// gathered without interfaces list none). Planning is a function of its inputs, so the
+/// host need not be planned again.
+pub fn stood_in_exactly(host: &str, plan: &HostPlan, facts: &Json) -> bool {
+    let mut stand_in = provisional_facts(host);
+    if let Some(map) = stand_in.as_object_mut() {
+        map.remove(crate::render::PROVISIONAL);
+    }
+    !plan.reads_interfaces && *facts == stand_in
 }
 
 /// The host's certificate directories, host first, shared last: nothing else is rendered,
@@ -326,6 +339,8 @@ struct HostContext<'a> {
     env: Arc<Environment<'static>>,
     template_dirs: Vec<PathBuf>,
     cert_dirs: Vec<PathBuf>,
+    /// Held while the host is planned on stand-in facts.
+    _stand_in: Option<crate::render::StandInFacts>,
 }
 
 impl<'a> HostContext<'a> {
@@ -342,12 +357,20 @@ impl<'a> HostContext<'a> {
         // Kolla's name for its config directory; `node_custom_config` builds on it.
         raw.entry("node_config")
             .or_insert_with(|| Json::from(input.configdir.display().to_string()));
+        let mut stand_in = None;
         if let Some(facts) = input.facts {
-            raw.insert(FACTS.into(), facts.clone());
+            let mut facts = facts.clone();
+            if let Some(map) = facts.as_object_mut() {
+                if map.remove(crate::render::PROVISIONAL) == Some(Json::Bool(true)) {
+                    stand_in = Some(crate::render::StandInFacts::begin());
+                }
+            }
+            raw.insert(FACTS.into(), facts);
         }
 
         let resolved = resolve(raw);
         let mut ctx = HostContext {
+            _stand_in: stand_in,
             input,
             context: Value::from(minijinja::value::Serde(&resolved.vars)),
             vars: resolved.vars,
@@ -453,13 +476,13 @@ impl<'a> HostContext<'a> {
     fn eval_when(&self, expr: &str, context: &str) -> Result<bool, PlanError> {
         let compiled = cached_expression(expr)
             .map_err(|e| self.expression_error(&e, expr, context, BTreeSet::new()))?;
-        let referenced: BTreeSet<String> =
-            compiled.undeclared_variables(false).into_iter().collect();
+        // What the expression reads matters only to explain a failure (and costs a parse).
+        let referenced = || compiled.undeclared_variables(false).into_iter().collect();
         let value = compiled
             .eval(self.context.clone())
-            .map_err(|e| self.expression_error(&e, expr, context, referenced.clone()))?;
+            .map_err(|e| self.expression_error(&e, expr, context, referenced()))?;
         // A bare `when: some_var` holding "no" must be false, as the playbook author meant.
-        value_to_bool(&value).map_err(|e| self.expression_error(&e, expr, context, referenced))
+        value_to_bool(&value).map_err(|e| self.expression_error(&e, expr, context, referenced()))
     }
 
     fn render_string(&self, text: &str, context: &str) -> Result<String, PlanError> {
@@ -723,11 +746,12 @@ impl<'a> HostContext<'a> {
         error: impl Fn(&minijinja::Error, &BTreeSet<String>) -> PlanError,
     ) -> Result<String, PlanError> {
         let template = template.map_err(|e| error(&e, &BTreeSet::new()))?;
-        let referenced: BTreeSet<String> =
-            template.undeclared_variables(false).into_iter().collect();
-        template
-            .render(self.context.clone())
-            .map_err(|e| error(&e, &referenced))
+        template.render(self.context.clone()).map_err(|e| {
+            // Only a failure needs what the template reads (finding it parses the source again).
+            let referenced: BTreeSet<String> =
+                template.undeclared_variables(false).into_iter().collect();
+            error(&e, &referenced)
+        })
     }
 
     fn read_cert(&self, name: &str) -> Result<(Vec<u8>, PathBuf), PlanError> {

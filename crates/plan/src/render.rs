@@ -141,9 +141,7 @@ fn interface_address(
             "unknown address family {family:?} (ipv4 or ipv6)"
         )));
     }
-    // Only a real `true` (hosts' facts never hold the key: the parser drops it).
-    let provisional = facts.get_attr(PROVISIONAL).ok();
-    if provisional.is_some_and(|v| v.kind() == minijinja::value::ValueKind::Bool && v.is_true()) {
+    if STAND_IN_FACTS.get() {
         return Ok(if family == "ipv4" {
             "192.0.2.1"
         } else {
@@ -309,6 +307,29 @@ thread_local! {
 /// Whether a render on this thread read interface facts since the last call (and reset).
 pub(crate) fn take_interfaces_read() -> bool {
     INTERFACES_READ.replace(false)
+}
+
+thread_local! {
+    /// Set while a host is planned on stand-in facts ([`crate::provisional_facts`]): then
+    /// `interface_address` answers a documentation address. A flag beside the facts rather
+    /// than a key in them, so that templates see stand-in facts exactly as real ones.
+    static STAND_IN_FACTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as planning on stand-in facts until dropped.
+pub(crate) struct StandInFacts(());
+
+impl StandInFacts {
+    pub(crate) fn begin() -> StandInFacts {
+        STAND_IN_FACTS.set(true);
+        StandInFacts(())
+    }
+}
+
+impl Drop for StandInFacts {
+    fn drop(&mut self) {
+        STAND_IN_FACTS.set(false);
+    }
 }
 
 /// The template environments of a run, one per template search path (the directories of it

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use minijinja::value::Value;
 use minijinja::ErrorKind;
@@ -239,13 +240,27 @@ fn references(value: &Json) -> Result<BTreeSet<String>, minijinja::Error> {
     let mut strings = Vec::new();
     collect_strings(value, &mut strings);
     for text in strings {
-        let found = match single_expression(text) {
-            Some(expr) => cached_expression(expr).map(|e| e.undeclared_variables(false)),
-            None => with_string_template(text, |t| Ok(t.undeclared_variables(false))),
-        };
-        names.extend(found?);
+        names.extend(string_references(text)?.iter().cloned());
     }
     Ok(names)
+}
+
+/// What one templated string reads, found once per process: every host's variables hold
+/// the same strings, and finding them parses the source again.
+fn string_references(text: &str) -> Result<Arc<BTreeSet<String>>, minijinja::Error> {
+    static FOUND: LazyLock<Mutex<HashMap<String, Arc<BTreeSet<String>>>>> =
+        LazyLock::new(Default::default);
+    if let Some(found) = FOUND.lock().unwrap_or_else(|e| e.into_inner()).get(text) {
+        return Ok(found.clone());
+    }
+    let found = match single_expression(text) {
+        Some(expr) => cached_expression(expr).map(|e| e.undeclared_variables(false)),
+        None => with_string_template(text, |t| Ok(t.undeclared_variables(false))),
+    };
+    let found: Arc<BTreeSet<String>> = Arc::new(found?.into_iter().collect());
+    let mut cache = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    cache.insert(text.to_string(), found.clone());
+    Ok(found)
 }
 
 fn collect_strings<'a>(value: &'a Json, out: &mut Vec<&'a str>) {

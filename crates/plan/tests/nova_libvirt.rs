@@ -93,6 +93,12 @@ fn file<'a>(plan: &'a HostPlan, service_name: &str, name: &str) -> Option<&'a De
         .find(|f| f.path == format!("{}/{name}", svc.dir))
 }
 
+/// Every file of every service: path and content.
+fn files_of(plan: &HostPlan) -> Vec<(String, Vec<u8>)> {
+    let files = plan.services.iter().flat_map(|svc| &svc.files);
+    files.map(|f| (f.path.clone(), f.content.clone())).collect()
+}
+
 fn text(plan: &HostPlan, service_name: &str, name: &str) -> String {
     let f =
         file(plan, service_name, name).unwrap_or_else(|| panic!("{service_name} has no {name}"));
@@ -1008,6 +1014,46 @@ fn migration_address_and_name_come_from_facts_unless_set() {
         libvirtd.contains("listen_addr = \"10.0.0.11\""),
         "{libvirtd}"
     );
+
+    // Stand-in facts: a documentation address for an interface, and a plan that reads one
+    // never stands for the real plan.
+    let stand_in = virtfleet_plan::provisional_facts("compute1");
+    let provisional = plan_host(&input(&pb, &dir, &tls, Some(&stand_in))).unwrap();
+    assert_eq!(provisional.tls.as_ref().unwrap().address, "192.0.2.1");
+    let real = json!({"nodename": "compute1", "interfaces": []});
+    assert!(!virtfleet_plan::stood_in_exactly(
+        "compute1",
+        &provisional,
+        &real
+    ));
+    // Without an interface read, it stands exactly when the real facts are the stand-in's
+    // (the nodename is the inventory name); then both plans are the same.
+    let named = plan_host(&input(&pb, &dir, &set, Some(&stand_in))).unwrap();
+    assert!(virtfleet_plan::stood_in_exactly("compute1", &named, &real));
+    let from_real = plan_host(&input(&pb, &dir, &set, Some(&real))).unwrap();
+    assert_eq!(files_of(&named), files_of(&from_real));
+    let other_name = json!({"nodename": "compute1.example", "interfaces": []});
+    assert!(!virtfleet_plan::stood_in_exactly(
+        "compute1",
+        &named,
+        &other_name
+    ));
+    let with_interfaces = json!({"nodename": "compute1", "interfaces": ["eth0"],
+                                 "eth0": {"ipv4": {"address": "10.0.0.11"}}});
+    assert!(!virtfleet_plan::stood_in_exactly(
+        "compute1",
+        &named,
+        &with_interfaces
+    ));
+    // The marker is not a fact a template can see.
+    let mut dumps = set.clone();
+    dumps.insert(
+        "migration_hostname".into(),
+        json!("{{ ansible_facts | tojson | length }}"),
+    );
+    let a = plan_host(&input(&pb, &dir, &dumps, Some(&stand_in))).unwrap();
+    let b = plan_host(&input(&pb, &dir, &dumps, Some(&real))).unwrap();
+    assert_eq!(a.tls.unwrap().server_name, b.tls.unwrap().server_name);
 
     // migration_interface picks another interface ('-' looked up as '_', as Ansible names it).
     let mut other = tls.clone();

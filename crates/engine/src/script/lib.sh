@@ -16,11 +16,6 @@ vf_docker_conf=/etc/docker/daemon.json
 vf_docker_root=/var/lib/docker
 vf_proc=/proc
 
-# stdin as "<line tag> <line>" lines; a last line without a newline counts too.
-vf_lines() {
-  while IFS= read -r l || [ -n "$l" ]; do printf '%s %s\n' "$VF_T_LINE" "$l"; done
-}
-
 # vf_stat PATH...: "<stat tag> <st_mode in hex> <owner> <group> <path>" (a symlink itself,
 # never followed) and "<sha256>  <path>" per existing file. Two processes for any number of
 # paths: a process start is what a fleet run costs a host.
@@ -38,22 +33,48 @@ vf_unwritable() {
   done
 }
 
-# vf_contents FILE...: each existing file whole, read by the shell itself.
-vf_contents() {
+# vf_read N FILE... MARKER...: the first N arguments are files read whole (each existing
+# one), the rest applied markers (each announced even when absent), then the container store
+# vf_containers found, if any. A symlink is not read through (it may point anywhere; the
+# push replaces it). One awk reads them all: dash's `read` costs a system call per byte and
+# printf one per line, thousands for a config.json, and a process start costs about a ms.
+vf_read() {
+  vf_n=$1
+  shift
+  vf_i=0
   for f; do
-    # A symlink is not read through (it may point anywhere); the push replaces it.
-    if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
-    printf '%s %s\n' "$VF_T_CONTENT" "$f"
-    vf_lines < "$f"
+    vf_i=$((vf_i + 1))
+    vf_kind=A
+    if [ -f "$f" ] && [ ! -L "$f" ]; then vf_kind=M; fi
+    if [ "$vf_i" -gt "$vf_n" ]; then
+      set -- "$@" "$vf_kind$f"
+    elif [ "$vf_kind" = M ]; then
+      set -- "$@" "C$f"
+    fi
   done
-}
-
-# vf_markers FILE...: each applied marker, announced even when absent.
-vf_markers() {
-  for m; do
-    printf '%s %s\n' "$VF_T_MARKER" "$m"
-    if [ -f "$m" ] && [ ! -L "$m" ]; then vf_lines < "$m"; fi
-  done
+  shift "$vf_i"
+  if [ -n "$vf_store" ]; then set -- "$@" "S$vf_store"; fi
+  [ "$#" -gt 0 ] || return 0
+  # Program operands, never options: every argument starts with its kind letter.
+  awk -v c="$VF_T_CONTENT" -v m="$VF_T_MARKER" -v l="$VF_T_LINE" -v s="$VF_T_STORE" '
+    BEGIN {
+      for (i = 1; i < ARGC; i++) {
+        kind = substr(ARGV[i], 1, 1)
+        f = substr(ARGV[i], 2)
+        if (kind == "S") {
+          printf "%s ", s
+          while ((getline line < f) > 0) printf "%s", line
+          print ""
+          continue
+        }
+        print (kind == "C" ? c : m) " " f
+        if (kind == "A") continue
+        while ((getline line < f) > 0) print l " " line
+        close(f)
+      }
+      exit
+    }' "$@"
+  return 0
 }
 
 # vf_containers ENGINE NAME...: each container's ID (a recreated container has a new one).
@@ -89,14 +110,14 @@ vf_installed() {
   return 1
 }
 
-# vf_podman_store: podman's container store (containers.json lists them all), whole.
+# vf_podman_store: finds podman's container store (containers.json lists them all) for
+# vf_read, which prints it whole on one line after its tag.
+vf_store=
 vf_podman_store() {
   for f in /var/lib/containers/storage/overlay-containers/containers.json \
            /var/lib/containers/storage/vfs-containers/containers.json; do
     [ -f "$f" ] || continue
-    printf '%s ' "$VF_T_STORE"
-    while IFS= read -r l || [ -n "$l" ]; do printf '%s' "$l"; done < "$f"
-    echo
+    vf_store=$f
     return 0
   done
   return 1

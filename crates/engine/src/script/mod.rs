@@ -158,9 +158,11 @@ pub fn probe(
     }
     s.cmd("vf_stat", paths);
     s.cmd("vf_unwritable", markers.iter().map(|m| parent(m)));
-    s.cmd("vf_contents", contents);
-    s.cmd("vf_markers", markers);
+    // Containers first: where podman keeps them is read with the files, by one process.
     s.cmd("vf_containers", [engine].iter().chain(containers));
+    let count = contents.len().to_string();
+    let read = [count.as_str()].into_iter().chain(contents.iter().copied());
+    s.cmd("vf_read", read.chain(markers.iter().copied()));
     s.line("exit 0");
     s
 }
