@@ -10,9 +10,24 @@ pub struct Setting {
     pub line: usize,
 }
 
-/// `key = value` / `key: value` lines outside any section; the last one of a key wins (as
-/// libvirt reads them). `section` selects an INI section (`[libvirt]`), None: no sections.
-pub fn settings(text: &str, section: Option<&str>) -> BTreeMap<String, Setting> {
+/// Which setting of a key written twice the program reading the file uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeated {
+    /// libvirt (virConfGetValue returns the first entry: a `max_processes` appended after
+    /// Kolla's is ignored, seen in the lab) and Cyrus SASL's config lookup.
+    FirstWins,
+    /// oslo.config (nova.conf).
+    LastWins,
+}
+
+/// `key = value` / `key: value` lines outside any section, each key's setting as `repeated`
+/// says the file's reader takes it. `section` selects an INI section (`[libvirt]`), None: no
+/// sections.
+pub fn settings(
+    text: &str,
+    section: Option<&str>,
+    repeated: Repeated,
+) -> BTreeMap<String, Setting> {
     let mut out = BTreeMap::new();
     let mut current: Option<String> = None;
     for (i, raw) in text.lines().enumerate() {
@@ -24,8 +39,15 @@ pub fn settings(text: &str, section: Option<&str>) -> BTreeMap<String, Setting> 
             current = Some(name.trim().to_string());
             continue;
         }
-        if section.is_some() && current.as_deref() != section {
-            continue;
+        // oslo.config reads `[LIBVIRT]` as `[libvirt]` (DEFAULT only as itself).
+        if let Some(want) = section {
+            let same = current.as_deref().is_some_and(|c| match c == "DEFAULT" {
+                true => want == "DEFAULT",
+                false => c.eq_ignore_ascii_case(want),
+            });
+            if !same {
+                continue;
+            }
         }
         let Some(at) = line.find(['=', ':']) else {
             continue;
@@ -35,10 +57,17 @@ pub fn settings(text: &str, section: Option<&str>) -> BTreeMap<String, Setting> 
             continue;
         }
         let value = line[at + 1..].trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
+        let value = match repeated {
+            // libvirt's syntax: a string in double or single quotes, a comment after it.
+            Repeated::FirstWins => libvirt_value(value),
+            Repeated::LastWins => ['"', '\'']
+                .iter()
+                .find_map(|q| value.strip_prefix(*q)?.strip_suffix(*q))
+                .unwrap_or(value),
+        };
+        if repeated == Repeated::FirstWins && out.contains_key(key) {
+            continue;
+        }
         out.insert(
             key.to_string(),
             Setting {
@@ -48,6 +77,17 @@ pub fn settings(text: &str, section: Option<&str>) -> BTreeMap<String, Setting> 
         );
     }
     out
+}
+
+/// A value as libvirt's parser reads it: the text inside the first quoted string (double or
+/// single quotes), else everything before a `#` comment.
+fn libvirt_value(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if let Some(rest) = value.strip_prefix(quote) {
+            return rest.find(quote).map_or(rest, |end| &rest[..end]);
+        }
+    }
+    value.split('#').next().unwrap_or(value).trim()
 }
 
 /// A libvirtd.conf / nova.conf boolean: `1`, `true`, `yes`, `on`.
@@ -63,9 +103,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settings_keep_the_last_value_and_its_line() {
+    fn settings_keep_the_value_their_reader_uses_and_its_line() {
         let text = "# c\nlisten_tcp = 1\nauth_tcp = \"none\"\n  listen_tcp = 0\n[x]\ny = 2\n";
-        let s = settings(text, None);
+        let s = settings(text, None, Repeated::LastWins);
         assert_eq!(
             s["listen_tcp"],
             Setting {
@@ -73,13 +113,30 @@ mod tests {
                 line: 4
             }
         );
+        // libvirt's quotes and comments.
+        let libvirt = "auth_tcp = 'none'\nlisten_tcp = 1 # on\nmech = \"a#b\" # c\n";
+        let l = settings(libvirt, None, Repeated::FirstWins);
+        assert_eq!(l["auth_tcp"].value, "none");
+        assert_eq!(l["listen_tcp"].value, "1");
+        assert_eq!(l["mech"].value, "a#b");
+        // oslo.config's section names other than DEFAULT in any case, and its quotes.
+        let upper = "[LIBVIRT]\nlive_migration_tunnelled = 'true'\n";
+        let n = settings(upper, Some("libvirt"), Repeated::LastWins);
+        assert_eq!(n["live_migration_tunnelled"].value, "true");
+        // libvirt reads the first: a later `auth_tcp = "sasl"` does not make it safe.
+        let appended = "auth_tcp = \"none\"\nauth_tcp = \"sasl\"\n";
+        let first = settings(appended, None, Repeated::FirstWins);
+        assert_eq!(
+            (first["auth_tcp"].value.as_str(), first["auth_tcp"].line),
+            ("none", 1)
+        );
         assert_eq!(s["auth_tcp"].value, "none");
         let nova = "[DEFAULT]\na = 1\n[libvirt]\nconnection_uri = qemu+tcp://h/system\n";
-        let l = settings(nova, Some("libvirt"));
+        let l = settings(nova, Some("libvirt"), Repeated::LastWins);
         assert_eq!(l.len(), 1);
         assert_eq!(l["connection_uri"].line, 4);
         assert_eq!(
-            settings("mech_list: scram-sha-256\n", None)["mech_list"].value,
+            settings("mech_list: scram-sha-256\n", None, Repeated::FirstWins)["mech_list"].value,
             "scram-sha-256"
         );
         assert!(truthy("Yes") && !truthy("0"));

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use certs::{CertsSeen, SeenFile};
-pub use conf::{settings, truthy, Setting};
+pub use conf::{settings, truthy, Repeated, Setting};
 pub use rpc::Answer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -61,6 +61,63 @@ pub struct Observed<'a> {
     pub tcp_probe: Option<&'a Answer>,
 }
 
+/// Whether the host's nova asks for QEMU-native TLS (`[libvirt] live_migration_with_native_tls`,
+/// off by default); None without a nova.conf.
+pub fn native_tls(seen: &Observed) -> Option<bool> {
+    let (_, text) = seen.files.get("nova")?;
+    let nova = settings(text, Some("libvirt"), Repeated::LastWins);
+    Some(
+        nova.get("live_migration_with_native_tls")
+            .is_some_and(|s| truthy(&s.value)),
+    )
+}
+
+/// Findings only the fleet as a whole shows, per host: QEMU-native TLS on for some hosts and
+/// off for others. A migration between the two kinds either fails (a destination whose QEMU
+/// has no certificates) or goes unencrypted, so every host of a mixed fleet is told.
+pub fn fleet_findings(native_tls: &BTreeMap<String, bool>) -> BTreeMap<String, Finding> {
+    let on: Vec<&str> = native_tls
+        .iter()
+        .filter(|(_, on)| **on)
+        .map(|(h, _)| h.as_str())
+        .collect();
+    let off: Vec<&str> = native_tls
+        .iter()
+        .filter(|(_, on)| !**on)
+        .map(|(h, _)| h.as_str())
+        .collect();
+    if on.is_empty() || off.is_empty() {
+        return BTreeMap::new();
+    }
+    let list = |hosts: &[&str]| {
+        let shown: Vec<&str> = hosts.iter().take(5).copied().collect();
+        match hosts.len() > shown.len() {
+            true => format!(
+                "{} and {} more",
+                shown.join(", "),
+                hosts.len() - shown.len()
+            ),
+            false => shown.join(", "),
+        }
+    };
+    let finding = |here: &str, others: &[&str], there: &str| Finding {
+        id: "NOVA-NATIVE-TLS-MIXED",
+        severity: Severity::Medium,
+        evidence: format!(
+            "nova.conf: live_migration_with_native_tls {here} here, {there} on {}",
+            list(others)
+        ),
+    };
+    let mut findings = BTreeMap::new();
+    for host in &on {
+        findings.insert(host.to_string(), finding("on", &off, "off"));
+    }
+    for host in &off {
+        findings.insert(host.to_string(), finding("off", &on, "on"));
+    }
+    findings
+}
+
 /// Every finding for one host, most severe first.
 pub fn audit(seen: &Observed) -> Vec<Finding> {
     let mut findings = Vec::new();
@@ -72,9 +129,13 @@ pub fn audit(seen: &Observed) -> Vec<Finding> {
         })
     };
     let get = |kind: &str, section: Option<&str>| {
-        seen.files
-            .get(kind)
-            .map(|(path, text)| (path.clone(), settings(text, section)))
+        seen.files.get(kind).map(|(path, text)| {
+            let repeated = match kind {
+                "nova" => Repeated::LastWins,
+                _ => Repeated::FirstWins,
+            };
+            (path.clone(), settings(text, section, repeated))
+        })
     };
 
     match get("libvirtd", None) {
@@ -301,5 +362,51 @@ mod tests {
             Some(Answer::Auth(vec!["sasl".into()])),
         );
         assert_eq!(ids, ["SASL-OVER-TCP", "LIBVIRT-TCP-OPEN"]);
+    }
+
+    #[test]
+    fn native_tls_on_some_hosts_and_off_on_others_is_told_to_every_host() {
+        let nova = |on: bool| format!("[libvirt]\nlive_migration_with_native_tls = {on}\n");
+        let state = |text: Option<String>| {
+            let mut files = BTreeMap::new();
+            if let Some(t) = text {
+                files.insert("nova".to_string(), ("/n.conf".to_string(), t));
+            }
+            native_tls(&Observed {
+                files: &files,
+                certs: None,
+                tcp_probe: None,
+            })
+        };
+        assert_eq!(state(Some(nova(true))), Some(true));
+        assert_eq!(state(Some(nova(false))), Some(false));
+        assert_eq!(
+            state(Some("[DEFAULT]\n".into())),
+            Some(false),
+            "nova's default"
+        );
+        assert_eq!(state(None), None);
+
+        let fleet = |on: &[bool]| -> BTreeMap<String, bool> {
+            on.iter()
+                .enumerate()
+                .map(|(i, on)| (format!("c{i}"), *on))
+                .collect()
+        };
+        assert!(fleet_findings(&fleet(&[true, true])).is_empty());
+        assert!(fleet_findings(&fleet(&[false, false])).is_empty());
+        let mixed = fleet_findings(&fleet(&[true, false, false]));
+        assert_eq!(mixed.len(), 3);
+        assert_eq!(mixed["c0"].id, "NOVA-NATIVE-TLS-MIXED");
+        assert!(
+            mixed["c0"].evidence.contains("on here, off on c1, c2"),
+            "{:?}",
+            mixed["c0"]
+        );
+        assert!(
+            mixed["c1"].evidence.contains("off here, on on c0"),
+            "{:?}",
+            mixed["c1"]
+        );
     }
 }

@@ -68,8 +68,22 @@ pub async fn run(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode, Input
         };
         hosts.insert(name, failed);
     }
+    let mut native_tls = BTreeMap::new();
+    let mut results = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let Ok((name, result)) = joined else { continue };
+        if let Ok((_, Some(on))) = &result {
+            native_tls.insert(name.clone(), *on);
+        }
+        results.push((name, result.map(|(findings, _)| findings)));
+    }
+    let mut fleet_findings = virtfleet_audit::fleet_findings(&native_tls);
+    for (name, result) in results {
+        let result = result.map(|mut findings| {
+            findings.extend(fleet_findings.remove(&name));
+            findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
+            findings
+        });
         let entry = match result {
             Ok(findings) => HostAudit {
                 status: if findings.is_empty() {
@@ -125,13 +139,14 @@ pub async fn run(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode, Input
     })
 }
 
-/// One round trip for the files, and the live probe of the unencrypted port, side by side.
+/// One round trip for the files, and the live probe of the unencrypted port, side by side:
+/// the host's findings, and whether its nova asks for QEMU-native TLS (for the fleet's).
 async fn audit_host(
     job: &HostJob,
     ssh: &virtfleet_ssh::ClientOptions,
-) -> Result<Vec<Finding>, String> {
+) -> Result<(Vec<Finding>, Option<bool>), String> {
     let Some(plan) = &job.plan.audit else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
     let paths: Vec<&str> = plan
         .files
@@ -186,11 +201,13 @@ async fn audit_host(
         warn_days: DEFAULT_WARN_DAYS,
     };
     let answer: Answer = answer;
-    Ok(virtfleet_audit::audit(&Observed {
+    let observed = Observed {
         files: &files,
         certs: Some(&certs),
         tcp_probe: Some(&answer),
-    }))
+    };
+    let native_tls = virtfleet_audit::native_tls(&observed);
+    Ok((virtfleet_audit::audit(&observed), native_tls))
 }
 
 fn print_table(hosts: &BTreeMap<String, HostAudit>) {
