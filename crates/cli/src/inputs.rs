@@ -380,14 +380,16 @@ impl Inputs {
             return NotReached::new();
         }
         let forks = global.forks(targets.len());
+        let asked: Vec<String> = targets.iter().map(|t| t.label.clone()).collect();
         let gathered = virtfleet_engine::facts::gather(targets, &global.ssh_options(), forks).await;
-        self.keep_facts(gathered.into_iter().map(|(host, facts)| {
+        let gathered = gathered.into_iter().map(|(host, facts)| {
             let gathered = facts.map(|facts| Gathered {
                 facts,
                 probed: None,
             });
             (host, gathered)
-        }))
+        });
+        self.keep_facts(&asked, gathered)
     }
 
     /// [`Inputs::gather_facts`] for hosts planned on stand-in facts, each with its probe in
@@ -402,17 +404,26 @@ impl Inputs {
         }
         let forks = global.forks(jobs.len());
         let ssh = global.ssh_options();
+        let asked: Vec<String> = jobs.iter().map(|j| j.target.label.clone()).collect();
         let gathered = virtfleet_engine::facts::gather_with_probe(jobs, &ssh, forks).await;
-        self.keep_facts(gathered)
+        self.keep_facts(&asked, gathered)
     }
 
     /// Records gathered facts (and probes); returns the hosts that could not be read,
-    /// dropped from [`Inputs::hosts`].
+    /// dropped from [`Inputs::hosts`]. A host `asked` that has no answer at all (its task
+    /// died) is one of them: its stand-in facts must never be planned on.
     fn keep_facts(
         &mut self,
+        asked: &[String],
         gathered: impl IntoIterator<Item = (String, Result<Gathered, EngineError>)>,
     ) -> NotReached {
         let mut unreachable = NotReached::new();
+        let gathered: BTreeMap<String, _> = gathered.into_iter().collect();
+        for host in asked.iter().filter(|h| !gathered.contains_key(*h)) {
+            self.facts.remove(host);
+            let report = HostReport::failed(Status::Failed, "gathering facts failed".into());
+            unreachable.insert(host.clone(), report);
+        }
         for (host, gathered) in gathered {
             match gathered {
                 Ok(Gathered { facts, probed }) => {
