@@ -13,6 +13,7 @@ packages=(
   acl                                  # setfacl: the push test against inherited ACLs
   sudo                                 # become: commands run as root through sudo -n
   shellcheck                           # lints the engine's shell functions (script/lib.sh)
+  tcpdump openssl                      # the QEMU-TLS migration test's capture and foreign CA
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -13,6 +13,7 @@ mod deploy;
 mod engines;
 mod facts;
 mod failures;
+mod qemu_tls;
 mod rollout;
 mod rotate;
 mod sudo;

@@ -146,7 +146,8 @@ impl LabHost {
         );
         write(&libvirt_dir.join("libvirtd.conf"), &libvirtd_conf)?;
         let libvirt_command = match containers {
-            Containers::Libvirt => "/usr/sbin/libvirtd --listen",
+            // As Kolla's image: virtlogd, then libvirtd (the lab's stand-in script).
+            Containers::Libvirt => "/usr/local/bin/kolla_nova_libvirt_start",
             Containers::Light => "/usr/local/bin/sleep_forever",
         };
         let libvirt_json = serde_json::json!({

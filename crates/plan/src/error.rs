@@ -82,13 +82,28 @@ pub enum PlanError {
     },
 
     /// A configuration the playbook refuses (see `refuse:`), and how to let it through.
-    #[error("host {host}: refused: {message} (set {unless} to true to deploy it anyway)")]
+    #[error("host {host}: refused: {message}{}", match unless {
+        Some(var) => format!(" (set {var} to true to deploy it anyway)"),
+        None => String::new(),
+    })]
     Refused {
         host: String,
         message: String,
-        unless: String,
+        /// The switch that lets it through; None for a configuration that cannot work.
+        unless: Option<String>,
         /// The variables the refused condition reads, so a caller can say where each is set.
         read: Vec<String>,
+    },
+
+    /// A rendered file holds a setting the playbook's `conflicts:` rule out.
+    #[error("host {host}: {}: {setting}: {message}", file.display())]
+    Conflict {
+        host: String,
+        /// The file that sets it: the operator's override, or the template.
+        file: PathBuf,
+        /// `[section] key = value`, as read.
+        setting: String,
+        message: String,
     },
 
     /// The rendered plan is inconsistent (e.g. two files with the same destination).

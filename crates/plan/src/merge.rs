@@ -45,6 +45,38 @@ pub fn merge(kind: Merge, current: Option<&[u8]>, owned: &[u8]) -> Result<Vec<u8
     }
 }
 
+/// What oslo.config reads for `key` in `section` of an INI text: the last setting's value
+/// (its first line after `=` or `:`, trimmed, one pair of matching quotes removed), in any
+/// section of that name (oslo.config reads `[LIBVIRT]` as `[libvirt]`; only DEFAULT is
+/// exact); None where the key is not set.
+pub fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
+    let lines = split_lines(text);
+    let (settings, _) = parse_ini(&lines);
+    let same_section = |name: &str| match section == "DEFAULT" || name == "DEFAULT" {
+        true => name == section,
+        false => name.eq_ignore_ascii_case(section),
+    };
+    let last = settings
+        .iter()
+        .rev()
+        .find(|s| same_section(s.section) && s.key == key)?;
+    let line = lines[last.start].trim();
+    let at = line.find(['=', ':'])?;
+    let value = line[at + 1..].trim();
+    let unquoted = ['"', '\''].iter().find_map(|q| {
+        let inner = value.strip_prefix(*q)?.strip_suffix(*q)?;
+        Some(inner)
+    });
+    Some(unquoted.unwrap_or(value).to_string())
+}
+
+/// Whether an oslo.config boolean reads as true (`true`, `yes`, `on`, `1`; any case).
+pub fn ini_true(value: &str) -> bool {
+    ["true", "yes", "on", "1"]
+        .iter()
+        .any(|t| value.eq_ignore_ascii_case(t))
+}
+
 /// What one line of an oslo.config INI file is, read as oslo.config's parser does: an
 /// indented line continues the value above it (even one that looks like a header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

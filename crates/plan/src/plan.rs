@@ -264,6 +264,7 @@ fn plan_host_here(input: &PlanInput) -> Result<HostPlan, PlanError> {
         }
         services.push(ctx.plan_service(spec)?);
     }
+    ctx.check_conflicts(&services)?;
     let container_engine = ctx.container_engine()?;
     let tls = ctx.tls(true)?;
     let audit = ctx.audit()?;
@@ -668,6 +669,25 @@ impl<'a> HostContext<'a> {
         entry: &str,
         context: &str,
     ) -> Result<Vec<u8>, PlanError> {
+        let Some((path, rendered)) = self.render_override(entry, context)? else {
+            return Ok(content);
+        };
+        crate::merge(crate::Merge::Ini, Some(&content), rendered.as_bytes()).map_err(|e| {
+            PlanError::Template {
+                host: self.host(),
+                template: path.clone(),
+                line: None,
+                message: e,
+            }
+        })
+    }
+
+    /// The override file at `entry` (a templated path), rendered; None when it does not exist.
+    fn render_override(
+        &self,
+        entry: &str,
+        context: &str,
+    ) -> Result<Option<(PathBuf, String)>, PlanError> {
         let path = PathBuf::from(self.render_string(entry, &format!("{context}: overrides"))?);
         // Like the searches: only the operator's config directory may feed a host's files.
         if !lexical(&path).starts_with(lexical(self.input.configdir)) {
@@ -682,7 +702,7 @@ impl<'a> HostContext<'a> {
             });
         }
         if !path.is_file() {
-            return Ok(content);
+            return Ok(None);
         }
         let text = virtfleet_inventory::read_text_file(&path).map_err(|e| PlanError::Template {
             host: self.host(),
@@ -700,14 +720,60 @@ impl<'a> HostContext<'a> {
                 })
         };
         let rendered = self.render_compiled(self.env.template_from_str(&text), template_error)?;
-        crate::merge(crate::Merge::Ini, Some(&content), rendered.as_bytes()).map_err(|e| {
-            PlanError::Template {
-                host: self.host(),
-                template: path.clone(),
-                line: None,
-                message: e,
+        Ok(Some((path, rendered)))
+    }
+
+    /// A setting the playbook's `conflicts:` rule out, in the rendered files of `services`:
+    /// named with the file that sets it (the last override that does, else the template).
+    fn check_conflicts(&self, services: &[ServicePlan]) -> Result<(), PlanError> {
+        for conflict in &self.input.playbook.conflicts {
+            let context = format!("conflicts: {} {}", conflict.service, conflict.file);
+            if !self.eval_when(&conflict.when, &context)? {
+                continue;
             }
-        })
+            let Some(service) = services.iter().find(|s| s.name == conflict.service) else {
+                continue;
+            };
+            let path = format!("{}/{}", service.dir, conflict.file);
+            let Some(file) = service.files.iter().find(|f| f.path == path) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&file.content);
+            let value = |key: &str| crate::ini_value(&text, &conflict.section, key);
+            let all_true = conflict
+                .keys
+                .iter()
+                .all(|key| value(key).is_some_and(|v| crate::ini_true(&v)));
+            if !all_true {
+                continue;
+            }
+            let key = &conflict.keys[0];
+            let value = value(key).unwrap_or_default();
+            let spec = self
+                .input
+                .playbook
+                .services
+                .iter()
+                .find(|s| s.name == service.name);
+            let entries = spec
+                .and_then(|s| s.files.iter().find(|f| f.dest == conflict.file))
+                .map_or(&[][..], |f| f.overrides.as_slice());
+            let mut source = file.source.clone();
+            for entry in entries {
+                if let Some((at, rendered)) = self.render_override(entry, &context)? {
+                    if crate::ini_value(&rendered, &conflict.section, key).is_some() {
+                        source = at;
+                    }
+                }
+            }
+            return Err(PlanError::Conflict {
+                host: self.host(),
+                file: source,
+                setting: format!("[{}] {key} = {value}", conflict.section),
+                message: conflict.message.trim().to_string(),
+            });
+        }
+        Ok(())
     }
 
     fn render_template(&self, name: &str) -> Result<(Vec<u8>, PathBuf), PlanError> {
@@ -960,8 +1026,13 @@ fn check_refusals(ctx: &HostContext) -> Result<Vec<(String, String)>, PlanError>
         if !ctx.eval_when(&refusal.when, "refuse: when")? {
             continue;
         }
-        let allowed = format!("{} | bool", refusal.unless);
-        if !ctx.eval_when(&allowed, &format!("refuse: unless {}", refusal.unless))? {
+        let allowed = match &refusal.unless {
+            Some(var) => {
+                ctx.eval_when(&format!("{var} | bool"), &format!("refuse: unless {var}"))?
+            }
+            None => false,
+        };
+        if !allowed {
             let read = cached_expression(&refusal.when)
                 .map(|e| {
                     let sorted: BTreeSet<String> =
@@ -977,7 +1048,9 @@ fn check_refusals(ctx: &HostContext) -> Result<Vec<(String, String)>, PlanError>
             });
         }
         let message = refusal.message.trim().to_string();
-        let_through.push((refusal.unless.clone(), message));
+        if let Some(var) = &refusal.unless {
+            let_through.push((var.clone(), message));
+        }
     }
     Ok(let_through)
 }

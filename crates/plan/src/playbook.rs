@@ -21,6 +21,8 @@ pub struct Playbook {
     pub requires: Vec<Requirement>,
     /// Configurations refused unless the operator says otherwise (see [`Refusal`]).
     pub refuses: Vec<Refusal>,
+    /// Settings a rendered file must not hold while a condition holds (see [`Conflict`]).
+    pub conflicts: Vec<Conflict>,
     /// The type each listed variable must have (checked per host before rendering).
     pub validate: std::collections::BTreeMap<String, crate::VarType>,
     /// Directories searched in order for each template name (templated).
@@ -163,8 +165,31 @@ pub struct Refusal {
     /// Expression; true describes the refused configuration.
     #[serde(deserialize_with = "de_expression")]
     pub when: String,
-    /// A boolean variable that, true, lets the configuration through.
-    pub unless: String,
+    /// A boolean variable that, true, lets the configuration through; without one, nothing
+    /// does (a configuration that cannot work).
+    #[serde(default)]
+    pub unless: Option<String>,
+    /// What is wrong with it, for the error.
+    pub message: String,
+}
+
+/// Settings an INI file of a service must not hold all at once (each true, as oslo.config
+/// reads booleans) while `when` holds: e.g. nova's `live_migration_tunnelled` together with
+/// `live_migration_with_native_tls`, which nova refuses to start with. Checked on the
+/// rendered file, the operator's overrides merged, and reported naming the file that sets
+/// the first key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conflict {
+    /// Expression; while true, the setting is refused.
+    #[serde(deserialize_with = "de_expression")]
+    pub when: String,
+    /// The service and the `dest` of its file.
+    pub service: String,
+    pub file: String,
+    pub section: String,
+    /// The keys that conflict when every one of them is true; the first is the one named.
+    pub keys: Vec<String>,
     /// What is wrong with it, for the error.
     pub message: String,
 }
@@ -283,13 +308,36 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
         }
     }
     for refusal in &raw.refuse {
-        let name = &refusal.unless;
+        let Some(name) = &refusal.unless else {
+            continue;
+        };
         let identifier = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !identifier {
             return Err(invalid(format!(
                 "refuse: unless {name:?}: not a variable name"
             )));
+        }
+    }
+    for conflict in &raw.conflicts {
+        let file = raw
+            .services
+            .0
+            .iter()
+            .find(|s| s.name == conflict.service)
+            .and_then(|s| {
+                s.files
+                    .iter()
+                    .find(|f| f.dest == conflict.file && f.merge != Some(crate::Merge::KollaConfig))
+            });
+        if file.is_none() {
+            return Err(invalid(format!(
+                "conflicts: service {:?} has no INI file {:?}",
+                conflict.service, conflict.file
+            )));
+        }
+        if conflict.keys.is_empty() {
+            return Err(invalid("conflicts: keys: at least one".into()));
         }
     }
     if let Some(tls) = &raw.tls {
@@ -302,6 +350,7 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
         defaults: raw.defaults,
         requires: raw.require,
         refuses: raw.refuse,
+        conflicts: raw.conflicts,
         validate: raw.validate,
         template_search: raw.template_search,
         cert_search: raw.cert_search,
@@ -326,6 +375,8 @@ struct PlaybookYaml {
     require: Vec<Requirement>,
     #[serde(default)]
     refuse: Vec<Refusal>,
+    #[serde(default)]
+    conflicts: Vec<Conflict>,
     #[serde(default)]
     validate: std::collections::BTreeMap<String, crate::VarType>,
     #[serde(deserialize_with = "de_template_list")]

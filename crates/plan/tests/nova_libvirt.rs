@@ -1154,3 +1154,150 @@ fn masakaris_instance_monitor_gets_the_sasl_credentials_only_when_enabled() {
         .iter()
         .all(|s| s.name != "masakari_instancemonitor"));
 }
+
+#[test]
+fn qemu_native_tls_gives_qemu_libvirts_certificates_and_asks_nova_for_it() {
+    let off = plan(json!({"libvirt_tls": true}));
+    for (service_name, name) in [("nova_libvirt", "qemu.conf"), ("nova_compute", "nova.conf")] {
+        let text = text(&off, service_name, name);
+        assert!(
+            !text.contains("tls_x509") && !text.contains("native_tls"),
+            "{text}"
+        );
+    }
+    assert!(!text(&off, "nova_libvirt", "config.json").contains("/etc/pki/qemu"));
+
+    let on = plan(json!({"libvirt_tls": true, "libvirt_qemu_native_tls": "yes"}));
+    let qemu = text(&on, "nova_libvirt", "qemu.conf");
+    assert!(
+        qemu.contains(
+            "default_tls_x509_cert_dir = \"/etc/pki/qemu\"\ndefault_tls_x509_verify = 1\n"
+        ),
+        "{qemu}"
+    );
+    let nova = text(&on, "nova_compute", "nova.conf");
+    assert!(
+        nova.contains("live_migration_with_native_tls = true\nlive_migration_tunnelled = false\n"),
+        "{nova}"
+    );
+    // The same five files, copied again by kolla_set_configs to QEMU's directory, for its group.
+    let config: Value = serde_json::from_str(&text(&on, "nova_libvirt", "config.json")).unwrap();
+    let entries = config["config_files"].as_array().unwrap();
+    let qemu_copies: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|e| e["dest"].as_str().unwrap().starts_with("/etc/pki/qemu/"))
+        .map(|e| {
+            assert_eq!(e["owner"], "root:nova");
+            assert_eq!(e["perm"], "0640");
+            (e["source"].as_str().unwrap(), e["dest"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        qemu_copies,
+        [
+            (
+                "/var/lib/kolla/config_files/cacert.pem",
+                "/etc/pki/qemu/ca-cert.pem"
+            ),
+            (
+                "/var/lib/kolla/config_files/servercert.pem",
+                "/etc/pki/qemu/server-cert.pem"
+            ),
+            (
+                "/var/lib/kolla/config_files/serverkey.pem",
+                "/etc/pki/qemu/server-key.pem"
+            ),
+            (
+                "/var/lib/kolla/config_files/clientcert.pem",
+                "/etc/pki/qemu/client-cert.pem"
+            ),
+            (
+                "/var/lib/kolla/config_files/clientkey.pem",
+                "/etc/pki/qemu/client-key.pem"
+            ),
+        ]
+    );
+    // libvirt's own entries are unchanged, and nothing new is pushed to the host.
+    let libvirt_copies = entries.iter().filter(|e| e["owner"] == "root").count();
+    assert_eq!(libvirt_copies, 9, "{config:#}");
+    assert_eq!(names(&on, "nova_libvirt"), names(&off, "nova_libvirt"));
+    let group =
+        plan(json!({"libvirt_tls": true, "libvirt_qemu_native_tls": true, "qemu_group": "kvm"}));
+    assert!(text(&group, "nova_libvirt", "config.json").contains("\"root:kvm\""));
+    assert!(text(&group, "nova_libvirt", "qemu.conf").contains("group = \"kvm\"\n"));
+}
+
+#[test]
+fn qemu_native_tls_without_libvirt_tls_or_with_tunnelling_is_refused_naming_the_file() {
+    let pb = playbook();
+    let dir = configdir();
+    let err = try_plan(
+        &pb,
+        &dir,
+        "compute1",
+        &vars(json!({"libvirt_qemu_native_tls": true})),
+    )
+    .expect_err("no certificates for QEMU");
+    assert!(
+        matches!(err, PlanError::Refused { unless: None, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("turn on libvirt_tls"), "{err}");
+    assert!(!err.to_string().contains("to deploy it anyway"), "{err}");
+
+    let no_sasl = json!({"libvirt_tls": true, "libvirt_qemu_native_tls": true,
+                         "libvirt_enable_sasl": false});
+    let err = try_plan(&pb, &dir, "compute1", &vars(no_sasl)).expect_err("QEMU holds the key");
+    assert!(
+        err.to_string().contains("turn on libvirt_enable_sasl"),
+        "{err}"
+    );
+
+    let on = vars(json!({"libvirt_tls": true, "libvirt_qemu_native_tls": true}));
+    let config = dir.path().join("config");
+    write(
+        config.join("nova.conf"),
+        "[libvirt]\nlive_migration_tunnelled = True\n",
+    );
+    let err = try_plan(&pb, &dir, "compute1", &on).expect_err("tunnelled and native");
+    let PlanError::Conflict { file, setting, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(file, &config.join("nova.conf"));
+    assert_eq!(setting, "[libvirt] live_migration_tunnelled = True");
+    assert!(
+        err.to_string().contains("live_migration_tunnelled"),
+        "{err}"
+    );
+    // The last override that sets it is the one named; one setting it false wins.
+    let per_host = config.join("nova/compute1/nova.conf");
+    write(
+        per_host.clone(),
+        "[libvirt]\nlive_migration_tunnelled = yes\n",
+    );
+    match try_plan(&pb, &dir, "compute1", &on).expect_err("still tunnelled") {
+        PlanError::Conflict { file, .. } => assert_eq!(file, per_host),
+        other => panic!("{other}"),
+    }
+    write(per_host, "[libvirt]\nlive_migration_tunnelled = false\n");
+    try_plan(&pb, &dir, "compute1", &on).expect("the per-host override turns it off");
+    // Read as oslo.config reads it: quotes and the section name's case change nothing.
+    write(
+        config.join("nova/compute1/nova.conf"),
+        "[LIBVIRT]\nlive_migration_tunnelled = \"true\"\n",
+    );
+    let err = try_plan(&pb, &dir, "compute1", &on).expect_err("quoted, upper-case section");
+    assert!(matches!(err, PlanError::Conflict { .. }), "{err}");
+    // Held back by an override (the first step on a tunnelled fleet), tunnelling may stay.
+    write(
+        config.join("nova/compute1/nova.conf"),
+        "[libvirt]\nlive_migration_tunnelled = on\nlive_migration_with_native_tls = false\n",
+    );
+    try_plan(&pb, &dir, "compute1", &on).expect("native TLS held back");
+    // Without native TLS, tunnelling is the operator's business.
+    write(
+        config.join("nova/compute1/nova.conf"),
+        "[libvirt]\nlive_migration_tunnelled = on\n",
+    );
+    try_plan(&pb, &dir, "compute1", &vars(json!({"libvirt_tls": true}))).expect("tunnelled alone");
+}

@@ -38,6 +38,8 @@ vf_unwritable() {
 # vf_containers found, if any. A symlink is not read through (it may point anywhere; the
 # push replaces it). One awk reads them all: dash's `read` costs a system call per byte and
 # printf one per line, thousands for a config.json, and a process start costs about a ms.
+# A file that cannot be read whole (or no awk) ends the script: a merged file read short
+# would be pushed without the host's own settings.
 vf_read() {
   vf_n=$1
   shift
@@ -69,11 +71,12 @@ vf_read() {
         }
         print (kind == "C" ? c : m) " " f
         if (kind == "A") continue
-        while ((getline line < f) > 0) print l " " line
+        while ((r = (getline line < f)) > 0) print l " " line
         close(f)
+        if (r < 0) { print "virtfleet: cannot read " f > "/dev/stderr"; bad = 1 }
       }
-      exit
-    }' "$@"
+      exit (bad ? 2 : 0)
+    }' "$@" || { echo "virtfleet: the host's files could not be read (awk)" >&2; exit 1; }
   return 0
 }
 

@@ -1258,6 +1258,35 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_that_cannot_read_the_hosts_files_fails_instead_of_reading_them_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("nova.conf");
+        std::fs::write(&conf, "[DEFAULT]\ntransport_url = kept\n").unwrap();
+        // A host without awk: everything else the probe runs is there.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for tool in ["sh", "stat", "sha256sum"] {
+            let found = ["/bin", "/usr/bin"]
+                .iter()
+                .map(|d| std::path::Path::new(d).join(tool))
+                .find(|p| p.exists())
+                .unwrap();
+            std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+        }
+        let conf = conf.to_str().unwrap();
+        let script = probe(&[conf], &[conf], &[], "true", &[], Facts::None);
+        let path = format!("PATH={}", bin.display());
+        let out = run_as(&["env", &path], &script);
+        assert!(!out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("could not be read"), "{stderr}");
+        // With awk, the same probe reads the file.
+        let out = run(&script);
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("transport_url = kept"));
+    }
+
+    #[test]
     fn reads_never_follow_a_symlink_at_a_managed_path() {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("elsewhere");
