@@ -70,6 +70,14 @@ pub fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
     Some(unquoted.unwrap_or(value).to_string())
 }
 
+/// A section name as oslo.config groups it: DEFAULT as itself, any other in any case.
+fn group(name: &str) -> String {
+    match name {
+        "DEFAULT" => name.to_string(),
+        _ => name.to_ascii_lowercase(),
+    }
+}
+
 /// Whether an oslo.config boolean reads as true (`true`, `yes`, `on`, `1`; any case).
 pub fn ini_true(value: &str) -> bool {
     ["true", "yes", "on", "1"]
@@ -197,23 +205,30 @@ fn owned_keys<'a>(lines: &[&'a str]) -> Vec<OwnedKey<'a>> {
 /// win); a key the section lacks is added after its last line, a section the file lacks at the
 /// end. A key whose settings already read as rendered (same lines in the same order, spaces
 /// around them aside) is left as it is, and a file where every key does comes back unchanged.
+/// Sections are matched as oslo.config groups them: `[LIBVIRT]` is `[libvirt]` (DEFAULT only
+/// as itself), so a host's differently written section cannot outvote a rendered key.
 fn merge_ini(current: &str, owned: &str) -> String {
     let lines = split_lines(current);
-    let (settings, section_end) = parse_ini(&lines);
+    let (settings, raw_ends) = parse_ini(&lines);
+    let mut section_end: HashMap<String, usize> = HashMap::new();
+    for (name, end) in raw_ends {
+        let at = section_end.entry(group(name)).or_default();
+        *at = (*at).max(end);
+    }
     let owned_lines = split_lines(owned);
     // Lines to drop (start -> end), lines to put before line i, sections to add at the end.
     let mut skip: HashMap<usize, usize> = HashMap::new();
     let mut insert: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
     let mut new_sections: Vec<(&str, Vec<&str>)> = Vec::new();
-    let mut new_index: HashMap<&str, usize> = HashMap::new();
-    let mut by_key: HashMap<(&str, &str), Vec<&Setting>> = HashMap::new();
+    let mut new_index: HashMap<String, usize> = HashMap::new();
+    let mut by_key: HashMap<(String, &str), Vec<&Setting>> = HashMap::new();
     for s in &settings {
-        by_key.entry((s.section, s.key)).or_default().push(s);
+        by_key.entry((group(s.section), s.key)).or_default().push(s);
     }
     for owned in owned_keys(&owned_lines) {
         let (section, rendered) = (owned.section, owned.settings);
         let found = by_key
-            .get(&(section, owned.key))
+            .get(&(group(section), owned.key))
             .map_or(&[][..], Vec::as_slice);
         let have: Vec<Vec<&str>> = found
             .iter()
@@ -230,12 +245,12 @@ fn merge_ini(current: &str, owned: &str) -> String {
         if let Some(first) = found.first() {
             insert.entry(first.start).or_default().extend(block);
             skip.extend(found.iter().map(|s| (s.start, s.end)));
-        } else if let Some(&at) = section_end.get(section) {
+        } else if let Some(&at) = section_end.get(&group(section)) {
             insert.entry(at).or_default().extend(block);
         } else if section == "DEFAULT" {
             insert.entry(0).or_default().extend(block);
         } else {
-            let at = *new_index.entry(section).or_insert_with(|| {
+            let at = *new_index.entry(group(section)).or_insert_with(|| {
                 new_sections.push((section, Vec::new()));
                 new_sections.len() - 1
             });
@@ -385,6 +400,34 @@ live_migration_inbound_addr = compute01
     fn ini(current: &str, owned: &str) -> String {
         String::from_utf8(merge(Merge::Ini, Some(current.as_bytes()), owned.as_bytes()).unwrap())
             .unwrap()
+    }
+
+    #[test]
+    fn a_section_written_in_another_case_is_the_same_section_as_oslo_config_reads_it() {
+        // nova reads [LIBVIRT] as [libvirt]: the rendered key replaces the host's setting
+        // there, instead of a second [libvirt] whose value the host's later one would outvote.
+        let host =
+            "[DEFAULT]\ndebug = False\n\n[LIBVIRT]\nlive_migration_with_native_tls = false\n";
+        let owned = "[libvirt]\nlive_migration_with_native_tls = true\n";
+        let merged = ini(host, owned);
+        assert_eq!(
+            merged,
+            "[DEFAULT]\ndebug = False\n\n[LIBVIRT]\nlive_migration_with_native_tls = true\n"
+        );
+        assert_eq!(
+            crate::ini_value(&merged, "libvirt", "live_migration_with_native_tls").as_deref(),
+            Some("true")
+        );
+        assert_eq!(ini(&merged, owned), merged, "a re-run changes nothing");
+        // A key the host lacks goes into its section, whatever its case.
+        let added = ini(
+            "[Libvirt]\nvirt_type = kvm\n",
+            "[libvirt]\nconnection_uri = x\n",
+        );
+        assert_eq!(added, "[Libvirt]\nvirt_type = kvm\nconnection_uri = x\n");
+        // DEFAULT is only itself.
+        let default = ini("[default]\na = 1\n", "[DEFAULT]\nb = 2\n");
+        assert_eq!(default, "b = 2\n[default]\na = 1\n");
     }
 
     #[test]
