@@ -76,16 +76,10 @@ pub fn native_tls(seen: &Observed) -> Option<bool> {
 /// off for others. A migration between the two kinds either fails (a destination whose QEMU
 /// has no certificates) or goes unencrypted, so every host of a mixed fleet is told.
 pub fn fleet_findings(native_tls: &BTreeMap<String, bool>) -> BTreeMap<String, Finding> {
-    let on: Vec<&str> = native_tls
-        .iter()
-        .filter(|(_, on)| **on)
-        .map(|(h, _)| h.as_str())
-        .collect();
-    let off: Vec<&str> = native_tls
-        .iter()
-        .filter(|(_, on)| !**on)
-        .map(|(h, _)| h.as_str())
-        .collect();
+    let (on, off): (Vec<&str>, Vec<&str>) = native_tls
+        .keys()
+        .map(String::as_str)
+        .partition(|host| native_tls[*host]);
     if on.is_empty() || off.is_empty() {
         return BTreeMap::new();
     }
@@ -272,8 +266,13 @@ pub fn audit(seen: &Observed) -> Vec<Finding> {
         ),
         _ => {}
     }
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
+    sort_findings(&mut findings);
     findings
+}
+
+/// Most severe first, then by id: the order every report lists a host's findings in.
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
 }
 
 #[cfg(test)]

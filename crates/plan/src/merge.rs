@@ -52,14 +52,11 @@ pub fn merge(kind: Merge, current: Option<&[u8]>, owned: &[u8]) -> Result<Vec<u8
 pub fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
     let lines = split_lines(text);
     let (settings, _) = parse_ini(&lines);
-    let same_section = |name: &str| match section == "DEFAULT" || name == "DEFAULT" {
-        true => name == section,
-        false => name.eq_ignore_ascii_case(section),
-    };
+    let wanted = group(section);
     let last = settings
         .iter()
         .rev()
-        .find(|s| same_section(s.section) && s.key == key)?;
+        .find(|s| group(s.section) == wanted && s.key == key)?;
     let line = lines[last.start].trim();
     let at = line.find(['=', ':'])?;
     let value = line[at + 1..].trim();

@@ -81,7 +81,7 @@ pub async fn run(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode, Input
     for (name, result) in results {
         let result = result.map(|mut findings| {
             findings.extend(fleet_findings.remove(&name));
-            findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
+            virtfleet_audit::sort_findings(&mut findings);
             findings
         });
         let entry = match result {
