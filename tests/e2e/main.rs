@@ -14,6 +14,7 @@ mod engines;
 mod facts;
 mod failures;
 mod qemu_tls;
+mod remediate;
 mod rollout;
 mod rotate;
 mod sudo;

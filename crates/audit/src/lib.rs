@@ -3,7 +3,7 @@
 //! (`rpc`): the caller reads the files (one round trip) and hands them in.
 
 mod certs;
-mod conf;
+
 pub mod rpc;
 
 use std::collections::BTreeMap;
@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use certs::{CertsSeen, SeenFile};
-pub use conf::{settings, truthy, Repeated, Setting};
 pub use rpc::Answer;
+pub use virtfleet_plan::conf::{settings, truthy, Repeated, Setting};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

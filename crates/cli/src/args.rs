@@ -94,6 +94,17 @@ impl GlobalArgs {
     }
 }
 
+/// deploy and reconfigure: batches, and the way back from a transition.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConvergeArgs {
+    #[command(flatten)]
+    pub batches: Batches,
+    /// Let a run go back across a transition the playbook guards (e.g. libvirt from TLS to
+    /// TCP), in one pass.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+}
+
 /// Batched rollout (kolla-ansible's `kolla_serial`), for every command that changes hosts.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Batches {

@@ -24,7 +24,7 @@ pub const DEFAULT_WARN_DAYS: u32 = 30;
 pub struct InputErrors(pub Vec<String>);
 
 impl InputErrors {
-    fn one(message: impl ToString) -> Self {
+    pub fn one(message: impl ToString) -> Self {
         InputErrors(vec![message.to_string()])
     }
 
@@ -72,22 +72,30 @@ pub type NotReached = BTreeMap<String, HostReport>;
 
 /// What a run works on, in inventory order.
 pub struct Prepared {
+    pub inputs: Inputs,
     pub jobs: Vec<HostJob>,
     pub not_reached: NotReached,
     /// Every targeted host, in inventory order.
-    order: Vec<String>,
+    pub order: Vec<String>,
 }
 
 impl Prepared {
     /// Planned and not-reached hosts together, in inventory order (for batches).
     pub fn entries(self) -> Vec<virtfleet_rollout::Entry> {
-        let mut jobs: BTreeMap<String, HostJob> = self
-            .jobs
+        Prepared::entries_of(self.jobs, self.not_reached, self.order)
+    }
+
+    /// `jobs` and `not_reached` together, in `order` (for batches).
+    pub fn entries_of(
+        jobs: Vec<HostJob>,
+        mut not_reached: NotReached,
+        order: Vec<String>,
+    ) -> Vec<virtfleet_rollout::Entry> {
+        let mut jobs: BTreeMap<String, HostJob> = jobs
             .into_iter()
             .map(|job| (job.target.label.clone(), job))
             .collect();
-        let mut not_reached = self.not_reached;
-        self.order
+        order
             .into_iter()
             .filter_map(|host| match jobs.remove(&host) {
                 Some(job) => Some(virtfleet_rollout::Entry::Job(Box::new(job))),
@@ -168,6 +176,7 @@ pub async fn prepare(global: &GlobalArgs) -> Result<Prepared, InputErrors> {
         .collect();
     jobs.sort_by_key(|job| position.get(job.target.label.as_str()).copied());
     Ok(Prepared {
+        inputs,
         jobs,
         not_reached,
         order,
@@ -192,6 +201,10 @@ pub struct Inputs {
     pub facts: BTreeMap<String, serde_json::Value>,
     /// The probes read with those facts.
     probed: BTreeMap<String, Arc<Probed>>,
+    /// Per host, variables over every other (a transition's held settings and phase).
+    pub overrides: BTreeMap<String, Vars>,
+    /// Every host of the playbook's group, whatever `--limit` says.
+    pub group: Vec<String>,
 }
 
 impl Inputs {
@@ -241,6 +254,8 @@ impl Inputs {
             fleet_client_dns: Vec::new(),
             facts: BTreeMap::new(),
             probed: BTreeMap::new(),
+            overrides: BTreeMap::new(),
+            group: group.clone(),
         };
         inputs.fleet_client_dns = inputs.client_dns(&group)?;
         Ok(inputs)
@@ -335,10 +350,13 @@ impl Inputs {
     fn vars_without_fleet(&self, host: &str) -> Vars {
         let mut vars = self.inventory.host_vars(host);
         merge(&mut vars, &self.extra_vars);
+        if let Some(overrides) = self.overrides.get(host) {
+            merge(&mut vars, overrides);
+        }
         vars
     }
 
-    fn plan_input<'a>(&'a self, host: &'a str, vars: &'a Vars) -> PlanInput<'a> {
+    pub fn plan_input<'a>(&'a self, host: &'a str, vars: &'a Vars) -> PlanInput<'a> {
         PlanInput {
             playbook: &self.playbook,
             host,

@@ -7,13 +7,14 @@ mod commands;
 mod inputs;
 mod output;
 mod parallel;
+mod transition;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use virtfleet_engine::Mode;
 
-use args::{Batches, GlobalArgs};
+use args::{Batches, ConvergeArgs, GlobalArgs};
 use commands::{audit, certs, converge, rotate};
 
 /// Exit status for invalid input, before any host is contacted.
@@ -35,9 +36,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Converge configuration, certificates and SASL; restart or reload what changed.
-    Deploy(Batches),
+    Deploy(ConvergeArgs),
     /// Same as deploy: re-render after a globals change and apply what changed.
-    Reconfigure(Batches),
+    Reconfigure(ConvergeArgs),
     /// Write the files to the hosts but never restart (a later deploy restarts what is stale).
     Genconfig(Batches),
     /// Contact the hosts, change nothing, report what would change and restart.
@@ -95,13 +96,20 @@ fn main() -> ExitCode {
     let global = &cli.global;
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Deploy(b) => converge::run(global, "deploy", Mode::Converge, &b).await,
-            Command::Reconfigure(b) => {
-                converge::run(global, "reconfigure", Mode::Converge, &b).await
+            Command::Deploy(a) => converge::run(global, "deploy", Mode::Converge, &a).await,
+            Command::Reconfigure(a) => {
+                converge::run(global, "reconfigure", Mode::Converge, &a).await
             }
-            Command::Genconfig(b) => converge::run(global, "genconfig", Mode::WriteOnly, &b).await,
+            Command::Genconfig(b) => {
+                let args = ConvergeArgs {
+                    batches: b,
+                    ..Default::default()
+                };
+                converge::run(global, "genconfig", Mode::WriteOnly, &args).await
+            }
             Command::Check { diff } => {
-                converge::run(global, "check", Mode::Check { diff }, &Batches::default()).await
+                let args = ConvergeArgs::default();
+                converge::run(global, "check", Mode::Check { diff }, &args).await
             }
             Command::Certs { command } => certs::run(global, command).await,
             Command::Rotate(args) => rotate::run(global, args).await,

@@ -477,11 +477,17 @@ pub(crate) fn probe_script(job: &HostJob, backing_up: bool, facts: script::Facts
         .chain(backups.iter().map(String::as_str))
         .chain(dirs.iter().copied())
         .collect();
-    let merged: Vec<&str> = services
+    // Merged files' contents, and those whose settings decide a transition (once each).
+    let mut merged: Vec<&str> = services
         .iter()
         .flat_map(|s| s.files.iter().filter(|f| f.merge.is_some()))
         .map(|f| f.path.as_str())
         .collect();
+    for path in &job.plan.held_paths {
+        if !merged.contains(&path.as_str()) {
+            merged.push(path);
+        }
+    }
     let markers: Vec<&str> = services.iter().map(|s| s.marker_path.as_str()).collect();
     let containers: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
     let engine = &job.plan.container_engine;

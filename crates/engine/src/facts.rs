@@ -48,6 +48,28 @@ pub async fn gather_with_probe(
     gather_all(asks, ssh, forks).await
 }
 
+/// Each job's probe, read now (at most `forks` at once) for the run's first batch: what a
+/// step before the converge needs to know of the hosts (a transition's held settings)
+/// costs no round trip of its own. Each connection is left parked in `ssh.pool`.
+pub async fn probe_early(
+    jobs: Vec<Arc<HostJob>>,
+    ssh: &ClientOptions,
+    forks: usize,
+) -> BTreeMap<String, Result<Arc<Probed>, EngineError>> {
+    let asks = jobs.into_iter().map(Ask::Probe).collect();
+    gather_all(asks, ssh, forks)
+        .await
+        .into_iter()
+        .map(|(host, gathered)| {
+            let probed = gathered.and_then(|g| {
+                g.probed
+                    .ok_or_else(|| EngineError::Garbled("probe: answer too large".into()))
+            });
+            (host, probed)
+        })
+        .collect()
+}
+
 /// A host's facts, and the probe that came with them.
 pub struct Gathered {
     pub facts: Value,
@@ -65,6 +87,23 @@ pub struct Probed {
     pub(crate) at: Instant,
 }
 
+impl Probed {
+    /// The contents the probe read of each of `paths` (the plan's merged and held files);
+    /// None for a path it found no regular file at, or did not read.
+    pub fn contents(&self, paths: &[String]) -> BTreeMap<String, Option<Vec<u8>>> {
+        let state = crate::state::HostState::parse(&String::from_utf8_lossy(&self.output));
+        paths
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    state.contents.get(p).map(|t| t.as_bytes().to_vec()),
+                )
+            })
+            .collect()
+    }
+}
+
 /// How long a probe read with the facts stands for the host's state: the planning between
 /// takes well under a second per host; a host that waits longer (for a fork slot behind
 /// slow restarts) probes again.
@@ -78,13 +117,14 @@ const MAX_KEPT_PROBE: usize = 1 << 20;
 enum Ask {
     Facts(Target),
     WithProbe(Arc<HostJob>),
+    Probe(Arc<HostJob>),
 }
 
 impl Ask {
     fn target(&self) -> &Target {
         match self {
             Ask::Facts(target) => target,
-            Ask::WithProbe(job) => &job.target,
+            Ask::WithProbe(job) | Ask::Probe(job) => &job.target,
         }
     }
 }
@@ -124,8 +164,13 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
             true => probe_script(job, false, script::Facts::All),
             false => probe_script(job, false, script::Facts::Nodename),
         },
+        Ask::Probe(job) => probe_script(job, false, script::Facts::None),
     };
-    let out = remote::exec(&session, "gather facts", &script, None).await;
+    let what = match ask {
+        Ask::Probe(_) => "probe",
+        _ => "gather facts",
+    };
+    let out = remote::exec(&session, what, &script, None).await;
     session.park(target, ssh);
     let out = out?;
     let text = String::from_utf8_lossy(&out);
@@ -135,14 +180,19 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
             "gather facts: more than {MAX_FACTS_BYTES} bytes"
         )));
     }
-    let facts = parse(&text).ok_or_else(|| EngineError::Garbled("gather facts".into()))?;
+    let facts = match ask {
+        Ask::Probe(_) => Value::Null,
+        _ => parse(&text).ok_or_else(|| EngineError::Garbled("gather facts".into()))?,
+    };
     let probed = match ask {
-        Ask::WithProbe(job) if out.len() <= MAX_KEPT_PROBE => Some(Arc::new(Probed {
-            target: job.target.clone(),
-            script: probe_script(job, false, script::Facts::None),
-            output: out,
-            at: Instant::now(),
-        })),
+        Ask::WithProbe(job) | Ask::Probe(job) if out.len() <= MAX_KEPT_PROBE => {
+            Some(Arc::new(Probed {
+                target: job.target.clone(),
+                script: probe_script(job, false, script::Facts::None),
+                output: out,
+                at: Instant::now(),
+            }))
+        }
         _ => None,
     };
     Ok(Gathered { facts, probed })

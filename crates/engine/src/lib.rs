@@ -34,6 +34,18 @@ pub struct HostJob {
     pub probed: Option<Arc<facts::Probed>>,
 }
 
+impl HostJob {
+    /// What the host holds at the plan's held paths (see `HostPlan::held_paths`), from a
+    /// probe read for exactly this plan (in the facts round trip or by
+    /// [`facts::probe_early`]); None without one.
+    pub fn held_contents(&self) -> Option<BTreeMap<String, Option<Vec<u8>>>> {
+        let probed = self.probed.as_deref()?;
+        let script = converge::probe_script(self, false, script::Facts::None);
+        let same = probed.target == self.target && probed.script == script;
+        same.then(|| probed.contents(&self.plan.held_paths))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Push what differs and restart or reload what must take it (deploy, reconfigure).

@@ -35,18 +35,29 @@
 //!     ready: {exec: [client, --ping], retries: 40, delay_ms: 250}
 //!     after_restart: [{exec: [...], stdin: "{{ secret }}", when: "..."}]
 //!     reload: {files: [ca.pem], exec: [[client, --reload-tls]]}
+//! transitions:                        # fleet-wide moves in phases (see `transition`)
+//!   - name: plain to tls
+//!     when: "tls_on | bool"           # the variables ask for the new side
+//!     held: {plain: {file: conf, key: listen_plain}}   # `audit:` file kinds
+//!     pending: "virtfleet_held.plain == '1'"           # this host is on the old side
+//!     phases:
+//!       - {title: both, done: "...", vars: {keep_plain: true}, keep: [client_svc]}
+//!       - {title: tls only}           # the last phase is the plan itself
+//!     downgrade: {when: "...", message: "..."}          # refused without --allow-downgrade
 //! ```
 //! Templates and `{{ }}` strings use minijinja with strict undefined, Ansible's whitespace
 //! rules (trim_blocks, final newline kept) and the filters `bool` (Ansible's yes/no/on/off/1/0),
 //! `ipwrap`, `put_address_in_context('url')` and `keyfile_escape`. Magic variables:
 //! `inventory_hostname`, `playbook_dir`, and `node_config` (the config directory) unless set.
 
+pub mod conf;
 mod error;
 mod merge;
 mod plan;
 mod playbook;
 mod redact;
 mod render;
+mod transition;
 mod validate;
 mod vars;
 
@@ -62,4 +73,8 @@ pub use playbook::{
     ReloadSpec, Requirement, ServiceSpec, StepSpec, TlsSpec,
 };
 pub use redact::redact;
+pub use transition::{
+    held_paths, held_values, host_transitions, start_phase, Downgrade, HeldSpec, HostTransition,
+    PhaseSpec, TransitionSpec, HELD_VAR,
+};
 pub use validate::VarType;

@@ -55,6 +55,9 @@ pub struct HostPlan {
     /// Planning asked for an interface's address (`interface_address`): the host's facts
     /// must hold its interfaces, not only its nodename.
     pub reads_interfaces: bool,
+    /// Files whose settings the playbook's transitions read (`held:`), every candidate path:
+    /// the probe reads their contents with the rest, so deciding costs no round trip.
+    pub held_paths: Vec<String>,
 }
 
 /// The playbook's `audit:` section evaluated for one host.
@@ -268,6 +271,10 @@ fn plan_host_here(input: &PlanInput) -> Result<HostPlan, PlanError> {
     let container_engine = ctx.container_engine()?;
     let tls = ctx.tls(true)?;
     let audit = ctx.audit()?;
+    let held_paths = match &audit {
+        Some(audit) => crate::transition::held_paths(&input.playbook.transitions, audit),
+        None => Vec::new(),
+    };
     Ok(HostPlan {
         host: input.host.to_string(),
         vars: ctx.vars,
@@ -278,6 +285,7 @@ fn plan_host_here(input: &PlanInput) -> Result<HostPlan, PlanError> {
         audit,
         let_through,
         reads_interfaces: false,
+        held_paths,
     })
 }
 
@@ -329,7 +337,7 @@ pub fn resolve_vars(input: &PlanInput) -> Result<(Vars, bool), PlanError> {
 }
 
 /// Everything needed to render for one host.
-struct HostContext<'a> {
+pub(crate) struct HostContext<'a> {
     input: &'a PlanInput<'a>,
     vars: Vars,
     /// Variables whose templates failed, with why; reported when something uses them.
@@ -345,7 +353,7 @@ struct HostContext<'a> {
 }
 
 impl<'a> HostContext<'a> {
-    fn new(input: &'a PlanInput<'a>) -> Result<Self, PlanError> {
+    pub(crate) fn new(input: &'a PlanInput<'a>) -> Result<Self, PlanError> {
         let playbook = input.playbook;
         let mut raw = playbook.defaults.clone();
         raw.extend(input.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -474,7 +482,7 @@ impl<'a> HostContext<'a> {
         }
     }
 
-    fn eval_when(&self, expr: &str, context: &str) -> Result<bool, PlanError> {
+    pub(crate) fn eval_when(&self, expr: &str, context: &str) -> Result<bool, PlanError> {
         let compiled = cached_expression(expr)
             .map_err(|e| self.expression_error(&e, expr, context, BTreeSet::new()))?;
         // What the expression reads matters only to explain a failure (and costs a parse).

@@ -38,6 +38,8 @@ pub struct Playbook {
     pub tls: Option<TlsSpec>,
     /// Where `virtfleet audit` looks on a host (templated), if the playbook says.
     pub audit: Option<AuditSpec>,
+    /// Fleet-wide moves in phases (see [`crate::transition`]).
+    pub transitions: Vec<crate::TransitionSpec>,
     /// The directory holding the playbook; relative search paths start here.
     pub dir: PathBuf,
     /// The playbook file itself, for messages.
@@ -343,6 +345,13 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
     if let Some(tls) = &raw.tls {
         check_tls(tls, &raw.services.0).map_err(|e| invalid(format!("tls: {e}")))?;
     }
+    let audit_kinds = raw
+        .audit
+        .iter()
+        .flat_map(|a| a.files.keys().map(String::as_str))
+        .collect();
+    let services = raw.services.0.iter().map(|s| s.name.as_str()).collect();
+    crate::transition::check(&raw.transitions, &audit_kinds, &services).map_err(invalid)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok(Playbook {
         name: raw.name,
@@ -358,6 +367,7 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
         container_engine: raw.container_engine,
         tls: raw.tls,
         audit: raw.audit,
+        transitions: raw.transitions,
         dir,
         path: path.to_path_buf(),
         templates: Default::default(),
@@ -389,6 +399,8 @@ struct PlaybookYaml {
     tls: Option<TlsSpec>,
     #[serde(default)]
     audit: Option<AuditSpec>,
+    #[serde(default)]
+    transitions: Vec<crate::TransitionSpec>,
     services: Services,
 }
 
@@ -631,7 +643,9 @@ fn check_template(text: &str) -> Result<(), String> {
         .map_err(|e| format!("invalid template string {text:?}: {e}"))
 }
 
-fn de_opt_expression<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn de_opt_expression<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
     let value = Option::<String>::deserialize(d)?;
     if let Some(expr) = &value {
         check_expression(expr).map_err(de::Error::custom)?;
@@ -639,7 +653,7 @@ fn de_opt_expression<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, 
     Ok(value)
 }
 
-fn de_expression<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub(crate) fn de_expression<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let value = String::deserialize(d)?;
     check_expression(&value).map_err(de::Error::custom)?;
     Ok(value)

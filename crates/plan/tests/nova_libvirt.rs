@@ -1301,3 +1301,118 @@ fn qemu_native_tls_without_libvirt_tls_or_with_tunnelling_is_refused_naming_the_
     );
     try_plan(&pb, &dir, "compute1", &vars(json!({"libvirt_tls": true}))).expect("tunnelled alone");
 }
+
+/// The shipped TCP-to-TLS transition: what a host holds decides its state, and each phase's
+/// variables shape its files (the TCP listener and its SASL mechanisms kept until phase 3).
+#[test]
+fn tcp_to_tls_transition_reads_held_settings_and_shapes_each_phase() {
+    let pb = playbook();
+    let dir = configdir();
+    let transition = &pb.transitions[0];
+    let held_day0 = json!({"listen_tcp": "1", "listen_tls": "0", "tcp_port": "16509",
+        "auth_tcp": "sasl", "sasl_mech_list": "digest-md5",
+        "connection_uri": "qemu+tcp://10.0.0.11/system"});
+    let with = |globals: Value, held: &Value, phase: Option<usize>| {
+        let mut v = vars(globals);
+        v.insert("virtfleet_held".into(), held.clone());
+        if let Some(i) = phase {
+            v.extend(transition.phases[i].vars.clone());
+        }
+        v
+    };
+    let states = |globals: Value, held: &Value| {
+        let v = with(globals, held, None);
+        virtfleet_plan::host_transitions(&PlanInput {
+            playbook: &pb,
+            host: "compute1",
+            vars: &v,
+            configdir: dir.path(),
+            facts: Some(&facts("compute1")),
+        })
+        .unwrap()
+        .remove(0)
+    };
+    let tls = json!({"libvirt_tls": "yes"});
+    let day0 = states(tls.clone(), &held_day0);
+    assert!(day0.wanted && day0.pending && day0.done == [false, false] && day0.downgrade.is_none());
+    // Nothing held (a new host): not on the old side.
+    let nothing = json!({"listen_tcp": null, "listen_tls": null, "tcp_port": null,
+        "auth_tcp": null, "sasl_mech_list": null, "connection_uri": null});
+    assert!(!states(tls.clone(), &nothing).pending);
+    // The target is TCP: no transition; TLS-only held, going back is a downgrade.
+    let tcp = json!({"libvirt_tls": "no"});
+    assert!(!states(tcp.clone(), &held_day0).pending);
+    let tls_only = json!({"listen_tcp": "0", "listen_tls": "1", "tcp_port": null,
+        "auth_tcp": null, "sasl_mech_list": "scram-sha-256",
+        "connection_uri": "qemu+tls://compute1/system"});
+    assert!(states(tcp, &tls_only).downgrade.is_some());
+    assert!(!states(tls.clone(), &tls_only).pending);
+
+    // Phases 1 and 2: the TLS listener with the TCP one as held, its mechanism kept.
+    let phase1 = try_plan(
+        &pb,
+        &dir,
+        "compute1",
+        &with(tls.clone(), &held_day0, Some(0)),
+    )
+    .unwrap();
+    let libvirtd = text(&phase1, "nova_libvirt", "libvirtd.conf");
+    assert_has_lines(
+        &libvirtd,
+        &[
+            "listen_tls = 1",
+            "listen_tcp = 1",
+            "tcp_port = \"16509\"",
+            "auth_tcp = \"sasl\"",
+            "auth_tls = \"sasl\"",
+        ],
+    );
+    let sasl = text(&phase1, "nova_libvirt", "sasl.conf");
+    assert_has_lines(&sasl, &["mech_list: DIGEST-MD5 SCRAM-SHA-256"]);
+    assert_eq!(transition.phases[0].keep, ["nova_compute"]);
+    // The last phase is the plan itself: TCP closed, SCRAM only.
+    let last = plan(tls);
+    assert_has_lines(
+        &text(&last, "nova_libvirt", "libvirtd.conf"),
+        &["listen_tcp = 0"],
+    );
+    assert_has_lines(
+        &text(&last, "nova_libvirt", "sasl.conf"),
+        &["mech_list: SCRAM-SHA-256"],
+    );
+}
+
+#[test]
+fn a_transition_without_done_or_with_a_last_phase_that_sets_vars_is_refused_at_load() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks/kolla.yml");
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let load = |edited: String| {
+        let path = dir.path().join("kolla.yml");
+        std::fs::write(&path, edited).unwrap();
+        load_playbook(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let no_done = text.replacen(
+        "        done: \"virtfleet_held.listen_tls == '1'\"\n",
+        "",
+        1,
+    );
+    assert!(
+        load(no_done).contains("phase TLS listener beside the TCP one; nova untouched: no done")
+    );
+    let last_sets = text.replacen(
+        "      - title: TCP listener closed\n",
+        "      - title: TCP listener closed\n        keep: [nova_compute]\n",
+        1,
+    );
+    assert!(load(last_sets).contains("the last phase (TCP listener closed) is the desired plan"));
+    let bad_file = text.replacen(
+        "{file: libvirtd, key: listen_tcp}",
+        "{file: nope, key: x}",
+        1,
+    );
+    assert!(load(bad_file).contains("held listen_tcp: file \"nope\" is not a kind of audit: files"));
+}

@@ -68,16 +68,43 @@ impl Entry {
     }
 }
 
-/// deploy / reconfigure / genconfig / check: converge every host, batch after batch.
+/// One fleet-wide pass of a converge: every host, batch after batch.
+pub struct ConvergePhase {
+    /// Shown when it starts; None for a run in one pass.
+    pub title: Option<String>,
+    pub hosts: Vec<Entry>,
+}
+
+/// deploy / reconfigure / genconfig / check: converge every host, batch after batch, phase
+/// after phase (a transition's). A phase starts only once every host finished the one
+/// before: a host that failed (or was not reached) stops the run there, so no host moves
+/// past a peer that may still need the old side.
 pub async fn converge(
-    hosts: Vec<Entry>,
+    phases: Vec<ConvergePhase>,
     mode: Mode,
     options: &Options,
     observer: &dyn Observer,
 ) -> Reports {
     let mut rollout = Rollout::new(options, observer);
     let mut apply = Converge { mode };
-    rollout.phase(&hosts, &mut apply, false).await;
+    let count = phases.len();
+    let mut held_back = false;
+    for (i, phase) in phases.iter().enumerate() {
+        if let (Some(title), false) = (&phase.title, rollout.stopped) {
+            observer.note(Note::Phase { title });
+        }
+        // The budget stops later batches of this phase; the phase boundary is checked here.
+        rollout.phase(&phase.hosts, &mut apply, false).await;
+        if i + 1 < count && rollout.failed > 0 && !held_back {
+            held_back = true;
+            rollout.stopped = true;
+            observer.note(Note::Warning(format!(
+                "{} host(s) did not finish this phase: the next phases are not started, their \
+                 hosts are skipped (fix the failed hosts and run again to resume)",
+                rollout.failed
+            )));
+        }
+    }
     rollout.reports
 }
 

@@ -4,8 +4,9 @@
 use std::process::ExitCode;
 
 use virtfleet_engine::Mode;
+use virtfleet_rollout::ConvergePhase;
 
-use crate::args::{Batches, GlobalArgs};
+use crate::args::{ConvergeArgs, GlobalArgs};
 use crate::inputs::{prepare, InputErrors};
 use crate::output::{self, Progress};
 
@@ -13,12 +14,20 @@ pub async fn run(
     global: &GlobalArgs,
     command: &'static str,
     mode: Mode,
-    batches: &Batches,
+    args: &ConvergeArgs,
 ) -> Result<ExitCode, InputErrors> {
-    let hosts = prepare(global).await?.entries();
-    let options = global.rollout(hosts.len(), batches);
+    let prepared = prepare(global).await?;
+    // Only a run that restarts can move a fleet in phases; the others see the plan itself.
+    let phases = match mode {
+        Mode::Converge => crate::transition::phases(prepared, global, args.allow_downgrade).await?,
+        _ => vec![ConvergePhase {
+            title: None,
+            hosts: prepared.entries(),
+        }],
+    };
+    let options = global.rollout(phases[0].hosts.len(), &args.batches);
     let progress = Progress::new(command, global.verbosity(), false);
-    let reports = virtfleet_rollout::converge(hosts, mode, &options, &progress).await;
+    let reports = virtfleet_rollout::converge(phases, mode, &options, &progress).await;
     if let Mode::Check { diff: true } = mode {
         for (host, report) in &reports {
             for diff in &report.diffs {

@@ -97,6 +97,7 @@ fn job(host: &str, ca: &str, leaves: &Authority) -> HostJob {
             audit: None,
             let_through: Vec::new(),
             reads_interfaces: false,
+            held_paths: Vec::new(),
         },
     }
 }

@@ -1,0 +1,351 @@
+//! Issue 15: a live fleet moves from libvirt over TCP (day 0, OSSN-0007) to TLS + SASL with
+//! no moment where some host's nova cannot open the connection it would use to a peer. A
+//! checker on the workstation asks every ordered pair, every second, the way the source's
+//! nova.conf says at that moment (its scheme, its client pair and SASL credentials); the run
+//! is killed in phase 2 and resumed.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use virtfleet_suite::*;
+
+const HOSTS: [&str; 4] = ["compute01", "compute02", "compute03", "compute04"];
+/// Which of them a checker watches.
+type Hosts = &'static [&'static str];
+
+/// What a source host's nova dials a peer with, read from its files on each tick.
+struct Source {
+    nova_dir: PathBuf,
+}
+
+impl Source {
+    fn dials_tls(&self) -> bool {
+        let conf = std::fs::read_to_string(self.nova_dir.join("nova.conf")).unwrap_or_default();
+        conf.lines().any(|l| {
+            let l = l.replace(' ', "");
+            l.starts_with("connection_uri=\"qemu+tls://") || l == "live_migration_scheme=\"tls\""
+        })
+    }
+
+    /// `virsh version` to `address` as this source's nova would connect.
+    fn connects(&self, address: &str) -> Result<(), String> {
+        let (uri, auth) = match self.dials_tls() {
+            // The server name is not what is tested (the workstation does not resolve lab
+            // names); the server checks the client's pair and SASL credentials as always.
+            true => (
+                format!(
+                    "qemu+tls://{address}/system?pkipath={}&no_verify=1",
+                    self.nova_dir.display()
+                ),
+                self.nova_dir.join("auth.conf"),
+            ),
+            false => (
+                format!("qemu+tcp://{address}/system"),
+                self.nova_dir.join("auth.conf"),
+            ),
+        };
+        let mut virsh = Command::new("timeout");
+        virsh.args(["15", "virsh", "-c", &uri, "version"]);
+        if auth.exists() {
+            virsh.env("LIBVIRT_AUTH_FILE", auth);
+        }
+        let out = virsh.stdin(Stdio::null()).output().unwrap();
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(format!(
+                "{uri}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        }
+    }
+}
+
+/// Which of libvirt's ports accept a TCP connection: a destination restarting has none.
+fn listening(address: &str) -> BTreeSet<u16> {
+    [16509, 16514]
+        .into_iter()
+        .filter(|port| {
+            let addr: SocketAddr = format!("{address}:{port}").parse().unwrap();
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+        })
+        .collect()
+}
+
+struct Checker {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// (source, destination, why) of every failure that was not a restart.
+    failures: Arc<Mutex<Vec<String>>>,
+    /// Attempts, and those that failed while the destination restarted.
+    attempts: Arc<Mutex<(usize, usize)>>,
+}
+
+impl Checker {
+    fn start(fleet: &Fleet, hosts: Hosts) -> Checker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let attempts = Arc::new(Mutex::new((0, 0)));
+        let mut threads = Vec::new();
+        for &from in hosts {
+            for to in hosts.iter().filter(|h| **h != from) {
+                let source = Source {
+                    nova_dir: fleet.host(from).kolla_path("nova-compute"),
+                };
+                let address = fleet.host(to).libvirt_address().to_string();
+                let pair = format!("{from} -> {to}");
+                let (stop, failures, attempts) = (stop.clone(), failures.clone(), attempts.clone());
+                threads.push(std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let tick = std::time::Instant::now();
+                        attempts.lock().unwrap().0 += 1;
+                        if source.connects(&address).is_err() {
+                            // A destination restarting (as any change of its files makes
+                            // it) is down for a moment, and a loaded machine can be slow
+                            // to answer: ask again, up to three times, 3 s apart. A failure
+                            // is a pair that cannot connect throughout while the
+                            // destination's listeners stay put (what a mismatch of TCP and
+                            // TLS between the two looks like: it lasts a whole phase).
+                            let mut why = None;
+                            for _ in 0..3 {
+                                std::thread::sleep(Duration::from_secs(3));
+                                let before = listening(&address);
+                                let again = source.connects(&address);
+                                let after = listening(&address);
+                                match again {
+                                    Ok(()) => {
+                                        why = None;
+                                        break;
+                                    }
+                                    Err(e) if before == after && !before.is_empty() => {
+                                        why = Some(e)
+                                    }
+                                    Err(_) => why = None,
+                                }
+                            }
+                            match why {
+                                Some(why) => {
+                                    failures.lock().unwrap().push(format!("{pair}: {why}"))
+                                }
+                                None => attempts.lock().unwrap().1 += 1,
+                            }
+                        }
+                        let rest = Duration::from_secs(1).saturating_sub(tick.elapsed());
+                        std::thread::sleep(rest);
+                    }
+                }));
+            }
+        }
+        Checker {
+            stop,
+            threads,
+            failures,
+            attempts,
+        }
+    }
+
+    fn finish(self) -> (Vec<String>, usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let (attempts, restarting) = *self.attempts.lock().unwrap();
+        let failures = self.failures.lock().unwrap().clone();
+        (failures, attempts, restarting)
+    }
+}
+
+fn file(fleet: &Fleet, host: &str, relative: &str) -> String {
+    std::fs::read_to_string(fleet.host(host).kolla_path(relative)).unwrap()
+}
+
+#[test]
+fn a_fleet_moves_from_tcp_to_tls_with_every_pair_connected_and_resumes_after_a_kill() {
+    let fleet = Fleet::new(4, TLS_SASL, true);
+    let checker = Checker::start(&fleet, &HOSTS);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Killed in phase 2, once its first batch is done.
+    let mut child = fleet
+        .command(&["deploy", "--serial", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut in_phase2 = false;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        in_phase2 |= line.contains("phase 2/3");
+        if in_phase2 && line.starts_with("batch 2/4") {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    assert!(in_phase2, "no phase 2:\n{}", seen.join("\n"));
+    // Where it stopped: every host listens on both; one nova dials TLS, the others TCP.
+    let dialling_tls = HOSTS
+        .iter()
+        .filter(|h| file(&fleet, h, "nova-compute/nova.conf").contains("qemu+tls://"))
+        .count();
+    assert!((1..4).contains(&dialling_tls), "{dialling_tls} dial TLS");
+    for host in HOSTS {
+        let conf = file(&fleet, host, "nova-libvirt/libvirtd.conf");
+        assert!(
+            conf.contains("listen_tls = 1") && conf.contains("listen_tcp = 1"),
+            "{host}:\n{conf}"
+        );
+    }
+
+    // Resumed: it starts at phase 2 and finishes.
+    let out = fleet.ok(&["deploy", "--serial", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("phase 2/3") && !text.contains("phase 1/3") && text.contains("phase 3/3"),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (failures, attempts, restarting) = checker.finish();
+    assert!(attempts > 100, "the checker ran {attempts} attempts");
+    assert!(
+        failures.is_empty(),
+        "{} of {attempts} connections failed ({restarting} while a peer restarted):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("checker: {attempts} connections, {restarting} retried over a restart, 0 failed");
+
+    // The end: TLS only, every nova dials TLS, plain TCP refused, and a re-run is a noop.
+    for host in HOSTS {
+        let conf = file(&fleet, host, "nova-libvirt/libvirtd.conf");
+        assert!(conf.contains("listen_tcp = 0"), "{host}:\n{conf}");
+        assert!(listening(&fleet.host(host).libvirt_address().to_string()) == [16514].into());
+    }
+    let (_, report) = fleet.run_report(&["deploy"]);
+    for host in HOSTS {
+        assert_eq!(host_report(&report, host)["status"], "ok", "{report:#}");
+    }
+
+    // Back to TCP: refused before any host is changed, unless asked for.
+    fleet.write_globals(TCP_SASL);
+    let out = fleet.run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-downgrade"), "{err}");
+    assert!(file(&fleet, "compute01", "nova-libvirt/libvirtd.conf").contains("listen_tls = 1"));
+}
+
+/// The control: the same switch in one pass (the shipped playbook without its transition)
+/// leaves pairs that cannot connect, and the checker sees them.
+#[test]
+fn the_checker_sees_the_window_a_switch_in_one_pass_leaves() {
+    let fleet = Fleet::new(4, TLS_SASL, true);
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(shipped.join("templates"))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(shipped.join("kolla.yml")).unwrap();
+    let start = text
+        .find("\ntransitions:\n")
+        .expect("the shipped playbook has transitions");
+    let end = start + text[start..].find("\n# The container engine").unwrap();
+    let one_pass = format!("{}{}", &text[..start], &text[end..]);
+    let playbook = copy.path().join("kolla.yml");
+    std::fs::write(&playbook, one_pass).unwrap();
+
+    let checker = Checker::start(&fleet, &HOSTS);
+    std::thread::sleep(Duration::from_secs(3));
+    let playbook = playbook.to_str().unwrap();
+    let out = fleet.ok(&[
+        "deploy",
+        "--serial",
+        "1",
+        "--pause",
+        "5",
+        "--playbook",
+        playbook,
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("phase"));
+    let (failures, attempts, _) = checker.finish();
+    assert!(
+        !failures.is_empty(),
+        "a switch in one pass left no pair unconnected in {attempts} attempts"
+    );
+}
+
+/// Kolla's own default before TLS: SASL over TCP (DIGEST-MD5, which brings its encryption).
+/// While the TCP listener stays, it keeps its mechanism beside TLS's SCRAM-SHA-256, so nova
+/// still dialling TCP with SASL gets in; afterwards only SCRAM is left.
+#[test]
+fn a_fleet_on_sasl_over_tcp_moves_to_tls_with_every_pair_connected() {
+    const THREE: Hosts = &["compute01", "compute02", "compute03"];
+    let fleet = Fleet::new(3, TCP_SASL, true);
+    fleet.ok(&["deploy"]);
+    let conf = file(&fleet, "compute01", "nova-libvirt/libvirtd.conf");
+    assert!(conf.contains("auth_tcp = \"sasl\""), "{conf}");
+
+    fleet.write_globals(TLS_SASL);
+    let checker = Checker::start(&fleet, THREE);
+    std::thread::sleep(Duration::from_secs(3));
+    let out = fleet.ok(&["deploy", "--serial", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("phase 1/3") && text.contains("phase 3/3"),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (failures, attempts, restarting) = checker.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of {attempts} connections failed ({restarting} while a peer restarted):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    for host in THREE {
+        let sasl = file(&fleet, host, "nova-libvirt/sasl.conf");
+        assert!(
+            sasl.starts_with("mech_list: SCRAM-SHA-256\n"),
+            "{host}:\n{sasl}"
+        );
+    }
+}
+
+/// `--limit` leaving out hosts of the group: only the first phase (which changes no client)
+/// runs; the rest waits for a run over the whole group, which picks up where it stands.
+#[test]
+fn a_limited_run_only_adds_tls_listeners() {
+    let fleet = Fleet::new(2, TLS_SASL, true);
+    let out = fleet.ok(&["deploy", "--limit", "compute01"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only phase 1/3 runs"), "{err}");
+    let conf = file(&fleet, "compute01", "nova-libvirt/libvirtd.conf");
+    assert!(
+        conf.contains("listen_tls = 1") && conf.contains("listen_tcp = 1"),
+        "{conf}"
+    );
+    assert!(file(&fleet, "compute01", "nova-compute/nova.conf").contains("qemu+tcp://"));
+    assert!(file(&fleet, "compute02", "nova-libvirt/libvirtd.conf").contains("listen_tls = 0"));
+
+    let out = fleet.ok(&["deploy"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("phase 1/3") && text.contains("phase 3/3"),
+        "{text}"
+    );
+    for host in ["compute01", "compute02"] {
+        assert!(file(&fleet, host, "nova-libvirt/libvirtd.conf").contains("listen_tcp = 0"));
+        assert!(file(&fleet, host, "nova-compute/nova.conf").contains("qemu+tls://"));
+    }
+}
