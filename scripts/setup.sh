@@ -14,6 +14,7 @@ packages=(
   sudo                                 # become: commands run as root through sudo -n
   shellcheck                           # lints the engine's shell functions (script/lib.sh)
   tcpdump openssl                      # the QEMU-TLS migration test's capture and foreign CA
+  iptables                             # the audit test drops a peer's ports
 )
 missing=()
 for p in "${packages[@]}"; do

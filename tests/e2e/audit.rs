@@ -95,3 +95,81 @@ fn audit_finds_day_zero_critical_and_a_tls_deploy_clean() {
         "{stdout}"
     );
 }
+
+/// Drops TCP to `address:ports` (iptables, INPUT: the lab's hosts share the machine's
+/// network) until dropped itself.
+struct Firewall {
+    rules: Vec<Vec<String>>,
+}
+
+impl Firewall {
+    fn drop(address: &str, ports: &[&str]) -> Firewall {
+        let rules: Vec<Vec<String>> = ports
+            .iter()
+            .map(|p| {
+                [
+                    "INPUT", "-p", "tcp", "-d", address, "--dport", p, "-j", "DROP",
+                ]
+                .map(String::from)
+                .to_vec()
+            })
+            .collect();
+        for rule in &rules {
+            let status = std::process::Command::new("iptables")
+                .arg("-I")
+                .args(rule)
+                .status()
+                .unwrap();
+            assert!(status.success(), "iptables -I {rule:?}");
+        }
+        Firewall { rules }
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = std::process::Command::new("iptables")
+                .arg("-D")
+                .args(rule)
+                .status();
+        }
+    }
+}
+
+#[test]
+fn ports_a_peer_cannot_or_should_not_reach_are_found() {
+    let fleet = Fleet::new(2, TLS_SASL, true);
+    fleet.ok(&["deploy"]);
+    let address = fleet.host("compute02").libvirt_address().to_string();
+    // A firewall dropping libvirt's TLS port and some of QEMU's migration ports, and
+    // something answering on libvirt's TCP port although TLS is on.
+    let _firewall = Firewall::drop(&address, &["16514", "49152:49155"]);
+    let _listener = std::net::TcpListener::bind((address.as_str(), 16509)).unwrap();
+    let (out, report) = fleet.run_report(&["audit"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let found = findings(&report, "compute02");
+    for (id, severity) in [
+        ("PORT-TLS-UNREACHABLE", "high"),
+        ("PORT-MIGRATION-BLOCKED", "medium"),
+        ("PORT-TCP-REACHABLE", "high"),
+    ] {
+        assert!(
+            found.contains(&(id.to_string(), severity.to_string())),
+            "{id}: {found:?}"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("compute01 gets no answer from (a firewall drops it) libvirt's TLS port")
+            && stdout.contains("4 of QEMU's migration ports 49152-49215 (49152-49155)"),
+        "{stdout}"
+    );
+    // The other host, asked by compute02, is clean.
+    assert!(
+        findings(&report, "compute01")
+            .iter()
+            .all(|(id, _)| !id.starts_with("PORT-")),
+        "{report}"
+    );
+}

@@ -3,6 +3,7 @@
 //! (`rpc`): the caller reads the files (one round trip) and hands them in.
 
 mod certs;
+pub mod reach;
 
 pub mod rpc;
 

@@ -84,6 +84,27 @@ pub async fn read_files(
     wire::parse_files(&out, paths).ok_or_else(|| EngineError::Garbled("read files".into()))
 }
 
+/// [`read_files`], and from `target` whether each of `ports` on `peer` is reachable (see
+/// [`wire::Reach`]), in one round trip.
+pub async fn read_files_and_reach(
+    target: &Target,
+    ssh: &ClientOptions,
+    paths: &[&str],
+    peer: &str,
+    ports: &[u16],
+) -> Result<ReadAndReach, EngineError> {
+    const SECONDS: u64 = 3;
+    let script = script::read_files_and_reach(paths, peer, SECONDS, ports);
+    let out = run(target, ssh, "read files and reach a peer", &script).await?;
+    let garbled = || EngineError::Garbled("read files and reach a peer".into());
+    let (files, rest) = wire::parse_files_then(&out, paths).ok_or_else(garbled)?;
+    Ok((files, wire::parse_reach(rest, ports)))
+}
+
+/// What [`read_files_and_reach`] answers: the files, and each port's reach (None when the
+/// host could not test).
+pub type ReadAndReach = (wire::Files, Option<BTreeMap<u16, wire::Reach>>);
+
 /// Runs `argv` inside `container` on `target`, given up after `seconds`.
 pub async fn exec_in_container(
     target: &Target,

@@ -35,10 +35,12 @@ pub enum Tag {
     Mtime,
     /// `<tag> <seconds since the epoch>`: the host's clock.
     Now,
+    /// `<tag> <port> <open|closed|filtered>`: a peer's port as this host reaches it.
+    Reach,
 }
 
 impl Tag {
-    pub const ALL: [Tag; 16] = [
+    pub const ALL: [Tag; 17] = [
         Tag::Stat,
         Tag::Unwritable,
         Tag::Content,
@@ -55,6 +57,7 @@ impl Tag {
         Tag::Started,
         Tag::Mtime,
         Tag::Now,
+        Tag::Reach,
     ];
 
     /// What the line starts with (followed by one space).
@@ -76,6 +79,7 @@ impl Tag {
             Tag::Started => "T",
             Tag::Mtime => "Y",
             Tag::Now => "Z",
+            Tag::Reach => "P",
         }
     }
 
@@ -98,6 +102,7 @@ impl Tag {
             Tag::Started => "VF_T_STARTED",
             Tag::Mtime => "VF_T_MTIME",
             Tag::Now => "VF_T_NOW",
+            Tag::Reach => "VF_T_REACH",
         }
     }
 
@@ -105,6 +110,44 @@ impl Tag {
     pub fn strip(self, line: &str) -> Option<&str> {
         line.strip_prefix(self.text())?.strip_prefix(' ')
     }
+}
+
+/// How a host reached a peer's TCP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reach {
+    /// Something accepted the connection.
+    Open,
+    /// Refused: nothing listens, but the path is open.
+    Closed,
+    /// No answer in time: dropped on the way (a firewall).
+    Filtered,
+}
+
+/// Each of `ports`' [`Reach`] from `vf_reach`'s output (other lines ignored): a port it did
+/// not answer for is filtered. None when the test did not run (no bash on the host).
+pub fn parse_reach(out: &[u8], ports: &[u16]) -> Option<std::collections::BTreeMap<u16, Reach>> {
+    let text = String::from_utf8_lossy(out);
+    let mut tested = false;
+    let mut reach: std::collections::BTreeMap<u16, Reach> =
+        ports.iter().map(|p| (*p, Reach::Filtered)).collect();
+    for line in text.lines() {
+        let Some((port, state)) = Tag::Reach.strip(line).and_then(|r| r.split_once(' ')) else {
+            continue;
+        };
+        if (port, state) == ("-", "tested") {
+            tested = true;
+            continue;
+        }
+        let state = match state {
+            "open" => Reach::Open,
+            "closed" => Reach::Closed,
+            _ => continue,
+        };
+        if let Some(entry) = port.parse().ok().and_then(|p: u16| reach.get_mut(&p)) {
+            *entry = state;
+        }
+    }
+    tested.then_some(reach)
 }
 
 /// A file read from a host: its bytes, permission bits, owner and group.
@@ -130,9 +173,18 @@ impl HostFile {
 /// decimal digits, as `stat -c %s` prints it, and the newline after the contents must be
 /// there, so a file that changed size between `stat` and `cat` is not misread.
 pub fn parse_files(
-    mut out: &[u8],
+    out: &[u8],
     paths: &[&str],
 ) -> Option<std::collections::BTreeMap<String, Option<HostFile>>> {
+    let (files, rest) = parse_files_then(out, paths)?;
+    rest.is_empty().then_some(files)
+}
+
+/// Files read whole, by path (None: absent).
+pub type Files = std::collections::BTreeMap<String, Option<HostFile>>;
+
+/// [`parse_files`] of the start of `out`, and what follows the last file.
+pub fn parse_files_then<'a>(mut out: &'a [u8], paths: &[&str]) -> Option<(Files, &'a [u8])> {
     let mut files = std::collections::BTreeMap::new();
     for path in paths {
         let eol = out.iter().position(|&b| b == b'\n')?;
@@ -169,7 +221,7 @@ pub fn parse_files(
         };
         files.insert(path.to_string(), Some(file));
     }
-    out.is_empty().then_some(files)
+    Some((files, out))
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ pub struct AuditPlan {
     /// Certificate role → paths to try, first existing wins.
     pub certs: BTreeMap<CertRole, Vec<String>>,
     pub server_name: Option<String>,
+    /// QEMU's live migration ports, which a peer must reach.
+    pub migration_ports: Option<std::ops::RangeInclusive<u16>>,
 }
 
 /// The playbook's `tls:` section evaluated for one host.
@@ -899,7 +901,24 @@ impl HostContext<'_> {
             .as_ref()
             .map(|name| self.render_string(name, "audit: server_name"))
             .transpose()?;
+        let migration_ports = match &spec.migration_ports {
+            None => None,
+            Some(text) => {
+                let context = "audit: migration_ports";
+                let text = self.render_string(text, context)?;
+                let range = text.split_once('-').and_then(|(a, b)| {
+                    let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
+                    (0 < a && a <= b).then_some(a..=b)
+                });
+                Some(range.ok_or_else(|| PlanError::Expression {
+                    host: self.host(),
+                    context: context.into(),
+                    message: format!("{text:?}: not a port range first-last"),
+                })?)
+            }
+        };
         Ok(Some(AuditPlan {
+            migration_ports,
             files,
             address: self.render_string(&spec.address, "audit: address")?,
             tcp_port: self.port(&spec.tcp_port, "audit: tcp_port")?,

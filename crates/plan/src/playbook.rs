@@ -144,6 +144,9 @@ pub struct AuditSpec {
     /// The name peers dial, which the server certificate must cover (templated).
     #[serde(default)]
     pub server_name: Option<String>,
+    /// QEMU's live migration ports, `first-last` (templated), which a peer must reach.
+    #[serde(default)]
+    pub migration_ports: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

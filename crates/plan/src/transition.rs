@@ -283,6 +283,7 @@ mod tests {
             tls_port: 16514,
             certs: BTreeMap::new(),
             server_name: None,
+            migration_ports: None,
         };
         assert_eq!(
             held_paths(&spec, &audit),

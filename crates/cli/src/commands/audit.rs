@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
+use virtfleet_audit::reach::{self, Reach};
 use virtfleet_audit::{Answer, CertsSeen, Finding, Observed, SeenFile, Severity};
-use virtfleet_engine::HostJob;
+use virtfleet_engine::{remote, wire, HostJob};
 
 use crate::args::GlobalArgs;
 use crate::inputs::{default_user, pki_role, InputErrors, Inputs, DEFAULT_WARN_DAYS};
@@ -51,11 +52,19 @@ pub async fn run(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode, Input
     let options = global.ssh_options();
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(global.forks(jobs.len())));
     let mut tasks = tokio::task::JoinSet::new();
-    for job in jobs {
+    // Each host, in its own round trip, asks the next one's ports (the last asks the first).
+    let peers: Vec<Option<Peer>> = (0..jobs.len())
+        .map(|i| Peer::of(&jobs[(i + 1) % jobs.len()]).filter(|_| jobs.len() > 1))
+        .collect();
+    let mut ports_of = BTreeMap::new();
+    for (job, peer) in jobs.into_iter().zip(peers) {
+        if let Some(peer) = &peer {
+            ports_of.insert(peer.name.clone(), peer.ports.clone());
+        }
         let (options, permits) = (options.clone(), permits.clone());
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let result = audit_host(&job, &options).await;
+            let result = audit_host(&job, peer.as_ref(), &options).await;
             (job.target.label, result)
         });
     }
@@ -70,17 +79,41 @@ pub async fn run(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode, Input
     }
     let mut native_tls = BTreeMap::new();
     let mut results = Vec::new();
+    // Destination → (asked from, its ports as that host reached them).
+    let mut reached: BTreeMap<String, (String, BTreeMap<u16, Reach>)> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         let Ok((name, result)) = joined else { continue };
-        if let Ok((_, Some(on))) = &result {
-            native_tls.insert(name.clone(), *on);
+        if let Ok(seen) = &result {
+            if let Some(on) = seen.native_tls {
+                native_tls.insert(name.clone(), on);
+            }
+            if let Some((peer, ports)) = &seen.reach {
+                reached.insert(peer.clone(), (name.clone(), ports.clone()));
+            }
         }
-        results.push((name, result.map(|(findings, _)| findings)));
+        results.push((name, result));
     }
     let mut fleet_findings = virtfleet_audit::fleet_findings(&native_tls);
     for (name, result) in results {
-        let result = result.map(|mut findings| {
+        let result = result.map(|seen| {
+            let mut findings = seen.findings;
             findings.extend(fleet_findings.remove(&name));
+            match (reached.get(&name), ports_of.get(&name)) {
+                (Some((from, reach)), Some(ports)) => {
+                    let observed = Observed {
+                        files: &seen.files,
+                        certs: None,
+                        tcp_probe: None,
+                    };
+                    findings.extend(reach::findings(&observed, ports, from, reach));
+                }
+                (None, Some(_)) if seen.files.contains_key("libvirtd") => findings.push(Finding {
+                    id: "PORT-UNTESTED",
+                    severity: Severity::Low,
+                    evidence: "no peer could test its ports (unreachable, or no bash there)".into(),
+                }),
+                _ => {}
+            }
             virtfleet_audit::sort_findings(&mut findings);
             findings
         });
@@ -139,14 +172,54 @@ pub async fn run(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode, Input
     })
 }
 
-/// One round trip for the files, and the live probe of the unencrypted port, side by side:
-/// the host's findings, and whether its nova asks for QEMU-native TLS (for the fleet's).
+/// A host whose ports another asks about: its name, address and ports.
+struct Peer {
+    name: String,
+    address: String,
+    ports: reach::Ports,
+}
+
+impl Peer {
+    fn of(job: &HostJob) -> Option<Peer> {
+        let audit = job.plan.audit.as_ref()?;
+        let ports = reach::Ports {
+            tcp: audit.tcp_port,
+            tls: audit.tls_port,
+            migration: audit.migration_ports.clone()?,
+        };
+        Some(Peer {
+            name: job.target.label.clone(),
+            address: audit.address.clone(),
+            ports,
+        })
+    }
+}
+
+/// What one host's round trip showed.
+struct Seen {
+    findings: Vec<Finding>,
+    /// Whether its nova asks for QEMU-native TLS (for the fleet's findings).
+    native_tls: Option<bool>,
+    /// Its libvirtd, SASL and nova files: kind → (path, text).
+    files: BTreeMap<String, (String, String)>,
+    /// The peer it asked, and how it reached each of the peer's ports.
+    reach: Option<(String, BTreeMap<u16, Reach>)>,
+}
+
+/// One round trip for the files (and the next host's ports as this one reaches them), and
+/// the live probe of the unencrypted port, side by side.
 async fn audit_host(
     job: &HostJob,
+    peer: Option<&Peer>,
     ssh: &virtfleet_ssh::ClientOptions,
-) -> Result<(Vec<Finding>, Option<bool>), String> {
+) -> Result<Seen, String> {
     let Some(plan) = &job.plan.audit else {
-        return Ok((Vec::new(), None));
+        return Ok(Seen {
+            findings: Vec::new(),
+            native_tls: None,
+            files: BTreeMap::new(),
+            reach: None,
+        });
     };
     let paths: Vec<&str> = plan
         .files
@@ -155,10 +228,37 @@ async fn audit_host(
         .flatten()
         .map(String::as_str)
         .collect();
-    let read = virtfleet_engine::remote::read_files(&job.target, ssh, &paths);
+    let read = async {
+        match peer {
+            Some(peer) => {
+                let ports = peer.ports.all();
+                remote::read_files_and_reach(&job.target, ssh, &paths, &peer.address, &ports)
+                    .await
+                    .map(|(files, reach)| (files, reach.map(|r| (peer.name.clone(), r))))
+            }
+            None => remote::read_files(&job.target, ssh, &paths)
+                .await
+                .map(|files| (files, None)),
+        }
+    };
     let probe = virtfleet_audit::rpc::probe(&plan.address, plan.tcp_port, PROBE_TIMEOUT);
     let (read, answer) = tokio::join!(read, probe);
-    let held = read.map_err(|e| e.to_string())?;
+    let (held, reach) = read.map_err(|e| e.to_string())?;
+    // None: the host could not test (no bash); said on the peer's behalf.
+    let reach = reach.map(|(peer, ports)| {
+        let ports = ports
+            .into_iter()
+            .map(|(port, state)| {
+                let state = match state {
+                    wire::Reach::Open => Reach::Open,
+                    wire::Reach::Closed => Reach::Closed,
+                    wire::Reach::Filtered => Reach::Filtered,
+                };
+                (port, state)
+            })
+            .collect();
+        (peer, ports)
+    });
     let mut files = BTreeMap::new();
     for (kind, candidates) in &plan.files {
         let found = candidates
@@ -207,7 +307,13 @@ async fn audit_host(
         tcp_probe: Some(&answer),
     };
     let native_tls = virtfleet_audit::native_tls(&observed);
-    Ok((virtfleet_audit::audit(&observed), native_tls))
+    let findings = virtfleet_audit::audit(&observed);
+    Ok(Seen {
+        findings,
+        native_tls,
+        files,
+        reach,
+    })
 }
 
 fn print_table(hosts: &BTreeMap<String, HostAudit>) {

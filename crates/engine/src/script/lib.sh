@@ -264,6 +264,29 @@ vf_facts() {
   fi
 }
 
+# vf_reach HOST SECONDS PORT...: from this host, whether each TCP port of HOST accepts a
+# connection ("<reach tag> <port> open") or refuses it ("... closed": nothing listens, the path
+# is open); a port with no line did not answer within SECONDS (dropped on the way). All ports
+# at once, by bash's /dev/tcp (one fork each; POSIX sh has no sockets); timeout stops the
+# whole process group. "<reach tag> - tested" first says the test ran (no bash: no line).
+vf_reach() {
+  command -v bash >/dev/null 2>&1 || return 0
+  printf '%s - tested\n' "$VF_T_REACH"
+  vf_host=$1
+  vf_secs=$2
+  shift 2
+  # shellcheck disable=SC2016 # bash expands them, not this shell
+  timeout "$vf_secs" bash -c '
+    tag=$1 host=$2
+    shift 2
+    for p; do
+      (if exec 3<>"/dev/tcp/$host/$p"; then s=open; else s=closed; fi
+       printf "%s %s %s\n" "$tag" "$p" "$s") 2>/dev/null &
+    done
+    wait' vf_reach "$VF_T_REACH" "$vf_host" "$@"
+  return 0
+}
+
 # vf_cat FILE: the file, or nothing when it does not exist or is a symlink.
 vf_cat() {
   if [ -f "$1" ] && [ ! -L "$1" ]; then cat -- "$1"; fi

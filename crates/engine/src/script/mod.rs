@@ -508,6 +508,24 @@ fn add_marker(s: &mut Script, marker: Option<&MarkerWrite>) {
     }
 }
 
+/// [`read_files`], then whether each of `ports` on `peer` (an address, IPv6 without
+/// brackets) answers a TCP connection from this host within `seconds` (`vf_reach`), in the
+/// same round trip.
+pub fn read_files_and_reach(paths: &[&str], peer: &str, seconds: u64, ports: &[u16]) -> Script {
+    let mut s = read_files(paths);
+    let host = peer
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let seconds = seconds.to_string();
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let args = [host.as_str(), seconds.as_str()]
+        .into_iter()
+        .chain(ports.iter().map(String::as_str));
+    s.cmd("vf_reach", args);
+    s
+}
+
 /// Each file whole, framed by [`crate::wire::parse_files`]'s tags (one round trip).
 pub fn read_files(paths: &[&str]) -> Script {
     let mut s = Script::new();
@@ -1360,6 +1378,34 @@ mod tests {
             merge: None,
             role: None,
         }
+    }
+
+    #[test]
+    fn reach_tells_open_from_refused_after_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "P 1 open\n").unwrap();
+        let path = path.to_str().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap().port();
+        let refused = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let ports = [open, refused];
+        let out = run(&read_files_and_reach(&[path], "127.0.0.1", 3, &ports));
+        assert!(out.status.success(), "{out:?}");
+        let (files, rest) = crate::wire::parse_files_then(&out.stdout, &[path]).unwrap();
+        // A file's content that looks like a reach line is the file's, not a port's.
+        assert_eq!(files[path].as_ref().unwrap().content, b"P 1 open\n");
+        let reach = crate::wire::parse_reach(rest, &ports).unwrap();
+        assert_eq!(reach[&open], crate::wire::Reach::Open);
+        assert_eq!(reach[&refused], crate::wire::Reach::Closed);
+        // A port it said nothing of did not answer.
+        let reach = crate::wire::parse_reach(rest, &[open, 1]).unwrap();
+        assert_eq!(reach[&1], crate::wire::Reach::Filtered);
+        // No test at all (no bash there): nothing is said.
+        assert_eq!(crate::wire::parse_reach(b"", &ports), None);
     }
 
     fn sh(script: &str, stdin: &[u8]) -> std::process::Output {
