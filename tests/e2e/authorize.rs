@@ -105,3 +105,54 @@ fn only_fleet_certificates_and_the_configured_sasl_user_get_in() {
     assert!(!member_in("other", "Other-Pass-1"));
     assert!(member_in("nova", SASL_PASSWORD));
 }
+
+/// Client certificates with new subjects: the rotation lets the old and the new in until its
+/// last phase (the gate proves, host by host, that peers on both sides still connect), and
+/// ends with only the new subjects listed.
+#[test]
+fn a_rotation_to_new_client_subjects_keeps_every_peer_let_in() {
+    let hosts = ["compute01", "compute02", "compute03"];
+    let fleet = Fleet::new(3, TLS_SASL, true);
+    fleet.ok(&["deploy"]);
+    let shared = fleet.configdir.path().join("config/nova/nova-libvirt");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let (ca, ca_key) = (
+        read(&shared.join("cacert.pem")),
+        read(&shared.join("cakey.pem")),
+    );
+    for host in hosts {
+        let (cert, key) = virtfleet_pki::issue_pair(
+            &ca,
+            &ca_key,
+            virtfleet_pki::CertKind::Client,
+            &format!("{host}-2027"),
+            &[host.to_string()],
+            &[],
+            30,
+        )
+        .unwrap();
+        let dir = fleet.host_cert_dir(host);
+        std::fs::write(dir.join("clientcert.pem"), cert).unwrap();
+        std::fs::write(dir.join("clientkey.pem"), key).unwrap();
+    }
+    let out = fleet.ok(&["rotate", "--yes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for phase in [
+        "phase 1/3: let the new client certificate subjects in beside the old",
+        "phase 2/3: rotate leaf certificates",
+        "phase 3/3: only the new subjects are let in",
+    ] {
+        assert!(text.contains(phase), "{phase}: {text}");
+    }
+    for host in hosts {
+        let conf = read(&fleet.host(host).kolla_path("nova-libvirt/libvirtd.conf"));
+        assert!(
+            conf.contains(
+                "tls_allowed_dn_list = [\"CN=compute01-2027\", \"CN=compute02-2027\", \"CN=compute03-2027\"]"
+            ),
+            "{host}: {conf}"
+        );
+    }
+    let peer = fleet.peer_virsh("compute03", "qemu+tls://compute01/system", true);
+    assert!(peer.status.success(), "{}", describe(&peer));
+}

@@ -110,32 +110,64 @@ pub fn keeping_leaves<'a>(jobs: &'a [HostJob], held: &Holdings) -> Vec<&'a HostJ
 }
 
 /// The phases from `start` (pure). `current` holds the leaf pairs (certificates and keys)
-/// of the hosts that keep theirs through phase 1.
-pub fn phases(jobs: Vec<HostJob>, start: &Start, current: &Holdings) -> Vec<Phase> {
+/// of the hosts that keep theirs through phase 1. `widened`, when the client certificates'
+/// subjects change, is the same plan with every file but the certificates letting the old
+/// subjects in beside the new (e.g. libvirtd's `tls_allowed_dn_list`): it stands in for the
+/// plan until the last phase, which then drops the old subjects.
+pub fn phases(
+    jobs: Vec<HostJob>,
+    widened: Option<Vec<HostJob>>,
+    start: &Start,
+    current: &Holdings,
+) -> Vec<Phase> {
+    let keeping = |jobs: &[HostJob]| -> Vec<HostJob> {
+        jobs.iter()
+            .map(|j| match current.get(&j.target.label) {
+                Some(host) => keep_leaves(j, host),
+                None => j.clone(),
+            })
+            .collect()
+    };
     let phase3 = |jobs: Vec<HostJob>| Phase {
         title: Some("phase 3/3: drop the old CA: the CA files become the new CA bundle".into()),
         jobs,
     };
-    let old_cas = match start {
-        Start::OnePass => return vec![Phase { title: None, jobs }],
-        Start::DropOldCa => return vec![phase3(jobs)],
-        Start::Rollover { old_cas } => old_cas,
+    let (old_cas, widened) = match (start, widened) {
+        (Start::OnePass, None) => return vec![Phase { title: None, jobs }],
+        (Start::DropOldCa, _) => return vec![phase3(jobs)],
+        (Start::OnePass, Some(widened)) => {
+            return vec![
+                Phase {
+                    title: Some(
+                        "phase 1/3: let the new client certificate subjects in beside the old"
+                            .into(),
+                    ),
+                    jobs: keeping(&widened),
+                },
+                Phase {
+                    title: Some(
+                        "phase 2/3: rotate leaf certificates (both subjects let in)".into(),
+                    ),
+                    jobs: widened,
+                },
+                Phase {
+                    title: Some("phase 3/3: only the new subjects are let in".into()),
+                    jobs,
+                },
+            ]
+        }
+        (Start::Rollover { old_cas }, widened) => {
+            (old_cas, widened.unwrap_or_else(|| jobs.clone()))
+        }
     };
-    let trust_both: Vec<HostJob> = jobs.iter().map(|j| with_bundle(j, old_cas)).collect();
-    let phase1: Vec<HostJob> = trust_both
-        .iter()
-        .map(|j| match current.get(&j.target.label) {
-            Some(host) => keep_leaves(j, host),
-            None => j.clone(),
-        })
-        .collect();
+    let trust_both: Vec<HostJob> = widened.iter().map(|j| with_bundle(j, old_cas)).collect();
     vec![
         Phase {
             title: Some(
                 "phase 1/3: trust old and new CA: the CA files become old CA + new CA bundle"
                     .into(),
             ),
-            jobs: phase1,
+            jobs: keeping(&trust_both),
         },
         Phase {
             title: Some("phase 2/3: rotate leaf certificates (trusting both CAs)".into()),
@@ -145,26 +177,72 @@ pub fn phases(jobs: Vec<HostJob>, start: &Start, current: &Holdings) -> Vec<Phas
     ]
 }
 
-/// Reads what the hosts hold and decides the phases: certificates first; private keys only
-/// from the hosts that keep their current pairs through phase 1.
+/// The subjects (as libvirt matches them) of the client certificates hosts hold now that no
+/// desired client certificate has: those a rotation must keep letting in until its end.
+pub fn old_client_subjects(jobs: &[HostJob], held: &Holdings) -> Vec<String> {
+    let subject = |pem: &[u8]| virtfleet_pki::libvirt_dn(pem).ok();
+    let desired: BTreeSet<String> = jobs
+        .iter()
+        .flat_map(|j| j.plan.files_in_roles(&[CertRole::ClientCert]))
+        .filter_map(|f| subject(&f.content))
+        .collect();
+    let old: BTreeSet<String> = jobs
+        .iter()
+        .filter_map(|j| held.get(&j.target.label).map(|host| (j, host)))
+        .flat_map(|(j, host)| {
+            j.plan
+                .files_in_roles(&[CertRole::ClientCert])
+                .filter_map(|f| subject(held_content(host, f)?))
+                .collect::<Vec<_>>()
+        })
+        .filter(|dn| !desired.contains(dn))
+        .collect();
+    old.into_iter().collect()
+}
+
+/// What the hosts hold of their CA and leaf certificates, and where the rotation starts.
+pub struct Reading {
+    pub held: Holdings,
+    pub start: Start,
+}
+
+/// Reads the CA and leaf certificates every host holds (not keys), and decides the start.
+pub async fn read(
+    jobs: &[HostJob],
+    ssh: &ClientOptions,
+    forks: usize,
+    observer: &dyn Observer,
+) -> Reading {
+    let mut roles = vec![CertRole::Ca];
+    roles.extend(CertRole::LEAF_CERTS);
+    let held = read_all(jobs, &roles, ssh, forks, observer).await;
+    let start = start(jobs, &held);
+    Reading { held, start }
+}
+
+/// The phases from what [`read`] found: the current leaf pairs, keys included, are read
+/// from the hosts that keep theirs through phase 1 (only when there is such a phase).
 pub async fn plan(
     jobs: Vec<HostJob>,
+    widened: Option<Vec<HostJob>>,
+    reading: &Reading,
     ssh: &ClientOptions,
     forks: usize,
     observer: &dyn Observer,
 ) -> Vec<Phase> {
-    let mut roles = vec![CertRole::Ca];
-    roles.extend(CertRole::LEAF_CERTS);
-    let held = read_all(&jobs, &roles, ssh, forks, observer).await;
-    let start = start(&jobs, &held);
-    let current = match start {
-        Start::Rollover { .. } => {
-            let keeping: Vec<HostJob> = keeping_leaves(&jobs, &held).into_iter().cloned().collect();
+    let phased = matches!(reading.start, Start::Rollover { .. })
+        || (reading.start == Start::OnePass && widened.is_some());
+    let current = match phased {
+        true => {
+            let keeping: Vec<HostJob> = keeping_leaves(&jobs, &reading.held)
+                .into_iter()
+                .cloned()
+                .collect();
             read_all(&keeping, &LEAVES, ssh, forks, observer).await
         }
-        _ => Holdings::new(),
+        false => Holdings::new(),
     };
-    phases(jobs, &start, &current)
+    phases(jobs, widened, &reading.start, &current)
 }
 
 fn held_content<'a>(

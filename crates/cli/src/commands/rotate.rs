@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use virtfleet_engine::{HostJob, HostReport, Status};
-use virtfleet_rollout::{Phase, Serial};
+use virtfleet_rollout::{rollover, Phase, Serial};
 
 use crate::args::{Batches, GlobalArgs};
 use crate::inputs::{prepare, InputErrors};
@@ -34,7 +34,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
         ]));
     }
     let prepared = prepare(global).await?;
-    let (jobs, unreachable) = (prepared.jobs, prepared.not_reached);
+    let (mut inputs, jobs, unreachable) = (prepared.inputs, prepared.jobs, prepared.not_reached);
     if !unreachable.is_empty() {
         // Every host must take part in a rotation's phases: none is started without one.
         for (host, report) in &unreachable {
@@ -64,9 +64,10 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
     let serial = *batches.serial.get_or_insert(Serial::Hosts(1));
     let options = global.rollout(jobs.len(), &batches);
     let progress = Progress::new("rotate", global.verbosity(), true);
-    let phases =
-        virtfleet_rollout::rollover::plan(jobs, &options.ssh, global.forks(usize::MAX), &progress)
-            .await;
+    let forks = global.forks(usize::MAX);
+    let reading = rollover::read(&jobs, &options.ssh, forks, &progress).await;
+    let widened = widened(&mut inputs, &jobs, &reading)?;
+    let phases = rollover::plan(jobs, widened, &reading, &options.ssh, forks, &progress).await;
     let size = serial.batch_size(phases[0].jobs.len());
     show_plan(&phases, size, &args);
     if !args.yes && !confirmed() {
@@ -152,6 +153,50 @@ fn show_outcome(reports: &BTreeMap<String, HostReport>) {
             resume_command()
         );
     }
+}
+
+/// When hosts hold client certificates whose subjects the new ones do not have, the plan
+/// with the fleet's subjects old and new let in (what the rotation uses until its last
+/// phase, so no host refuses a peer still presenting its old certificate); None when the
+/// subjects stay, or the playbook's files do not depend on them (a list set by hand).
+fn widened(
+    inputs: &mut crate::inputs::Inputs,
+    jobs: &[HostJob],
+    reading: &rollover::Reading,
+) -> Result<Option<Vec<HostJob>>, InputErrors> {
+    let old = rollover::old_client_subjects(jobs, &reading.held);
+    if old.is_empty() {
+        return Ok(None);
+    }
+    let mut both: Vec<String> = inputs
+        .fleet_client_dns
+        .iter()
+        .chain(&old)
+        .cloned()
+        .collect();
+    both.sort();
+    both.dedup();
+    let desired = std::mem::replace(&mut inputs.fleet_client_dns, both);
+    let hosts: Vec<String> = jobs.iter().map(|j| j.target.label.clone()).collect();
+    let widened = inputs.plan_hosts(&hosts, &crate::inputs::default_user());
+    inputs.fleet_client_dns = desired;
+    let widened = widened?;
+    let files = |js: &[HostJob]| -> Vec<Vec<(String, String)>> {
+        js.iter()
+            .map(|j| {
+                let all = j.plan.services.iter().flat_map(|s| &s.files);
+                all.map(|f| (f.path.clone(), f.sha256.clone())).collect()
+            })
+            .collect()
+    };
+    if files(&widened) == files(jobs) {
+        return Ok(None);
+    }
+    println!(
+        "rotate: client certificate subjects change ({} old); peers let both in until the last phase",
+        old.len()
+    );
+    Ok(Some(widened))
 }
 
 /// This very command line: running it again converges what is left.

@@ -12,6 +12,7 @@ use super::*;
 /// A CA and, per host, a server and client pair it issued.
 struct Authority {
     cert: String,
+    key: String,
     pairs: BTreeMap<(String, CertRole), String>,
 }
 
@@ -31,7 +32,7 @@ impl Authority {
                 pairs.insert((host.to_string(), k), pk);
             }
         }
-        Authority { cert, pairs }
+        Authority { cert, key, pairs }
     }
 
     fn leaf(&self, host: &str, role: CertRole) -> &str {
@@ -184,7 +185,7 @@ fn old_ca_only_rolls_over_in_three_phases() {
     );
     assert_eq!(keeping_leaves(&f.desired, &held).len(), 2);
     let current = f.holdings(|_| f.old.cert.clone(), |_| &f.old, &LEAVES);
-    let phases = phases(f.desired.clone(), &start, &current);
+    let phases = phases(f.desired.clone(), None, &start, &current);
     assert_eq!(phases.len(), 3);
     let both = f.both();
     for (host, name) in HOSTS.iter().copied().enumerate() {
@@ -222,7 +223,10 @@ fn both_cas_with_old_pairs_resumes_at_phase_one() {
     let held = f.holdings(|_| f.both(), |_| &f.old, &CERTS);
     let start = start(&f.desired, &held);
     assert!(matches!(&start, Start::Rollover { old_cas } if *old_cas == f.old.cert));
-    assert_eq!(phases(f.desired.clone(), &start, &Holdings::new()).len(), 3);
+    assert_eq!(
+        phases(f.desired.clone(), None, &start, &Holdings::new()).len(),
+        3
+    );
 }
 
 #[test]
@@ -231,7 +235,7 @@ fn both_cas_with_new_pairs_only_drops_the_old_ca() {
     let f = Fleet::new();
     let held = f.holdings(|_| f.both(), |_| &f.new, &CERTS);
     assert_eq!(start(&f.desired, &held), Start::DropOldCa);
-    let phases = phases(f.desired.clone(), &Start::DropOldCa, &Holdings::new());
+    let phases = phases(f.desired.clone(), None, &Start::DropOldCa, &Holdings::new());
     assert_eq!(phases.len(), 1);
     assert!(phases[0].title.as_deref().unwrap().starts_with("phase 3/3"));
     assert!(ca_of(&phases[0].jobs[0])
@@ -265,11 +269,12 @@ fn new_ca_only_is_one_pass_whatever_the_pairs() {
     // Pairs from the same CA being renewed: still one pass, no CA change.
     let renewed = Authority {
         cert: f.new.cert.clone(),
+        key: f.new.key.clone(),
         pairs: f.old.pairs.clone(),
     };
     let held = f.holdings(|_| f.new.cert.clone(), |_| &renewed, &CERTS);
     assert_eq!(start(&f.desired, &held), Start::OnePass);
-    let phases = phases(f.desired.clone(), &Start::OnePass, &Holdings::new());
+    let phases = phases(f.desired.clone(), None, &Start::OnePass, &Holdings::new());
     assert_eq!(phases.len(), 1);
     assert!(phases[0].title.is_none());
 }
@@ -290,7 +295,7 @@ fn mixed_fleet_rolls_over_for_the_hosts_behind() {
         |h| if h == "h1" { &f.new } else { &f.old },
         &LEAVES,
     );
-    let phases = phases(f.desired.clone(), &start, &current);
+    let phases = phases(f.desired.clone(), None, &start, &current);
     // h1 keeps its (already new) pairs in phase 1: nothing moves backwards.
     assert_eq!(
         leaf_of(&phases[0].jobs[0], CertRole::ServerCert),
@@ -334,11 +339,74 @@ fn fresh_hosts_and_unread_hosts() {
         }
     );
     assert!(keeping_leaves(&f.desired, &empty).is_empty());
-    let phases = phases(f.desired.clone(), &start, &Holdings::new());
+    let phases = phases(f.desired.clone(), None, &start, &Holdings::new());
     // With no old CA, phase 1 and 2 already carry just the new bundle.
     assert!(ca_of(&phases[0].jobs[0])
         .iter()
         .all(|c| *c == f.new.cert.as_bytes()));
     // A host that could not be read does not decide anything.
     assert_eq!(super::start(&f.desired, &Holdings::new()), Start::OnePass);
+}
+
+#[test]
+fn new_client_subjects_are_let_in_beside_the_old_until_the_last_phase() {
+    let f = Fleet::new();
+    // The same subjects from another CA: nothing to widen.
+    let held_old = f.holdings(|_| f.old.cert.clone(), |_| &f.old, &CERTS);
+    assert!(old_client_subjects(&f.desired, &held_old).is_empty());
+    // Pairs whose subjects are new (CN=h1-2 ...): the old ones stay let in until phase 3.
+    let renamed = {
+        let mut pairs = BTreeMap::new();
+        for host in HOSTS {
+            let names = [host.to_string()];
+            for (kind, c, k) in [
+                (CertKind::Server, CertRole::ServerCert, CertRole::ServerKey),
+                (CertKind::Client, CertRole::ClientCert, CertRole::ClientKey),
+            ] {
+                let (pc, pk) = virtfleet_pki::issue_pair(
+                    &f.new.cert,
+                    &f.new.key,
+                    kind,
+                    &format!("{host}-2"),
+                    &names,
+                    &[],
+                    10,
+                )
+                .unwrap();
+                pairs.insert((host.to_string(), c), pc);
+                pairs.insert((host.to_string(), k), pk);
+            }
+        }
+        Authority {
+            cert: f.new.cert.clone(),
+            key: f.new.key.clone(),
+            pairs,
+        }
+    };
+    let desired: Vec<HostJob> = HOSTS
+        .iter()
+        .map(|h| job(h, &f.new.cert, &renamed))
+        .collect();
+    let held = f.holdings(|_| f.new.cert.clone(), |_| &f.new, &CERTS);
+    assert_eq!(start(&desired, &held), Start::OnePass);
+    assert_eq!(old_client_subjects(&desired, &held), ["CN=h1", "CN=h2"]);
+    let current = f.holdings(|_| f.new.cert.clone(), |_| &f.new, &LEAVES);
+    let phases = phases(
+        desired.clone(),
+        Some(desired.clone()),
+        &Start::OnePass,
+        &current,
+    );
+    assert_eq!(phases.len(), 3);
+    // Phase 1 keeps the pairs hosts hold; phase 2 rotates them; phase 3 is the plan.
+    let client = |job: &HostJob| leaf_of(job, CertRole::ClientCert).to_vec();
+    assert_eq!(
+        client(&phases[0].jobs[0]),
+        f.new.leaf("h1", CertRole::ClientCert).as_bytes()
+    );
+    assert_eq!(
+        client(&phases[1].jobs[0]),
+        renamed.leaf("h1", CertRole::ClientCert).as_bytes()
+    );
+    assert_eq!(client(&phases[2].jobs[0]), client(&desired[0]));
 }
