@@ -1370,6 +1370,26 @@ fn tcp_to_tls_transition_reads_held_settings_and_shapes_each_phase() {
     let sasl = text(&phase1, "nova_libvirt", "sasl.conf");
     assert_has_lines(&sasl, &["mech_list: DIGEST-MD5 SCRAM-SHA-256"]);
     assert_eq!(transition.phases[0].keep, ["nova_compute"]);
+    // What a host holds cannot write what it likes into its files: a mechanism without its
+    // own encryption is not kept, and an odd value is refused, naming the variable.
+    let mut odd = held_day0.clone();
+    odd["sasl_mech_list"] = json!("plain anonymous digest-md5");
+    let kept = try_plan(&pb, &dir, "compute1", &with(tls.clone(), &odd, Some(0))).unwrap();
+    let sasl = text(&kept, "nova_libvirt", "sasl.conf");
+    assert_has_lines(&sasl, &["mech_list: DIGEST-MD5 SCRAM-SHA-256"]);
+    odd["auth_tcp"] = json!("none\" tls_no_verify_certificate = 1 \"");
+    let err = try_plan(&pb, &dir, "compute1", &with(tls.clone(), &odd, Some(0))).unwrap_err();
+    assert!(
+        err.to_string().contains("virtfleet_libvirt_auth_tcp"),
+        "{err}"
+    );
+    odd["auth_tcp"] = json!("sasl");
+    odd["tcp_port"] = json!("16509\nlisten_addr = \"0.0.0.0\"");
+    let err = try_plan(&pb, &dir, "compute1", &with(tls.clone(), &odd, Some(0))).unwrap_err();
+    assert!(
+        err.to_string().contains("virtfleet_libvirt_tcp_port"),
+        "{err}"
+    );
     // The last phase is the plan itself: TCP closed, SCRAM only.
     let last = plan(tls);
     assert_has_lines(
