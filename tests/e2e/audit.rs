@@ -96,47 +96,6 @@ fn audit_finds_day_zero_critical_and_a_tls_deploy_clean() {
     );
 }
 
-/// Drops TCP to `address:ports` (iptables, INPUT: the lab's hosts share the machine's
-/// network) until dropped itself.
-struct Firewall {
-    rules: Vec<Vec<String>>,
-}
-
-impl Firewall {
-    fn drop(address: &str, ports: &[&str]) -> Firewall {
-        let rules: Vec<Vec<String>> = ports
-            .iter()
-            .map(|p| {
-                [
-                    "INPUT", "-p", "tcp", "-d", address, "--dport", p, "-j", "DROP",
-                ]
-                .map(String::from)
-                .to_vec()
-            })
-            .collect();
-        for rule in &rules {
-            let status = std::process::Command::new("iptables")
-                .arg("-I")
-                .args(rule)
-                .status()
-                .unwrap();
-            assert!(status.success(), "iptables -I {rule:?}");
-        }
-        Firewall { rules }
-    }
-}
-
-impl Drop for Firewall {
-    fn drop(&mut self) {
-        for rule in &self.rules {
-            let _ = std::process::Command::new("iptables")
-                .arg("-D")
-                .args(rule)
-                .status();
-        }
-    }
-}
-
 #[test]
 fn ports_a_peer_cannot_or_should_not_reach_are_found() {
     let fleet = Fleet::new(2, TLS_SASL, true);

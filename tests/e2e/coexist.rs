@@ -79,7 +79,7 @@ fn kolla_rendering(fleet: &Fleet, out: &Path) -> Option<PathBuf> {
 /// then replaces the files virtfleet owns whole), then, when its handlers ran, both
 /// containers restarted on them.
 fn seed_as_kolla(fleet: &Fleet, kolla: Option<&Path>, handlers_ran: bool) {
-    fleet.ok(&["genconfig"]);
+    fleet.ok(&["genconfig", "--one-pass"]);
     for host in HOSTS {
         let markers = fleet.sh(
             host,

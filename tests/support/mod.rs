@@ -309,3 +309,44 @@ pub fn strings(value: &serde_json::Value) -> Vec<String> {
 /// as extra vars).
 pub const TLS_SASL: &str = "libvirt_tls: \"yes\"\n";
 pub const TCP_SASL: &str = "libvirt_tls: \"no\"\n";
+
+/// Drops TCP to `address:ports` (iptables, INPUT: the lab's hosts share the machine's
+/// network) until dropped itself.
+pub struct Firewall {
+    rules: Vec<Vec<String>>,
+}
+
+impl Firewall {
+    pub fn drop(address: &str, ports: &[&str]) -> Firewall {
+        let rules: Vec<Vec<String>> = ports
+            .iter()
+            .map(|p| {
+                [
+                    "INPUT", "-p", "tcp", "-d", address, "--dport", p, "-j", "DROP",
+                ]
+                .map(String::from)
+                .to_vec()
+            })
+            .collect();
+        for rule in &rules {
+            let status = std::process::Command::new("iptables")
+                .arg("-I")
+                .args(rule)
+                .status()
+                .unwrap();
+            assert!(status.success(), "iptables -I {rule:?}");
+        }
+        Firewall { rules }
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = std::process::Command::new("iptables")
+                .arg("-D")
+                .args(rule)
+                .status();
+        }
+    }
+}

@@ -103,6 +103,10 @@ pub struct ConvergeArgs {
     /// TCP), in one pass.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Go to the end state in one pass even while a transition is under way (a maintenance
+    /// window with no migrations: hosts switch as they are reached).
+    #[arg(long)]
+    pub one_pass: bool,
 }
 
 /// Batched rollout (kolla-ansible's `kolla_serial`), for every command that changes hosts.

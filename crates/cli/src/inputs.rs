@@ -80,11 +80,6 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Planned and not-reached hosts together, in inventory order (for batches).
-    pub fn entries(self) -> Vec<virtfleet_rollout::Entry> {
-        Prepared::entries_of(self.jobs, self.not_reached, self.order)
-    }
-
     /// `jobs` and `not_reached` together, in `order` (for batches).
     pub fn entries_of(
         jobs: Vec<HostJob>,

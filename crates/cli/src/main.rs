@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use virtfleet_engine::Mode;
 
-use args::{Batches, ConvergeArgs, GlobalArgs};
+use args::{ConvergeArgs, GlobalArgs};
 use commands::{audit, certs, converge, rotate};
 
 /// Exit status for invalid input, before any host is contacted.
@@ -40,7 +40,7 @@ enum Command {
     /// Same as deploy: re-render after a globals change and apply what changed.
     Reconfigure(ConvergeArgs),
     /// Write the files to the hosts but never restart (a later deploy restarts what is stale).
-    Genconfig(Batches),
+    Genconfig(ConvergeArgs),
     /// Contact the hosts, change nothing, report what would change and restart.
     Check {
         /// Show unified diffs of changed files (secrets redacted).
@@ -100,13 +100,7 @@ fn main() -> ExitCode {
             Command::Reconfigure(a) => {
                 converge::run(global, "reconfigure", Mode::Converge, &a).await
             }
-            Command::Genconfig(b) => {
-                let args = ConvergeArgs {
-                    batches: b,
-                    ..Default::default()
-                };
-                converge::run(global, "genconfig", Mode::WriteOnly, &args).await
-            }
+            Command::Genconfig(a) => converge::run(global, "genconfig", Mode::WriteOnly, &a).await,
             Command::Check { diff } => {
                 let args = ConvergeArgs::default();
                 converge::run(global, "check", Mode::Check { diff }, &args).await

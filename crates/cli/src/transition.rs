@@ -18,6 +18,7 @@ pub async fn phases(
     prepared: Prepared,
     global: &GlobalArgs,
     allow_downgrade: bool,
+    one_pass_asked: bool,
 ) -> Result<Vec<ConvergePhase>, InputErrors> {
     let Prepared {
         mut inputs,
@@ -27,10 +28,15 @@ pub async fn phases(
     } = prepared;
     let one_pass = |jobs, not_reached| {
         let hosts = Prepared::entries_of(jobs, not_reached, order.clone());
-        Ok(vec![ConvergePhase { title: None, hosts }])
+        Ok(vec![ConvergePhase {
+            title: None,
+            hosts,
+            verify: false,
+        }])
     };
     let transitions = inputs.playbook.transitions.clone();
-    if transitions.is_empty() {
+    // One host alone has no peer to keep connected.
+    if transitions.is_empty() || inputs.group.len() < 2 {
         return one_pass(jobs, not_reached);
     }
     let mut jobs = jobs;
@@ -43,7 +49,7 @@ pub async fn phases(
         let values = match held.get(&host) {
             Some(Ok(values)) => values.clone(),
             Some(Err(e)) => {
-                let report = HostReport::failed(Status::Unreachable, e.clone());
+                let report = HostReport::failed(Status::Failed, e.clone());
                 not_reached.insert(host, report);
                 continue;
             }
@@ -57,7 +63,14 @@ pub async fn phases(
         inputs.overrides.insert(host.clone(), overrides);
         let vars = inputs.vars(&host);
         match virtfleet_plan::host_transitions(&inputs.plan_input(&host, &vars)) {
-            Ok(found) => {
+            Ok(mut found) => {
+                // Files pushed but never applied (a run killed before the restart): the
+                // host is past no phase, whatever its files say.
+                if job.unsettled() == Some(true) {
+                    for t in &mut found {
+                        t.done.iter_mut().for_each(|d| *d = false);
+                    }
+                }
                 for t in &found {
                     if let (Some(message), false) = (&t.downgrade, allow_downgrade) {
                         errors.push(format!(
@@ -81,6 +94,19 @@ pub async fn phases(
     });
     let Some((spec, start)) = under_way.next() else {
         return one_pass(reached, not_reached);
+    };
+    if one_pass_asked {
+        eprintln!(
+            "warning: {}: in one pass (--one-pass), as hosts are reached",
+            spec.name
+        );
+        return one_pass(reached, not_reached);
+    }
+    // A host not reached or not read may be on any side: from the first phase (which
+    // changes no client), and the run stops there, failing that host.
+    let start = match not_reached.is_empty() {
+        true => start,
+        false => 0,
     };
     if let Some((other, _)) = under_way.next() {
         return Err(InputErrors::one(format!(
@@ -123,6 +149,11 @@ pub async fn phases(
         );
         last = 1;
     }
+    for (host, found) in &states {
+        for warning in found.iter().flat_map(|t| &t.warnings) {
+            eprintln!("warning: {host}: {warning}");
+        }
+    }
     eprintln!(
         "{}: {} host(s) still on the old side ({}); phases {}-{count} of {count}",
         spec.name,
@@ -163,6 +194,7 @@ pub async fn phases(
                 phase.title
             )),
             hosts: Prepared::entries_of(jobs, failed, order.clone()),
+            verify: phase.verify,
         });
     }
     Ok(phases)
@@ -198,8 +230,10 @@ async fn read_held(
         let (Some(audit), Some(contents)) = (&job.plan.audit, job.held_contents()) else {
             continue;
         };
-        let values = virtfleet_plan::held_values(transitions, audit, &contents);
-        held.insert(host, Ok(values));
+        held.insert(
+            host,
+            virtfleet_plan::held_values(transitions, audit, &contents),
+        );
     }
     held
 }

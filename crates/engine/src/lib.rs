@@ -44,6 +44,27 @@ impl HostJob {
         let same = probed.target == self.target && probed.script == script;
         same.then(|| probed.contents(&self.plan.held_paths))
     }
+
+    /// Whether some file of the plan differs on the host from what its service was last
+    /// applied with (a run killed between its push and the restart): what the host's files
+    /// say then is not yet what runs. From the same probe as [`HostJob::held_contents`];
+    /// false for services never applied by virtfleet.
+    pub fn unsettled(&self) -> Option<bool> {
+        let probed = self.probed.as_deref()?;
+        let state = state::HostState::parse(&String::from_utf8_lossy(&probed.output));
+        Some(self.plan.services.iter().any(|service| {
+            let Some(marker) = state.markers.get(&service.marker_path) else {
+                return false;
+            };
+            service.files.iter().any(|f| {
+                let applied = marker.files.get(&f.path).map(|(sha, _)| sha.as_str());
+                let held = state.files.get(&f.path).and_then(|s| s.sha256.as_deref());
+                // A file applied before and changed since (merged files included: the
+                // marker holds what was written).
+                applied.is_some() && applied != held
+            })
+        }))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -94,11 +94,16 @@ pub async fn read_files_and_reach(
     ports: &[u16],
 ) -> Result<ReadAndReach, EngineError> {
     const SECONDS: u64 = 3;
+    let what = "read files and reach a peer";
     let script = script::read_files_and_reach(paths, peer, SECONDS, ports);
-    let out = run(target, ssh, "read files and reach a peer", &script).await?;
-    let garbled = || EngineError::Garbled("read files and reach a peer".into());
+    // A host's `timeout` that leaves the connections' processes behind cannot hold it open.
+    let limit = Some(Duration::from_secs(SECONDS + 30));
+    let out = run_with_timeout(target, ssh, what, &script, limit).await?;
+    let garbled = || EngineError::Garbled(what.into());
     let (files, rest) = wire::parse_files_then(&out, paths).ok_or_else(garbled)?;
-    Ok((files, wire::parse_reach(rest, ports)))
+    let reach = wire::parse_reach(rest, ports)
+        .map_err(|why| EngineError::Garbled(format!("{what}: {why}")))?;
+    Ok((files, reach))
 }
 
 /// What [`read_files_and_reach`] answers: the files, and each port's reach (None when the

@@ -119,21 +119,33 @@ pub enum Reach {
     Open,
     /// Refused: nothing listens, but the path is open.
     Closed,
-    /// No answer in time: dropped on the way (a firewall).
+    /// No answer in time, or refused otherwise than by the port (no route, a firewall
+    /// rejecting): blocked on the way.
     Filtered,
 }
 
-/// Each of `ports`' [`Reach`] from `vf_reach`'s output (other lines ignored): a port it did
-/// not answer for is filtered. None when the test did not run (no bash on the host).
-pub fn parse_reach(out: &[u8], ports: &[u16]) -> Option<std::collections::BTreeMap<u16, Reach>> {
+/// Each of `ports`' [`Reach`] from `vf_reach`'s output, which must be all of `out`: a port it
+/// did not answer for is filtered. Ok(None) when the test did not run (no bash or timeout on
+/// the host); Err with the first line that is not `vf_reach`'s.
+pub fn parse_reach(
+    out: &[u8],
+    ports: &[u16],
+) -> Result<Option<std::collections::BTreeMap<u16, Reach>>, String> {
     let text = String::from_utf8_lossy(out);
     let mut tested = false;
     let mut reach: std::collections::BTreeMap<u16, Reach> =
         ports.iter().map(|p| (*p, Reach::Filtered)).collect();
     for line in text.lines() {
-        let Some((port, state)) = Tag::Reach.strip(line).and_then(|r| r.split_once(' ')) else {
-            continue;
+        let bad = || {
+            format!(
+                "unexpected line {:?}",
+                line.chars().take(80).collect::<String>()
+            )
         };
+        let (port, state) = Tag::Reach
+            .strip(line)
+            .and_then(|r| r.split_once(' '))
+            .ok_or_else(bad)?;
         if (port, state) == ("-", "tested") {
             tested = true;
             continue;
@@ -141,13 +153,13 @@ pub fn parse_reach(out: &[u8], ports: &[u16]) -> Option<std::collections::BTreeM
         let state = match state {
             "open" => Reach::Open,
             "closed" => Reach::Closed,
-            _ => continue,
+            "blocked" => Reach::Filtered,
+            _ => return Err(bad()),
         };
-        if let Some(entry) = port.parse().ok().and_then(|p: u16| reach.get_mut(&p)) {
-            *entry = state;
-        }
+        let slot = port.parse().ok().and_then(|p: u16| reach.get_mut(&p));
+        *slot.ok_or_else(bad)? = state;
     }
-    tested.then_some(reach)
+    Ok(tested.then_some(reach))
 }
 
 /// A file read from a host: its bytes, permission bits, owner and group.

@@ -40,6 +40,10 @@ pub struct TransitionSpec {
     /// The way back, refused unless the run allows a downgrade.
     #[serde(default)]
     pub downgrade: Option<Downgrade>,
+    /// Said of each host they hold for while the transition runs (e.g. a listener kept open
+    /// without authentication).
+    #[serde(default)]
+    pub warnings: Vec<Downgrade>,
 }
 
 /// A setting of a file `audit:` names (its kind: the first existing path is read). With a
@@ -52,6 +56,9 @@ pub struct HeldSpec {
     #[serde(default)]
     pub section: Option<String>,
     pub key: String,
+    /// The value is an integer (as libvirt reads `listen_tcp = 1`): held as a number.
+    #[serde(default)]
+    pub int: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +74,10 @@ pub struct PhaseSpec {
     /// Services this phase leaves exactly as the host has them (no file, no restart).
     #[serde(default)]
     pub keep: Vec<String>,
+    /// Before the next phase, every host's TLS listener must let a peer in (the playbook's
+    /// `tls.connect`, run by the next host inside its TLS service).
+    #[serde(default)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,9 +104,9 @@ pub(crate) fn check(
         if before.is_empty() {
             return Err(at("one phase is no transition: at least two".into()));
         }
-        if last.done.is_some() || !last.vars.is_empty() || !last.keep.is_empty() {
+        if last.done.is_some() || !last.vars.is_empty() || !last.keep.is_empty() || last.verify {
             return Err(at(format!(
-                "the last phase ({}) is the desired plan itself: no done, vars or keep",
+                "the last phase ({}) is the desired plan itself: no done, vars, keep or verify",
                 last.title
             )));
         }
@@ -140,16 +151,21 @@ pub fn held_paths(transitions: &[TransitionSpec], audit: &AuditPlan) -> Vec<Stri
 }
 
 /// Each held setting's value on the host (None where its file or key is missing), from the
-/// files read at [`held_paths`]: the variable [`HELD_VAR`].
+/// files read at [`held_paths`]: the variable [`HELD_VAR`]. The host wrote these files, so a
+/// value must be plain text (no template syntax, quotes, `;` or `#`, which could say more to
+/// libvirt than to this reader) and an `int` one an integer; else the host's error, naming
+/// the file and key.
 pub fn held_values(
     transitions: &[TransitionSpec],
     audit: &AuditPlan,
     files: &BTreeMap<String, Option<Vec<u8>>>,
-) -> Json {
+) -> Result<Json, String> {
     let text = |kind: &str| {
         let paths = audit.files.get(kind)?;
-        let found = paths.iter().find_map(|p| files.get(p)?.as_deref())?;
-        Some(String::from_utf8_lossy(found).into_owned())
+        let (path, found) = paths
+            .iter()
+            .find_map(|p| Some((p, files.get(p)?.as_deref()?)))?;
+        Some((path, String::from_utf8_lossy(found).into_owned()))
     };
     let mut held = serde_json::Map::new();
     for (name, spec) in transitions.iter().flat_map(|t| &t.held) {
@@ -157,13 +173,38 @@ pub fn held_values(
             Some(_) => Repeated::LastWins,
             None => Repeated::FirstWins,
         };
-        let value = text(&spec.file).and_then(|text| {
-            let mut all = settings(&text, spec.section.as_deref(), repeated);
-            all.remove(&spec.key).map(|s| s.value)
-        });
-        held.insert(name.clone(), value.map_or(Json::Null, Json::from));
+        let Some((path, text)) = text(&spec.file) else {
+            held.insert(name.clone(), Json::Null);
+            continue;
+        };
+        let mut all = settings(&text, spec.section.as_deref(), repeated);
+        let Some(setting) = all.remove(&spec.key) else {
+            held.insert(name.clone(), Json::Null);
+            continue;
+        };
+        let bad = |why: &str| format!("{path}:{}: {}: {why}", setting.line, spec.key);
+        let plain = |c: char| c.is_ascii_graphic() && !"{}\"'\\;#`$".contains(c) || c == ' ';
+        if !setting.value.chars().all(plain) {
+            return Err(bad(
+                "a value virtfleet does not take from a host (not plain text)",
+            ));
+        }
+        let value = match spec.int {
+            true => Json::from(parse_int(&setting.value).ok_or_else(|| bad("not an integer"))?),
+            false => Json::from(setting.value),
+        };
+        held.insert(name.clone(), value);
     }
-    Json::Object(held)
+    Ok(Json::Object(held))
+}
+
+/// An integer as libvirt's parser takes one: an optional sign, then digits.
+fn parse_int(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// One transition as one host stands, from its variables and held settings.
@@ -177,6 +218,8 @@ pub struct HostTransition {
     pub done: Vec<bool>,
     /// The variables go back the other way: the playbook's message.
     pub downgrade: Option<String>,
+    /// The playbook's warnings that hold for the host.
+    pub warnings: Vec<String>,
 }
 
 /// Every transition's state on one host; `input.vars` holds [`HELD_VAR`].
@@ -198,11 +241,19 @@ pub fn host_transitions(input: &PlanInput) -> Result<Vec<HostTransition>, PlanEr
             }
             _ => None,
         };
+        let mut warnings = Vec::new();
+        for w in &t.warnings {
+            // Only while the host is still on the old side.
+            if pending && ctx.eval_when(&w.when, &context("warnings"))? {
+                warnings.push(w.message.trim().to_string());
+            }
+        }
         out.push(HostTransition {
             wanted,
             pending,
             done,
             downgrade,
+            warnings,
         });
     }
     Ok(out)
@@ -229,6 +280,7 @@ mod tests {
             pending,
             done: done.to_vec(),
             downgrade: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -259,7 +311,7 @@ mod tests {
   when: "true"
   pending: "true"
   held:
-    listen_tcp: {file: libvirtd, key: listen_tcp}
+    listen_tcp: {file: libvirtd, key: listen_tcp, int: true}
     uri: {file: nova, section: libvirt, key: connection_uri}
     mech: {file: sasl, key: mech_list}
   phases: [{title: a, done: "true"}, {title: b}]
@@ -308,12 +360,38 @@ mod tests {
         .into_iter()
         .map(|(p, c)| (p.to_string(), c.map(|c: &str| c.as_bytes().to_vec())))
         .collect();
-        let held = held_values(&spec, &audit, &files);
+        let held = held_values(&spec, &audit, &files).unwrap();
         // libvirt: the first setting, the comment dropped; the Kolla path missing, the
         // host's own read; oslo.config: the last, any case of the section; no file: none.
         assert_eq!(
             held,
-            serde_json::json!({"listen_tcp": "1", "uri": "qemu+tcp://h/system", "mech": null})
+            serde_json::json!({"listen_tcp": 1, "uri": "qemu+tcp://h/system", "mech": null})
         );
+        // What a hostile host might write: template syntax, a second libvirt statement, a
+        // number that is not one. Each names the file, line and key.
+        for (line, why) in [
+            ("listen_tcp = 1\n", None),
+            ("listen_tcp = '{{ secret }}'\n", Some("not plain text")),
+            (
+                "listen_tcp = '1; auth_tls = none'\n",
+                Some("not plain text"),
+            ),
+            ("listen_tcp = yes\n", Some("not an integer")),
+        ] {
+            let mut files = files.clone();
+            let host = Some(line.as_bytes().to_vec());
+            files.insert("/etc/libvirt/libvirtd.conf".into(), host);
+            let got = held_values(&spec, &audit, &files);
+            match why {
+                None => assert!(got.is_ok(), "{line}: {got:?}"),
+                Some(why) => {
+                    let e = got.unwrap_err();
+                    assert!(
+                        e.contains(why) && e.contains("/etc/libvirt/libvirtd.conf:1: listen_tcp"),
+                        "{line}: {e}"
+                    );
+                }
+            }
+        }
     }
 }

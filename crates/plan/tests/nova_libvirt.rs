@@ -1309,9 +1309,10 @@ fn tcp_to_tls_transition_reads_held_settings_and_shapes_each_phase() {
     let pb = playbook();
     let dir = configdir();
     let transition = &pb.transitions[0];
-    let held_day0 = json!({"listen_tcp": "1", "listen_tls": "0", "tcp_port": "16509",
+    let held_day0 = json!({"listen_tcp": 1, "listen_tls": 0, "tcp_port": 16509,
         "auth_tcp": "sasl", "sasl_mech_list": "digest-md5",
-        "connection_uri": "qemu+tcp://10.0.0.11/system"});
+        "connection_uri": "qemu+tcp://10.0.0.11/system",
+        "inbound_addr": "10.0.0.11"});
     let with = |globals: Value, held: &Value, phase: Option<usize>| {
         let mut v = vars(globals);
         v.insert("virtfleet_held".into(), held.clone());
@@ -1334,17 +1335,31 @@ fn tcp_to_tls_transition_reads_held_settings_and_shapes_each_phase() {
     };
     let tls = json!({"libvirt_tls": "yes"});
     let day0 = states(tls.clone(), &held_day0);
-    assert!(day0.wanted && day0.pending && day0.done == [false, false] && day0.downgrade.is_none());
+    assert!(
+        day0.wanted
+            && day0.pending
+            && day0.done == [false, false, false]
+            && day0.downgrade.is_none()
+    );
+    assert!(
+        day0.warnings.is_empty(),
+        "SASL over TCP: {:?}",
+        day0.warnings
+    );
+    let mut open = held_day0.clone();
+    open["auth_tcp"] = json!("none");
+    assert!(states(tls.clone(), &open).warnings[0].contains("no authentication"));
     // Nothing held (a new host): not on the old side.
     let nothing = json!({"listen_tcp": null, "listen_tls": null, "tcp_port": null,
-        "auth_tcp": null, "sasl_mech_list": null, "connection_uri": null});
+        "auth_tcp": null, "sasl_mech_list": null, "connection_uri": null,
+        "inbound_addr": null});
     assert!(!states(tls.clone(), &nothing).pending);
     // The target is TCP: no transition; TLS-only held, going back is a downgrade.
     let tcp = json!({"libvirt_tls": "no"});
     assert!(!states(tcp.clone(), &held_day0).pending);
-    let tls_only = json!({"listen_tcp": "0", "listen_tls": "1", "tcp_port": null,
+    let tls_only = json!({"listen_tcp": 0, "listen_tls": 1, "tcp_port": null,
         "auth_tcp": null, "sasl_mech_list": "scram-sha-256",
-        "connection_uri": "qemu+tls://compute1/system"});
+        "connection_uri": "qemu+tls://compute1/system", "inbound_addr": "compute1"});
     assert!(states(tcp, &tls_only).downgrade.is_some());
     assert!(!states(tls.clone(), &tls_only).pending);
 
@@ -1390,6 +1405,27 @@ fn tcp_to_tls_transition_reads_held_settings_and_shapes_each_phase() {
         err.to_string().contains("virtfleet_libvirt_tcp_port"),
         "{err}"
     );
+    // Phase 2: nova still dials TCP (the kept port), but peers reach it by name.
+    let phase2 = try_plan(
+        &pb,
+        &dir,
+        "compute1",
+        &with(tls.clone(), &held_day0, Some(1)),
+    )
+    .unwrap();
+    assert_has_lines(
+        &text(&phase2, "nova_compute", "nova.conf"),
+        &[
+            "connection_uri = \"qemu+tcp://10.0.0.11/system\"",
+            "live_migration_inbound_addr = \"compute1\"",
+        ],
+    );
+    let mut by_name = held_day0.clone();
+    by_name["inbound_addr"] = json!("compute1");
+    assert_eq!(
+        states(json!({"libvirt_tls": "yes"}), &by_name).done,
+        [false, true, false]
+    );
     // The last phase is the plan itself: TCP closed, SCRAM only.
     let last = plan(tls);
     assert_has_lines(
@@ -1415,11 +1451,7 @@ fn a_transition_without_done_or_with_a_last_phase_that_sets_vars_is_refused_at_l
             .map(|e| e.to_string())
             .unwrap_or_default()
     };
-    let no_done = text.replacen(
-        "        done: \"virtfleet_held.listen_tls == '1'\"\n",
-        "",
-        1,
-    );
+    let no_done = text.replacen("        done: \"virtfleet_held.listen_tls == 1\"\n", "", 1);
     assert!(
         load(no_done).contains("phase TLS listener beside the TCP one; nova untouched: no done")
     );
@@ -1430,7 +1462,7 @@ fn a_transition_without_done_or_with_a_last_phase_that_sets_vars_is_refused_at_l
     );
     assert!(load(last_sets).contains("the last phase (TCP listener closed) is the desired plan"));
     let bad_file = text.replacen(
-        "{file: libvirtd, key: listen_tcp}",
+        "{file: libvirtd, key: listen_tcp, int: true}",
         "{file: nope, key: x}",
         1,
     );

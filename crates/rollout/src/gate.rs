@@ -323,7 +323,11 @@ async fn served_from_peer(
 }
 
 /// The playbook's `tls.connect` for `host`, run on the peer inside its TLS service.
-async fn peer_connects(peer: &HostJob, host: &TlsPlan, ssh: &ClientOptions) -> Result<(), String> {
+pub(crate) async fn peer_connects(
+    peer: &HostJob,
+    host: &TlsPlan,
+    ssh: &ClientOptions,
+) -> Result<(), String> {
     let service = &tls(peer)?.service;
     remote::exec_in_container(
         &peer.target,

@@ -73,6 +73,9 @@ pub struct ConvergePhase {
     /// Shown when it starts; None for a run in one pass.
     pub title: Option<String>,
     pub hosts: Vec<Entry>,
+    /// Before the next phase starts, every host's TLS listener must let a peer in (the next
+    /// host runs the playbook's `tls.connect` inside its TLS service).
+    pub verify: bool,
 }
 
 /// deploy / reconfigure / genconfig / check: converge every host, batch after batch, phase
@@ -95,6 +98,9 @@ pub async fn converge(
         }
         // The budget stops later batches of this phase; the phase boundary is checked here.
         rollout.phase(&phase.hosts, &mut apply, false).await;
+        if i + 1 < count && phase.verify && !rollout.stopped && mode == Mode::Converge {
+            rollout.verify_peers(&phase.hosts).await;
+        }
         if i + 1 < count && rollout.failed > 0 && !held_back {
             held_back = true;
             rollout.stopped = true;
@@ -270,6 +276,52 @@ impl<'a> Rollout<'a> {
                     attempted: self.attempted,
                     percent: self.options.max_fail_percentage,
                 });
+            }
+        }
+    }
+
+    /// Every host's TLS listener, as the next host (the last: the first) reaches it with the
+    /// playbook's `tls.connect`; a host that does not let its peer in fails.
+    async fn verify_peers(&mut self, hosts: &[Entry]) {
+        let jobs: Vec<&HostJob> = hosts
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Job(job) => Some(&**job),
+                Entry::Failed { .. } => None,
+            })
+            .collect();
+        if jobs.len() < 2 {
+            return;
+        }
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(self.options.forks.max(1)));
+        let mut checks = tokio::task::JoinSet::new();
+        for (i, host) in jobs.iter().enumerate() {
+            let Some(tls) = host.plan.tls.clone() else {
+                continue;
+            };
+            let peer = jobs[(i + 1) % jobs.len()].clone();
+            let (permits, ssh) = (permits.clone(), self.options.ssh.clone());
+            let name = host.target.label.clone();
+            checks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let result = gate::peer_connects(&peer, &tls, &ssh).await;
+                (name, peer.target.label, result)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = checks.join_next().await {
+            if let Ok(result) = joined {
+                results.push(result);
+            }
+        }
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        for (host, peer, result) in results {
+            if let Err(why) = result {
+                let error = format!("its TLS listener did not let {peer} in: {why}");
+                self.observer
+                    .note(Note::Warning(format!("{host}: {error}")));
+                self.record(&host, HostReport::failed(Status::Failed, error));
+                self.failed += 1;
             }
         }
     }

@@ -61,14 +61,17 @@ pub fn start(jobs: &[HostJob], held: &Holdings) -> Start {
         .flat_map(|f| pem_blocks(&f.content))
         .map(|(fingerprint, _)| fingerprint)
         .collect();
-    // CAs trusted somewhere that are no longer desired, by fingerprint: a stable order.
-    let mut old_cas: BTreeMap<String, String> = BTreeMap::new();
+    // CAs trusted somewhere that are no longer desired, by fingerprint (a stable order), with
+    // the hosts trusting each.
+    let mut old_cas: BTreeMap<String, (String, BTreeSet<&str>)> = BTreeMap::new();
+    let mut read = 0;
     let mut new_ca_missing = false;
     let mut leaves_pending = false;
     for job in jobs {
         let Some(host) = held.get(&job.target.label) else {
             continue;
         };
+        read += 1;
         for file in job.plan.files_in_roles(&[CertRole::Ca]) {
             let trusted = pem_blocks(held_content(host, file).unwrap_or(&[]));
             let trusted_fps: BTreeSet<&String> = trusted.iter().map(|(fp, _)| fp).collect();
@@ -76,7 +79,10 @@ pub fn start(jobs: &[HostJob], held: &Holdings) -> Start {
                 .iter()
                 .any(|(fp, _)| !trusted_fps.contains(fp));
             for (fp, pem) in trusted.iter().filter(|(fp, _)| !desired_cas.contains(fp)) {
-                old_cas.insert(fp.clone(), pem.clone());
+                let entry = old_cas
+                    .entry(fp.clone())
+                    .or_insert((pem.clone(), BTreeSet::new()));
+                entry.1.insert(&job.target.label);
             }
         }
         leaves_pending |= job
@@ -89,10 +95,55 @@ pub fn start(jobs: &[HostJob], held: &Holdings) -> Start {
     } else if !leaves_pending {
         Start::DropOldCa
     } else {
+        // Only a CA every host trusts is the fleet's old one: a CA one host put in its own
+        // bundle is not carried to the others (it would let that host's certificates in).
+        let shared = old_cas
+            .into_values()
+            .filter(|(_, hosts)| hosts.len() == read);
         Start::Rollover {
-            old_cas: old_cas.into_values().collect(),
+            old_cas: shared.map(|(pem, _)| pem).collect(),
         }
     }
+}
+
+/// CAs that are no longer desired and that some read hosts trust but not all: not carried to
+/// the others by a rollover. One line each: the certificate's subject and who trusts it.
+pub fn partly_trusted_cas(jobs: &[HostJob], held: &Holdings) -> Vec<String> {
+    let desired: BTreeSet<String> = jobs
+        .iter()
+        .flat_map(|j| j.plan.files_in_roles(&[CertRole::Ca]))
+        .flat_map(|f| pem_blocks(&f.content))
+        .map(|(fingerprint, _)| fingerprint)
+        .collect();
+    let mut holders: BTreeMap<String, (String, BTreeSet<&str>)> = BTreeMap::new();
+    let mut read = 0;
+    for job in jobs {
+        let Some(host) = held.get(&job.target.label) else {
+            continue;
+        };
+        read += 1;
+        for file in job.plan.files_in_roles(&[CertRole::Ca]) {
+            for (fp, pem) in pem_blocks(held_content(host, file).unwrap_or(&[])) {
+                if desired.contains(&fp) {
+                    continue;
+                }
+                let entry = holders.entry(fp).or_insert((pem, BTreeSet::new()));
+                entry.1.insert(&job.target.label);
+            }
+        }
+    }
+    holders
+        .into_values()
+        .filter(|(_, hosts)| hosts.len() < read)
+        .map(|(pem, hosts)| {
+            let subject = virtfleet_pki::parse_certs(pem.as_bytes())
+                .ok()
+                .and_then(|c| c.into_iter().next())
+                .map_or_else(|| "?".to_string(), |c| c.subject);
+            let hosts: Vec<&str> = hosts.into_iter().collect();
+            format!("{subject} (trusted by {} only)", hosts.join(", "))
+        })
+        .collect()
 }
 
 /// The hosts that keep their current leaf pairs through phase 1 (those holding any leaf
@@ -178,21 +229,38 @@ pub fn phases(
 }
 
 /// The subjects (as libvirt matches them) of the client certificates hosts hold now that no
-/// desired client certificate has: those a rotation must keep letting in until its end.
-pub fn old_client_subjects(jobs: &[HostJob], held: &Holdings) -> Vec<String> {
+/// desired client certificate has: those a rotation must keep letting in until its end. Only
+/// certificates the fleet's CAs signed count (the desired bundle, or during a rollover the
+/// old CAs it trusts anyway): a host cannot get a subject of its choosing let in elsewhere.
+pub fn old_client_subjects(jobs: &[HostJob], reading: &Reading) -> Vec<String> {
     let subject = |pem: &[u8]| virtfleet_pki::libvirt_dn(pem).ok();
     let desired: BTreeSet<String> = jobs
         .iter()
         .flat_map(|j| j.plan.files_in_roles(&[CertRole::ClientCert]))
         .filter_map(|f| subject(&f.content))
         .collect();
+    let mut trusted: Vec<u8> = match &reading.start {
+        Start::Rollover { old_cas } => old_cas.as_bytes().to_vec(),
+        _ => Vec::new(),
+    };
+    let bundles: BTreeSet<&[u8]> = jobs
+        .iter()
+        .flat_map(|j| j.plan.files_in_roles(&[CertRole::Ca]))
+        .map(|f| f.content.as_slice())
+        .collect();
+    for bundle in bundles {
+        trusted.extend_from_slice(bundle);
+    }
+    let signed = |pem: &[u8]| virtfleet_pki::signed_by_any(pem, &trusted).unwrap_or(false);
     let old: BTreeSet<String> = jobs
         .iter()
-        .filter_map(|j| held.get(&j.target.label).map(|host| (j, host)))
+        .filter_map(|j| reading.held.get(&j.target.label).map(|host| (j, host)))
         .flat_map(|(j, host)| {
             j.plan
                 .files_in_roles(&[CertRole::ClientCert])
-                .filter_map(|f| subject(held_content(host, f)?))
+                .filter_map(|f| held_content(host, f))
+                .filter(|pem| signed(pem))
+                .filter_map(subject)
                 .collect::<Vec<_>>()
         })
         .filter(|dn| !desired.contains(dn))

@@ -66,7 +66,26 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
     let progress = Progress::new("rotate", global.verbosity(), true);
     let forks = global.forks(usize::MAX);
     let reading = rollover::read(&jobs, &options.ssh, forks, &progress).await;
+    for ca in rollover::partly_trusted_cas(&jobs, &reading.held) {
+        eprintln!(
+            "warning: a CA not in the config directory is not carried to the other hosts: {}",
+            output::terminal_safe(&ca)
+        );
+    }
     let widened = widened(&mut inputs, &jobs, &reading)?;
+    // Peers outside --limit may still present their old subjects: they stay let in.
+    let left_out = inputs.group.iter().any(|h| !inputs.hosts.contains(h));
+    let jobs = match (&widened, left_out) {
+        (Some(both), true) => {
+            println!(
+                "rotate: --limit leaves out hosts of group {}: the old subjects stay let in \
+                 (rotate the whole group to drop them)",
+                inputs.playbook.hosts
+            );
+            both.clone()
+        }
+        _ => jobs,
+    };
     let phases = rollover::plan(jobs, widened, &reading, &options.ssh, forks, &progress).await;
     let size = serial.batch_size(phases[0].jobs.len());
     show_plan(&phases, size, &args);
@@ -164,7 +183,7 @@ fn widened(
     jobs: &[HostJob],
     reading: &rollover::Reading,
 ) -> Result<Option<Vec<HostJob>>, InputErrors> {
-    let old = rollover::old_client_subjects(jobs, &reading.held);
+    let old = rollover::old_client_subjects(jobs, reading);
     if old.is_empty() {
         return Ok(None);
     }
@@ -193,8 +212,8 @@ fn widened(
         return Ok(None);
     }
     println!(
-        "rotate: client certificate subjects change ({} old); peers let both in until the last phase",
-        old.len()
+        "rotate: client certificate subjects change; until the last phase peers also let in: {}",
+        old.join("; ")
     );
     Ok(Some(widened))
 }

@@ -265,12 +265,13 @@ vf_facts() {
 }
 
 # vf_reach HOST SECONDS PORT...: from this host, whether each TCP port of HOST accepts a
-# connection ("<reach tag> <port> open") or refuses it ("... closed": nothing listens, the path
-# is open); a port with no line did not answer within SECONDS (dropped on the way). All ports
-# at once, by bash's /dev/tcp (one fork each; POSIX sh has no sockets); timeout stops the
-# whole process group. "<reach tag> - tested" first says the test ran (no bash: no line).
+# connection ("<reach tag> <port> open"), is refused ("... closed": nothing listens, the path
+# is open) or fails otherwise ("... blocked": no route, a firewall rejecting); a port with no
+# line did not answer within SECONDS (dropped on the way). All ports at once, by bash's
+# /dev/tcp (one fork each; POSIX sh has no sockets); timeout stops the whole process group.
+# "<reach tag> - tested" first says the test runs (no bash or timeout: no line at all).
 vf_reach() {
-  command -v bash >/dev/null 2>&1 || return 0
+  command -v bash >/dev/null 2>&1 && command -v timeout >/dev/null 2>&1 || return 0
   printf '%s - tested\n' "$VF_T_REACH"
   vf_host=$1
   vf_secs=$2
@@ -280,8 +281,10 @@ vf_reach() {
     tag=$1 host=$2
     shift 2
     for p; do
-      (if exec 3<>"/dev/tcp/$host/$p"; then s=open; else s=closed; fi
-       printf "%s %s %s\n" "$tag" "$p" "$s") 2>/dev/null &
+      (if err=$( (exec 3<>"/dev/tcp/$host/$p") 2>&1 ); then s=open
+       else case $err in *refused*) s=closed ;; *) s=blocked ;; esac
+       fi
+       printf "%s %s %s\n" "$tag" "$p" "$s") &
     done
     wait' vf_reach "$VF_T_REACH" "$vf_host" "$@"
   return 0

@@ -1398,14 +1398,18 @@ mod tests {
         let (files, rest) = crate::wire::parse_files_then(&out.stdout, &[path]).unwrap();
         // A file's content that looks like a reach line is the file's, not a port's.
         assert_eq!(files[path].as_ref().unwrap().content, b"P 1 open\n");
-        let reach = crate::wire::parse_reach(rest, &ports).unwrap();
+        let reach = crate::wire::parse_reach(rest, &ports).unwrap().unwrap();
         assert_eq!(reach[&open], crate::wire::Reach::Open);
         assert_eq!(reach[&refused], crate::wire::Reach::Closed);
         // A port it said nothing of did not answer.
-        let reach = crate::wire::parse_reach(rest, &[open, 1]).unwrap();
-        assert_eq!(reach[&1], crate::wire::Reach::Filtered);
-        // No test at all (no bash there): nothing is said.
-        assert_eq!(crate::wire::parse_reach(b"", &ports), None);
+        let reach = crate::wire::parse_reach(b"P - tested\n", &[open])
+            .unwrap()
+            .unwrap();
+        assert_eq!(reach[&open], crate::wire::Reach::Filtered);
+        // No test at all (no bash there): nothing is said; anything else is garbled.
+        assert_eq!(crate::wire::parse_reach(b"", &ports), Ok(None));
+        assert!(crate::wire::parse_reach(b"P - tested\nP 1 open\n", &ports).is_err());
+        assert!(crate::wire::parse_reach(b"P - tested\nsomething\n", &ports).is_err());
     }
 
     fn sh(script: &str, stdin: &[u8]) -> std::process::Output {

@@ -307,7 +307,8 @@ fn mixed_fleet_rolls_over_for_the_hosts_behind() {
     );
 
     // One host on the old CA only, one already trusting only the new one: the new CA is
-    // missing somewhere and the old one trusted somewhere.
+    // missing somewhere and the old one trusted somewhere, but not everywhere: it is not
+    // carried to the other host (a CA one host holds alone could be of its own making).
     let held = f.holdings(
         |h| {
             if h == "h1" {
@@ -320,7 +321,8 @@ fn mixed_fleet_rolls_over_for_the_hosts_behind() {
         &CERTS,
     );
     let behind = super::start(&f.desired, &held);
-    assert!(matches!(&behind, Start::Rollover { old_cas } if *old_cas == f.old.cert));
+    assert!(matches!(&behind, Start::Rollover { old_cas } if old_cas.is_empty()));
+    assert_eq!(partly_trusted_cas(&f.desired, &held).len(), 1);
 }
 
 #[test]
@@ -352,8 +354,12 @@ fn fresh_hosts_and_unread_hosts() {
 fn new_client_subjects_are_let_in_beside_the_old_until_the_last_phase() {
     let f = Fleet::new();
     // The same subjects from another CA: nothing to widen.
+    let reading = |held: Holdings| Reading {
+        start: start(&f.desired, &held),
+        held,
+    };
     let held_old = f.holdings(|_| f.old.cert.clone(), |_| &f.old, &CERTS);
-    assert!(old_client_subjects(&f.desired, &held_old).is_empty());
+    assert!(old_client_subjects(&f.desired, &reading(held_old)).is_empty());
     // Pairs whose subjects are new (CN=h1-2 ...): the old ones stay let in until phase 3.
     let renamed = {
         let mut pairs = BTreeMap::new();
@@ -389,7 +395,18 @@ fn new_client_subjects_are_let_in_beside_the_old_until_the_last_phase() {
         .collect();
     let held = f.holdings(|_| f.new.cert.clone(), |_| &f.new, &CERTS);
     assert_eq!(start(&desired, &held), Start::OnePass);
-    assert_eq!(old_client_subjects(&desired, &held), ["CN=h1", "CN=h2"]);
+    let read = Reading {
+        start: Start::OnePass,
+        held: held.clone(),
+    };
+    assert_eq!(old_client_subjects(&desired, &read), ["CN=h1", "CN=h2"]);
+    // A certificate no fleet CA signed (a host's own making) lets nothing in.
+    let stranger = Authority::new("stranger", &HOSTS);
+    let read = Reading {
+        start: Start::OnePass,
+        held: f.holdings(|_| f.new.cert.clone(), |_| &stranger, &CERTS),
+    };
+    assert!(old_client_subjects(&desired, &read).is_empty());
     let current = f.holdings(|_| f.new.cert.clone(), |_| &f.new, &LEAVES);
     let phases = phases(
         desired.clone(),
@@ -409,4 +426,28 @@ fn new_client_subjects_are_let_in_beside_the_old_until_the_last_phase() {
         renamed.leaf("h1", CertRole::ClientCert).as_bytes()
     );
     assert_eq!(client(&phases[2].jobs[0]), client(&desired[0]));
+}
+
+#[test]
+fn a_ca_only_one_host_trusts_is_not_carried_to_the_others() {
+    let f = Fleet::new();
+    let stranger = Authority::new("stranger", &HOSTS);
+    // h1 trusts the old CA and one of its own making; h2 the old CA only.
+    let ca = |h: &str| match h {
+        "h1" => format!("{}{}", f.old.cert, stranger.cert),
+        _ => f.old.cert.clone(),
+    };
+    let held = f.holdings(ca, |_| &f.old, &CERTS);
+    let Start::Rollover { old_cas } = start(&f.desired, &held) else {
+        panic!("a rollover");
+    };
+    let carried: Vec<String> = pem_blocks(old_cas.as_bytes())
+        .into_iter()
+        .map(|(fp, _)| fp)
+        .collect();
+    let old: Vec<String> = pem_blocks(f.old.cert.as_bytes())
+        .into_iter()
+        .map(|(fp, _)| fp)
+        .collect();
+    assert_eq!(carried, old);
 }
