@@ -398,6 +398,20 @@ fn a_tls_listener_no_peer_reaches_stops_the_run_before_nova_moves() {
     for host in ["compute01", "compute02"] {
         assert!(file(&fleet, host, "nova-compute/nova.conf").contains("qemu+tcp://"));
     }
+    // Run again with the firewall still there: every host listens on TLS now, so the run
+    // would start past phase 1, but checks first what phase 1 would have checked after.
+    let (out, report) = fleet.run_report(&["deploy"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        host_report(&report, "compute02")["status"],
+        "failed",
+        "{report}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the phase is not started"), "{err}");
+    for host in ["compute01", "compute02"] {
+        assert!(file(&fleet, host, "nova-compute/nova.conf").contains("qemu+tcp://"));
+    }
     drop(firewall);
     let out = fleet.ok(&["deploy"]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -573,7 +573,7 @@ impl Inputs {
     }
 
     /// Each host's plan, or why it cannot be planned (one line naming the host).
-    fn plan_each(
+    pub fn plan_each(
         &self,
         hosts: &[String],
         default_user: &str,

@@ -32,6 +32,7 @@ pub async fn phases(
             title: None,
             hosts,
             verify: false,
+            verify_before: false,
         }])
     };
     let transitions = inputs.playbook.transitions.clone();
@@ -174,18 +175,27 @@ pub async fn phases(
                     overrides.extend(phase.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
                     inputs.overrides.insert(host.clone(), overrides);
                 }
-                let mut jobs = inputs.plan_hosts(&hosts, &user)?;
-                for job in &mut jobs {
-                    job.plan.services.retain(|s| !phase.keep.contains(&s.name));
+                // A host whose held settings make its phase unplannable (a port out of
+                // range) fails alone; the run stops at the end of this phase.
+                let mut jobs = Vec::new();
+                for (host, planned) in inputs.plan_each(&hosts, &user) {
+                    match planned {
+                        Ok(mut job) => {
+                            job.plan.services.retain(|s| !phase.keep.contains(&s.name));
+                            jobs.push(job);
+                        }
+                        Err(e) => {
+                            let report = HostReport::failed(Status::Failed, e);
+                            not_reached.insert(host, report);
+                        }
+                    }
                 }
                 jobs
             }
         };
-        // Hosts not reached fail the first phase, which stops the run before the next.
-        let failed = match phases.is_empty() {
-            true => std::mem::take(&mut not_reached),
-            false => BTreeMap::new(),
-        };
+        // Hosts not reached (or not plannable) fail the phase they are first missing from,
+        // which stops the run before the next.
+        let failed = std::mem::take(&mut not_reached);
         phases.push(ConvergePhase {
             title: Some(format!(
                 "{}, phase {}/{count}: {}",
@@ -195,6 +205,8 @@ pub async fn phases(
             )),
             hosts: Prepared::entries_of(jobs, failed, order.clone()),
             verify: phase.verify,
+            // A resumed run checks first what the phase before it would have checked after.
+            verify_before: phases.is_empty() && i > 0 && spec.phases[i - 1].verify,
         });
     }
     Ok(phases)

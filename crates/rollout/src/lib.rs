@@ -76,6 +76,8 @@ pub struct ConvergePhase {
     /// Before the next phase starts, every host's TLS listener must let a peer in (the next
     /// host runs the playbook's `tls.connect` inside its TLS service).
     pub verify: bool,
+    /// The same check before this phase starts (a run resumed after a phase that had it).
+    pub verify_before: bool,
 }
 
 /// deploy / reconfigure / genconfig / check: converge every host, batch after batch, phase
@@ -93,6 +95,18 @@ pub async fn converge(
     let count = phases.len();
     let mut held_back = false;
     for (i, phase) in phases.iter().enumerate() {
+        if phase.verify_before && !rollout.stopped && mode == Mode::Converge {
+            rollout.verify_peers(&phase.hosts).await;
+            if rollout.failed > 0 {
+                held_back = true;
+                rollout.stopped = true;
+                observer.note(Note::Warning(format!(
+                    "{} host(s) did not let a peer in: the phase is not started (fix them and \
+                     run again)",
+                    rollout.failed
+                )));
+            }
+        }
         if let (Some(title), false) = (&phase.title, rollout.stopped) {
             observer.note(Note::Phase { title });
         }
@@ -310,8 +324,14 @@ impl<'a> Rollout<'a> {
         }
         let mut results = Vec::new();
         while let Some(joined) = checks.join_next().await {
-            if let Ok(result) = joined {
-                results.push(result);
+            match joined {
+                Ok(result) => results.push(result),
+                // A check that did not finish proves nothing: the run stops.
+                Err(e) => {
+                    self.observer
+                        .note(Note::Warning(format!("a peer check did not finish: {e}")));
+                    self.failed += 1;
+                }
             }
         }
         results.sort_by(|a, b| a.0.cmp(&b.0));

@@ -95,19 +95,37 @@ pub fn start(jobs: &[HostJob], held: &Holdings) -> Start {
     } else if !leaves_pending {
         Start::DropOldCa
     } else {
-        // Only a CA every host trusts is the fleet's old one: a CA one host put in its own
-        // bundle is not carried to the others (it would let that host's certificates in).
+        // The fleet's old CA is one every host trusts, or one that signed the certificates
+        // of two hosts or more: a CA one host put in its own bundle (for certificates of its
+        // own making) is not carried to the others.
         let shared = old_cas
             .into_values()
-            .filter(|(_, hosts)| hosts.len() == read);
+            .filter(|(pem, hosts)| hosts.len() == read || signed_hosts(jobs, held, pem) >= 2);
         Start::Rollover {
             old_cas: shared.map(|(pem, _)| pem).collect(),
         }
     }
 }
 
-/// CAs that are no longer desired and that some read hosts trust but not all: not carried to
-/// the others by a rollover. One line each: the certificate's subject and who trusts it.
+/// How many hosts hold a leaf certificate `ca_pem` signed.
+fn signed_hosts(jobs: &[HostJob], held: &Holdings, ca_pem: &str) -> usize {
+    let signed =
+        |leaf: &[u8]| virtfleet_pki::signed_by_any(leaf, ca_pem.as_bytes()).unwrap_or(false);
+    jobs.iter()
+        .filter(|j| {
+            held.get(&j.target.label).is_some_and(|host| {
+                j.plan
+                    .files_in_roles(&CertRole::LEAF_CERTS)
+                    .filter_map(|f| held_content(host, f))
+                    .any(signed)
+            })
+        })
+        .count()
+}
+
+/// CAs that are no longer desired and that some read hosts trust but not all, and that did
+/// not sign two hosts' certificates: not carried to the others by a rollover. One line each:
+/// the certificate's subject and who trusts it.
 pub fn partly_trusted_cas(jobs: &[HostJob], held: &Holdings) -> Vec<String> {
     let desired: BTreeSet<String> = jobs
         .iter()
@@ -134,7 +152,7 @@ pub fn partly_trusted_cas(jobs: &[HostJob], held: &Holdings) -> Vec<String> {
     }
     holders
         .into_values()
-        .filter(|(_, hosts)| hosts.len() < read)
+        .filter(|(pem, hosts)| hosts.len() < read && signed_hosts(jobs, held, pem) < 2)
         .map(|(pem, hosts)| {
             let subject = virtfleet_pki::parse_certs(pem.as_bytes())
                 .ok()

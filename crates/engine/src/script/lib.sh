@@ -277,12 +277,13 @@ vf_reach() {
   vf_secs=$2
   shift 2
   # shellcheck disable=SC2016 # bash expands them, not this shell
-  timeout "$vf_secs" bash -c '
+  # Errors in English whatever the host's locale: "refused" is read from them.
+  LC_ALL=C timeout "$vf_secs" bash -c '
     tag=$1 host=$2
     shift 2
     for p; do
       (if err=$( (exec 3<>"/dev/tcp/$host/$p") 2>&1 ); then s=open
-       else case $err in *refused*) s=closed ;; *) s=blocked ;; esac
+       else case $err in *"connect: Connection refused"*) s=closed ;; *) s=blocked ;; esac
        fi
        printf "%s %s %s\n" "$tag" "$p" "$s") &
     done

@@ -450,4 +450,26 @@ fn a_ca_only_one_host_trusts_is_not_carried_to_the_others() {
         .map(|(fp, _)| fp)
         .collect();
     assert_eq!(carried, old);
+
+    // The old CA missing on one host (rebuilt with the new CA only) but signing the other
+    // hosts' certificates: still the fleet's old CA, carried.
+    let three = ["h1", "h2", "h3"];
+    let old3 = Authority::new("old", &three);
+    let new3 = Authority::new("new", &three);
+    let desired: Vec<HostJob> = three.iter().map(|h| job(h, &new3.cert, &new3)).collect();
+    let held: Holdings = three
+        .iter()
+        .map(|h| {
+            let (ca, leaves) = match *h {
+                "h3" => (new3.cert.clone(), &new3),
+                _ => (old3.cert.clone(), &old3),
+            };
+            (h.to_string(), holding(&job(h, &ca, leaves), &CERTS))
+        })
+        .collect();
+    let Start::Rollover { old_cas } = start(&desired, &held) else {
+        panic!("a rollover");
+    };
+    assert!(!old_cas.is_empty());
+    assert!(partly_trusted_cas(&desired, &held).is_empty());
 }
