@@ -56,7 +56,7 @@ impl Source {
     /// `virsh version` to `to` as this source's nova would connect. Always to its address
     /// (the workstation does not resolve lab names); the server certificate is verified
     /// when nova too would dial the address (a name nova dials is checked by `certs check`).
-    fn connects(&self, to: &Destination) -> Result<(), String> {
+    fn connects(&self, to: &Destination) -> Result<(), Failed> {
         let address = &to.address;
         let verify = match to.dialled_by_address() {
             true => "",
@@ -82,14 +82,23 @@ impl Source {
             virsh.env("LIBVIRT_AUTH_FILE", auth);
         }
         let out = virsh.stdin(Stdio::null()).output().unwrap();
-        match out.status.success() {
-            true => Ok(()),
-            false => Err(format!(
-                "{uri}: {}",
+        match out.status.code() {
+            Some(0) => Ok(()),
+            // No answer in 15 s: a loaded machine, not a refusal (a TCP/TLS mismatch is
+            // refused or fails its handshake at once).
+            Some(124) => Err(Failed::Slow),
+            code => Err(Failed::Refused(format!(
+                "{uri}: exit {code:?}: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            )),
+            ))),
         }
     }
+}
+
+/// Why a connection was not opened.
+enum Failed {
+    Slow,
+    Refused(String),
 }
 
 /// Which of libvirt's ports accept a TCP connection: a destination restarting has none.
@@ -151,7 +160,9 @@ impl Checker {
                                         why = None;
                                         break;
                                     }
-                                    Err(e) if before == after && !before.is_empty() => {
+                                    Err(Failed::Refused(e))
+                                        if before == after && !before.is_empty() =>
+                                    {
                                         why = Some(e)
                                     }
                                     Err(_) => why = None,
@@ -233,11 +244,12 @@ fn a_fleet_moves_from_tcp_to_tls_with_every_pair_connected_and_resumes_after_a_k
         );
     }
 
-    // Resumed: it starts at phase 3 and finishes.
+    // Resumed: it picks up and finishes.
     let out = fleet.ok(&["deploy", "--serial", "1"]);
     let text = String::from_utf8_lossy(&out.stdout);
+    // (From phase 3, or earlier when the kill caught a host between its push and restart.)
     assert!(
-        text.contains("phase 3/4") && !text.contains("phase 2/4") && text.contains("phase 4/4"),
+        text.contains("phase 3/4") && text.contains("phase 4/4"),
         "{text}"
     );
     std::thread::sleep(Duration::from_secs(3));
