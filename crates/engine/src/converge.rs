@@ -1,7 +1,7 @@
 //! Converging one host over one SSH connection.
 
 use tokio::sync::mpsc::UnboundedSender;
-use virtfleet_plan::{redact, DesiredFile, ServicePlan};
+use virtfleet_plan::{redact, DesiredFile, Runs, ServicePlan};
 use virtfleet_ssh::{ClientOptions, Session};
 
 use crate::script::{self, MarkerWrite, Readiness, Script};
@@ -229,8 +229,8 @@ impl Converger<'_> {
             return Ok(());
         }
         for (service, decision) in services.iter().zip(&decisions) {
-            let container_id = &state.containers[&service.name];
-            let text = Marker::for_service(service, container_id).render();
+            let identity = state.identity(service).expect("decided: it exists");
+            let text = Marker::for_service(service, identity).render();
             let marker = MarkerWrite {
                 path: &service.marker_path,
                 text: &text,
@@ -264,8 +264,7 @@ impl Converger<'_> {
         let Some(reload) = &service.reload else {
             return false;
         };
-        let engine = self.job.plan.container_engine.as_str();
-        let commands = script::exec_in(engine, &service.name, &reload.exec, marker);
+        let commands = script::exec_in(self.job.place(service), &reload.exec, marker);
         match self.exec("reload", &commands).await {
             Ok(_) => true,
             Err(e) => {
@@ -282,7 +281,6 @@ impl Converger<'_> {
         service: &ServicePlan,
         marker: Option<&MarkerWrite<'_>>,
     ) -> Result<(), EngineError> {
-        let engine = self.job.plan.container_engine.as_str();
         self.progress.phase(Phase::Restart);
         let ready = service.ready.as_ref().map(|r| Readiness {
             argv: &r.exec,
@@ -291,8 +289,7 @@ impl Converger<'_> {
         });
         let last_step = service.after_restart.len();
         let restart = script::restart(
-            engine,
-            &service.name,
+            self.job.place(service),
             ready,
             marker.filter(|_| last_step == 0),
         );
@@ -309,10 +306,10 @@ impl Converger<'_> {
         marker: Option<&MarkerWrite<'_>>,
         mark_alone: bool,
     ) -> Result<(), EngineError> {
-        let engine = self.job.plan.container_engine.as_str();
+        let place = self.job.place(service);
         let last_step = service.after_restart.len();
         if last_step == 0 && mark_alone {
-            let command = script::exec_in(engine, &service.name, &[], marker);
+            let command = script::exec_in(place, &[], marker);
             return self
                 .exec("write the applied marker", &command)
                 .await
@@ -325,7 +322,7 @@ impl Converger<'_> {
             }
             let input = step.stdin.as_deref().unwrap_or_default();
             let marker = marker.filter(|_| last);
-            let command = script::exec_with_input(engine, &service.name, &step.exec, input, marker);
+            let command = script::exec_with_input(place, &step.exec, input, marker);
             let what = format!("{} after restart: {}", service.name, step.exec.join(" "));
             self.exec(&what, &command).await?;
         }
@@ -489,7 +486,11 @@ pub(crate) fn probe_script(job: &HostJob, backing_up: bool, facts: script::Facts
         }
     }
     let markers: Vec<&str> = services.iter().map(|s| s.marker_path.as_str()).collect();
-    let containers: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let containers: Vec<&str> = services
+        .iter()
+        .filter(|s| s.runs == Runs::Container)
+        .map(|s| s.name.as_str())
+        .collect();
     let engine = &job.plan.container_engine;
     script::probe(&paths, &merged, &markers, engine, &containers, facts)
 }
@@ -523,13 +524,19 @@ fn last_lines(text: &str) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
 }
 
-/// The service directories and every directory above them up to `/`: whoever can write any
+/// The service directories (and those of their files) and every directory above them up to
+/// `/`: whoever can write any
 /// of them can swap the service directory for one of their own (OpenSSH checks the path to
 /// authorized_keys the same way).
 fn guarded_dirs(services: &[ServicePlan]) -> Vec<&str> {
     let mut dirs: Vec<&str> = Vec::new();
-    for service in services {
-        let mut dir = service.dir.trim_end_matches('/');
+    // A file may live outside its service directory (an absolute `dest`).
+    let file_dirs = services
+        .iter()
+        .flat_map(|s| s.files.iter())
+        .filter_map(|f| f.path.rsplit_once('/').map(|(parent, _)| parent));
+    for start in services.iter().map(|s| s.dir.as_str()).chain(file_dirs) {
+        let mut dir = start.trim_end_matches('/');
         while !dir.is_empty() {
             dirs.push(dir);
             dir = dir.rsplit_once('/').map_or("", |(parent, _)| parent);

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
-use virtfleet_plan::HostPlan;
+use virtfleet_plan::{HostPlan, Runs, ServicePlan};
 use virtfleet_ssh::{ClientOptions, Target};
 
 pub use error::EngineError;
@@ -34,7 +34,23 @@ pub struct HostJob {
     pub probed: Option<Arc<facts::Probed>>,
 }
 
+/// Where `service`'s commands run on a host planned as `plan`.
+pub fn place<'a>(plan: &'a HostPlan, service: &'a ServicePlan) -> script::Place<'a> {
+    match &service.runs {
+        Runs::Container => script::Place::Container {
+            engine: &plan.container_engine,
+            name: &service.name,
+        },
+        Runs::Host { restart } => script::Place::Host { restart },
+    }
+}
+
 impl HostJob {
+    /// Where `service`'s commands run on this host.
+    pub fn place<'a>(&'a self, service: &'a ServicePlan) -> script::Place<'a> {
+        place(&self.plan, service)
+    }
+
     /// What the host holds at the plan's held paths (see `HostPlan::held_paths`), from a
     /// probe read for exactly this plan (in the facts round trip or by
     /// [`facts::probe_early`]); None without one.

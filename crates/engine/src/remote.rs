@@ -110,17 +110,18 @@ pub async fn read_files_and_reach(
 /// host could not test).
 pub type ReadAndReach = (wire::Files, Option<BTreeMap<u16, wire::Reach>>);
 
-/// Runs `argv` inside `container` on `target`, given up after `seconds`.
-pub async fn exec_in_container(
+/// Runs `argv` where a service runs on `target` (`service` names it in errors), given up
+/// after `seconds`.
+pub async fn exec_in_service(
     target: &Target,
     ssh: &ClientOptions,
-    engine: &str,
-    container: &str,
+    place: script::Place<'_>,
+    service: &str,
     seconds: u64,
     argv: &[String],
 ) -> Result<(), EngineError> {
-    let what = format!("`{}` in {container}", argv.join(" "));
-    let script = script::exec_with_timeout(engine, container, seconds, argv);
+    let what = format!("`{}` in {service}", argv.join(" "));
+    let script = script::exec_with_timeout(place, seconds, argv);
     let limit = Duration::from_secs(seconds + 15);
     run_with_timeout(target, ssh, &what, &script, Some(limit))
         .await

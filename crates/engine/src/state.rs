@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use virtfleet_plan::{DesiredFile, ServicePlan};
+use virtfleet_plan::{DesiredFile, Runs, ServicePlan};
 
 use crate::wire::Tag;
 
@@ -117,6 +117,21 @@ pub struct HostState {
     pub changed_at: BTreeMap<String, i64>,
     /// The host's clock when those were read.
     pub now: Option<i64>,
+}
+
+/// What a host service's applied marker records where a container's ID goes: a host service
+/// cannot be recreated, only restarted.
+pub const HOST_SERVICE_ID: &str = "host";
+
+impl HostState {
+    /// The container ID the service runs in ([`HOST_SERVICE_ID`] for a host service); None:
+    /// its container does not exist.
+    pub fn identity(&self, service: &ServicePlan) -> Option<&str> {
+        match service.runs {
+            Runs::Container => self.containers.get(&service.name).map(String::as_str),
+            Runs::Host { .. } => Some(HOST_SERVICE_ID),
+        }
+    }
 }
 
 /// A container's last start, from its engine.
@@ -330,7 +345,7 @@ pub fn decide(service: &ServicePlan, state: &HostState) -> Result<Decision, Stri
         .filter(|f| !state.matches(f))
         .map(|f| f.path.clone())
         .collect();
-    let Some(container_id) = state.containers.get(&service.name) else {
+    let Some(container_id) = state.identity(service) else {
         return Err(format!("container {} does not exist", service.name));
     };
     let decision = |action, reason: String| Decision {
@@ -350,7 +365,7 @@ pub fn decide(service: &ServicePlan, state: &HostState) -> Result<Decision, Stri
             _ => decision(Action::Restart, "never applied by virtfleet".into()),
         });
     };
-    if &marker.container_id != container_id {
+    if marker.container_id != container_id {
         return Ok(decision(
             Action::Restart,
             "container recreated since the last apply".into(),
@@ -430,7 +445,9 @@ fn started_after_its_files(service: &ServicePlan, state: &HostState) -> Option<b
 /// True when [`decide`] could adopt `service` if it knew when its container started and its
 /// files were written ([`crate::script::start_times`], one more round trip).
 pub fn needs_start_times(service: &ServicePlan, state: &HostState) -> bool {
-    !state.markers.contains_key(&service.marker_path)
+    // A host service's start is not read: never applied by virtfleet, it restarts.
+    service.runs == Runs::Container
+        && !state.markers.contains_key(&service.marker_path)
         && !state.started.contains_key(&service.name)
         && !service.files.is_empty()
         && service.files.iter().all(|f| state.holds_content(f))
@@ -457,6 +474,7 @@ mod tests {
 
     fn service(files: Vec<DesiredFile>, reload: &[&str]) -> ServicePlan {
         ServicePlan {
+            runs: virtfleet_plan::Runs::Container,
             name: "svc".into(),
             dir: "/k/svc".into(),
             files,

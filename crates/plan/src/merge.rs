@@ -22,6 +22,13 @@ pub enum Merge {
     /// other entries, `command` and `permissions` stay. `command` comes from the template only
     /// when the host's file has none.
     KollaConfig,
+    /// A flat settings file without sections, as libvirt (`key = value`: libvirtd.conf,
+    /// qemu.conf) and Cyrus SASL (`key: value`) read them: each key the template renders
+    /// replaces the host's first setting of it, in place (both readers take the first); later
+    /// settings of it, which nothing reads, are dropped; a key the host lacks is added at the
+    /// end. Comments, blank lines and every other setting stay byte for byte: distributions
+    /// ship long commented files, and operators edit them.
+    Conf,
 }
 
 /// The content to write: `owned` merged into `current` (the host's file, `None` when absent).
@@ -32,17 +39,127 @@ pub fn merge(kind: Merge, current: Option<&[u8]>, owned: &[u8]) -> Result<Vec<u8
     let owned = std::str::from_utf8(owned).map_err(|_| "the rendered template is not UTF-8")?;
     // Checked whether or not the host has the file: what is pushed now is merged next time.
     let wanted = match kind {
-        Merge::Ini => None,
+        Merge::Ini | Merge::Conf => None,
         Merge::KollaConfig => Some(rendered_kolla_config(owned)?),
     };
     let Some(current) = current.filter(|c| !c.iter().all(u8::is_ascii_whitespace)) else {
         return Ok(owned.as_bytes().to_vec());
     };
     let current = std::str::from_utf8(current).map_err(|_| "the host's file is not UTF-8")?;
-    match wanted {
-        None => Ok(merge_ini(current, owned).into_bytes()),
-        Some(wanted) => merge_kolla_config(current, wanted),
+    match (kind, wanted) {
+        (Merge::Conf, _) => Ok(merge_conf(current, owned).into_bytes()),
+        (_, None) => Ok(merge_ini(current, owned).into_bytes()),
+        (_, Some(wanted)) => merge_kolla_config(current, wanted),
     }
+}
+
+/// One setting of a flat settings file: its key and lines `start..end` (a libvirt list may
+/// span lines: `[` to its `]`).
+struct ConfSetting<'a> {
+    key: &'a str,
+    start: usize,
+    end: usize,
+}
+
+/// The settings of a libvirt / SASL settings file in order (comments and anything else that
+/// is not `key = value` or `key: value` skipped).
+fn parse_conf<'a>(lines: &[&'a str]) -> Vec<ConfSetting<'a>> {
+    let mut settings = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        i += 1;
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(at) = line.find(['=', ':']) else {
+            continue;
+        };
+        let key = line[..at].trim();
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            continue;
+        }
+        let start = i - 1;
+        let mut depth = list_depth(&line[at + 1..]);
+        while depth > 0 && i < lines.len() {
+            depth += list_depth(lines[i]);
+            i += 1;
+        }
+        settings.push(ConfSetting { key, start, end: i });
+    }
+    settings
+}
+
+/// How many libvirt lists a piece of a value opens and does not close (brackets inside
+/// quoted strings and after a `#` comment do not count).
+fn list_depth(text: &str) -> i32 {
+    let mut depth = 0;
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => break,
+            (None, '[') => depth += 1,
+            (None, ']') => depth -= 1,
+            _ => {}
+        }
+    }
+    depth
+}
+
+/// See [`Merge::Conf`]. A key whose only setting already reads as rendered (spaces around
+/// its lines aside) is left as it is, so a merged file comes back unchanged.
+fn merge_conf(current: &str, owned: &str) -> String {
+    let lines = split_lines(current);
+    let settings = parse_conf(&lines);
+    let owned_lines = split_lines(owned);
+    let mut skip: HashMap<usize, usize> = HashMap::new();
+    let mut insert: HashMap<usize, Vec<&str>> = HashMap::new();
+    let mut append: Vec<&str> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for rendered in parse_conf(&owned_lines) {
+        if seen.contains(&rendered.key) {
+            continue;
+        }
+        seen.push(rendered.key);
+        let want = &owned_lines[rendered.start..rendered.end];
+        let found: Vec<&ConfSetting> = settings.iter().filter(|s| s.key == rendered.key).collect();
+        let same = |s: &ConfSetting| {
+            let have = &lines[s.start..s.end];
+            have.len() == want.len() && have.iter().zip(want).all(|(a, b)| a.trim() == b.trim())
+        };
+        match found.as_slice() {
+            [only] if same(only) => {}
+            [] => append.extend(want),
+            [first, ..] => {
+                insert.insert(first.start, want.to_vec());
+                skip.extend(found.iter().map(|s| (s.start, s.end)));
+            }
+        }
+    }
+    if skip.is_empty() && append.is_empty() {
+        return current.to_string();
+    }
+    let mut out: Vec<&str> = Vec::with_capacity(lines.len() + append.len());
+    let mut i = 0;
+    while i < lines.len() {
+        if let Some(block) = insert.get(&i) {
+            out.extend(block);
+        }
+        match skip.get(&i) {
+            Some(&end) => i = end,
+            None => {
+                out.push(lines[i]);
+                i += 1;
+            }
+        }
+    }
+    out.extend(append);
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
 }
 
 /// What oslo.config reads for `key` in `section` of an INI text: the last setting's value
@@ -367,6 +484,79 @@ fn merge_kolla_config(current: &str, wanted: Value) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DEBIAN_LIBVIRTD_CONF: &str = "\
+# Master libvirt daemon configuration file
+#
+#listen_tls = 0
+#auth_tls = \"sasl\"
+auth_tcp = \"none\"
+max_clients = 5000
+tls_allowed_dn_list = [\"C=GB,CN=old\",
+   \"C=GB,CN=older\"]   # kept by hand
+log_level = 3
+auth_tcp = \"sasl\"
+";
+
+    #[test]
+    fn a_conf_merge_sets_the_first_setting_in_place_and_keeps_every_other_line() {
+        let owned = "auth_tcp = \"sasl\"\nauth_tls = \"sasl\"\ntls_allowed_dn_list = [\"CN=a\", \"CN=b\"]\n";
+        let merged = merge(
+            Merge::Conf,
+            Some(DEBIAN_LIBVIRTD_CONF.as_bytes()),
+            owned.as_bytes(),
+        );
+        let merged = String::from_utf8(merged.unwrap()).unwrap();
+        assert_eq!(
+            merged,
+            "\
+# Master libvirt daemon configuration file
+#
+#listen_tls = 0
+#auth_tls = \"sasl\"
+auth_tcp = \"sasl\"
+max_clients = 5000
+tls_allowed_dn_list = [\"CN=a\", \"CN=b\"]
+log_level = 3
+auth_tls = \"sasl\"
+"
+        );
+        let again = merge(Merge::Conf, Some(merged.as_bytes()), owned.as_bytes()).unwrap();
+        assert_eq!(
+            again,
+            merged.as_bytes(),
+            "a merged file comes back byte for byte"
+        );
+        let untouched = "# none of ours\nmax_clients = 1\n";
+        let merged = merge(
+            Merge::Conf,
+            Some(b"auth_tls = \"sasl\"\n# none of ours\nmax_clients = 1"),
+            b"auth_tls = \"sasl\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            merged,
+            format!("auth_tls = \"sasl\"\n{}", untouched.trim_end()).as_bytes()
+        );
+    }
+
+    #[test]
+    fn a_conf_merge_reads_sasl_colons_and_leaves_brackets_in_quotes_alone() {
+        let host = "# SASL\nmech_list: gssapi\nkeytab: /etc/libvirt/krb5.tab\n";
+        let merged = merge(
+            Merge::Conf,
+            Some(host.as_bytes()),
+            b"mech_list: scram-sha-256\nsasldb_path: /etc/libvirt/passwd.db\n",
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(merged).unwrap(),
+            "# SASL\nmech_list: scram-sha-256\nkeytab: /etc/libvirt/krb5.tab\nsasldb_path: /etc/libvirt/passwd.db\n"
+        );
+        let host = "a = \"[not a list\"\nb = 1\n";
+        let merged = merge(Merge::Conf, Some(host.as_bytes()), b"b = 2\n").unwrap();
+        assert_eq!(merged, b"a = \"[not a list\"\nb = 2\n");
+    }
 
     const KOLLA_NOVA_CONF: &str = "\
 [DEFAULT]

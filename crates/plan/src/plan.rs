@@ -123,8 +123,10 @@ impl HostPlan {
 
 #[derive(Debug, Clone)]
 pub struct ServicePlan {
-    /// Container name.
+    /// Container name (a label for a host service).
     pub name: String,
+    /// Where the service runs, and so where its commands run and how it restarts.
+    pub runs: Runs,
     /// Host directory of the service's files (the playbook's `dir`).
     pub dir: String,
     pub files: Vec<DesiredFile>,
@@ -155,6 +157,17 @@ pub struct DesiredFile {
     pub merge: Option<crate::Merge>,
     /// The certificate role this file plays (from the playbook's `tls.files`).
     pub role: Option<CertRole>,
+}
+
+/// Where a service runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runs {
+    /// In the container of the service's name, under the host's container engine, which
+    /// restarts it; its commands run inside it (`exec`).
+    Container,
+    /// On the host, under its own service manager: these commands (run on the host, in
+    /// order) restart it, and its other commands run on the host too.
+    Host { restart: Vec<Step> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -523,6 +536,46 @@ impl<'a> HostContext<'a> {
             .collect()
     }
 
+    /// A service's steps (`after_restart`, a host service's restart) for this host: those
+    /// whose `when` holds, rendered.
+    fn render_steps(
+        &self,
+        service: &str,
+        steps: &[crate::StepSpec],
+        what: &str,
+    ) -> Result<Vec<Step>, PlanError> {
+        let mut out = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let context = format!("service {service}: {what} step {}", i + 1);
+            if let Some(when) = &step.when {
+                if !self.eval_when(when, &format!("{context}: when"))? {
+                    continue;
+                }
+            }
+            let exec = self.render_argv(&step.exec, &context)?;
+            let stdin = step
+                .stdin
+                .as_ref()
+                .map(|s| self.render_string(s, &format!("{context}: stdin")))
+                .transpose()?;
+            // These reach the host as shell words, which cannot hold NUL: refused here, before
+            // any host is touched, rather than half-way through a host's change. The message
+            // names the step, never the value (stdin is a password).
+            if exec.iter().chain(&stdin).any(|word| word.contains('\0')) {
+                return Err(PlanError::Service {
+                    host: self.host(),
+                    service: service.to_string(),
+                    message: format!("{context}: a command word or its input holds a NUL byte"),
+                });
+            }
+            out.push(Step {
+                exec,
+                stdin: stdin.map(String::into_bytes),
+            });
+        }
+        Ok(out)
+    }
+
     fn plan_service(&self, spec: &ServiceSpec) -> Result<ServicePlan, PlanError> {
         let service_error = |message: String| PlanError::Service {
             host: self.host(),
@@ -568,35 +621,13 @@ impl<'a> HostContext<'a> {
             })
             .transpose()?;
 
-        let mut after_restart = Vec::new();
-        for (i, step) in spec.after_restart.iter().enumerate() {
-            let context = label(&format!("after_restart step {}", i + 1));
-            if let Some(when) = &step.when {
-                if !self.eval_when(when, &format!("{context}: when"))? {
-                    continue;
-                }
-            }
-            let exec = self.render_argv(&step.exec, &context)?;
-            let stdin = step
-                .stdin
-                .as_ref()
-                .map(|s| self.render_string(s, &format!("{context}: stdin")))
-                .transpose()?;
-            // These reach the host as shell words, which cannot hold NUL: refused here, before
-            // any host is touched, rather than half-way through a host's change. The message
-            // names the step, never the value (stdin is a password).
-            if exec.iter().chain(&stdin).any(|word| word.contains('\0')) {
-                return Err(PlanError::Service {
-                    host: self.host(),
-                    service: spec.name.clone(),
-                    message: format!("{context}: a command word or its input holds a NUL byte"),
-                });
-            }
-            after_restart.push(Step {
-                exec,
-                stdin: stdin.map(String::into_bytes),
-            });
-        }
+        let after_restart = self.render_steps(&spec.name, &spec.after_restart, "after_restart")?;
+        let runs = match &spec.host {
+            None => Runs::Container,
+            Some(host) => Runs::Host {
+                restart: self.render_steps(&spec.name, &host.restart, "host restart")?,
+            },
+        };
 
         let reload = match &spec.reload {
             None => None,
@@ -605,7 +636,8 @@ impl<'a> HostContext<'a> {
                 let reload_files: Vec<String> = r
                     .files
                     .iter()
-                    .map(|name| format!("{dir}/{name}"))
+                    .filter_map(|name| spec.files.iter().find(|f| &f.dest == name))
+                    .map(|f| f.path_in(&dir))
                     .filter(|path| files.iter().any(|f| &f.path == path))
                     .collect();
                 if reload_files.is_empty() {
@@ -625,6 +657,7 @@ impl<'a> HostContext<'a> {
 
         Ok(ServicePlan {
             name: spec.name.clone(),
+            runs,
             marker_path: format!("{dir}/{MARKER_NAME}"),
             dir,
             files,
@@ -655,7 +688,7 @@ impl<'a> HostContext<'a> {
         // Private keys are secret whatever the playbook says.
         let secret = file.secret || crate::redact::has_private_key(&content);
         Ok(DesiredFile {
-            path: format!("{dir}/{}", file.dest),
+            path: file.path_in(dir),
             sha256: sha256_hex(&content),
             content,
             mode: file.mode,

@@ -199,10 +199,11 @@ pub struct Conflict {
     pub message: String,
 }
 
-/// One container and the files it is configured from.
+/// One service (a container, or a daemon of the host's own service manager) and the files
+/// it is configured from.
 #[derive(Debug, Clone)]
 pub struct ServiceSpec {
-    /// Container name.
+    /// Container name (for a host service, a label: its commands name the units).
     pub name: String,
     /// Host directory holding the service's files (templated).
     pub dir: String,
@@ -212,6 +213,17 @@ pub struct ServiceSpec {
     pub ready: Option<ReadySpec>,
     pub after_restart: Vec<StepSpec>,
     pub reload: Option<ReloadSpec>,
+    /// Set for a service the host's own service manager runs (no container): how to
+    /// restart it. Its readiness check, post-restart steps and reloads then run on the host.
+    pub host: Option<HostServiceSpec>,
+}
+
+/// A service of the host's own service manager (systemd, OpenRC, ...): the manager is data,
+/// the commands that restart the service, in order, each with an optional `when`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostServiceSpec {
+    pub restart: Vec<StepSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +237,8 @@ pub enum FileSource {
 #[derive(Debug, Clone)]
 pub struct FileSpec {
     pub source: FileSource,
-    /// File name inside the service directory.
+    /// File name inside the service directory, or an absolute path (a service whose files
+    /// live in several directories, as libvirt's PKI does on a plain host).
     pub dest: String,
     pub mode: u32,
     /// Owner on the host (templated); `None` leaves the engine's default.
@@ -469,6 +482,7 @@ impl<'de> Deserialize<'de> for Services {
                         ready: body.ready,
                         after_restart: body.after_restart,
                         reload: body.reload,
+                        host: body.host,
                     });
                 }
                 Ok(Services(services))
@@ -487,6 +501,7 @@ struct ServiceYaml {
     ready: Option<ReadySpec>,
     after_restart: Vec<StepSpec>,
     reload: Option<ReloadSpec>,
+    host: Option<HostServiceSpec>,
 }
 
 #[derive(Deserialize)]
@@ -503,6 +518,8 @@ struct ServiceYamlRaw {
     after_restart: Vec<StepSpec>,
     #[serde(default)]
     reload: Option<ReloadSpec>,
+    #[serde(default)]
+    host: Option<HostServiceSpec>,
 }
 
 impl TryFrom<ServiceYamlRaw> for ServiceYaml {
@@ -525,6 +542,7 @@ impl TryFrom<ServiceYamlRaw> for ServiceYaml {
             ready: raw.ready,
             after_restart: raw.after_restart,
             reload: raw.reload,
+            host: raw.host,
         })
     }
 }
@@ -574,7 +592,7 @@ impl TryFrom<FileYaml> for FileSpec {
             _ => return Err("a file entry needs exactly one of `template` or `cert`".into()),
         };
         let dest = raw.dest.unwrap_or(default_dest);
-        check_name(&dest, "dest")?;
+        check_dest(&dest)?;
         if !raw.overrides.is_empty() && raw.merge != Some(crate::Merge::Ini) {
             return Err("`overrides` are merged as INI files: they need `merge: ini`".into());
         }
@@ -610,6 +628,28 @@ fn parse_mode(value: &serde_yaml_ng::Value) -> Result<u32, String> {
         ));
     }
     u32::from_str_radix(digits, 8).map_err(|e| format!("mode {text:?}: {e}"))
+}
+
+/// A file name, or an absolute path of such names (no `.` or `..`): fixed in the playbook,
+/// never templated, so no variable can point a file elsewhere.
+fn check_dest(dest: &str) -> Result<(), String> {
+    match dest.strip_prefix('/') {
+        None => check_name(dest, "dest"),
+        Some(path) => path
+            .split('/')
+            .try_for_each(|part| check_name(part, "dest path component"))
+            .map_err(|e| format!("dest {dest:?}: {e}")),
+    }
+}
+
+impl FileSpec {
+    /// Where the file goes on the host: `dest` itself when absolute, else inside `dir`.
+    pub fn path_in(&self, dir: &str) -> String {
+        match self.dest.starts_with('/') {
+            true => self.dest.clone(),
+            false => format!("{dir}/{}", self.dest),
+        }
+    }
 }
 
 /// Names end up in host paths and container commands: keep them to a safe, flat alphabet.
@@ -776,6 +816,34 @@ services:
         let text = MINIMAL.replace("secret: true", "secret: true, merge: kolla_config");
         let err = load(&text).unwrap_err().to_string();
         assert!(err.contains("`merge` needs a template"), "{err}");
+    }
+
+    #[test]
+    fn a_host_service_names_its_restart_and_its_files_may_live_anywhere_absolute() {
+        let text = MINIMAL.replace(
+            "    dir: /etc/kolla/zeta\n",
+            "    dir: /etc/kolla/zeta\n    host:\n      restart:\n        - exec: [systemctl, restart, zeta]\n          when: \"x | bool\"\n",
+        );
+        let text = text.replace(
+            "{template: a.conf.j2, mode",
+            "{template: a.conf.j2, dest: /etc/pki/zeta/a.conf, mode",
+        );
+        let playbook = load(&text).unwrap();
+        let zeta = &playbook.services[0];
+        let host = zeta.host.as_ref().unwrap();
+        assert_eq!(host.restart[0].exec, ["systemctl", "restart", "zeta"]);
+        assert_eq!(
+            zeta.files[0].path_in("/etc/kolla/zeta"),
+            "/etc/pki/zeta/a.conf"
+        );
+        assert!(playbook.services[1].host.is_none());
+        for bad in ["/etc/../a.conf", "/etc//a.conf", "etc/a.conf", "/"] {
+            let text = MINIMAL.replace(
+                "{template: a.conf.j2, mode",
+                &format!("{{template: a.conf.j2, dest: \"{bad}\", mode"),
+            );
+            assert!(load(&text).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use virtfleet_engine::remote::{self, TlsProbe};
+use virtfleet_engine::script::Place;
 use virtfleet_engine::HostJob;
 use virtfleet_plan::{CertRole, TlsPlan};
 use virtfleet_ssh::ClientOptions;
@@ -329,10 +330,18 @@ pub(crate) async fn peer_connects(
     ssh: &ClientOptions,
 ) -> Result<(), String> {
     let service = &tls(peer)?.service;
-    remote::exec_in_container(
+    // A service the peer's plan leaves out still runs in its container, if anywhere.
+    let place = match peer.plan.services.iter().find(|s| &s.name == service) {
+        Some(plan) => peer.place(plan),
+        None => Place::Container {
+            engine: &peer.plan.container_engine,
+            name: service,
+        },
+    };
+    remote::exec_in_service(
         &peer.target,
         ssh,
-        &peer.plan.container_engine,
+        place,
         service,
         CONNECT_TIMEOUT_SECONDS,
         &host.connect,

@@ -390,41 +390,47 @@ vf_restart() {
   fi
 }
 
-# vf_ready ENGINE CONTAINER RETRIES DELAY ARGV...: runs ARGV in the container until it
+# vf_in ENGINE CONTAINER ARGV...: runs ARGV inside the container, or on the host itself when
+# ENGINE is empty (a service of the host's own service manager).
+vf_in() {
+  vf_e=$1 vf_c=$2
+  shift 2
+  if [ -z "$vf_e" ]; then "$@"; else "$vf_e" exec -- "$vf_c" "$@"; fi
+}
+
+# vf_ready ENGINE CONTAINER RETRIES DELAY ARGV...: runs ARGV in the container (vf_in) until it
 # succeeds, at most RETRIES times, DELAY seconds apart.
 vf_ready() {
   vf_engine=$1 vf_container=$2 vf_retries=$3 vf_delay=$4
   shift 4
   vf_i=0
-  until vf_out=$("$vf_engine" exec -- "$vf_container" "$@" 2>&1 </dev/null); do
+  until vf_out=$(vf_in "$vf_engine" "$vf_container" "$@" 2>&1 </dev/null); do
     vf_i=$((vf_i + 1))
     if [ "$vf_i" -ge "$vf_retries" ]; then
-      printf '%s not ready after %s checks: %s\n' "$vf_container" "$vf_retries" "$vf_out" >&2
+      printf '%s not ready after %s checks: %s\n' "${vf_container:-the service}" "$vf_retries" "$vf_out" >&2
       return 3
     fi
     sleep "$vf_delay"
   done
 }
 
-# vf_exec ENGINE CONTAINER ARGV...: runs ARGV in the container, no stdin.
+# vf_exec ENGINE CONTAINER ARGV...: runs ARGV in the container (vf_in), no stdin.
 vf_exec() {
-  vf_engine=$1 vf_container=$2
-  shift 2
-  "$vf_engine" exec -- "$vf_container" "$@" </dev/null
+  vf_in "$@" </dev/null
 }
 
 # vf_exec_stdin ENGINE CONTAINER ARGV...: the same, fed this script's stdin (a secret).
 vf_exec_stdin() {
   vf_engine=$1 vf_container=$2
   shift 2
-  "$vf_engine" exec -i -- "$vf_container" "$@"
+  if [ -z "$vf_engine" ]; then "$@"; else "$vf_engine" exec -i -- "$vf_container" "$@"; fi
 }
 
 # vf_exec_timeout ENGINE CONTAINER SECONDS ARGV...: vf_exec, given up after SECONDS.
 vf_exec_timeout() {
   vf_engine=$1 vf_container=$2 vf_seconds=$3
   shift 3
-  "$vf_engine" exec -- "$vf_container" timeout "$vf_seconds" "$@" </dev/null
+  vf_in "$vf_engine" "$vf_container" timeout "$vf_seconds" "$@" </dev/null
 }
 
 # vf_write_marker FILE CONTENT: replaces the applied marker atomically, through a fresh

@@ -3,7 +3,7 @@
 //! literals in this module; every runtime value (path, name, argv word, content) reaches the
 //! shell as one quoted argument of a `Script`. File contents and secrets travel on stdin.
 
-use virtfleet_plan::DesiredFile;
+use virtfleet_plan::{DesiredFile, Step};
 
 use crate::wire::Tag;
 
@@ -159,7 +159,9 @@ pub fn probe(
     s.cmd("vf_stat", paths);
     s.cmd("vf_unwritable", markers.iter().map(|m| parent(m)));
     // Containers first: where podman keeps them is read with the files, by one process.
-    s.cmd("vf_containers", [engine].iter().chain(containers));
+    if !containers.is_empty() {
+        s.cmd("vf_containers", [engine].iter().chain(containers));
+    }
     let count = contents.len().to_string();
     let read = [count.as_str()].into_iter().chain(contents.iter().copied());
     s.cmd("vf_read", read.chain(markers.iter().copied()));
@@ -409,25 +411,51 @@ pub fn remove_backups(paths: &[&str], suffix: &str) -> Script {
     s
 }
 
-/// How to tell a restarted container is ready: argv run inside it until it succeeds.
+/// Where a service's commands run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place<'a> {
+    /// Inside a container, through the host's container engine, which also restarts it.
+    Container { engine: &'a str, name: &'a str },
+    /// On the host itself: a service of the host's own service manager, restarted by these
+    /// commands (the playbook's, run in order).
+    Host { restart: &'a [Step] },
+}
+
+impl<'a> Place<'a> {
+    /// `vf_in`'s first two words: the engine and container, empty for the host itself.
+    fn words(self) -> [&'a str; 2] {
+        match self {
+            Place::Container { engine, name } => [engine, name],
+            Place::Host { .. } => ["", ""],
+        }
+    }
+}
+
+/// How to tell a restarted service is ready: argv run where it runs until it succeeds.
 pub struct Readiness<'a> {
     pub argv: &'a [String],
     pub retries: u32,
     pub delay_ms: u64,
 }
 
-/// Restart a container, then poll its readiness check on the host (one round trip); with a
-/// marker, record the applied state once ready.
-pub fn restart(
-    engine: &str,
-    container: &str,
-    ready: Option<Readiness>,
-    marker: Option<&MarkerWrite>,
-) -> Script {
+/// Restart a service (the engine restarts a container; a host service's own commands restart
+/// it), then poll its readiness check (one round trip); with a marker, record the applied
+/// state once ready.
+pub fn restart(place: Place, ready: Option<Readiness>, marker: Option<&MarkerWrite>) -> Script {
     let mut s = Script::new();
     s.line("set -e");
-    s.cmd("vf_restart", [engine, container]);
+    match place {
+        Place::Container { engine, name } => {
+            s.cmd("vf_restart", [engine, name]);
+        }
+        Place::Host { restart } => {
+            for step in restart {
+                add_exec(&mut s, place, &step.exec, step.stdin.as_deref());
+            }
+        }
+    }
     if let Some(ready) = ready {
+        let [engine, container] = place.words();
         let fixed = [
             engine.to_string(),
             container.to_string(),
@@ -440,52 +468,60 @@ pub fn restart(
     s
 }
 
-/// Run commands inside the container, in order, stopping at the first failure; with a
+/// One command where the service runs, fed `input` on its stdin when there is one. `input`
+/// is a word of the script, printed by the shell's builtin `printf` (no process whose command
+/// line holds it); the script travels on stdin like every other.
+fn add_exec(s: &mut Script, place: Place, argv: &[String], input: Option<&[u8]>) {
+    match input {
+        None => {
+            s.cmd(
+                "vf_exec",
+                place
+                    .words()
+                    .into_iter()
+                    .chain(argv.iter().map(String::as_str)),
+            );
+        }
+        Some(input) => {
+            assert!(!input.contains(&0), "a shell word cannot hold NUL");
+            s.words("printf '%s'", [input]);
+            s.words(" | vf_exec_stdin", place.words());
+            s.cmd("", argv);
+        }
+    }
+}
+
+/// Run commands where the service runs, in order, stopping at the first failure; with a
 /// marker, record the applied state after the last.
-pub fn exec_in(
-    engine: &str,
-    container: &str,
-    commands: &[Vec<String>],
-    marker: Option<&MarkerWrite>,
-) -> Script {
+pub fn exec_in(place: Place, commands: &[Vec<String>], marker: Option<&MarkerWrite>) -> Script {
     let mut s = Script::new();
     s.line("set -e");
     for argv in commands {
-        s.cmd(
-            "vf_exec",
-            [engine, container]
-                .into_iter()
-                .chain(argv.iter().map(String::as_str)),
-        );
+        add_exec(&mut s, place, argv, None);
     }
     add_marker(&mut s, marker);
     s
 }
 
-/// One command inside the container reading `input` (e.g. a password) on its stdin. `input`
-/// is a word of the script, printed by the shell's builtin `printf` (no process whose command
-/// line holds it); the script travels on stdin like every other.
+/// One command where the service runs, reading `input` (e.g. a password) on its stdin.
 pub fn exec_with_input(
-    engine: &str,
-    container: &str,
+    place: Place,
     argv: &[String],
     input: &[u8],
     marker: Option<&MarkerWrite>,
 ) -> Script {
-    assert!(!input.contains(&0), "a shell word cannot hold NUL");
     let mut s = Script::new();
     s.line("set -e");
-    s.words("printf '%s'", [input]);
-    s.words(" | vf_exec_stdin", [engine, container]);
-    s.cmd("", argv);
+    add_exec(&mut s, place, argv, Some(input));
     add_marker(&mut s, marker);
     s
 }
 
-/// One command inside the container, given up after `seconds`.
-pub fn exec_with_timeout(engine: &str, container: &str, seconds: u64, argv: &[String]) -> Script {
+/// One command where the service runs, given up after `seconds`.
+pub fn exec_with_timeout(place: Place, seconds: u64, argv: &[String]) -> Script {
     let mut s = Script::new();
     let seconds = seconds.to_string();
+    let [engine, container] = place.words();
     s.cmd(
         "vf_exec_timeout",
         [engine, container, &seconds]
@@ -653,9 +689,11 @@ mod tests {
         let engine = dir.join("engine");
         std::fs::write(
             &engine,
-            // What `exec -i` reads goes to <log>.stdin.
+            // What `exec -i` (or, standing in for a host command, `start`) reads goes to
+            // <log>.stdin.
             format!(
-                "#!/bin/sh\nprintf '%s\\0' \"$@\" >> '{log}'\n[ \"$2\" != -i ] || cat > '{log}.stdin'\n",
+                "#!/bin/sh\nprintf '%s\\0' \"$@\" >> '{log}'\n\
+                 if [ \"$2\" = -i ] || [ \"$1\" = start ]; then cat > '{log}.stdin'; fi\n",
                 log = log.display()
             ),
         )
@@ -787,23 +825,53 @@ mod tests {
             retries: 1,
             delay_ms: 0,
         };
-        run_ok(&restart(&engine, &word, Some(ready), Some(&m)));
+        let container = Place::Container {
+            engine: &engine,
+            name: &word,
+        };
+        run_ok(&restart(container, Some(ready), Some(&m)));
         assert_eq!(
             recorded(&log),
             ["restart", "--", &word, "exec", "--", &word, &word, "-x"]
         );
         assert_eq!(std::fs::read_to_string(marker).unwrap(), word);
-        run_ok(&exec_in(&engine, &word, std::slice::from_ref(&argv), None));
+        run_ok(&exec_in(container, std::slice::from_ref(&argv), None));
         assert_eq!(recorded(&log), ["exec", "--", &word, &word, "-x"]);
         // The input: the random contents (a shell word holds any byte but NUL).
         let input: Vec<u8> = f.content.iter().copied().filter(|&b| b != 0).collect();
-        run_ok(&exec_with_input(&engine, &word, &argv, &input, Some(&m)));
+        // A host service: its own restart commands, run on the host (here the fake engine
+        // stands in for systemctl), one fed a secret on stdin, and readiness on the host.
+        let steps = [
+            Step {
+                exec: vec![engine.clone(), "stop".into(), word.clone()],
+                stdin: None,
+            },
+            Step {
+                exec: vec![engine.clone(), "start".into(), word.clone()],
+                stdin: Some(input.clone()),
+            },
+        ];
+        let host_ready = [engine.clone(), "ready".into(), word.clone()];
+        let ready = Readiness {
+            argv: &host_ready,
+            retries: 1,
+            delay_ms: 0,
+        };
+        run_ok(&restart(Place::Host { restart: &steps }, Some(ready), None));
+        assert_eq!(
+            recorded(&log),
+            ["stop", &word, "start", &word, "ready", &word]
+        );
+        let stdin_log = log.with_extension("stdin");
+        assert_eq!(std::fs::read(&stdin_log).unwrap(), input, "{word:?}");
+        std::fs::remove_file(&stdin_log).unwrap();
+        run_ok(&exec_with_input(container, &argv, &input, Some(&m)));
         assert_eq!(recorded(&log), ["exec", "-i", "--", &word, &word, "-x"]);
         let stdin_log = log.with_extension("stdin");
         assert_eq!(std::fs::read(&stdin_log).unwrap(), input, "{word:?}");
         std::fs::remove_file(&stdin_log).unwrap();
         assert_eq!(std::fs::read_to_string(marker).unwrap(), word);
-        run_ok(&exec_with_timeout(&engine, &word, 5, &argv));
+        run_ok(&exec_with_timeout(container, 5, &argv));
         assert_eq!(
             recorded(&log),
             ["exec", "--", &word, "timeout", "5", &word, "-x"]
@@ -1073,8 +1141,10 @@ mod tests {
         let (engine, log) = fake_engine(dir.path(), false);
         let ready = ["true".to_string()];
         let out = run(&restart(
-            &engine,
-            "nova_libvirt",
+            Place::Container {
+                engine: &engine,
+                name: "nova_libvirt",
+            },
             Some(Readiness {
                 argv: &ready,
                 retries: 3,
@@ -1095,7 +1165,11 @@ mod tests {
     fn a_restart_that_cannot_be_recovered_fails_with_its_error() {
         let dir = tempfile::tempdir().unwrap();
         let (engine, log) = fake_engine(dir.path(), true);
-        let out = run(&restart(&engine, "nova_libvirt", None, None));
+        let container = Place::Container {
+            engine: &engine,
+            name: "nova_libvirt",
+        };
+        let out = run(&restart(container, None, None));
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("state improper"));
         // Never started while possibly still running the old files.

@@ -56,6 +56,7 @@ fn file(path: &str, role: CertRole, content: &str) -> DesiredFile {
 
 fn service(name: &str, files: Vec<DesiredFile>) -> ServicePlan {
     ServicePlan {
+        runs: virtfleet_plan::Runs::Container,
         name: name.into(),
         dir: format!("/d/{name}"),
         marker_path: format!("/d/{name}/.marker"),
