@@ -881,6 +881,10 @@ impl<'a> HostContext<'a> {
 
 impl HostContext<'_> {
     fn container_engine(&self) -> Result<String, PlanError> {
+        // None: every service runs under the host's own service manager (checked at load).
+        if self.input.playbook.container_engine.is_empty() {
+            return Ok(String::new());
+        }
         let engine =
             self.render_string(&self.input.playbook.container_engine, "container_engine")?;
         // It becomes the first word of commands on the host: a plain command name only.

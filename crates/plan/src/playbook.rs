@@ -320,6 +320,15 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, PlanError> {
     if raw.services.0.is_empty() {
         return Err(invalid("no services".into()));
     }
+    if let Some(service) = raw.services.0.iter().find(|s| s.host.is_none()) {
+        if raw.container_engine.is_empty() {
+            return Err(invalid(format!(
+                "service {} runs in a container (it has no `host:`), so the playbook needs \
+                 container_engine",
+                service.name
+            )));
+        }
+    }
     for req in &raw.require {
         if req.var.is_empty() {
             return Err(invalid("require: empty variable name".into()));
@@ -409,7 +418,8 @@ struct PlaybookYaml {
     template_search: Vec<String>,
     #[serde(deserialize_with = "de_template_list")]
     cert_search: Vec<String>,
-    #[serde(deserialize_with = "de_template")]
+    /// Absent for a playbook whose services all run under the host's service manager.
+    #[serde(default, deserialize_with = "de_template")]
     container_engine: String,
     #[serde(default)]
     tls: Option<TlsSpec>,

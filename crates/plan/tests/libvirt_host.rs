@@ -1,0 +1,137 @@
+//! The shipped libvirt-host playbook (libvirtd under the host's systemd), planned against a
+//! throw-away config directory.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use virtfleet_inventory::Vars;
+use virtfleet_plan::{load_playbook, merge, plan_host, HostPlan, Merge, PlanInput, Runs};
+
+fn plan(extra: Value) -> HostPlan {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks/libvirt-host.yml");
+    let playbook = load_playbook(&path).expect("shipped playbook loads");
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("config/nova/nova-libvirt");
+    std::fs::create_dir_all(&certs).unwrap();
+    for name in [
+        "cacert.pem",
+        "servercert.pem",
+        "serverkey.pem",
+        "clientcert.pem",
+        "clientkey.pem",
+    ] {
+        std::fs::write(
+            certs.join(name),
+            format!("-----BEGIN CERTIFICATE-----\n{name}\n-----END CERTIFICATE-----\n"),
+        )
+        .unwrap();
+    }
+    let Value::Object(mut vars) = extra else {
+        panic!("an object")
+    };
+    vars.entry("libvirt_sasl_password").or_insert(json!("pw"));
+    vars.entry("migration_interface_address")
+        .or_insert(json!("10.0.0.11"));
+    let vars: Vars = vars;
+    let facts = json!({"nodename": "kvm1"});
+    plan_host(&PlanInput {
+        playbook: &playbook,
+        host: "kvm1",
+        vars: &vars,
+        configdir: dir.path(),
+        facts: Some(&facts),
+    })
+    .unwrap()
+}
+
+fn restart_commands(plan: &HostPlan) -> Vec<String> {
+    let Runs::Host { restart } = &plan.services[0].runs else {
+        panic!("libvirtd runs on the host")
+    };
+    restart.iter().map(|s| s.exec.join(" ")).collect()
+}
+
+#[test]
+fn tls_goes_to_libvirts_own_paths_and_the_tls_socket_replaces_the_tcp_one() {
+    let plan = plan(json!({"libvirt_tls": "yes"}));
+    let libvirtd = &plan.services[0];
+    let paths: Vec<(&str, u32)> = libvirtd
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.mode))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("/etc/libvirt/libvirtd.conf", 0o644),
+            ("/etc/sasl2/libvirt.conf", 0o644),
+            ("/etc/libvirt/auth.conf", 0o600),
+            ("/etc/pki/CA/cacert.pem", 0o644),
+            ("/etc/pki/libvirt/servercert.pem", 0o644),
+            ("/etc/pki/libvirt/private/serverkey.pem", 0o600),
+            ("/etc/pki/libvirt/clientcert.pem", 0o644),
+            ("/etc/pki/libvirt/private/clientkey.pem", 0o600),
+        ]
+    );
+    assert_eq!(
+        restart_commands(&plan),
+        [
+            "systemctl stop libvirtd.service",
+            "systemctl disable --now libvirtd-tcp.socket",
+            "systemctl enable --now libvirtd-tls.socket",
+            "systemctl start libvirtd.service",
+        ]
+    );
+    assert_eq!(libvirtd.reload.as_ref().unwrap().files.len(), 5);
+    assert!(plan.container_engine.is_empty());
+    // Merged into a distribution's file: its comments and other settings stay.
+    let conf = libvirtd
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("libvirtd.conf"))
+        .unwrap();
+    assert_eq!(conf.merge, Some(Merge::Conf));
+    let host = "# Debian's file\n#listen_tls = 0\nauth_tcp = \"none\"\nmax_clients = 5000\n";
+    let merged =
+        String::from_utf8(merge(Merge::Conf, Some(host.as_bytes()), &conf.content).unwrap())
+            .unwrap();
+    assert!(
+        merged.starts_with(
+            "# Debian's file\n#listen_tls = 0\nauth_tcp = \"sasl\"\nmax_clients = 5000\n"
+        ),
+        "{merged}"
+    );
+    assert!(
+        merged.contains("auth_tls = \"sasl\"\n")
+            && merged.contains("tls_no_verify_certificate = 0\n"),
+        "{merged}"
+    );
+}
+
+#[test]
+fn without_tls_the_tcp_socket_stays_and_asks_for_sasl() {
+    let plan = plan(json!({}));
+    assert_eq!(
+        restart_commands(&plan),
+        [
+            "systemctl stop libvirtd.service",
+            "systemctl disable --now libvirtd-tls.socket",
+            "systemctl enable --now libvirtd-tcp.socket",
+            "systemctl start libvirtd.service",
+        ]
+    );
+    let plan = plan_without_sockets();
+    assert_eq!(
+        restart_commands(&plan),
+        ["systemctl restart libvirtd.service"]
+    );
+    let conf = String::from_utf8(plan.services[0].files[0].content.clone()).unwrap();
+    assert!(
+        conf.contains("auth_tcp = \"sasl\"") && conf.contains("listen_tcp = 1"),
+        "{conf}"
+    );
+}
+
+fn plan_without_sockets() -> HostPlan {
+    plan(json!({"libvirt_socket_activation": "no"}))
+}
