@@ -7,6 +7,7 @@ packages=(
   docker.io                            # docker lab hosts: a dockerd (+ containerd) per host
   dumb-init jq                         # PID 1 and config copying inside the lab containers
   libvirt-daemon-system libvirt-clients qemu-system-x86   # libvirtd, virsh, virt-admin
+  systemd                              # PID 1 of the plain KVM lab hosts (--host-libvirt)
   sasl2-bin libsasl2-modules  # saslpasswd2, SCRAM/DIGEST-MD5
   gnutls-bin                           # certtool, for test fixtures
   iproute2 util-linux procps time      # ss, unshare/nsenter, ps, /usr/bin/time

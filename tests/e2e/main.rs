@@ -13,6 +13,7 @@ mod deploy;
 mod engines;
 mod facts;
 mod failures;
+mod host_libvirt;
 mod qemu_tls;
 mod remediate;
 mod rollout;

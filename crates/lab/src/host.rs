@@ -47,6 +47,9 @@ pub struct LabHost {
     pub dir: PathBuf,
     pub(crate) ns_mnt: PathBuf,
     pub(crate) ns_uts: PathBuf,
+    /// Set for a host whose libvirtd runs under systemd (see `systemd`): no namespace, no
+    /// Kolla containers; the host is a container booting systemd.
+    pub systemd: Option<crate::systemd::SystemdHost>,
 }
 
 /// What every host of one lab shares.
@@ -65,8 +68,10 @@ impl LabHost {
         engine: Engine,
         data_dir: &Path,
         ns_dir: &Path,
+        systemd: Option<crate::systemd::SystemdHost>,
     ) -> Self {
         LabHost {
+            systemd,
             migration,
             engine,
             dir: data_dir.join(&name),
@@ -89,6 +94,9 @@ impl LabHost {
 
     /// A command run inside this host's namespaces (as sshd would run it).
     pub fn command(&self, program: &str) -> Command {
+        if self.systemd.is_some() {
+            return self.systemd_command(program);
+        }
         sys::nsenter(&self.ns_mnt, &self.ns_uts, program)
     }
 
@@ -98,6 +106,9 @@ impl LabHost {
     }
 
     pub(crate) fn bring_up(&self, shared: &Shared) -> Result<(), LabError> {
+        if self.systemd.is_some() {
+            return self.bring_up_systemd(shared.client_pubkey);
+        }
         self.write_files(shared)?;
         self.create_namespace()?;
         self.start_sshd()?;
@@ -263,6 +274,9 @@ impl LabHost {
 
     /// Starts sshd inside the persistent namespace (so restarting it never disturbs podman).
     pub fn start_sshd(&self) -> Result<(), LabError> {
+        if self.systemd.is_some() {
+            return run(self.command("systemctl").args(["start", "ssh.service"])).map(drop);
+        }
         let _ = fs::remove_file(self.dir.join("sshd.pid"));
         run(self
             .command("/usr/sbin/sshd")
@@ -281,6 +295,10 @@ impl LabHost {
     }
 
     pub fn stop_sshd(&self) {
+        if self.systemd.is_some() {
+            let _ = run(self.command("systemctl").args(["stop", "ssh.service"]));
+            return;
+        }
         if let Some(pid) = self.sshd_pid() {
             sys::terminate(pid);
         }

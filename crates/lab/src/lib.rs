@@ -9,6 +9,7 @@
 mod docker;
 mod host;
 mod sys;
+mod systemd;
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -18,6 +19,7 @@ use std::process::{Command, Output};
 use host::{mkdir, write, Shared};
 pub use host::{LabHost, Migration};
 use sys::run;
+pub use systemd::SystemdHost;
 
 /// Namespace files and the per-lab slot markers (tmpfs).
 pub const RUN_ROOT: &str = "/run/vflab";
@@ -55,6 +57,16 @@ pub enum Containers {
     Libvirt,
     /// Both containers only sleep: for benchmarks at sizes where 200 libvirtds cost too much.
     Light,
+}
+
+/// What kind of host a lab host is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// A Kolla compute node: nova_libvirt and nova_compute containers (the default).
+    #[default]
+    Kolla,
+    /// A plain KVM host: libvirtd under systemd, socket activation (see `systemd.rs`).
+    Systemd,
 }
 
 /// A lab host's container engine: what `kolla_container_engine` says for it in the lab's
@@ -108,6 +120,8 @@ pub struct LabOptions {
     migration_network: bool,
     /// Engines of compute01, compute02, ..., repeated when shorter than the lab.
     engines: Vec<Engine>,
+    /// Kinds of compute01, compute02, ..., repeated likewise.
+    kinds: Vec<Kind>,
 }
 
 impl LabOptions {
@@ -117,7 +131,23 @@ impl LabOptions {
             containers: Containers::Libvirt,
             engines: vec![Engine::Podman],
             migration_network: false,
+            kinds: vec![Kind::Kolla],
         }
+    }
+
+    /// Host n (compute0n) is of kind `kinds[(n - 1) % kinds.len()]`; empty means Kolla.
+    pub fn kinds(mut self, kinds: &[Kind]) -> LabOptions {
+        self.kinds = if kinds.is_empty() {
+            vec![Kind::Kolla]
+        } else {
+            kinds.to_vec()
+        };
+        self
+    }
+
+    /// The kind of host `n` (1 for compute01).
+    pub fn kind_of(&self, n: usize) -> Kind {
+        self.kinds[(n - 1) % self.kinds.len()]
     }
 
     /// Hosts with a migration network apart from SSH: host n gets a bridge `vfm<lab>-<n>`
@@ -261,7 +291,17 @@ impl Lab {
                     address: Ipv4Addr::new(198, 18, self.id as u8, n as u8),
                 });
                 let engine = options.engine_of(n);
-                LabHost::new(name, address, migration, engine, &self.data_dir, &ns_dir)
+                let systemd = (options.kind_of(n) == Kind::Systemd)
+                    .then(|| systemd::SystemdHost::new(self.id, &name, &self.run_dir));
+                LabHost::new(
+                    name,
+                    address,
+                    migration,
+                    engine,
+                    &self.data_dir,
+                    &ns_dir,
+                    systemd,
+                )
             })
             .collect();
         for m in self.hosts.iter().filter_map(|h| h.migration.as_ref()) {
@@ -277,7 +317,11 @@ impl Lab {
             ip(&["link", "set", &m.interface, "up"])?;
         }
         self.write_shared_files()?;
-        let docker = if self.hosts.iter().any(|h| h.engine == Engine::Docker) {
+        let docker = if self
+            .hosts
+            .iter()
+            .any(|h| h.engine == Engine::Docker && h.systemd.is_none())
+        {
             Some(docker::LabFiles::write(&self.data_dir)?)
         } else {
             None
@@ -346,7 +390,7 @@ impl Lab {
                 Some(m) => text.push_str(&format!(" migration_interface={}", m.interface)),
                 None => text.push_str(&format!(" migration_interface_address={}", host.address)),
             }
-            if host.engine != group_engine {
+            if host.engine != group_engine && host.systemd.is_none() {
                 text.push_str(&format!(" kolla_container_engine={}", host.engine));
             }
             text.push('\n');
@@ -567,6 +611,7 @@ fn tear_down_slot(id: u32) -> Result<(), LabError> {
         Ok(())
     });
     errors.extend(results.into_inner().unwrap());
+    errors.extend(systemd::tear_down(id, &run_dir, &data_dir));
     if let Err(e) = remove_bridges(id) {
         errors.push(e);
     }

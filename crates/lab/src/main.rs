@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use virtfleet_lab::{Containers, Engine, LabOptions};
+use virtfleet_lab::{Containers, Engine, Kind, LabOptions};
 
 #[derive(Parser)]
 #[command(version, about = "The virtfleet local fleet lab (root only)")]
@@ -26,6 +26,11 @@ enum Cmd {
         /// given host by host and repeated (`docker,podman`: odd hosts docker, even podman).
         #[arg(long, value_delimiter = ',', default_value = "podman")]
         engine: Vec<Engine>,
+        /// Plain KVM hosts instead of Kolla's: each a container booting systemd, with sshd
+        /// and libvirtd under systemd (socket activation, day 0 on TCP without
+        /// authentication); for playbooks/libvirt-host.yml.
+        #[arg(long)]
+        host_libvirt: bool,
     },
     /// Tear down a lab (e.g. `lab12`), or every lab on this machine when none is named:
     /// containers, sshd, namespaces, mounts, files.
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
             hosts,
             light,
             engine,
+            host_libvirt,
         } => {
             let containers = if light {
                 Containers::Light
@@ -51,7 +57,12 @@ fn main() -> ExitCode {
             };
             let options = LabOptions::new(hosts)
                 .containers(containers)
-                .engines(&engine);
+                .engines(&engine)
+                .kinds(&[if host_libvirt {
+                    Kind::Systemd
+                } else {
+                    Kind::Kolla
+                }]);
             match options.up() {
                 Ok(lab) => {
                     println!("lab{} is up with {} hosts", lab.id, lab.hosts.len());
@@ -59,7 +70,10 @@ fn main() -> ExitCode {
                         println!("  {:<10} {}", host.name, host.address);
                     }
                     let engines: Vec<&str> = engine.iter().map(|e| e.as_str()).collect();
-                    println!("engine:      {}", engines.join(","));
+                    match host_libvirt {
+                        true => println!("hosts:       libvirtd under systemd"),
+                        false => println!("engine:      {}", engines.join(",")),
+                    }
                     println!("inventory:   {}", lab.inventory().display());
                     println!("known_hosts: {}", lab.known_hosts().display());
                     println!("ssh key:     {}", lab.client_key().display());

@@ -1,0 +1,140 @@
+//! Plain KVM hosts: libvirtd under systemd with socket activation (`virtfleet-lab up
+//! --host-libvirt`), configured by playbooks/libvirt-host.yml.
+
+use std::path::Path;
+
+use virtfleet_suite::*;
+
+const GLOBALS: &str = "libvirt_tls: \"yes\"\n";
+
+/// The keys the playbook sets in libvirtd.conf: every other line is the host's.
+const OWNED: [&str; 11] = [
+    "listen_tls",
+    "listen_tcp",
+    "tls_port",
+    "key_file",
+    "cert_file",
+    "ca_file",
+    "auth_tls",
+    "auth_tcp",
+    "tls_no_verify_certificate",
+    "tls_allowed_dn_list",
+    "sasl_allowed_username_list",
+];
+
+fn playbook() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("playbooks/libvirt-host.yml")
+        .display()
+        .to_string()
+}
+
+/// The host's file without the settings the playbook owns.
+fn not_owned(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|line| {
+            let key = line.split(['=', ' ']).next().unwrap_or_default();
+            !OWNED.contains(&key)
+        })
+        .collect()
+}
+
+/// `virsh -c URI version` as root on `from` (its /etc/pki client pair and, unless
+/// `credentials` is false, /etc/libvirt/auth.conf).
+fn virsh(fleet: &Fleet, from: &str, uri: &str, credentials: bool) -> std::process::Output {
+    let auth = if credentials {
+        ""
+    } else {
+        "LIBVIRT_AUTH_FILE=/nonexistent "
+    };
+    let script = format!("{auth}timeout 20 virsh -c {uri} version </dev/null");
+    fleet.lab.ssh(fleet.host(from), &script)
+}
+
+#[test]
+fn a_plain_systemd_host_goes_from_tcp_without_auth_to_tls_and_sasl_keeping_its_own_file() {
+    let fleet = Fleet::with(LabOptions::new(2).kinds(&[Kind::Systemd]), GLOBALS, true);
+    let pb = playbook();
+    let before = fleet.sh("compute01", "cat /etc/libvirt/libvirtd.conf");
+    // Debian's own, long commented file, and day 0: anyone on the network gets in.
+    assert!(before.lines().count() > 400, "{before}");
+    let open = virsh(&fleet, "compute02", "qemu+tcp://compute01/system", false);
+    assert!(open.status.success(), "day 0: {}", describe(&open));
+
+    let (out, report) = fleet.run_report(&["deploy", "--playbook", &pb]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in ["compute01", "compute02"] {
+        let entry = host_report(&report, host);
+        assert_eq!(entry["status"], "changed", "{entry}");
+        assert_eq!(
+            entry["restarted"],
+            serde_json::json!(["libvirtd"]),
+            "{entry}"
+        );
+    }
+
+    for (from, to) in [("compute02", "compute01"), ("compute01", "compute02")] {
+        let tls = format!("qemu+tls://{to}/system");
+        let ok = virsh(&fleet, from, &tls, true);
+        assert!(ok.status.success(), "{from} -> {to}: {}", describe(&ok));
+        let no_sasl = virsh(&fleet, from, &tls, false);
+        assert!(
+            !no_sasl.status.success(),
+            "{from} -> {to} without credentials got in"
+        );
+        let tcp = virsh(&fleet, from, &format!("qemu+tcp://{to}/system"), false);
+        assert!(!tcp.status.success(), "{from} -> {to}: TCP still open");
+        assert!(
+            String::from_utf8_lossy(&tcp.stderr).contains("Connection refused"),
+            "{}",
+            describe(&tcp)
+        );
+    }
+    // The TLS socket replaced the TCP one, as systemd units.
+    let sockets = fleet.sh(
+        "compute01",
+        "systemctl is-enabled libvirtd-tls.socket libvirtd-tcp.socket || true",
+    );
+    assert_eq!(
+        sockets.split_whitespace().collect::<Vec<_>>(),
+        ["enabled", "disabled"]
+    );
+
+    // The host's comments and other settings, byte for byte; the owned keys set once.
+    let after = fleet.sh("compute01", "cat /etc/libvirt/libvirtd.conf");
+    assert_eq!(not_owned(&after), not_owned(&before));
+    assert!(after.contains("\nauth_tls = \"sasl\"\n") && !after.contains("auth_tcp = \"none\""));
+    let sasl = fleet.sh("compute01", "cat /etc/sasl2/libvirt.conf");
+    assert!(sasl.contains("\nmech_list: SCRAM-SHA-256\n"), "{sasl}");
+    let modes = fleet.sh(
+        "compute01",
+        "stat -c '%a %U %n' /etc/pki/libvirt/private/serverkey.pem /etc/libvirt/auth.conf",
+    );
+    assert_eq!(
+        modes.lines().collect::<Vec<_>>(),
+        [
+            "600 root /etc/pki/libvirt/private/serverkey.pem",
+            "600 root /etc/libvirt/auth.conf"
+        ]
+    );
+
+    // A re-run changes nothing and restarts nothing.
+    let started = fleet.sh(
+        "compute01",
+        "systemctl show -P InvocationID libvirtd.service",
+    );
+    let (out, report) = fleet.run_report(&["deploy", "--playbook", &pb]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in ["compute01", "compute02"] {
+        assert_eq!(host_report(&report, host)["status"], "ok", "{report}");
+    }
+    let again = fleet.sh(
+        "compute01",
+        "systemctl show -P InvocationID libvirtd.service",
+    );
+    assert_eq!(started, again, "libvirtd restarted by a noop");
+    assert_eq!(
+        fleet.sh("compute01", "cat /etc/libvirt/libvirtd.conf"),
+        after
+    );
+}
