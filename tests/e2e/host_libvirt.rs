@@ -137,4 +137,31 @@ fn a_plain_systemd_host_goes_from_tcp_without_auth_to_tls_and_sasl_keeping_its_o
         fleet.sh("compute01", "cat /etc/libvirt/libvirtd.conf"),
         after
     );
+
+    // A rotation of the leaves: libvirtd re-reads them live (virt-admin), no restart, the
+    // gate sees the new certificate served and peers connecting.
+    fleet.reissue_leaves(&["compute01", "compute02"]);
+    let (out, report) = fleet.run_report(&["rotate", "--serial", "1", "--yes", "--playbook", &pb]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in ["compute01", "compute02"] {
+        let entry = host_report(&report, host);
+        assert_eq!(
+            entry["reloaded"],
+            serde_json::json!(["libvirtd"]),
+            "{entry}"
+        );
+        assert_eq!(entry["restarted"], serde_json::json!([]), "{entry}");
+    }
+    let rotated = fleet.sh(
+        "compute01",
+        "systemctl show -P InvocationID libvirtd.service",
+    );
+    assert_eq!(
+        started, rotated,
+        "libvirtd restarted by a certificate rotation"
+    );
+    let new_cert = fleet.file_fingerprint(&fleet.host_cert_dir("compute01").join("servercert.pem"));
+    assert_eq!(fleet.served_fingerprint("compute01"), new_cert);
+    let ok = virsh(&fleet, "compute02", "qemu+tls://compute01/system", true);
+    assert!(ok.status.success(), "after rotation: {}", describe(&ok));
 }
