@@ -134,13 +134,19 @@ impl LabHost {
             shared.client_pubkey,
         )?;
         self.write_day0_kolla(shared.containers)?;
+        self.generate_host_key()?;
+        write(&self.dir.join("sshd_config"), &self.sshd_config())
+    }
+
+    /// A new sshd host key in the host's directory; its path.
+    pub(crate) fn generate_host_key(&self) -> Result<PathBuf, LabError> {
         let key = self.dir.join("ssh_host_ed25519_key");
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C"])
             .arg(&self.name)
             .arg("-f")
             .arg(&key))?;
-        write(&self.dir.join("sshd_config"), &self.sshd_config())
+        Ok(key)
     }
 
     /// The state of a Kolla compute node before hardening: libvirt on plain TCP, no auth

@@ -64,12 +64,7 @@ impl LabHost {
     pub(crate) fn bring_up_systemd(&self, client_pubkey: &str) -> Result<(), LabError> {
         let systemd = self.systemd.as_ref().expect("a systemd host");
         mkdir(&self.dir)?;
-        let key = self.dir.join("ssh_host_ed25519_key");
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
-            .arg(&self.name)
-            .arg("-f")
-            .arg(&key))?;
+        let key = self.generate_host_key()?;
         let root = self.systemd_root();
         mkdir(root)?;
         run(Command::new("mount")
