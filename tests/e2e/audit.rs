@@ -4,20 +4,6 @@
 
 use virtfleet_suite::*;
 
-fn findings(report: &serde_json::Value, host: &str) -> Vec<(String, String)> {
-    report["hosts"][host]["findings"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{host}: {report}"))
-        .iter()
-        .map(|f| {
-            (
-                f["id"].as_str().unwrap().to_string(),
-                f["severity"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn audit_finds_day_zero_critical_and_a_tls_deploy_clean() {
     let fleet = Fleet::new(2, TCP_SASL, true);

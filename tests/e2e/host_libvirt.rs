@@ -61,6 +61,17 @@ fn a_plain_systemd_host_goes_from_tcp_without_auth_to_tls_and_sasl_keeping_its_o
     let open = virsh(&fleet, "compute02", "qemu+tcp://compute01/system", false);
     assert!(open.status.success(), "day 0: {}", describe(&open));
 
+    // audit reads the host's own files (libvirt's paths) and proves the open RPC live.
+    let (out, report) = fleet.run_report(&["audit", "--playbook", &pb]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    for host in ["compute01", "compute02"] {
+        let found = findings(&report, host);
+        assert!(
+            found.contains(&("LIBVIRT-RPC-OPEN".into(), "critical".into())),
+            "{found:?}"
+        );
+    }
+
     let (out, report) = fleet.run_report(&["deploy", "--playbook", &pb]);
     assert!(out.status.success(), "{}", describe(&out));
     for host in ["compute01", "compute02"] {
@@ -116,6 +127,23 @@ fn a_plain_systemd_host_goes_from_tcp_without_auth_to_tls_and_sasl_keeping_its_o
             "600 root /etc/pki/libvirt/private/serverkey.pem",
             "600 root /etc/libvirt/auth.conf"
         ]
+    );
+
+    // Nothing high or critical left. (listen_addr is not set: under socket activation the
+    // socket units decide where libvirtd listens, which the file-based finding cannot see.)
+    let (out, report) = fleet.run_report(&["audit", "--playbook", &pb, "--fail-on", "high"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let found = findings(&report, "compute01");
+    assert!(
+        found.iter().all(|(_, s)| s == "low" || s == "medium"),
+        "{found:?}"
+    );
+    // certs expiry reads libvirt's own paths on the host.
+    let out = fleet.ok(&["certs", "expiry", "--playbook", &pb]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/etc/pki/libvirt/servercert.pem") && text.contains("/etc/pki/CA/cacert.pem"),
+        "{text}"
     );
 
     // A re-run changes nothing and restarts nothing.

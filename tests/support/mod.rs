@@ -287,6 +287,21 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
+/// A host's audit findings in a report: (id, severity).
+pub fn findings(report: &serde_json::Value, host: &str) -> Vec<(String, String)> {
+    report["hosts"][host]["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{host}: {report}"))
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// The report entry of one host.
 pub fn host_report<'a>(report: &'a serde_json::Value, host: &str) -> &'a serde_json::Value {
     &report["hosts"][host]
