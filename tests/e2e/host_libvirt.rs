@@ -23,8 +23,13 @@ const OWNED: [&str; 11] = [
 ];
 
 fn playbook() -> String {
+    shipped("libvirt-host.yml")
+}
+
+fn shipped(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("playbooks/libvirt-host.yml")
+        .join("playbooks")
+        .join(name)
         .display()
         .to_string()
 }
@@ -53,8 +58,10 @@ fn virsh(fleet: &Fleet, from: &str, uri: &str, credentials: bool) -> std::proces
 
 #[test]
 fn a_plain_systemd_host_goes_from_tcp_without_auth_to_tls_and_sasl_keeping_its_own_file() {
-    let fleet = Fleet::with(LabOptions::new(2).kinds(&[Kind::Systemd]), GLOBALS, true);
+    let fleet = Fleet::with(LabOptions::new(2).kinds(&[Kind::Systemd]), GLOBALS, false);
     let pb = playbook();
+    fleet.ok(&["certs", "init-ca", "--playbook", &pb]);
+    fleet.ok(&["certs", "issue", "--playbook", &pb]);
     let before = fleet.sh("compute01", "cat /etc/libvirt/libvirtd.conf");
     // Debian's own, long commented file, and day 0: anyone on the network gets in.
     assert!(before.lines().count() > 400, "{before}");
@@ -168,7 +175,7 @@ fn a_plain_systemd_host_goes_from_tcp_without_auth_to_tls_and_sasl_keeping_its_o
 
     // A rotation of the leaves: libvirtd re-reads them live (virt-admin), no restart, the
     // gate sees the new certificate served and peers connecting.
-    fleet.reissue_leaves(&["compute01", "compute02"]);
+    fleet.reissue_leaves_with(&["compute01", "compute02"], &["--playbook", &pb]);
     let (out, report) = fleet.run_report(&["rotate", "--serial", "1", "--yes", "--playbook", &pb]);
     assert!(out.status.success(), "{}", describe(&out));
     for host in ["compute01", "compute02"] {
@@ -192,4 +199,89 @@ fn a_plain_systemd_host_goes_from_tcp_without_auth_to_tls_and_sasl_keeping_its_o
     assert_eq!(fleet.served_fingerprint("compute01"), new_cert);
     let ok = virsh(&fleet, "compute02", "qemu+tls://compute01/system", true);
     assert!(ok.status.success(), "after rotation: {}", describe(&ok));
+}
+
+/// Every ordered pair of hosts connects over TLS with its client pair and SASL credentials,
+/// each from where its own nova would: a Kolla host from its nova_libvirt container, a
+/// plain host as root on the host.
+fn all_pairs_connect(fleet: &Fleet, hosts: &[&str], plain: &[&str]) {
+    for from in hosts {
+        for to in hosts.iter().filter(|to| *to != from) {
+            let uri = format!("qemu+tls://{to}/system");
+            let out = match plain.contains(from) {
+                true => virsh(fleet, from, &uri, true),
+                false => fleet.peer_virsh(from, &uri, true),
+            };
+            assert!(out.status.success(), "{from} -> {to}: {}", describe(&out));
+        }
+    }
+}
+
+#[test]
+fn a_fleet_of_kolla_and_plain_hosts_deploys_and_rotates_in_one_run_each() {
+    // compute01 and compute03 run Kolla's containers, compute02 and compute04 are plain.
+    let lab = LabOptions::new(4)
+        .engine(test_engine())
+        .kinds(&[Kind::Kolla, Kind::Systemd]);
+    let fleet = Fleet::with(lab, GLOBALS, false);
+    let (kolla, plain) = (shipped("kolla.yml"), playbook());
+    let both = ["--playbook", kolla.as_str(), "--playbook", plain.as_str()];
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter().chain(&both).map(|a| a.to_string()).collect()
+    };
+    let run = |args: &[&str]| {
+        let args = with(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fleet.run_report(&args)
+    };
+    fleet.ok(&["certs", "init-ca"]);
+    let args = with(&["certs", "issue"]);
+    let out = fleet.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for host in ["compute01", "compute02", "compute03", "compute04"] {
+        assert!(text.contains(&format!("{host}: issued")), "{text}");
+    }
+
+    let (out, report) = run(&["deploy", "--one-pass"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let hosts = ["compute01", "compute02", "compute03", "compute04"];
+    let plain_hosts = ["compute02", "compute04"];
+    for host in hosts {
+        let entry = host_report(&report, host);
+        assert_eq!(entry["status"], "changed", "{entry}");
+        let restarted = strings(&entry["restarted"]);
+        let want: &[&str] = match plain_hosts.contains(&host) {
+            true => &["libvirtd"],
+            false => &["nova_libvirt", "nova_compute"],
+        };
+        assert_eq!(restarted, want, "{host}");
+    }
+    // Each host lets in every host's client certificate, whichever playbook it has.
+    let dns = fleet.sh(
+        "compute02",
+        "grep ^tls_allowed_dn_list /etc/libvirt/libvirtd.conf",
+    );
+    for host in hosts {
+        assert!(dns.contains(&format!("CN={host}")), "{dns}");
+    }
+    all_pairs_connect(&fleet, &hosts, &plain_hosts);
+
+    // One rotation over both kinds: Kolla's nova_libvirt and the plain libvirtd reloaded.
+    fleet.reissue_leaves_with(&hosts, &both);
+    let (out, report) = run(&["rotate", "--yes", "--serial", "2"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in hosts {
+        let reloaded = strings(&host_report(&report, host)["reloaded"]);
+        assert!(
+            reloaded == ["libvirtd"] || reloaded.contains(&"nova_libvirt".to_string()),
+            "{host}: {reloaded:?}"
+        );
+    }
+    all_pairs_connect(&fleet, &hosts, &plain_hosts);
+    // And a second deploy changes nothing anywhere.
+    let (out, report) = run(&["deploy"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in hosts {
+        assert_eq!(host_report(&report, host)["status"], "ok", "{report}");
+    }
 }

@@ -248,6 +248,11 @@ impl Fleet {
     /// New server and client pairs for `hosts` from the same CA: their pairs deleted from the
     /// config dir, then `virtfleet certs issue`.
     pub fn reissue_leaves<H: AsRef<str>>(&self, hosts: &[H]) {
+        self.reissue_leaves_with(hosts, &[]);
+    }
+
+    /// [`Fleet::reissue_leaves`] with more `certs issue` arguments (e.g. its playbooks).
+    pub fn reissue_leaves_with<H: AsRef<str>>(&self, hosts: &[H], args: &[&str]) {
         for host in hosts {
             let dir = self.host_cert_dir(host.as_ref());
             for name in [
@@ -259,7 +264,11 @@ impl Fleet {
                 std::fs::remove_file(dir.join(name)).unwrap();
             }
         }
-        let out = self.ok(&["certs", "issue"]);
+        let command: Vec<&str> = ["certs", "issue"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        let out = self.ok(&command);
         let out = String::from_utf8_lossy(&out.stdout);
         for host in hosts {
             assert!(

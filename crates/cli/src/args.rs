@@ -23,9 +23,11 @@ pub struct GlobalArgs {
         default_value = "/etc/kolla"
     )]
     pub configdir: PathBuf,
-    /// Playbook to apply (default: the shipped playbooks/kolla.yml).
+    /// Playbook to apply (default: the shipped playbooks/kolla.yml). Repeat it to apply
+    /// several in turn, each to its own `hosts:` group (a fleet mixing Kolla's containers and
+    /// plain libvirt hosts): all are checked before any host changes.
     #[arg(long, global = true)]
-    pub playbook: Option<PathBuf>,
+    pub playbook: Vec<PathBuf>,
     /// Only these hosts: names, groups, globs; comma-separated; `!x` excludes, `&x` intersects.
     #[arg(short = 'l', long, global = true)]
     pub limit: Option<String>,
@@ -53,9 +55,28 @@ pub struct GlobalArgs {
     /// Connections opened to gather facts, left open for the rest of the run.
     #[arg(skip)]
     pub sessions: virtfleet_ssh::SessionPool,
+    /// Every playbook of the run, when this is one play of several (see [`GlobalArgs::plays`]):
+    /// each host lets in the client certificates of all their groups.
+    #[arg(skip)]
+    pub fleet_playbooks: Vec<PathBuf>,
 }
 
 impl GlobalArgs {
+    /// The run as plays: one per `--playbook`, in order (itself with none or one).
+    pub fn plays(&self) -> Vec<GlobalArgs> {
+        if self.playbook.len() <= 1 {
+            return vec![self.clone()];
+        }
+        self.playbook
+            .iter()
+            .map(|path| GlobalArgs {
+                playbook: vec![path.clone()],
+                fleet_playbooks: self.playbook.clone(),
+                ..self.clone()
+            })
+            .collect()
+    }
+
     pub fn verbosity(&self) -> Verbosity {
         if self.quiet {
             Verbosity::Quiet

@@ -252,7 +252,22 @@ impl Inputs {
             overrides: BTreeMap::new(),
             group: group.clone(),
         };
-        inputs.fleet_client_dns = inputs.client_dns(&group)?;
+        let mut dns = inputs.client_dns(&inputs.playbook, &group)?;
+        // The other plays' hosts are peers too: their client certificates are let in.
+        for path in &args.fleet_playbooks {
+            let other = load_playbook(path).map_err(InputErrors::one)?;
+            if other.path == inputs.playbook.path {
+                continue;
+            }
+            let hosts = inputs
+                .inventory
+                .group_hosts(&other.hosts)
+                .map_err(InputErrors::one)?;
+            dns.extend(inputs.client_dns(&other, &hosts)?);
+        }
+        dns.sort();
+        dns.dedup();
+        inputs.fleet_client_dns = dns;
         Ok(inputs)
     }
 
@@ -299,8 +314,12 @@ impl Inputs {
     /// directories), sorted, without repeats. A subject libvirt's list cannot hold exactly is
     /// an error, unless the operator writes the list (`libvirt_tls_allowed_dn_list` in
     /// globals.yml).
-    fn client_dns(&self, group: &[String]) -> Result<Vec<String>, InputErrors> {
-        let Some(tls) = &self.playbook.tls else {
+    fn client_dns(
+        &self,
+        playbook: &Playbook,
+        group: &[String],
+    ) -> Result<Vec<String>, InputErrors> {
+        let Some(tls) = &playbook.tls else {
             return Ok(Vec::new());
         };
         let Some(name) = tls.files.get(&CertRole::ClientCert) else {
@@ -309,7 +328,11 @@ impl Inputs {
         let explicit = self.extra_vars.contains_key("libvirt_tls_allowed_dn_list");
         let found = crate::parallel::map(group, |host| {
             let vars = self.vars_without_fleet(host);
-            let Ok(dirs) = virtfleet_plan::cert_dirs(&self.plan_input(host, &vars)) else {
+            let input = PlanInput {
+                playbook,
+                ..self.plan_input(host, &vars)
+            };
+            let Ok(dirs) = virtfleet_plan::cert_dirs(&input) else {
                 return Ok(None); // planning the host reports it
             };
             let Some(path) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) else {
@@ -667,7 +690,7 @@ impl Inputs {
 }
 
 fn playbook_path(args: &GlobalArgs) -> Result<PathBuf, InputErrors> {
-    if let Some(path) = &args.playbook {
+    if let Some(path) = args.playbook.first() {
         return Ok(path.clone());
     }
     let exe_dir = std::env::current_exe()

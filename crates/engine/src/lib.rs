@@ -121,6 +121,33 @@ pub struct HostReport {
 }
 
 impl HostReport {
+    /// One host's result over several playbooks applied in turn: the worst status (a failure
+    /// or an unreached host over a change over nothing; skipped only when every one was),
+    /// everything each changed, restarted and said.
+    pub fn combine(mut self, other: HostReport) -> HostReport {
+        let rank = |s: Status| match s {
+            Status::Skipped => 0,
+            Status::Ok => 1,
+            Status::Changed => 2,
+            Status::Unreachable => 3,
+            Status::Failed => 4,
+        };
+        if rank(other.status) > rank(self.status) {
+            self.status = other.status;
+        }
+        self.changed_files.extend(other.changed_files);
+        self.restarted.extend(other.restarted);
+        self.reloaded.extend(other.reloaded);
+        self.adopted.extend(other.adopted);
+        self.error = match (self.error.take(), other.error) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
+        self.seconds += other.seconds;
+        self.diffs.extend(other.diffs);
+        self
+    }
+
     pub fn new(status: Status) -> Self {
         HostReport {
             status,

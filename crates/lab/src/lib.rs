@@ -378,29 +378,45 @@ impl Lab {
         write(&self.known_hosts(), &text)
     }
 
-    /// The group's engine is compute01's; a host with another engine says so on its own line
-    /// (an inventory host variable, which Kolla lets override the group's).
+    /// Kolla hosts in group compute, plain (systemd) hosts in group libvirt_hosts (the
+    /// groups of playbooks/kolla.yml and libvirt-host.yml). The group's engine is the first
+    /// Kolla host's; a host with another engine says so on its own line (an inventory host
+    /// variable, which Kolla lets override the group's).
     fn write_inventory(&self) -> Result<(), LabError> {
-        let mut text =
-            String::from("# Written by virtfleet-lab: one line per lab host.\n[compute]\n");
-        let group_engine = self.hosts.first().map_or(Engine::Podman, |h| h.engine);
-        for host in &self.hosts {
-            text.push_str(&format!("{} ansible_host={}", host.name, host.address));
-            match &host.migration {
-                Some(m) => text.push_str(&format!(" migration_interface={}", m.interface)),
-                None => text.push_str(&format!(" migration_interface_address={}", host.address)),
+        let mut text = String::from("# Written by virtfleet-lab: one line per lab host.\n");
+        let (plain, kolla): (Vec<&LabHost>, Vec<&LabHost>) =
+            self.hosts.iter().partition(|h| h.systemd.is_some());
+        let group_engine = kolla.first().map_or(Engine::Podman, |h| h.engine);
+        for (group, hosts) in [("compute", &kolla), ("libvirt_hosts", &plain)] {
+            if hosts.is_empty() {
+                continue;
             }
-            if host.engine != group_engine && host.systemd.is_none() {
-                text.push_str(&format!(" kolla_container_engine={}", host.engine));
+            text.push_str(&format!("[{group}]\n"));
+            for host in hosts.iter() {
+                text.push_str(&format!("{} ansible_host={}", host.name, host.address));
+                match &host.migration {
+                    Some(m) => text.push_str(&format!(" migration_interface={}", m.interface)),
+                    None => {
+                        text.push_str(&format!(" migration_interface_address={}", host.address))
+                    }
+                }
+                if host.engine != group_engine && host.systemd.is_none() {
+                    text.push_str(&format!(" kolla_container_engine={}", host.engine));
+                }
+                text.push('\n');
             }
             text.push('\n');
         }
         text.push_str(&format!(
-            "\n[compute:vars]\nansible_user=root\nansible_ssh_private_key_file={}\n\
-             kolla_container_engine={group_engine}\nnova_compute_virt_type=qemu\n\
-             nova_compute_command=/usr/local/bin/sleep_forever\n",
+            "[all:vars]\nansible_user=root\nansible_ssh_private_key_file={}\n",
             self.client_key().display()
         ));
+        if !kolla.is_empty() {
+            text.push_str(&format!(
+                "\n[compute:vars]\nkolla_container_engine={group_engine}\n\
+                 nova_compute_virt_type=qemu\nnova_compute_command=/usr/local/bin/sleep_forever\n"
+            ));
+        }
         write(&self.inventory(), &text)
     }
 

@@ -104,6 +104,14 @@ impl LabHost {
                 self.address
             ),
         )?;
+        // A clean home: this machine's root .bashrc runs pyenv, which slows every session.
+        for dotfile in [".bashrc", ".profile"] {
+            copy(
+                &Path::new("/etc/skel").join(dotfile),
+                &merged.join("root").join(dotfile),
+                0o644,
+            )?;
+        }
         let dot_ssh = merged.join("root/.ssh");
         mkdir(&dot_ssh)?;
         write(&dot_ssh.join("authorized_keys"), client_pubkey)?;

@@ -38,16 +38,27 @@ struct HostAudit {
 }
 
 pub async fn run(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode, InputErrors> {
-    let mut inputs = Inputs::load(global)?;
-    let gathering_failed = inputs.gather_needed_facts(global).await;
-    // Certificates are not checked: an audit must work on a fleet that has none yet.
-    let jobs = inputs.plan_all(&default_user())?;
-    if let Some(job) = jobs.iter().find(|j| j.plan.audit.is_none()) {
-        return Err(InputErrors(vec![format!(
-            "{}: the playbook has no audit: section; nothing to audit ({})",
-            job.target.label,
-            inputs.playbook.path.display()
-        )]));
+    // Every play's hosts, each audited once (by the first playbook that names it), and all
+    // in one ring of port tests.
+    let mut jobs: Vec<HostJob> = Vec::new();
+    let mut gathering_failed = BTreeMap::new();
+    for play in global.plays() {
+        let mut inputs = Inputs::load(&play)?;
+        gathering_failed.extend(inputs.gather_needed_facts(&play).await);
+        // Certificates are not checked: an audit must work on a fleet that has none yet.
+        let planned = inputs.plan_all(&default_user())?;
+        if let Some(job) = planned.iter().find(|j| j.plan.audit.is_none()) {
+            return Err(InputErrors(vec![format!(
+                "{}: the playbook has no audit: section; nothing to audit ({})",
+                job.target.label,
+                inputs.playbook.path.display()
+            )]));
+        }
+        for job in planned {
+            if !jobs.iter().any(|j| j.target.label == job.target.label) {
+                jobs.push(job);
+            }
+        }
     }
     let options = global.ssh_options();
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(global.forks(jobs.len())));

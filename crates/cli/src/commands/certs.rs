@@ -51,12 +51,24 @@ pub enum CertsCommand {
 }
 
 pub async fn run(global: &GlobalArgs, command: CertsCommand) -> Result<ExitCode, InputErrors> {
-    match command {
-        CertsCommand::Check { warn_days } => check(global, warn_days).await,
-        CertsCommand::Expiry { warn_days } => expiry(global, warn_days).await,
-        CertsCommand::InitCa { days, force } => init_ca(global, days, force),
-        CertsCommand::Issue { days, renew_days } => issue(global, days, renew_days).await,
+    if let CertsCommand::InitCa { days, force } = command {
+        // One CA for the fleet, wherever the first playbook keeps it.
+        return init_ca(global, days, force);
     }
+    // With several playbooks, each play's hosts in turn; the first failure's exit code.
+    let mut outcome = ExitCode::SUCCESS;
+    for play in global.plays() {
+        let code = match command {
+            CertsCommand::Check { warn_days } => check(&play, warn_days).await?,
+            CertsCommand::Expiry { warn_days } => expiry(&play, warn_days).await?,
+            CertsCommand::Issue { days, renew_days } => issue(&play, days, renew_days).await?,
+            CertsCommand::InitCa { .. } => unreachable!("handled above"),
+        };
+        if outcome == ExitCode::SUCCESS {
+            outcome = code;
+        }
+    }
+    Ok(outcome)
 }
 
 async fn check(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputErrors> {

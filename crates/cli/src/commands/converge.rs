@@ -1,9 +1,12 @@
 //! `deploy`, `reconfigure`, `genconfig` and `check`: converge every targeted host, in
-//! batches when asked, and report.
+//! batches when asked, and report. With several playbooks, each is a play over its own group,
+//! run in order once every play has been checked and planned.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use virtfleet_engine::Mode;
+use virtfleet_engine::{HostReport, Mode, Status};
+use virtfleet_rollout::ConvergePhase;
 
 use crate::args::{ConvergeArgs, GlobalArgs};
 use crate::inputs::{prepare, InputErrors};
@@ -15,17 +18,65 @@ pub async fn run(
     mode: Mode,
     args: &ConvergeArgs,
 ) -> Result<ExitCode, InputErrors> {
-    let prepared = prepare(global).await?;
     let read_only = matches!(mode, Mode::Check { .. });
     // A downgrade is refused for every command that writes; `check` only shows.
     let allow_downgrade = args.allow_downgrade || read_only;
-    let mut phases =
-        crate::transition::phases(prepared, global, allow_downgrade, args.one_pass).await?;
+    // Bad input in any play is exit 2 before any host changes.
+    let mut plays = Vec::new();
+    for play in global.plays() {
+        let prepared = prepare(&play).await?;
+        let phases =
+            crate::transition::phases(prepared, &play, allow_downgrade, args.one_pass).await?;
+        plays.push((play, phases));
+    }
+    let several = plays.len() > 1;
+    let mut reports: BTreeMap<String, HostReport> = BTreeMap::new();
+    for (play, phases) in plays {
+        if several {
+            let path = play.playbook.first().map(|p| p.display().to_string());
+            println!("{command}: playbook {}", path.unwrap_or_default());
+        }
+        let phases = first_phase_only(command, mode, phases);
+        let options = play.rollout(phases[0].hosts.len(), &args.batches);
+        let progress = Progress::new(command, global.verbosity(), false);
+        let play_reports = virtfleet_rollout::converge(phases, mode, &options, &progress).await;
+        let failed = play_reports
+            .values()
+            .any(|r| matches!(r.status, Status::Failed | Status::Unreachable));
+        for (host, report) in play_reports {
+            let merged = match reports.remove(&host) {
+                Some(earlier) => earlier.combine(report),
+                None => report,
+            };
+            reports.insert(host, merged);
+        }
+        // A later play may build on this one (a host's libvirtd before its nova_compute).
+        if failed && several && !read_only {
+            println!("{command}: a host failed; the playbooks after this one do not run");
+            break;
+        }
+    }
+    if let Mode::Check { diff: true } = mode {
+        for (host, report) in &reports {
+            for diff in &report.diffs {
+                println!("# {host}\n{}", crate::output::terminal_safe(diff));
+            }
+        }
+    }
+    Ok(output::finish(global, command, &reports))
+}
+
+/// A transition's phases as `mode` may run them: genconfig writes the first only (its later
+/// phases need restarts in between), check shows the first.
+fn first_phase_only(
+    command: &str,
+    mode: Mode,
+    mut phases: Vec<ConvergePhase>,
+) -> Vec<ConvergePhase> {
     if phases.len() > 1 {
         let first = phases[0].title.clone().unwrap_or_default();
         match mode {
             Mode::Converge => {}
-            // Files applied by some later restart: only the first phase is safe at any time.
             Mode::WriteOnly => {
                 eprintln!(
                     "warning: {command}: writes {first} only (its later phases need restarts \
@@ -42,15 +93,5 @@ pub async fn run(
             }
         }
     }
-    let options = global.rollout(phases[0].hosts.len(), &args.batches);
-    let progress = Progress::new(command, global.verbosity(), false);
-    let reports = virtfleet_rollout::converge(phases, mode, &options, &progress).await;
-    if let Mode::Check { diff: true } = mode {
-        for (host, report) in &reports {
-            for diff in &report.diffs {
-                println!("# {host}\n{}", crate::output::terminal_safe(diff));
-            }
-        }
-    }
-    Ok(output::finish(global, command, &reports))
+    phases
 }

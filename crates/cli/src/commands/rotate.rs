@@ -33,6 +33,65 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
                 .into(),
         ]));
     }
+    // Every play planned (its hosts read) before any host changes.
+    let plays = global.plays();
+    let several = plays.len() > 1;
+    let mut planned = Vec::new();
+    for play in &plays {
+        match plan(play, &args).await? {
+            Ok(phases) => planned.push((play, phases)),
+            Err(code) => return Ok(code),
+        }
+    }
+    if several && planned.iter().any(|(_, p)| p.phases.len() > 1 || p.widened) {
+        return Err(InputErrors::one(
+            "rotate: a CA change or new client certificate subjects over several playbooks \
+             is not coordinated across them yet (one group's hosts would refuse the other's \
+             part-way); several playbooks rotate leaves under the same CA and subjects only",
+        ));
+    }
+    let mut reports = BTreeMap::new();
+    for (play, planned) in planned {
+        if several {
+            let path = play.playbook.first().map(|p| p.display().to_string());
+            println!("rotate: playbook {}", path.unwrap_or_default());
+        }
+        let phases = planned.phases;
+        let size = planned.serial.batch_size(phases[0].jobs.len());
+        show_plan(&phases, size, &args);
+        if !args.yes && !confirmed() {
+            println!("rotate: not confirmed; nothing changed");
+            return Ok(ExitCode::FAILURE);
+        }
+        let options = &planned.options;
+        let progress = Progress::new("rotate", global.verbosity(), true);
+        let play_reports =
+            virtfleet_rollout::rotate(&phases, args.restart, options, &progress).await;
+        show_outcome(&play_reports);
+        let failed = !Summary::of(&play_reports).all_good();
+        reports.extend(play_reports);
+        if failed && several {
+            println!("rotate: a host failed; the playbooks after this one do not run");
+            break;
+        }
+    }
+    Ok(output::finish(global, "rotate", &reports))
+}
+
+/// One play's rotation, planned from what its hosts hold.
+struct Planned {
+    phases: Vec<Phase>,
+    /// Client certificate subjects change (old ones let in until the last phase).
+    widened: bool,
+    serial: Serial,
+    options: virtfleet_rollout::Options,
+}
+
+/// Plans one play's rotation; `Ok(Err(code))`: stop with that exit code (hosts unreached).
+async fn plan(
+    global: &GlobalArgs,
+    args: &RotateArgs,
+) -> Result<Result<Planned, ExitCode>, InputErrors> {
     let prepared = prepare(global).await?;
     let (mut inputs, jobs, unreachable) = (prepared.inputs, prepared.jobs, prepared.not_reached);
     if !unreachable.is_empty() {
@@ -45,7 +104,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
             "rotate: {} host(s) could not be reached; nothing changed",
             unreachable.len()
         );
-        return Ok(ExitCode::FAILURE);
+        return Ok(Err(ExitCode::FAILURE));
     }
     let without_tls: Vec<String> = jobs
         .iter()
@@ -75,6 +134,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
     let widened = widened(&mut inputs, &jobs, &reading)?;
     // Peers outside --limit may still present their old subjects: they stay let in.
     let left_out = inputs.group.iter().any(|h| !inputs.hosts.contains(h));
+    let is_widened = widened.is_some();
     let jobs = match (&widened, left_out) {
         (Some(both), true) => {
             println!(
@@ -87,15 +147,12 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
         _ => jobs,
     };
     let phases = rollover::plan(jobs, widened, &reading, &options.ssh, forks, &progress).await;
-    let size = serial.batch_size(phases[0].jobs.len());
-    show_plan(&phases, size, &args);
-    if !args.yes && !confirmed() {
-        println!("rotate: not confirmed; nothing changed");
-        return Ok(ExitCode::FAILURE);
-    }
-    let reports = virtfleet_rollout::rotate(&phases, args.restart, &options, &progress).await;
-    show_outcome(&reports);
-    Ok(output::finish(global, "rotate", &reports))
+    Ok(Ok(Planned {
+        phases,
+        widened: is_widened,
+        serial,
+        options,
+    }))
 }
 
 fn show_plan(phases: &[Phase], size: usize, args: &RotateArgs) {
