@@ -8,7 +8,8 @@ use virtfleet_suite::*;
 const GLOBALS: &str = "libvirt_tls: \"yes\"\n";
 
 /// The keys the playbook sets in libvirtd.conf: every other line is the host's.
-const OWNED: [&str; 11] = [
+const OWNED: [&str; 12] = [
+    "listen_addr",
     "listen_tls",
     "listen_tcp",
     "tls_port",
@@ -284,4 +285,27 @@ fn a_fleet_of_kolla_and_plain_hosts_deploys_and_rotates_in_one_run_each() {
     for host in hosts {
         assert_eq!(host_report(&report, host)["status"], "ok", "{report}");
     }
+    // One playbook alone would let in its own group only; with the groups named as one
+    // fleet it keeps the other group's subjects: nothing to change.
+    fleet.write_globals(&format!(
+        "{GLOBALS}virtfleet_fleet_groups: [compute, libvirt_hosts]\n"
+    ));
+    let (out, report) = fleet.run_report(&["check", "--playbook", &plain]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in plain_hosts {
+        let entry = host_report(&report, host);
+        assert_eq!(
+            strings(&entry["changed_files"]),
+            Vec::<String>::new(),
+            "{entry}"
+        );
+    }
+    fleet.write_globals(GLOBALS);
+    let (_, report) = fleet.run_report(&["check", "--playbook", &plain]);
+    let entry = host_report(&report, "compute02");
+    assert_eq!(
+        strings(&entry["changed_files"]),
+        ["/etc/libvirt/libvirtd.conf"],
+        "{entry}"
+    );
 }

@@ -133,6 +133,20 @@ pub fn audit(seen: &Observed) -> Vec<Finding> {
         })
     };
 
+    // A file the reader below cannot read as libvirt or Cyrus SASL does (`;`, a lone carriage
+    // return, `"""`): its findings could miss a setting in force.
+    for kind in ["libvirtd", "sasl"] {
+        if let Some((path, text)) = seen.files.get(kind) {
+            if let Err(why) = virtfleet_plan::conf_readable(text) {
+                add(
+                    "CONF-UNREADABLE",
+                    Severity::High,
+                    format!("{path}: {why}: what libvirt reads from it is not known"),
+                );
+            }
+        }
+    }
+
     match get("libvirtd", None) {
         None => add(
             "LIBVIRT-CONF-MISSING",
@@ -313,6 +327,14 @@ mod tests {
             "listen_tcp = 1\nlisten_tls = 0\nauth_tcp = \"none\"\nlisten_addr = \"10.0.0.1\"\n";
         let ids = run(day0, None, None, Some(Answer::NoAuth));
         assert_eq!(ids, ["LIBVIRT-RPC-OPEN", "LIBVIRT-TCP-NOAUTH"]);
+    }
+
+    #[test]
+    fn a_file_libvirt_reads_otherwise_than_the_audit_is_said_to_be_unknown() {
+        // The first auth_tls libvirt reads is "none", after the `;`.
+        let hidden = "listen_tls = 1; auth_tls = \"none\"\nauth_tls = \"sasl\"\nlisten_addr = \"10.0.0.1\"\n";
+        let ids = run(hidden, Some("mech_list: scram-sha-256\n"), None, None);
+        assert!(ids.contains(&"CONF-UNREADABLE"), "{ids:?}");
     }
 
     #[test]

@@ -58,6 +58,9 @@ impl InputErrors {
     }
 }
 
+/// Inventory groups that form one fleet with the playbook's (globals.yml).
+const FLEET_GROUPS: &str = "virtfleet_fleet_groups";
+
 /// The variable that carries [`Inputs::fleet_client_dns`] to the playbook.
 const FLEET_CLIENT_DNS: &str = "virtfleet_fleet_client_dns";
 
@@ -200,6 +203,9 @@ pub struct Inputs {
     pub overrides: BTreeMap<String, Vars>,
     /// Every host of the playbook's group, whatever `--limit` says.
     pub group: Vec<String>,
+    /// Other groups whose hosts are peers of these (the run's other playbooks' groups and
+    /// `virtfleet_fleet_groups`): their client certificates are let in too.
+    pub other_groups: Vec<String>,
 }
 
 impl Inputs {
@@ -251,6 +257,7 @@ impl Inputs {
             probed: BTreeMap::new(),
             overrides: BTreeMap::new(),
             group: group.clone(),
+            other_groups: Vec::new(),
         };
         let mut dns = inputs.client_dns(&inputs.playbook, &group)?;
         // The other plays' hosts are peers too: their client certificates are let in.
@@ -264,6 +271,20 @@ impl Inputs {
                 .group_hosts(&other.hosts)
                 .map_err(InputErrors::one)?;
             dns.extend(inputs.client_dns(&other, &hosts)?);
+            inputs.other_groups.push(other.hosts.clone());
+        }
+        // And the groups the operator names as one fleet, whatever this run's playbooks
+        // (their certificates are where this playbook looks for its own hosts').
+        for name in inputs.fleet_groups()? {
+            if name == inputs.playbook.hosts || inputs.other_groups.contains(&name) {
+                continue;
+            }
+            let hosts = inputs
+                .inventory
+                .group_hosts(&name)
+                .map_err(InputErrors::one)?;
+            dns.extend(inputs.client_dns(&inputs.playbook, &hosts)?);
+            inputs.other_groups.push(name);
         }
         dns.sort();
         dns.dedup();
@@ -363,6 +384,25 @@ impl Inputs {
             true => Ok(dns.into_iter().collect()),
             false => Err(InputErrors(errors)),
         }
+    }
+
+    /// `virtfleet_fleet_groups` from globals.yml: inventory groups that form one fleet with
+    /// this playbook's (each host lets in every one's client certificates).
+    fn fleet_groups(&self) -> Result<Vec<String>, InputErrors> {
+        let Some(value) = self.extra_vars.get(FLEET_GROUPS) else {
+            return Ok(Vec::new());
+        };
+        let names = value.as_array().and_then(|list| {
+            list.iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+        });
+        names.ok_or_else(|| {
+            InputErrors::one(format!(
+                "{}: {FLEET_GROUPS} must be a list of inventory group names",
+                self.configdir.join("globals.yml").display()
+            ))
+        })
     }
 
     fn vars_without_fleet(&self, host: &str) -> Vars {

@@ -62,7 +62,7 @@ mod validate;
 mod vars;
 
 pub use error::PlanError;
-pub use merge::{ini_true, ini_value, merge, Merge};
+pub use merge::{conf_readable, ini_true, ini_value, merge, Merge};
 pub use plan::{
     cert_dirs, plan_host, provisional_facts, resolve_tls, resolve_vars, stood_in_exactly,
     AuditPlan, DesiredFile, HostPlan, PlanInput, ReadyCheck, Reload, Runs, ServicePlan, Step,

@@ -47,7 +47,7 @@ pub fn merge(kind: Merge, current: Option<&[u8]>, owned: &[u8]) -> Result<Vec<u8
     };
     let current = std::str::from_utf8(current).map_err(|_| "the host's file is not UTF-8")?;
     match (kind, wanted) {
-        (Merge::Conf, _) => Ok(merge_conf(current, owned).into_bytes()),
+        (Merge::Conf, _) => Ok(merge_conf(current, owned)?.into_bytes()),
         (_, None) => Ok(merge_ini(current, owned).into_bytes()),
         (_, Some(wanted)) => merge_kolla_config(current, wanted),
     }
@@ -61,38 +61,66 @@ struct ConfSetting<'a> {
     end: usize,
 }
 
-/// The settings of a libvirt / SASL settings file in order (comments and anything else that
-/// is not `key = value` or `key: value` skipped).
-fn parse_conf<'a>(lines: &[&'a str]) -> Vec<ConfSetting<'a>> {
+/// The settings of a libvirt / SASL settings file in order (blank lines and `#` comments
+/// skipped). Whatever else the file holds is an error: a reader that saw a line differently
+/// from libvirt or Cyrus SASL could leave a setting in force that it believes replaced (a
+/// `;` between two settings on one line, a lone carriage return, which libvirt reads as a
+/// line end, a `"""` string spanning lines, a line Cyrus reads in pieces).
+fn parse_conf<'a>(lines: &[&'a str]) -> Result<Vec<ConfSetting<'a>>, String> {
     let mut settings = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        let line = lines[i].trim();
+        let start = i;
+        let line = conf_line(lines[i], i)?.trim();
         i += 1;
-        if line.starts_with('#') {
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        let unreadable = |why: &str| format!("line {}: {why}", start + 1);
         let Some(at) = line.find(['=', ':']) else {
-            continue;
+            return Err(unreadable("neither `key = value` nor `key: value`"));
         };
         let key = line[..at].trim();
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            continue;
+            return Err(unreadable("not a setting name before its `=` or `:`"));
         }
-        let start = i - 1;
-        let mut depth = list_depth(&line[at + 1..]);
+        let mut depth = list_depth(&line[at + 1..]).map_err(|why| unreadable(why))?;
         while depth > 0 && i < lines.len() {
-            depth += list_depth(lines[i]);
+            let more = conf_line(lines[i], i)?;
+            depth += list_depth(more).map_err(|why| format!("line {}: {why}", i + 1))?;
             i += 1;
         }
         settings.push(ConfSetting { key, start, end: i });
     }
-    settings
+    Ok(settings)
+}
+
+/// Whether a libvirt or SASL settings file reads one setting per line, as virtfleet's merge
+/// and audit read it (see [`Merge::Conf`]); the first line that does not, and why.
+pub fn conf_readable(text: &str) -> Result<(), String> {
+    parse_conf(&split_lines(text)).map(drop)
+}
+
+/// One line as both readers see it (a CRLF line end aside), or why they would not.
+fn conf_line(line: &str, index: usize) -> Result<&str, String> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let why = if line.contains('\r') {
+        "a carriage return inside the line (libvirt reads it as a line end)"
+    } else if line.len() > 4000 {
+        "longer than 4000 bytes (Cyrus SASL reads a long line in pieces)"
+    } else {
+        return Ok(line);
+    };
+    Err(format!("line {}: {why}", index + 1))
 }
 
 /// How many libvirt lists a piece of a value opens and does not close (brackets inside
-/// quoted strings and after a `#` comment do not count).
-fn list_depth(text: &str) -> i32 {
+/// quoted strings and after a `#` comment do not count); an error for what libvirt reads
+/// otherwise than one setting per line (`;`, `"""`).
+fn list_depth(text: &str) -> Result<i32, &'static str> {
+    if text.contains("\"\"\"") && !text.trim_start().starts_with('#') {
+        return Err("a triple-quoted string (it may span lines)");
+    }
     let mut depth = 0;
     let mut quote: Option<char> = None;
     for c in text.chars() {
@@ -101,31 +129,39 @@ fn list_depth(text: &str) -> i32 {
             (Some(_), _) => {}
             (None, '"' | '\'') => quote = Some(c),
             (None, '#') => break,
+            (None, ';') => return Err("a `;`: libvirt reads a second setting after it"),
             (None, '[') => depth += 1,
             (None, ']') => depth -= 1,
             _ => {}
         }
     }
-    depth
+    Ok(depth)
 }
 
 /// See [`Merge::Conf`]. A key whose only setting already reads as rendered (spaces around
-/// its lines aside) is left as it is, so a merged file comes back unchanged.
-fn merge_conf(current: &str, owned: &str) -> String {
+/// its lines aside) is left as it is, so a merged file comes back unchanged. Keys match in any
+/// case (Cyrus SASL lowercases them), and a host file that cannot be read as both readers
+/// read it is an error, never merged around.
+fn merge_conf(current: &str, owned: &str) -> Result<String, String> {
     let lines = split_lines(current);
-    let settings = parse_conf(&lines);
+    let settings = parse_conf(&lines).map_err(|e| format!("the host's file, {e}"))?;
     let owned_lines = split_lines(owned);
+    let rendered_settings =
+        parse_conf(&owned_lines).map_err(|e| format!("the rendered template, {e}"))?;
     let mut skip: HashMap<usize, usize> = HashMap::new();
     let mut insert: HashMap<usize, Vec<&str>> = HashMap::new();
     let mut append: Vec<&str> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
-    for rendered in parse_conf(&owned_lines) {
-        if seen.contains(&rendered.key) {
+    for rendered in &rendered_settings {
+        if seen.iter().any(|k| k.eq_ignore_ascii_case(rendered.key)) {
             continue;
         }
         seen.push(rendered.key);
         let want = &owned_lines[rendered.start..rendered.end];
-        let found: Vec<&ConfSetting> = settings.iter().filter(|s| s.key == rendered.key).collect();
+        let found: Vec<&ConfSetting> = settings
+            .iter()
+            .filter(|s| s.key.eq_ignore_ascii_case(rendered.key))
+            .collect();
         let same = |s: &ConfSetting| {
             let have = &lines[s.start..s.end];
             have.len() == want.len() && have.iter().zip(want).all(|(a, b)| a.trim() == b.trim())
@@ -140,7 +176,7 @@ fn merge_conf(current: &str, owned: &str) -> String {
         }
     }
     if skip.is_empty() && append.is_empty() {
-        return current.to_string();
+        return Ok(current.to_string());
     }
     let mut out: Vec<&str> = Vec::with_capacity(lines.len() + append.len());
     let mut i = 0;
@@ -159,7 +195,7 @@ fn merge_conf(current: &str, owned: &str) -> String {
     out.extend(append);
     let mut text = out.join("\n");
     text.push('\n');
-    text
+    Ok(text)
 }
 
 /// What oslo.config reads for `key` in `section` of an INI text: the last setting's value
@@ -538,6 +574,36 @@ auth_tls = \"sasl\"
             merged,
             format!("auth_tls = \"sasl\"\n{}", untouched.trim_end()).as_bytes()
         );
+    }
+
+    #[test]
+    fn a_conf_file_read_otherwise_by_libvirt_or_sasl_is_refused_not_merged_around() {
+        let owned = b"auth_tls = \"sasl\"\ntls_no_verify_certificate = 0\n";
+        let hostile = [
+            // Two settings on one line: libvirt takes this auth_tls first.
+            "max_clients = 5000; auth_tls = \"none\"\nauth_tls = \"sasl\"\n",
+            // A lone carriage return is a line end to libvirt.
+            "max_clients = 1\rauth_tls = \"none\"\nauth_tls = \"sasl\"\n",
+            // The expected lines hidden inside a triple-quoted string.
+            "x = \"\"\"\nauth_tls = \"sasl\"\ntls_no_verify_certificate = 0\n\"\"\"\n",
+            // Not a setting at all.
+            "auth_tls \"none\"\n",
+        ];
+        for host in hostile {
+            let err = merge(Merge::Conf, Some(host.as_bytes()), owned).unwrap_err();
+            assert!(err.contains("line "), "{host:?}: {err}");
+        }
+        // A key written in capitals (Cyrus SASL lowercases keys) is the same key.
+        let merged = merge(
+            Merge::Conf,
+            Some(b"MECH_LIST: plain\n"),
+            b"mech_list: scram-sha-256\n",
+        );
+        assert_eq!(merged.unwrap(), b"mech_list: scram-sha-256\n");
+        // CRLF line ends and `;` inside quotes or comments are read as libvirt does.
+        let host = "a = \"x;y\" # c; d\r\nauth_tls = \"none\"\r\n";
+        let merged = merge(Merge::Conf, Some(host.as_bytes()), b"auth_tls = \"sasl\"\n").unwrap();
+        assert_eq!(merged, b"a = \"x;y\" # c; d\r\nauth_tls = \"sasl\"\n");
     }
 
     #[test]

@@ -48,7 +48,9 @@ fn restart_commands(plan: &HostPlan) -> Vec<String> {
     let Runs::Host { restart } = &plan.services[0].runs else {
         panic!("libvirtd runs on the host")
     };
-    restart.iter().map(|s| s.exec.join(" ")).collect()
+    // The first step refuses modular daemons (a shell test); the rest are systemctl.
+    assert!(restart[0].exec.join(" ").contains("virtqemud.socket"));
+    restart[1..].iter().map(|s| s.exec.join(" ")).collect()
 }
 
 #[test]
@@ -71,14 +73,24 @@ fn tls_goes_to_libvirts_own_paths_and_the_tls_socket_replaces_the_tcp_one() {
             ("/etc/pki/libvirt/private/serverkey.pem", 0o600),
             ("/etc/pki/libvirt/clientcert.pem", 0o644),
             ("/etc/pki/libvirt/private/clientkey.pem", 0o600),
+            (
+                "/etc/systemd/system/libvirtd-tls.socket.d/virtfleet.conf",
+                0o644
+            ),
         ]
+    );
+    let socket = &libvirtd.files[8];
+    assert_eq!(
+        String::from_utf8_lossy(&socket.content),
+        "[Socket]\nListenStream=\nListenStream=10.0.0.11:16514\n"
     );
     assert_eq!(
         restart_commands(&plan),
         [
+            "systemctl daemon-reload",
             "systemctl stop libvirtd.service",
-            "systemctl disable --now libvirtd-tcp.socket",
             "systemctl enable --now libvirtd-tls.socket",
+            "systemctl disable --now libvirtd-tcp.socket",
             "systemctl start libvirtd.service",
         ]
     );
@@ -114,17 +126,19 @@ fn without_tls_the_tcp_socket_stays_and_asks_for_sasl() {
     assert_eq!(
         restart_commands(&plan),
         [
+            "systemctl daemon-reload",
             "systemctl stop libvirtd.service",
-            "systemctl disable --now libvirtd-tls.socket",
             "systemctl enable --now libvirtd-tcp.socket",
+            "systemctl disable --now libvirtd-tls.socket",
             "systemctl start libvirtd.service",
         ]
     );
     let plan = plan_without_sockets();
-    assert_eq!(
-        restart_commands(&plan),
-        ["systemctl restart libvirtd.service"]
-    );
+    let Runs::Host { restart } = &plan.services[0].runs else {
+        panic!("libvirtd runs on the host")
+    };
+    let restart: Vec<String> = restart.iter().map(|s| s.exec.join(" ")).collect();
+    assert_eq!(restart, ["systemctl restart libvirtd.service"]);
     let conf = String::from_utf8(plan.services[0].files[0].content.clone()).unwrap();
     assert!(
         conf.contains("auth_tcp = \"sasl\"") && conf.contains("listen_tcp = 1"),

@@ -43,11 +43,13 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
             Err(code) => return Ok(code),
         }
     }
-    if several && planned.iter().any(|(_, p)| p.phases.len() > 1 || p.widened) {
+    let across = |p: &Planned| (p.phases.len() > 1 || p.widened) && (several || p.spans_groups);
+    if planned.iter().any(|(_, p)| across(p)) {
         return Err(InputErrors::one(
-            "rotate: a CA change or new client certificate subjects over several playbooks \
-             is not coordinated across them yet (one group's hosts would refuse the other's \
-             part-way); several playbooks rotate leaves under the same CA and subjects only",
+            "rotate: a CA change or new client certificate subjects over several groups \
+             (several playbooks, or virtfleet_fleet_groups) is not coordinated across them yet \
+             (one group's hosts would refuse the other's part-way); across groups, rotate \
+             leaves under the same CA and subjects only",
         ));
     }
     let mut reports = BTreeMap::new();
@@ -83,6 +85,8 @@ struct Planned {
     phases: Vec<Phase>,
     /// Client certificate subjects change (old ones let in until the last phase).
     widened: bool,
+    /// Hosts of other groups are peers of these (see `Inputs::other_groups`).
+    spans_groups: bool,
     serial: Serial,
     options: virtfleet_rollout::Options,
 }
@@ -150,6 +154,7 @@ async fn plan(
     Ok(Ok(Planned {
         phases,
         widened: is_widened,
+        spans_groups: !inputs.other_groups.is_empty(),
         serial,
         options,
     }))

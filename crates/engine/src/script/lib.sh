@@ -310,6 +310,12 @@ vf_remove_stale_stages() {
   done
 }
 
+# vf_mkdir MODE DIR: creates DIR with MODE when it is missing, its missing parents 0755.
+vf_mkdir() {
+  [ -d "$2" ] && return 0
+  (umask 022 && mkdir -p -- "$2") && chmod "$1" -- "$2"
+}
+
 # vf_claim_stage STAGE: records this shell as the owner of STAGE before it exists.
 vf_claim_stage() {
   echo "$$" > "$1.pid"

@@ -215,7 +215,12 @@ pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
     // A dropped connection (HUP) or a kill (TERM) must remove the stage too: a shell killed
     // by a signal skips its EXIT trap unless the signal is trapped.
     s.line("trap 'exit 129' HUP INT TERM PIPE");
-    s.cmd("mkdir -p --", &dirs);
+    // A missing directory: 0700 where it holds a secret, else 0755 with its missing parents,
+    // so public files (a CA certificate in /etc/pki/CA) stay readable to other users.
+    for dir in &dirs {
+        let secret = files.iter().any(|f| f.secret && parent(&f.path) == *dir);
+        s.cmd("vf_mkdir", [if secret { "0700" } else { "0755" }, dir]);
+    }
     for dir in &dirs {
         s.cmd("vf_remove_stale_stages", [dir.trim_end_matches('/')]);
     }
@@ -953,6 +958,37 @@ mod tests {
             .output()
             .unwrap();
         assert!(!read.status.success(), "nobody read the pushed key");
+    }
+
+    #[test]
+    fn a_push_makes_missing_directories_readable_unless_they_hold_a_secret() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        let ca = file(&pki.join("CA/cacert.pem"), b"ca\n".to_vec(), 0o644);
+        let mut key = file(&pki.join("libvirt/private/key.pem"), b"k\n".to_vec(), 0o600);
+        key.secret = true;
+        let out = sh(STDIN_COMMAND, &push(&[&ca, &key], None));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&pki), 0o755);
+        assert_eq!(mode(&pki.join("CA")), 0o755);
+        assert_eq!(mode(&pki.join("libvirt")), 0o755);
+        assert_eq!(mode(&pki.join("libvirt/private")), 0o700);
+        // An existing directory keeps its mode.
+        std::fs::set_permissions(&pki.join("CA"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        let ca = file(&pki.join("CA/cacert.pem"), b"ca2\n".to_vec(), 0o644);
+        let out = sh(STDIN_COMMAND, &push(&[&ca], None));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(mode(&pki.join("CA")), 0o750);
     }
 
     #[test]
