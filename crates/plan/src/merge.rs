@@ -84,7 +84,7 @@ fn parse_conf<'a>(lines: &[&'a str]) -> Result<Vec<ConfSetting<'a>>, String> {
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(unreadable("not a setting name before its `=` or `:`"));
         }
-        let mut depth = list_depth(&line[at + 1..]).map_err(|why| unreadable(why))?;
+        let mut depth = list_depth(&line[at + 1..]).map_err(unreadable)?;
         while depth > 0 && i < lines.len() {
             let more = conf_line(lines[i], i)?;
             depth += list_depth(more).map_err(|why| format!("line {}: {why}", i + 1))?;
