@@ -980,7 +980,7 @@ mod tests {
         assert_eq!(mode(&pki.join("libvirt")), 0o755);
         assert_eq!(mode(&pki.join("libvirt/private")), 0o700);
         // An existing directory keeps its mode.
-        std::fs::set_permissions(&pki.join("CA"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::fs::set_permissions(pki.join("CA"), std::fs::Permissions::from_mode(0o750)).unwrap();
         let ca = file(&pki.join("CA/cacert.pem"), b"ca2\n".to_vec(), 0o644);
         let out = sh(STDIN_COMMAND, &push(&[&ca], None));
         assert!(
