@@ -309,3 +309,81 @@ fn a_fleet_of_kolla_and_plain_hosts_deploys_and_rotates_in_one_run_each() {
         "{entry}"
     );
 }
+
+/// `virsh -c URI version` inside `from`'s nova_compute container, as Kolla's nova would dial
+/// (the container's copies of the client pair and its SASL credentials).
+fn nova_compute_virsh(fleet: &Fleet, from: &str, uri: &str) -> std::process::Output {
+    let script = format!(
+        "podman exec nova_compute sh -c 'LIBVIRT_AUTH_FILE=/var/lib/nova/.config/libvirt/auth.conf \
+         timeout 20 virsh -c {uri} version </dev/null'"
+    );
+    fleet.lab.ssh(fleet.host(from), &script)
+}
+
+#[test]
+fn kolla_with_libvirtd_on_the_host_deploys_and_rotates_with_a_live_reload() {
+    // Kolla's enable_nova_libvirt_container: false. Each host runs libvirtd under systemd
+    // and Kolla's nova_compute container; it is in both groups, both playbooks apply.
+    let lab = LabOptions::new(2).kinds(&[Kind::KollaHostLibvirt]);
+    let fleet = Fleet::with(lab, GLOBALS, false);
+    let (kolla, plain) = (shipped("kolla.yml"), playbook());
+    let both = ["--playbook", plain.as_str(), "--playbook", kolla.as_str()];
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter().chain(&both).map(|a| a.to_string()).collect()
+    };
+    let run = |args: &[&str]| {
+        let args = with(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fleet.run_report(&args)
+    };
+    fleet.ok(&["certs", "init-ca"]);
+    let args = with(&["certs", "issue"]);
+    fleet.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let hosts = ["compute01", "compute02"];
+
+    let (out, report) = run(&["deploy"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in hosts {
+        let entry = host_report(&report, host);
+        // The host's libvirtd, then Kolla's nova_compute; no nova_libvirt container at all.
+        assert_eq!(
+            strings(&entry["restarted"]),
+            ["libvirtd", "nova_compute"],
+            "{entry}"
+        );
+        let kolla_dir = fleet.sh(host, "ls /etc/kolla");
+        assert_eq!(
+            kolla_dir.split_whitespace().collect::<Vec<_>>(),
+            ["nova-compute"]
+        );
+    }
+    // nova in its container reaches the peer's host libvirtd over TLS + SASL.
+    for (from, to) in [("compute01", "compute02"), ("compute02", "compute01")] {
+        let out = nova_compute_virsh(&fleet, from, &format!("qemu+tls://{to}/system"));
+        assert!(out.status.success(), "{from} -> {to}: {}", describe(&out));
+    }
+
+    // Only certificates change: the host's libvirtd re-reads them live (same systemd
+    // invocation); Kolla's nova_compute, which has no reload, restarts with its new pair.
+    let before = fleet.sh(
+        "compute01",
+        "systemctl show -P InvocationID libvirtd.service",
+    );
+    fleet.reissue_leaves_with(&hosts, &both);
+    let (out, report) = run(&["rotate", "--yes"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in hosts {
+        let entry = host_report(&report, host);
+        assert_eq!(strings(&entry["reloaded"]), ["libvirtd"], "{entry}");
+        assert_eq!(strings(&entry["restarted"]), ["nova_compute"], "{entry}");
+    }
+    let after = fleet.sh(
+        "compute01",
+        "systemctl show -P InvocationID libvirtd.service",
+    );
+    assert_eq!(before, after, "libvirtd restarted for new certificates");
+    let new_cert = fleet.file_fingerprint(&fleet.host_cert_dir("compute02").join("servercert.pem"));
+    assert_eq!(fleet.served_fingerprint("compute02"), new_cert);
+    let out = nova_compute_virsh(&fleet, "compute01", "qemu+tls://compute02/system");
+    assert!(out.status.success(), "after rotation: {}", describe(&out));
+}

@@ -355,6 +355,18 @@ pub fn write_report(
 
 /// Prints the summary, writes the report; the exit status: 0 when every host is ok or
 /// changed, 1 otherwise (or when the report cannot be written).
+/// Adds a play's results to the run's: a host in several plays gets one entry (see
+/// `HostReport::combine`).
+pub fn combine(reports: &mut BTreeMap<String, HostReport>, more: BTreeMap<String, HostReport>) {
+    for (host, report) in more {
+        let merged = match reports.remove(&host) {
+            Some(earlier) => earlier.combine(report),
+            None => report,
+        };
+        reports.insert(host, merged);
+    }
+}
+
 pub fn finish(
     global: &crate::args::GlobalArgs,
     command: &str,

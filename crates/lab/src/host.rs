@@ -180,6 +180,11 @@ impl LabHost {
             &libvirt_dir.join("config.json"),
             &format!("{libvirt_json:#}\n"),
         )?;
+        self.write_day0_nova_compute(&compute_dir)
+    }
+
+    /// Kolla's nova_compute files before hardening: nova.conf pointed at libvirt over TCP.
+    pub(crate) fn write_day0_nova_compute(&self, compute_dir: &Path) -> Result<(), LabError> {
         // As kolla-ansible writes it: much more than the libvirt settings (a deploy must keep
         // all of it; the password is a stand-in a diff must never show).
         let nova_conf = format!(

@@ -67,6 +67,9 @@ pub enum Kind {
     Kolla,
     /// A plain KVM host: libvirtd under systemd, socket activation (see `systemd.rs`).
     Systemd,
+    /// Kolla with `enable_nova_libvirt_container: false`: a systemd host whose libvirtd is
+    /// the host's, plus Kolla's nova_compute container (podman inside the host).
+    KollaHostLibvirt,
 }
 
 /// A lab host's container engine: what `kolla_container_engine` says for it in the lab's
@@ -291,8 +294,11 @@ impl Lab {
                     address: Ipv4Addr::new(198, 18, self.id as u8, n as u8),
                 });
                 let engine = options.engine_of(n);
-                let systemd = (options.kind_of(n) == Kind::Systemd)
-                    .then(|| systemd::SystemdHost::new(self.id, &name, &self.run_dir));
+                let kind = options.kind_of(n);
+                let systemd = (kind != Kind::Kolla).then(|| {
+                    let kolla = kind == Kind::KollaHostLibvirt;
+                    systemd::SystemdHost::new(self.id, &name, &self.run_dir, kolla)
+                });
                 LabHost::new(
                     name,
                     address,
@@ -384,9 +390,17 @@ impl Lab {
     /// variable, which Kolla lets override the group's).
     fn write_inventory(&self) -> Result<(), LabError> {
         let mut text = String::from("# Written by virtfleet-lab: one line per lab host.\n");
-        let (plain, kolla): (Vec<&LabHost>, Vec<&LabHost>) =
-            self.hosts.iter().partition(|h| h.systemd.is_some());
-        let group_engine = kolla.first().map_or(Engine::Podman, |h| h.engine);
+        // A Kolla host with libvirtd on the host is in both groups (both playbooks apply).
+        let kolla: Vec<&LabHost> = self
+            .hosts
+            .iter()
+            .filter(|h| h.systemd.as_ref().is_none_or(|s| s.kolla_compute))
+            .collect();
+        let plain: Vec<&LabHost> = self.hosts.iter().filter(|h| h.systemd.is_some()).collect();
+        let group_engine = kolla
+            .iter()
+            .find(|h| h.systemd.is_none())
+            .map_or(Engine::Podman, |h| h.engine);
         for (group, hosts) in [("compute", &kolla), ("libvirt_hosts", &plain)] {
             if hosts.is_empty() {
                 continue;
@@ -400,8 +414,14 @@ impl Lab {
                         text.push_str(&format!(" migration_interface_address={}", host.address))
                     }
                 }
-                if host.engine != group_engine && host.systemd.is_none() {
-                    text.push_str(&format!(" kolla_container_engine={}", host.engine));
+                match &host.systemd {
+                    Some(_) if group == "compute" => text.push_str(
+                        " kolla_container_engine=podman enable_nova_libvirt_container=false",
+                    ),
+                    None if host.engine != group_engine => {
+                        text.push_str(&format!(" kolla_container_engine={}", host.engine))
+                    }
+                    _ => {}
                 }
                 text.push('\n');
             }

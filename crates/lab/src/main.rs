@@ -31,6 +31,10 @@ enum Cmd {
         /// authentication); for playbooks/libvirt-host.yml.
         #[arg(long)]
         host_libvirt: bool,
+        /// Kolla hosts with libvirtd from the host OS (enable_nova_libvirt_container: false):
+        /// systemd hosts as above that also run Kolla's nova_compute container.
+        #[arg(long, conflicts_with = "host_libvirt")]
+        kolla_host_libvirt: bool,
     },
     /// Tear down a lab (e.g. `lab12`), or every lab on this machine when none is named:
     /// containers, sshd, namespaces, mounts, files.
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
             light,
             engine,
             host_libvirt,
+            kolla_host_libvirt,
         } => {
             let containers = if light {
                 Containers::Light
@@ -58,10 +63,10 @@ fn main() -> ExitCode {
             let options = LabOptions::new(hosts)
                 .containers(containers)
                 .engines(&engine)
-                .kinds(&[if host_libvirt {
-                    Kind::Systemd
-                } else {
-                    Kind::Kolla
+                .kinds(&[match (host_libvirt, kolla_host_libvirt) {
+                    (true, _) => Kind::Systemd,
+                    (_, true) => Kind::KollaHostLibvirt,
+                    _ => Kind::Kolla,
                 }]);
             match options.up() {
                 Ok(lab) => {
@@ -70,9 +75,10 @@ fn main() -> ExitCode {
                         println!("  {:<10} {}", host.name, host.address);
                     }
                     let engines: Vec<&str> = engine.iter().map(|e| e.as_str()).collect();
-                    match host_libvirt {
-                        true => println!("hosts:       libvirtd under systemd"),
-                        false => println!("engine:      {}", engines.join(",")),
+                    match (host_libvirt, kolla_host_libvirt) {
+                        (true, _) => println!("hosts:       libvirtd under systemd"),
+                        (_, true) => println!("hosts:       libvirtd under systemd, nova_compute"),
+                        _ => println!("engine:      {}", engines.join(",")),
                     }
                     println!("inventory:   {}", lab.inventory().display());
                     println!("known_hosts: {}", lab.known_hosts().display());

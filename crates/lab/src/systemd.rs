@@ -142,12 +142,19 @@ impl LabHost {
         })?;
         text.push_str("auth_tcp = \"none\"\n");
         write(&conf, &text)?;
+        if systemd.kolla_compute {
+            write_nested_podman(&merged)?;
+            let compute_dir = etc.join("kolla/nova-compute");
+            mkdir(&compute_dir)?;
+            self.write_day0_nova_compute(&compute_dir)?;
+        }
         let hosts = self.dir.parent().expect("in a lab dir").join("hosts");
         let data_dir = self.dir.parent().expect("in a lab dir");
         run(podman(data_dir)
             .args(["run", "-d", "--name", &systemd.container])
             .args([
                 "--systemd=always",
+                "--privileged",
                 "--network",
                 "host",
                 "--hostname",
@@ -170,7 +177,30 @@ impl LabHost {
             .arg("--rootfs")
             .arg(&merged)
             .arg("/lib/systemd/systemd"))?;
-        self.wait_for_systemd()
+        self.wait_for_systemd()?;
+        if systemd.kolla_compute {
+            self.start_nested_nova_compute(data_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Kolla's nova_compute as in the other lab hosts (the lab's start scripts, this
+    /// machine's root as the image), run by the host's own podman.
+    fn start_nested_nova_compute(&self, data_dir: &Path) -> Result<(), LabError> {
+        let bin = data_dir.join("bin");
+        let mut script = String::from(
+            "set -e\nmkdir -p /run/vfroot\nmount --bind / /run/vfroot\n\
+             podman run -d --name nova_compute --network host --cgroupns=private \
+             --stop-timeout 5 -v /etc/kolla/nova-compute:/var/lib/kolla/config_files:ro",
+        );
+        for (name, _) in crate::SCRIPTS {
+            let path = bin.join(name);
+            script.push_str(&format!(" -v {}:/usr/local/bin/{name}:ro", path.display()));
+        }
+        script.push_str(
+            " --rootfs /run/vfroot:O dumb-init --single-child -- /usr/local/bin/kolla_start\n",
+        );
+        run(self.command("sh").args(["-c", &script])).map(drop)
     }
 
     /// Until sshd answers and systemd finished starting (running, or degraded by a unit this
@@ -200,6 +230,33 @@ impl LabHost {
         cmd.args(["exec", "-i", &systemd.container, program]);
         cmd
     }
+}
+
+/// A podman for the host itself (Kolla's nova_compute beside a host libvirtd): its own store
+/// (vfs: no overlay on the host's overlay root), the machine's podman store hidden (it shows
+/// through the lower layer), runc and cgroupfs as on this machine. The host is privileged:
+/// its podman mounts /proc and cgroups.
+fn write_nested_podman(merged: &Path) -> Result<(), LabError> {
+    let store = merged.join("var/lib/containers/storage");
+    // In the overlay's upper layer only: a whiteout, the machine's store stays as it is.
+    if store.exists() {
+        fs::remove_dir_all(&store).map_err(|source| LabError::Io {
+            path: store.clone(),
+            source,
+        })?;
+    }
+    let conf = merged.join("etc/containers");
+    mkdir(&conf)?;
+    write(
+        &conf.join("storage.conf"),
+        "[storage]\ndriver = \"vfs\"\nrunroot = \"/run/containers/storage\"\n\
+         graphroot = \"/var/lib/containers/storage\"\n",
+    )?;
+    write(
+        &conf.join("containers.conf"),
+        "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n\
+         [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+    )
 }
 
 /// Removes the systemd hosts of a lab: their containers, overlays and upper layers.
@@ -234,13 +291,17 @@ pub struct SystemdHost {
     pub container: String,
     /// Its overlay root: a tmpfs with upper/, work/ and merged/.
     pub(crate) root: PathBuf,
+    /// Kolla with `enable_nova_libvirt_container: false`: the host also runs Kolla's
+    /// nova_compute container (podman inside the host), beside its own libvirtd.
+    pub kolla_compute: bool,
 }
 
 impl SystemdHost {
-    pub(crate) fn new(id: u32, name: &str, run_dir: &Path) -> SystemdHost {
+    pub(crate) fn new(id: u32, name: &str, run_dir: &Path, kolla_compute: bool) -> SystemdHost {
         SystemdHost {
             container: container_name(id, name),
             root: run_dir.join("systemd").join(name),
+            kolla_compute,
         }
     }
 }

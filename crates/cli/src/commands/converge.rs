@@ -43,13 +43,7 @@ pub async fn run(
         let failed = play_reports
             .values()
             .any(|r| matches!(r.status, Status::Failed | Status::Unreachable));
-        for (host, report) in play_reports {
-            let merged = match reports.remove(&host) {
-                Some(earlier) => earlier.combine(report),
-                None => report,
-            };
-            reports.insert(host, merged);
-        }
+        output::combine(&mut reports, play_reports);
         // A later play may build on this one (a host's libvirtd before its nova_compute).
         if failed && several && !read_only {
             println!("{command}: a host failed; the playbooks after this one do not run");

@@ -7,11 +7,12 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Args;
+use virtfleet_engine::Mode;
 use virtfleet_engine::{HostJob, HostReport, Status};
-use virtfleet_rollout::{rollover, Phase, Serial};
+use virtfleet_rollout::{rollover, ConvergePhase, Entry, Phase, Serial};
 
 use crate::args::{Batches, GlobalArgs};
-use crate::inputs::{prepare, InputErrors};
+use crate::inputs::{prepare, InputErrors, Prepared};
 use crate::output::{self, Progress, Summary};
 
 #[derive(Args)]
@@ -38,7 +39,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
     let several = plays.len() > 1;
     let mut planned = Vec::new();
     for play in &plays {
-        match plan(play, &args).await? {
+        match plan(play, &args, several).await? {
             Ok(phases) => planned.push((play, phases)),
             Err(code) => return Ok(code),
         }
@@ -58,6 +59,30 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
             let path = play.playbook.first().map(|p| p.display().to_string());
             println!("rotate: playbook {}", path.unwrap_or_default());
         }
+        let progress = Progress::new("rotate", global.verbosity(), true);
+        if let Some(entries) = planned.deploy {
+            println!("rotate: no TLS served by these hosts' services: their files are deployed");
+            let phase = ConvergePhase {
+                title: None,
+                hosts: entries,
+                verify: false,
+                verify_before: false,
+            };
+            let play_reports = virtfleet_rollout::converge(
+                vec![phase],
+                Mode::Converge,
+                &planned.options,
+                &progress,
+            )
+            .await;
+            let failed = !Summary::of(&play_reports).all_good();
+            output::combine(&mut reports, play_reports);
+            if failed {
+                println!("rotate: a host failed; the playbooks after this one do not run");
+                break;
+            }
+            continue;
+        }
         let phases = planned.phases;
         let size = planned.serial.batch_size(phases[0].jobs.len());
         show_plan(&phases, size, &args);
@@ -66,12 +91,11 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
             return Ok(ExitCode::FAILURE);
         }
         let options = &planned.options;
-        let progress = Progress::new("rotate", global.verbosity(), true);
         let play_reports =
             virtfleet_rollout::rotate(&phases, args.restart, options, &progress).await;
         show_outcome(&play_reports);
         let failed = !Summary::of(&play_reports).all_good();
-        reports.extend(play_reports);
+        output::combine(&mut reports, play_reports);
         if failed && several {
             println!("rotate: a host failed; the playbooks after this one do not run");
             break;
@@ -82,6 +106,9 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
 
 /// One play's rotation, planned from what its hosts hold.
 struct Planned {
+    /// Set for a play of several whose hosts serve no TLS (Kolla's nova_compute beside the
+    /// host's own libvirtd): its files (new client certificates) are deployed instead.
+    deploy: Option<Vec<Entry>>,
     phases: Vec<Phase>,
     /// Client certificate subjects change (old ones let in until the last phase).
     widened: bool,
@@ -95,6 +122,7 @@ struct Planned {
 async fn plan(
     global: &GlobalArgs,
     args: &RotateArgs,
+    several: bool,
 ) -> Result<Result<Planned, ExitCode>, InputErrors> {
     let prepared = prepare(global).await?;
     let (mut inputs, jobs, unreachable) = (prepared.inputs, prepared.jobs, prepared.not_reached);
@@ -109,6 +137,18 @@ async fn plan(
             unreachable.len()
         );
         return Ok(Err(ExitCode::FAILURE));
+    }
+    if several && jobs.iter().all(|j| j.plan.tls.is_none()) {
+        let mut batches = args.batches.clone();
+        let serial = *batches.serial.get_or_insert(Serial::Hosts(1));
+        return Ok(Ok(Planned {
+            deploy: Some(Prepared::entries_of(jobs, unreachable, prepared.order)),
+            phases: Vec::new(),
+            widened: false,
+            spans_groups: false,
+            serial,
+            options: global.rollout(inputs.hosts.len(), &batches),
+        }));
     }
     let without_tls: Vec<String> = jobs
         .iter()
@@ -152,6 +192,7 @@ async fn plan(
     };
     let phases = rollover::plan(jobs, widened, &reading, &options.ssh, forks, &progress).await;
     Ok(Ok(Planned {
+        deploy: None,
         phases,
         widened: is_widened,
         spans_groups: !inputs.other_groups.is_empty(),
