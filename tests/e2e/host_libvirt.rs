@@ -227,17 +227,9 @@ fn a_fleet_of_kolla_and_plain_hosts_deploys_and_rotates_in_one_run_each() {
     let fleet = Fleet::with(lab, GLOBALS, false);
     let (kolla, plain) = (shipped("kolla.yml"), playbook());
     let both = ["--playbook", kolla.as_str(), "--playbook", plain.as_str()];
-    let with = |args: &[&str]| -> Vec<String> {
-        args.iter().chain(&both).map(|a| a.to_string()).collect()
-    };
-    let run = |args: &[&str]| {
-        let args = with(args);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        fleet.run_report(&args)
-    };
+    let run = |args: &[&str]| fleet.run_report(&[args, &both].concat());
     fleet.ok(&["certs", "init-ca"]);
-    let args = with(&["certs", "issue"]);
-    let out = fleet.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = fleet.ok(&[&["certs", "issue"][..], &both].concat());
     let text = String::from_utf8_lossy(&out.stdout);
     for host in ["compute01", "compute02", "compute03", "compute04"] {
         assert!(text.contains(&format!("{host}: issued")), "{text}");
@@ -328,17 +320,9 @@ fn kolla_with_libvirtd_on_the_host_deploys_and_rotates_with_a_live_reload() {
     let fleet = Fleet::with(lab, GLOBALS, false);
     let (kolla, plain) = (shipped("kolla.yml"), playbook());
     let both = ["--playbook", plain.as_str(), "--playbook", kolla.as_str()];
-    let with = |args: &[&str]| -> Vec<String> {
-        args.iter().chain(&both).map(|a| a.to_string()).collect()
-    };
-    let run = |args: &[&str]| {
-        let args = with(args);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        fleet.run_report(&args)
-    };
+    let run = |args: &[&str]| fleet.run_report(&[args, &both].concat());
     fleet.ok(&["certs", "init-ca"]);
-    let args = with(&["certs", "issue"]);
-    fleet.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    fleet.ok(&[&["certs", "issue"][..], &both].concat());
     let hosts = ["compute01", "compute02"];
 
     let (out, report) = run(&["deploy"]);
