@@ -107,7 +107,10 @@ EOF
     mode: "0660"
   vars:
     service_name: "{{ item.service }}"
-  when: item.when | default(true) | bool
+  # As Kolla's service_enabled_and_mapped_to_host: nova-libvirt is enabled by
+  # enable_nova_libvirt_container (libvirtd from the host OS when false).
+  when: (item.when | default(true) | bool) and
+        (item.service != 'nova-libvirt' or enable_nova_libvirt_container | default(true) | bool)
   loop:
     - {src: libvirtd.conf.j2, service: nova-libvirt, dest: libvirtd.conf}
     - {src: qemu.conf.j2, service: nova-libvirt, dest: qemu.conf}
