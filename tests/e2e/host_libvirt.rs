@@ -200,6 +200,42 @@ fn a_plain_systemd_host_goes_from_tcp_without_auth_to_tls_and_sasl_keeping_its_o
     assert_eq!(fleet.served_fingerprint("compute01"), new_cert);
     let ok = virsh(&fleet, "compute02", "qemu+tls://compute01/system", true);
     assert!(ok.status.success(), "after rotation: {}", describe(&ok));
+
+    // A CA rollover: three phases (both CAs trusted, new leaves, the old CA dropped), each
+    // applied live; afterwards the hosts trust the new CA only and still let each other in.
+    fleet.ok(&["certs", "init-ca", "--force", "--playbook", &pb]);
+    fleet.ok(&["certs", "issue", "--playbook", &pb]);
+    let (out, report) = fleet.run_report(&["rotate", "--yes", "--playbook", &pb]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("phase 3/3"), "{stdout}");
+    for host in ["compute01", "compute02"] {
+        assert_eq!(
+            strings(&host_report(&report, host)["restarted"]),
+            Vec::<String>::new()
+        );
+    }
+    let rolled = fleet.sh(
+        "compute01",
+        "systemctl show -P InvocationID libvirtd.service",
+    );
+    assert_eq!(started, rolled, "libvirtd restarted by a CA rollover");
+    let ca = std::fs::read_to_string(
+        fleet
+            .configdir
+            .path()
+            .join("config/nova/nova-libvirt/cacert.pem"),
+    )
+    .unwrap();
+    assert_eq!(fleet.sh("compute02", "cat /etc/pki/CA/cacert.pem"), ca);
+    for (from, to) in [("compute02", "compute01"), ("compute01", "compute02")] {
+        let ok = virsh(&fleet, from, &format!("qemu+tls://{to}/system"), true);
+        assert!(
+            ok.status.success(),
+            "after the CA rollover {from} -> {to}: {}",
+            describe(&ok)
+        );
+    }
 }
 
 /// Every ordered pair of hosts connects over TLS with its client pair and SASL credentials,
