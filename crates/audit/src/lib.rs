@@ -127,6 +127,7 @@ pub fn audit(seen: &Observed) -> Vec<Finding> {
         seen.files.get(kind).map(|(path, text)| {
             let repeated = match kind {
                 "nova" => Repeated::LastWins,
+                "sasl" => Repeated::Sasl,
                 _ => Repeated::FirstWins,
             };
             (path.clone(), settings(text, section, repeated))
@@ -335,6 +336,20 @@ mod tests {
         let hidden = "listen_tls = 1; auth_tls = \"none\"\nauth_tls = \"sasl\"\nlisten_addr = \"10.0.0.1\"\n";
         let ids = run(hidden, Some("mech_list: scram-sha-256\n"), None, None);
         assert!(ids.contains(&"CONF-UNREADABLE"), "{ids:?}");
+    }
+
+    #[test]
+    fn anonymous_sasl_is_found_as_cyrus_reads_the_file() {
+        let tls =
+            "listen_tls = 1\nlisten_tcp = 0\nauth_tls = \"sasl\"\nlisten_addr = \"10.0.0.1\"\n";
+        // Cyrus lowercases keys (the first wins) and reads the value to the end of the line.
+        for sasl in [
+            "MECH_LIST: anonymous\nmech_list: scram-sha-256\n",
+            "mech_list: scram-sha-256 #x anonymous\n",
+        ] {
+            let ids = run(tls, Some(sasl), None, None);
+            assert!(ids.contains(&"SASL-ANONYMOUS"), "{sasl:?}: {ids:?}");
+        }
     }
 
     #[test]

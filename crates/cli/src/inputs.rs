@@ -229,9 +229,14 @@ impl Inputs {
                 &load_vars_file(&path).map_err(InputErrors::one)?,
             );
         }
-        let group = inventory
-            .group_hosts(&playbook.hosts)
-            .map_err(InputErrors::one)?;
+        let group = inventory.group_hosts(&playbook.hosts).map_err(|e| {
+            InputErrors::one(format!(
+                "{e}: playbook {} works on group {} (its `hosts:`; the shipped ones: kolla.yml \
+                 on compute, libvirt-host.yml on libvirt_hosts)",
+                playbook.path.display(),
+                playbook.hosts
+            ))
+        })?;
         let hosts = match &args.limit {
             Some(pattern) => inventory
                 .select(&group, pattern)
@@ -262,7 +267,7 @@ impl Inputs {
         let mut dns = inputs.client_dns(&inputs.playbook, &group)?;
         // The other plays' hosts are peers too: their client certificates are let in.
         for path in &args.fleet_playbooks {
-            let other = load_playbook(path).map_err(InputErrors::one)?;
+            let other = load_playbook(&resolve_playbook(path)).map_err(InputErrors::one)?;
             if other.path == inputs.playbook.path {
                 continue;
             }
@@ -692,63 +697,97 @@ impl Inputs {
 
     /// [`Inputs::identity_clashes`] of hosts and their TLS identities.
     pub fn clashes(&self, identities: &[(&str, &TlsPlan)]) -> Vec<String> {
-        let mut owner: BTreeMap<String, String> = BTreeMap::new();
-        for host in self
-            .inventory
-            .group_hosts(&self.playbook.hosts)
-            .unwrap_or_default()
-        {
-            let address = text_var(&self.inventory.host_vars(&host), "ansible_host");
-            for name in std::iter::once(host.clone()).chain(address) {
-                owner.entry(name).or_insert_with(|| host.clone());
-            }
-        }
-        let mut clashes = Vec::new();
-        let mut claimed: BTreeMap<String, String> = BTreeMap::new();
-        for &(host, tls) in identities {
-            for (what, value) in [
-                ("migration_hostname", &tls.server_name),
-                ("migration_interface_address", &tls.address),
-            ] {
-                let other = owner
-                    .get(value)
-                    .filter(|o| o.as_str() != host)
-                    .or_else(|| claimed.get(value).filter(|o| o.as_str() != host));
-                match other {
-                    Some(other) => clashes.push(format!(
-                        "host {host}: its {what} {value:?} is host {other}'s; each host's name \
-                         and address must be its own (a host's facts say what it reports)"
-                    )),
-                    None => {
-                        claimed.insert(value.clone(), host.to_string());
-                    }
-                }
-            }
-        }
-        clashes
+        clashes_in(&self.inventory, &[self.playbook.hosts.as_str()], identities)
     }
 }
 
-fn playbook_path(args: &GlobalArgs) -> Result<PathBuf, InputErrors> {
-    if let Some(path) = args.playbook.first() {
-        return Ok(path.clone());
+/// Hosts of several plays (each job once, by the first play that plans it): no two may
+/// claim one name or address, nor one that is another host's in any of their groups.
+pub fn clashes_across(inventory: &Inventory, groups: &[&str], jobs: &[&HostJob]) -> Vec<String> {
+    let mut identities: Vec<(&str, &TlsPlan)> = Vec::new();
+    for job in jobs {
+        let label = job.target.label.as_str();
+        if let Some(tls) = &job.plan.tls {
+            if !identities.iter().any(|(host, _)| *host == label) {
+                identities.push((label, tls));
+            }
+        }
     }
+    clashes_in(inventory, groups, &identities)
+}
+
+/// [`Inputs::identity_clashes`] against the hosts of `groups`.
+fn clashes_in(
+    inventory: &Inventory,
+    groups: &[&str],
+    identities: &[(&str, &TlsPlan)],
+) -> Vec<String> {
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    let hosts = groups
+        .iter()
+        .flat_map(|group| inventory.group_hosts(group).unwrap_or_default());
+    for host in hosts {
+        let address = text_var(&inventory.host_vars(&host), "ansible_host");
+        for name in std::iter::once(host.clone()).chain(address) {
+            owner.entry(name).or_insert_with(|| host.clone());
+        }
+    }
+    let mut clashes = Vec::new();
+    let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+    for &(host, tls) in identities {
+        for (what, value) in [
+            ("migration_hostname", &tls.server_name),
+            ("migration_interface_address", &tls.address),
+        ] {
+            let other = owner
+                .get(value)
+                .filter(|o| o.as_str() != host)
+                .or_else(|| claimed.get(value).filter(|o| o.as_str() != host));
+            match other {
+                Some(other) => clashes.push(format!(
+                    "host {host}: its {what} {value:?} is host {other}'s; each host's name \
+                         and address must be its own (a host's facts say what it reports)"
+                )),
+                None => {
+                    claimed.insert(value.clone(), host.to_string());
+                }
+            }
+        }
+    }
+    clashes
+}
+
+fn playbook_path(args: &GlobalArgs) -> Result<PathBuf, InputErrors> {
+    let name = match args.playbook.first() {
+        Some(path) => return Ok(resolve_playbook(path)),
+        None => "kolla.yml",
+    };
+    shipped_playbook(name)
+        .ok_or_else(|| InputErrors::one("playbook kolla.yml not found; pass --playbook"))
+}
+
+/// A playbook path as given, or, when that is no file and it is a bare name
+/// (`libvirt-host.yml`), the shipped playbook of that name.
+pub fn resolve_playbook(path: &Path) -> PathBuf {
+    let bare = path.components().count() == 1;
+    match (path.is_file(), bare, path.to_str()) {
+        (false, true, Some(name)) => shipped_playbook(name).unwrap_or_else(|| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// A shipped playbook: ./playbooks/, then <bindir>/../share/virtfleet/playbooks/, then the
+/// source tree's.
+fn shipped_playbook(name: &str) -> Option<PathBuf> {
     let exe_dir = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf));
     let candidates = [
-        Some(PathBuf::from("playbooks/kolla.yml")),
-        exe_dir.map(|d| d.join("../share/virtfleet/playbooks/kolla.yml")),
-        Some(PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../playbooks/kolla.yml"
-        ))),
+        Some(PathBuf::from("playbooks").join(name)),
+        exe_dir.map(|d| d.join("../share/virtfleet/playbooks").join(name)),
+        Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks")).join(name)),
     ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
-        .ok_or_else(|| InputErrors::one("playbook kolla.yml not found; pass --playbook"))
+    candidates.into_iter().flatten().find(|p| p.is_file())
 }
 
 fn text_var(vars: &Vars, name: &str) -> Option<String> {

@@ -648,6 +648,7 @@ fn tear_down_slot(id: u32) -> Result<(), LabError> {
     });
     errors.extend(results.into_inner().unwrap());
     errors.extend(systemd::tear_down(id, &run_dir, &data_dir));
+    errors.extend(sys::check_dev_null());
     if let Err(e) = remove_bridges(id) {
         errors.push(e);
     }

@@ -161,3 +161,24 @@ pub(crate) fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Whether this machine's /dev/null is still the null device. Seen once after a session of
+/// privileged lab containers: replaced by a regular file, which breaks every sshd (`daemon()
+/// failed: No such device`). Put back, and reported so the lab that did it is known.
+pub(crate) fn check_dev_null() -> Option<LabError> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = std::path::Path::new("/dev/null");
+    let fine = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_char_device());
+    if fine {
+        return None;
+    }
+    let _ = std::fs::remove_file(path);
+    let restored = run(Command::new("mknod").args(["-m", "666", "/dev/null", "c", "1", "3"]));
+    Some(LabError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(format!(
+            "was no longer the null device (put back: {})",
+            if restored.is_ok() { "yes" } else { "no" }
+        )),
+    })
+}

@@ -154,12 +154,14 @@ impl LabHost {
             .args(["run", "-d", "--name", &systemd.container])
             .args([
                 "--systemd=always",
-                "--privileged",
                 "--network",
                 "host",
                 "--hostname",
                 &self.name,
             ])
+            // Its own podman must mount /proc and cgroups: only a host with nova_compute is
+            // privileged (a privileged systemd shares more of this machine: /dev, /proc/sys).
+            .args(systemd.kolla_compute.then_some("--privileged"))
             .args([
                 "--ulimit",
                 "nofile=20000:20000",

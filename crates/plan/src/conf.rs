@@ -18,6 +18,10 @@ pub enum Repeated {
     FirstWins,
     /// oslo.config (nova.conf).
     LastWins,
+    /// Cyrus SASL's config lookup: the first setting of a key wins, keys in any case (it
+    /// lowercases them), and the value is the rest of the line (no quotes, no comments:
+    /// `mech_list: scram-sha-256 #x anonymous` offers ANONYMOUS).
+    Sasl,
 }
 
 /// `key = value` / `key: value` lines outside any section, each key's setting as `repeated`
@@ -56,8 +60,14 @@ pub fn settings(
         if key.is_empty() || key.contains(char::is_whitespace) {
             continue;
         }
+        let key = match repeated {
+            Repeated::Sasl => key.to_ascii_lowercase(),
+            _ => key.to_string(),
+        };
+        let key = key.as_str();
         let value = line[at + 1..].trim();
         let value = match repeated {
+            Repeated::Sasl => value,
             // libvirt's syntax: a string in double or single quotes, a comment after it.
             Repeated::FirstWins => libvirt_value(value),
             Repeated::LastWins => ['"', '\'']
@@ -65,7 +75,7 @@ pub fn settings(
                 .find_map(|q| value.strip_prefix(*q)?.strip_suffix(*q))
                 .unwrap_or(value),
         };
-        if repeated == Repeated::FirstWins && out.contains_key(key) {
+        if repeated != Repeated::LastWins && out.contains_key(key) {
             continue;
         }
         out.insert(

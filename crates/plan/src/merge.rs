@@ -84,9 +84,22 @@ fn parse_conf<'a>(lines: &[&'a str]) -> Result<Vec<ConfSetting<'a>>, String> {
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(unreadable("not a setting name before its `=` or `:`"));
         }
+        // Cyrus SASL (`key: value`) reads every line alone; only libvirt has lists.
+        if line.as_bytes()[at] == b':' {
+            settings.push(ConfSetting { key, start, end: i });
+            continue;
+        }
         let mut depth = list_depth(&line[at + 1..]).map_err(unreadable)?;
-        while depth > 0 && i < lines.len() {
-            let more = conf_line(lines[i], i)?;
+        while depth > 0 {
+            let Some(more) = lines.get(i) else {
+                return Err(unreadable("a list `[` that is never closed"));
+            };
+            let more = conf_line(more, i)?;
+            // A list holds strings, numbers and lists only: a line that reads as a setting
+            // inside one is read otherwise by whichever reader does not see the list.
+            if looks_like_setting(more) {
+                return Err(format!("line {}: a setting inside an open list", i + 1));
+            }
             depth += list_depth(more).map_err(|why| format!("line {}: {why}", i + 1))?;
             i += 1;
         }
@@ -99,6 +112,16 @@ fn parse_conf<'a>(lines: &[&'a str]) -> Result<Vec<ConfSetting<'a>>, String> {
 /// and audit read it (see [`Merge::Conf`]); the first line that does not, and why.
 pub fn conf_readable(text: &str) -> Result<(), String> {
     parse_conf(&split_lines(text)).map(drop)
+}
+
+/// Whether a line starts like `key =` or `key:` (a name, then the separator).
+fn looks_like_setting(line: &str) -> bool {
+    let line = line.trim_start();
+    let name = line
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-');
+    let len = name.count();
+    len > 0 && line[len..].trim_start().starts_with(['=', ':'])
 }
 
 /// One line as both readers see it (a CRLF line end aside), or why they would not.
@@ -588,11 +611,19 @@ auth_tls = \"sasl\"
             "x = \"\"\"\nauth_tls = \"sasl\"\ntls_no_verify_certificate = 0\n\"\"\"\n",
             // Not a setting at all.
             "auth_tls \"none\"\n",
+            // A "list" around settings: a reader that does not see the list reads them.
+            "x = [\nauth_tls = \"none\"\n]\n",
+            // A list never closed.
+            "x = [\"a\",\n",
         ];
         for host in hostile {
             let err = merge(Merge::Conf, Some(host.as_bytes()), owned).unwrap_err();
             assert!(err.contains("line "), "{host:?}: {err}");
         }
+        // Cyrus SASL reads each line alone: no "list" hides a setting from the merge.
+        let host = b"x_open: [\nMECH_LIST: PLAIN\nx_close: ]\n";
+        let merged = merge(Merge::Conf, Some(host), b"mech_list: scram-sha-256\n").unwrap();
+        assert_eq!(merged, b"x_open: [\nmech_list: scram-sha-256\nx_close: ]\n");
         // A key written in capitals (Cyrus SASL lowercases keys) is the same key.
         let merged = merge(
             Merge::Conf,

@@ -169,9 +169,11 @@ pub fn held_values(
     };
     let mut held = serde_json::Map::new();
     for (name, spec) in transitions.iter().flat_map(|t| &t.held) {
-        let repeated = match spec.section {
-            Some(_) => Repeated::LastWins,
-            None => Repeated::FirstWins,
+        // The audit's file kinds: nova's INI, Cyrus SASL's file, libvirt's.
+        let repeated = match (&spec.section, spec.file.as_str()) {
+            (Some(_), _) => Repeated::LastWins,
+            (None, "sasl") => Repeated::Sasl,
+            (None, _) => Repeated::FirstWins,
         };
         let Some((path, text)) = text(&spec.file) else {
             held.insert(name.clone(), Json::Null);

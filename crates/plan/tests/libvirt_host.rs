@@ -88,9 +88,12 @@ fn tls_goes_to_libvirts_own_paths_and_the_tls_socket_replaces_the_tcp_one() {
         restart_commands(&plan),
         [
             "systemctl daemon-reload",
-            "systemctl stop libvirtd.service",
-            "systemctl enable --now libvirtd-tls.socket",
-            "systemctl disable --now libvirtd-tcp.socket",
+            "systemctl stop libvirtd.service libvirtd.socket libvirtd-ro.socket \
+             libvirtd-admin.socket libvirtd-tcp.socket libvirtd-tls.socket",
+            "systemctl enable libvirtd-tls.socket",
+            "systemctl disable libvirtd-tcp.socket",
+            "systemctl start libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket",
+            "systemctl start libvirtd-tls.socket",
             "systemctl start libvirtd.service",
         ]
     );
@@ -127,9 +130,12 @@ fn without_tls_the_tcp_socket_stays_and_asks_for_sasl() {
         restart_commands(&plan),
         [
             "systemctl daemon-reload",
-            "systemctl stop libvirtd.service",
-            "systemctl enable --now libvirtd-tcp.socket",
-            "systemctl disable --now libvirtd-tls.socket",
+            "systemctl stop libvirtd.service libvirtd.socket libvirtd-ro.socket \
+             libvirtd-admin.socket libvirtd-tcp.socket libvirtd-tls.socket",
+            "systemctl enable libvirtd-tcp.socket",
+            "systemctl disable libvirtd-tls.socket",
+            "systemctl start libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket",
+            "systemctl start libvirtd-tcp.socket",
             "systemctl start libvirtd.service",
         ]
     );

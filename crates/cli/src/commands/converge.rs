@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use virtfleet_engine::{HostReport, Mode, Status};
+use virtfleet_engine::{HostJob, HostReport, Mode, Status};
 use virtfleet_rollout::ConvergePhase;
 
 use crate::args::{ConvergeArgs, GlobalArgs};
-use crate::inputs::{prepare, InputErrors};
+use crate::inputs::{clashes_across, prepare, InputErrors, Prepared};
 use crate::output::{self, Progress};
 
 pub async fn run(
@@ -22,11 +22,16 @@ pub async fn run(
     // A downgrade is refused for every command that writes; `check` only shows.
     let allow_downgrade = args.allow_downgrade || read_only;
     // Bad input in any play is exit 2 before any host changes.
-    let mut plays = Vec::new();
+    let mut prepared = Vec::new();
     for play in global.plays() {
-        let prepared = prepare(&play).await?;
+        let ready = prepare(&play).await?;
+        prepared.push((play, ready));
+    }
+    check_identities(&prepared)?;
+    let mut plays = Vec::new();
+    for (play, ready) in prepared {
         let phases =
-            crate::transition::phases(prepared, &play, allow_downgrade, args.one_pass).await?;
+            crate::transition::phases(ready, &play, allow_downgrade, args.one_pass).await?;
         plays.push((play, phases));
     }
     let several = plays.len() > 1;
@@ -58,6 +63,23 @@ pub async fn run(
         }
     }
     Ok(output::finish(global, command, &reports))
+}
+
+/// Hosts of different plays must not claim one name or address (each play checks its own).
+fn check_identities(plays: &[(GlobalArgs, Prepared)]) -> Result<(), InputErrors> {
+    let Some((_, first)) = plays.first().filter(|_| plays.len() > 1) else {
+        return Ok(());
+    };
+    let groups: Vec<&str> = plays
+        .iter()
+        .map(|(_, p)| p.inputs.playbook.hosts.as_str())
+        .collect();
+    let jobs: Vec<&HostJob> = plays.iter().flat_map(|(_, p)| &p.jobs).collect();
+    let clashes = clashes_across(&first.inputs.inventory, &groups, &jobs);
+    match clashes.is_empty() {
+        true => Ok(()),
+        false => Err(InputErrors(clashes)),
+    }
 }
 
 /// A transition's phases as `mode` may run them: genconfig writes the first only (its later

@@ -12,7 +12,7 @@ use virtfleet_engine::{HostJob, HostReport, Status};
 use virtfleet_rollout::{rollover, ConvergePhase, Entry, Phase, Serial};
 
 use crate::args::{Batches, GlobalArgs};
-use crate::inputs::{prepare, InputErrors, Prepared};
+use crate::inputs::{clashes_across, prepare, InputErrors, Prepared};
 use crate::output::{self, Progress, Summary};
 
 #[derive(Args)]
@@ -42,6 +42,15 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
         match plan(play, &args, several).await? {
             Ok(phases) => planned.push((play, phases)),
             Err(code) => return Ok(code),
+        }
+    }
+    if several {
+        // Hosts of different plays must not claim one name or address either.
+        let groups: Vec<&str> = planned.iter().map(|(_, p)| p.group.as_str()).collect();
+        let jobs: Vec<&HostJob> = planned.iter().flat_map(|(_, p)| p.jobs()).collect();
+        let clashes = clashes_across(&planned[0].1.inventory, &groups, &jobs);
+        if !clashes.is_empty() {
+            return Err(InputErrors(clashes));
         }
     }
     let across = |p: &Planned| (p.phases.len() > 1 || p.widened) && (several || p.spans_groups);
@@ -116,6 +125,21 @@ struct Planned {
     spans_groups: bool,
     serial: Serial,
     options: virtfleet_rollout::Options,
+    /// The play's inventory group, and the inventory (for checks across plays).
+    group: String,
+    inventory: virtfleet_inventory::Inventory,
+}
+
+impl Planned {
+    /// Every host's job in the plan.
+    fn jobs(&self) -> Vec<&HostJob> {
+        let rotated = self.phases.first().into_iter().flat_map(|p| &p.jobs);
+        let deployed = self.deploy.iter().flatten().filter_map(|e| match e {
+            Entry::Job(job) => Some(job.as_ref()),
+            Entry::Failed { .. } => None,
+        });
+        rotated.chain(deployed).collect()
+    }
 }
 
 /// Plans one play's rotation; `Ok(Err(code))`: stop with that exit code (hosts unreached).
@@ -148,6 +172,8 @@ async fn plan(
             spans_groups: false,
             serial,
             options: global.rollout(inputs.hosts.len(), &batches),
+            group: inputs.playbook.hosts.clone(),
+            inventory: inputs.inventory.clone(),
         }));
     }
     let without_tls: Vec<String> = jobs
@@ -196,6 +222,8 @@ async fn plan(
         phases,
         widened: is_widened,
         spans_groups: !inputs.other_groups.is_empty(),
+        group: inputs.playbook.hosts.clone(),
+        inventory: inputs.inventory.clone(),
         serial,
         options,
     }))
