@@ -28,6 +28,9 @@ pub async fn run(
         prepared.push((play, ready));
     }
     check_identities(&prepared)?;
+    // The plays that serve TLS first (a host's libvirtd before its nova_compute, whatever the
+    // command line's order); otherwise in the order given.
+    prepared.sort_by_key(|(_, p)| p.jobs.iter().all(|j| j.plan.tls.is_none()));
     let mut plays = Vec::new();
     for (play, ready) in prepared {
         let phases =

@@ -62,6 +62,31 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
              leaves under the same CA and subjects only",
         ));
     }
+    // The plays that serve TLS first: a host's libvirtd has its new pair before its
+    // nova_compute (a play serving none) gets the matching client pair.
+    planned.sort_by_key(|(_, p)| p.deploy.is_some());
+    // Every play's plan, confirmed once, before any host changes.
+    for (play, planned) in &planned {
+        if several {
+            let path = play.playbook.first().map(|p| p.display().to_string());
+            println!("rotate: playbook {}", path.unwrap_or_default());
+        }
+        match &planned.deploy {
+            Some(entries) => println!(
+                "rotate: {} hosts serve no TLS here: their files are deployed, in batches of {}",
+                entries.len(),
+                planned.serial.batch_size(entries.len())
+            ),
+            None => {
+                let size = planned.serial.batch_size(planned.phases[0].jobs.len());
+                show_plan(&planned.phases, size, &args);
+            }
+        }
+    }
+    if !args.yes && !confirmed() {
+        println!("rotate: not confirmed; nothing changed");
+        return Ok(ExitCode::FAILURE);
+    }
     let mut reports = BTreeMap::new();
     for (play, planned) in planned {
         if several {
@@ -69,40 +94,26 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
             println!("rotate: playbook {}", path.unwrap_or_default());
         }
         let progress = Progress::new("rotate", global.verbosity(), true);
-        if let Some(entries) = planned.deploy {
-            println!("rotate: no TLS served by these hosts' services: their files are deployed");
-            let phase = ConvergePhase {
-                title: None,
-                hosts: entries,
-                verify: false,
-                verify_before: false,
-            };
-            let play_reports = virtfleet_rollout::converge(
-                vec![phase],
-                Mode::Converge,
-                &planned.options,
-                &progress,
-            )
-            .await;
-            let failed = !Summary::of(&play_reports).all_good();
-            output::combine(&mut reports, play_reports);
-            if failed {
-                println!("rotate: a host failed; the playbooks after this one do not run");
-                break;
+        let play_reports = match planned.deploy {
+            Some(entries) => {
+                let phase = ConvergePhase {
+                    title: None,
+                    hosts: entries,
+                    verify: false,
+                    verify_before: false,
+                };
+                let options = &planned.options;
+                virtfleet_rollout::converge(vec![phase], Mode::Converge, options, &progress).await
             }
-            continue;
-        }
-        let phases = planned.phases;
-        let size = planned.serial.batch_size(phases[0].jobs.len());
-        show_plan(&phases, size, &args);
-        if !args.yes && !confirmed() {
-            println!("rotate: not confirmed; nothing changed");
-            return Ok(ExitCode::FAILURE);
-        }
-        let options = &planned.options;
-        let play_reports =
-            virtfleet_rollout::rotate(&phases, args.restart, options, &progress).await;
-        show_outcome(&play_reports);
+            None => {
+                let options = &planned.options;
+                let done =
+                    virtfleet_rollout::rotate(&planned.phases, args.restart, options, &progress)
+                        .await;
+                show_outcome(&done);
+                done
+            }
+        };
         let failed = !Summary::of(&play_reports).all_good();
         output::combine(&mut reports, play_reports);
         if failed && several {
