@@ -56,8 +56,15 @@ pub async fn run(global: &GlobalArgs, command: CertsCommand) -> Result<ExitCode,
         return init_ca(global, days, force);
     }
     // With several playbooks, each play's hosts in turn; the first failure's exit code.
+    let plays = global.plays();
+    if plays.len() > 1 && global.report.is_some() {
+        return Err(InputErrors::one(
+            "certs: --report with several playbooks would keep one play's certificates only; \
+             write one report per playbook (one --playbook per run)",
+        ));
+    }
     let mut outcome = ExitCode::SUCCESS;
-    for play in global.plays() {
+    for play in plays {
         let code = match command {
             CertsCommand::Check { warn_days } => check(&play, warn_days).await?,
             CertsCommand::Expiry { warn_days } => expiry(&play, warn_days).await?,
@@ -80,7 +87,8 @@ async fn check(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputErr
     for host in &hosts {
         if host.plan.tls.is_none() {
             println!(
-                "{}: no certificates managed (TLS off or certificates not managed)",
+                "{}: no certificates of a TLS server here (TLS off, certificates not managed, or \
+                 served by another playbook's service, e.g. the host's libvirtd)",
                 host.target.label
             );
             continue;
