@@ -72,6 +72,21 @@ pub enum Kind {
     KollaHostLibvirt,
 }
 
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "kolla" => Ok(Kind::Kolla),
+            "systemd" => Ok(Kind::Systemd),
+            "kolla-host-libvirt" => Ok(Kind::KollaHostLibvirt),
+            _ => Err(format!(
+                "{s}: not a host kind (kolla, systemd, kolla-host-libvirt)"
+            )),
+        }
+    }
+}
+
 /// A lab host's container engine: what `kolla_container_engine` says for it in the lab's
 /// inventory, and the command that manages its containers on the host (`podman`, `docker`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -796,5 +811,10 @@ mod tests {
         assert_eq!(LabOptions::new(2).engines(&[]).engine_of(1), Podman);
         assert_eq!("docker".parse(), Ok(Docker));
         assert!("lxc".parse::<Engine>().is_err());
+        let kinds =
+            LabOptions::new(4).kinds(&["kolla".parse().unwrap(), "systemd".parse().unwrap()]);
+        assert_eq!(kinds.kind_of(3), Kind::Kolla);
+        assert_eq!(kinds.kind_of(4), Kind::Systemd);
+        assert!("lxc".parse::<Kind>().is_err());
     }
 }

@@ -35,6 +35,10 @@ enum Cmd {
         /// systemd hosts as above that also run Kolla's nova_compute container.
         #[arg(long, conflicts_with = "host_libvirt")]
         kolla_host_libvirt: bool,
+        /// Kinds given host by host and repeated, for a mixed lab: `kolla`, `systemd` (as
+        /// --host-libvirt), `kolla-host-libvirt`; `kolla,systemd`: odd hosts Kolla, even plain.
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["host_libvirt", "kolla_host_libvirt"])]
+        kind: Vec<Kind>,
     },
     /// Tear down a lab (e.g. `lab12`), or every lab on this machine when none is named:
     /// containers, sshd, namespaces, mounts, files.
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
             engine,
             host_libvirt,
             kolla_host_libvirt,
+            kind,
         } => {
             let containers = if light {
                 Containers::Light
@@ -63,11 +68,11 @@ fn main() -> ExitCode {
             let options = LabOptions::new(hosts)
                 .containers(containers)
                 .engines(&engine)
-                .kinds(&[match (host_libvirt, kolla_host_libvirt) {
-                    (true, _) => Kind::Systemd,
-                    (_, true) => Kind::KollaHostLibvirt,
-                    _ => Kind::Kolla,
-                }]);
+                .kinds(&match (host_libvirt, kolla_host_libvirt) {
+                    (true, _) => vec![Kind::Systemd],
+                    (_, true) => vec![Kind::KollaHostLibvirt],
+                    _ => kind,
+                });
             match options.up() {
                 Ok(lab) => {
                     println!("lab{} is up with {} hosts", lab.id, lab.hosts.len());
@@ -80,6 +85,9 @@ fn main() -> ExitCode {
                         (_, true) => println!("hosts:       libvirtd under systemd, nova_compute"),
                         _ => println!("engine:      {}", engines.join(",")),
                     }
+                    println!(
+                        "groups:      compute (Kolla), libvirt_hosts (libvirtd under systemd)"
+                    );
                     println!("inventory:   {}", lab.inventory().display());
                     println!("known_hosts: {}", lab.known_hosts().display());
                     println!("ssh key:     {}", lab.client_key().display());
