@@ -28,7 +28,7 @@ pub async fn run(
         prepared.push((play, ready));
     }
     check_identities(&prepared)?;
-    // The plays that serve TLS first (a host's libvirtd before its nova_compute, whatever the
+    // The plays that serve TLS first (a host's TLS server before the services that only dial it, whatever the
     // command line's order); otherwise in the order given.
     prepared.sort_by_key(|(_, p)| p.jobs.iter().all(|j| j.plan.tls.is_none()));
     let mut plays = Vec::new();
@@ -52,7 +52,7 @@ pub async fn run(
             .values()
             .any(|r| matches!(r.status, Status::Failed | Status::Unreachable));
         output::combine(&mut reports, play_reports);
-        // A later play may build on this one (a host's libvirtd before its nova_compute).
+        // A later play may build on this one (a host's TLS server before what dials it).
         if failed && several && !read_only {
             println!("{command}: a host failed; the playbooks after this one do not run");
             break;

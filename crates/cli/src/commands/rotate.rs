@@ -62,8 +62,8 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
              leaves under the same CA and subjects only",
         ));
     }
-    // The plays that serve TLS first: a host's libvirtd has its new pair before its
-    // nova_compute (a play serving none) gets the matching client pair.
+    // The plays that serve TLS first: a host's TLS server has its new pair before its
+    // clients (a play serving none) get the matching client pair.
     planned.sort_by_key(|(_, p)| p.deploy.is_some());
     // Every play's plan, confirmed once, before any host changes.
     for (play, planned) in &planned {
@@ -126,8 +126,8 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
 
 /// One play's rotation, planned from what its hosts hold.
 struct Planned {
-    /// Set for a play of several whose hosts serve no TLS (Kolla's nova_compute beside the
-    /// host's own libvirtd): its files (new client certificates) are deployed instead.
+    /// Set for a play of several whose hosts serve no TLS (a client beside the
+    /// host's own TLS server): its files (new client certificates) are deployed instead.
     deploy: Option<Vec<Entry>>,
     phases: Vec<Phase>,
     /// Client certificate subjects change (old ones let in until the last phase).
