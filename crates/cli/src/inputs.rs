@@ -702,8 +702,13 @@ impl Inputs {
 }
 
 /// Hosts of several plays (each job once, by the first play that plans it): no two may
-/// claim one name or address, nor one that is another host's in any of their groups.
-pub fn clashes_across(inventory: &Inventory, groups: &[&str], jobs: &[&HostJob]) -> Vec<String> {
+/// claim one name or address, nor one that is another host's in any of their groups (exit 2,
+/// each clash a line).
+pub fn clashes_across(
+    inventory: &Inventory,
+    groups: &[&str],
+    jobs: &[&HostJob],
+) -> Result<(), InputErrors> {
     let mut identities: Vec<(&str, &TlsPlan)> = Vec::new();
     for job in jobs {
         let label = job.target.label.as_str();
@@ -713,7 +718,11 @@ pub fn clashes_across(inventory: &Inventory, groups: &[&str], jobs: &[&HostJob])
             }
         }
     }
-    clashes_in(inventory, groups, &identities)
+    let clashes = clashes_in(inventory, groups, &identities);
+    match clashes.is_empty() {
+        true => Ok(()),
+        false => Err(InputErrors(clashes)),
+    }
 }
 
 /// [`Inputs::identity_clashes`] against the hosts of `groups`.

@@ -355,6 +355,12 @@ pub fn write_report(
 
 /// Prints the summary, writes the report; the exit status: 0 when every host is ok or
 /// changed, 1 otherwise (or when the report cannot be written).
+/// The line that starts one play of a run with several playbooks.
+pub fn play_header(command: &str, play: &crate::args::GlobalArgs) {
+    let path = play.playbook.first().map(|p| p.display().to_string());
+    println!("{command}: playbook {}", path.unwrap_or_default());
+}
+
 /// Adds a play's results to the run's: a host in several plays gets one entry (see
 /// `HostReport::combine`).
 pub fn combine(reports: &mut BTreeMap<String, HostReport>, more: BTreeMap<String, HostReport>) {

@@ -525,9 +525,8 @@ fn last_lines(text: &str) -> String {
 }
 
 /// The service directories (and those of their files) and every directory above them up to
-/// `/`: whoever can write any
-/// of them can swap the service directory for one of their own (OpenSSH checks the path to
-/// authorized_keys the same way).
+/// `/`: whoever can write any of them can swap the service directory for one of their own
+/// (OpenSSH checks the path to authorized_keys the same way).
 fn guarded_dirs(services: &[ServicePlan]) -> Vec<&str> {
     let mut dirs: Vec<&str> = Vec::new();
     // A file may live outside its service directory (an absolute `dest`).

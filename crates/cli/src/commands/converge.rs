@@ -28,8 +28,8 @@ pub async fn run(
         prepared.push((play, ready));
     }
     check_identities(&prepared)?;
-    // The plays that serve TLS first (a host's TLS server before the services that only dial it, whatever the
-    // command line's order); otherwise in the order given.
+    // The plays that serve TLS first (a host's TLS server before the services that only dial
+    // it, whatever the command line's order); otherwise in the order given.
     prepared.sort_by_key(|(_, p)| p.jobs.iter().all(|j| j.plan.tls.is_none()));
     let mut plays = Vec::new();
     for (play, ready) in prepared {
@@ -41,8 +41,7 @@ pub async fn run(
     let mut reports: BTreeMap<String, HostReport> = BTreeMap::new();
     for (play, phases) in plays {
         if several {
-            let path = play.playbook.first().map(|p| p.display().to_string());
-            println!("{command}: playbook {}", path.unwrap_or_default());
+            output::play_header(command, &play);
         }
         let phases = first_phase_only(command, mode, phases);
         let options = play.rollout(phases[0].hosts.len(), &args.batches);
@@ -78,11 +77,7 @@ fn check_identities(plays: &[(GlobalArgs, Prepared)]) -> Result<(), InputErrors>
         .map(|(_, p)| p.inputs.playbook.hosts.as_str())
         .collect();
     let jobs: Vec<&HostJob> = plays.iter().flat_map(|(_, p)| &p.jobs).collect();
-    let clashes = clashes_across(&first.inputs.inventory, &groups, &jobs);
-    match clashes.is_empty() {
-        true => Ok(()),
-        false => Err(InputErrors(clashes)),
-    }
+    clashes_across(&first.inputs.inventory, &groups, &jobs)
 }
 
 /// A transition's phases as `mode` may run them: genconfig writes the first only (its later

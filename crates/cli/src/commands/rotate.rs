@@ -48,10 +48,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
         // Hosts of different plays must not claim one name or address either.
         let groups: Vec<&str> = planned.iter().map(|(_, p)| p.group.as_str()).collect();
         let jobs: Vec<&HostJob> = planned.iter().flat_map(|(_, p)| p.jobs()).collect();
-        let clashes = clashes_across(&planned[0].1.inventory, &groups, &jobs);
-        if !clashes.is_empty() {
-            return Err(InputErrors(clashes));
-        }
+        clashes_across(&planned[0].1.inventory, &groups, &jobs)?;
     }
     let across = |p: &Planned| (p.phases.len() > 1 || p.widened) && (several || p.spans_groups);
     if planned.iter().any(|(_, p)| across(p)) {
@@ -68,8 +65,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
     // Every play's plan, confirmed once, before any host changes.
     for (play, planned) in &planned {
         if several {
-            let path = play.playbook.first().map(|p| p.display().to_string());
-            println!("rotate: playbook {}", path.unwrap_or_default());
+            output::play_header("rotate", play);
         }
         match &planned.deploy {
             Some(entries) => println!(
@@ -90,8 +86,7 @@ pub async fn run(global: &GlobalArgs, args: RotateArgs) -> Result<ExitCode, Inpu
     let mut reports = BTreeMap::new();
     for (play, planned) in planned {
         if several {
-            let path = play.playbook.first().map(|p| p.display().to_string());
-            println!("rotate: playbook {}", path.unwrap_or_default());
+            output::play_header("rotate", play);
         }
         let progress = Progress::new("rotate", global.verbosity(), true);
         let play_reports = match planned.deploy {
