@@ -1,5 +1,6 @@
 //! Issue 16: QEMU-native TLS, proven by real live migrations of a guest between two lab
-//! hosts' nova_libvirt containers, with the migration port captured on the wire.
+//! hosts (Kolla's nova_libvirt containers, and plain hosts whose libvirtd runs under
+//! systemd), with the migration port captured on the wire.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,15 @@ fn guest_xml() -> String {
 fn in_libvirt(fleet: &Fleet, host: &str, script: &str, input: &str) -> Output {
     let engine = fleet.engine(host);
     let command = format!("{engine} exec -i nova_libvirt sh -c {}", quote(script));
+    ssh_with_input(fleet, host, &command, input)
+}
+
+/// Runs `script` on a plain `host` as root (stdin from `input`), unchecked.
+fn on_host(fleet: &Fleet, host: &str, script: &str, input: &str) -> Output {
+    ssh_with_input(fleet, host, &format!("sh -c {}", quote(script)), input)
+}
+
+fn ssh_with_input(fleet: &Fleet, host: &str, command: &str, input: &str) -> Output {
     let mut ssh = fleet.lab.ssh_command(fleet.host(host));
     let mut child = ssh
         .arg(command)
@@ -47,16 +57,24 @@ fn quote(text: &str) -> String {
 /// `virsh migrate` of the guest as nova does it (peer to peer over libvirt's TLS, the
 /// migration stream to the destination's name), with QEMU's TLS or without.
 fn migrate(fleet: &Fleet, from: &str, to: &str, tls: bool) -> Output {
+    in_libvirt(fleet, from, &migrate_script(to, tls), "")
+}
+
+fn migrate_script(to: &str, tls: bool) -> String {
     let tls = if tls { "--tls " } else { "" };
-    let script = format!(
+    format!(
         "timeout 120 virsh migrate --live --p2p {tls}{GUEST} qemu+tls://{to}/system \
          --migrateuri tcp://{to} </dev/null"
-    );
-    in_libvirt(fleet, from, &script, "")
+    )
 }
 
 fn guest_state(fleet: &Fleet, host: &str) -> String {
     let out = in_libvirt(fleet, host, &format!("virsh domstate {GUEST}"), "");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn guest_state_on_host(fleet: &Fleet, host: &str) -> String {
+    let out = on_host(fleet, host, &format!("virsh domstate {GUEST}"), "");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -123,6 +141,19 @@ fn tcp_payloads(pcap: &[u8]) -> Vec<Vec<u8>> {
         }
     }
     payloads
+}
+
+/// A migration stream that crossed (the guest's RAM), opened by a TLS handshake record, with
+/// the marker in the guest's RAM nowhere in clear.
+fn assert_tls_only(payloads: &[Vec<u8>]) {
+    let bytes: usize = payloads.iter().map(Vec::len).sum();
+    assert!(
+        bytes > 100_000,
+        "the guest's RAM did not cross: {bytes} bytes"
+    );
+    let hello = payloads.iter().find(|p| !p.is_empty()).expect("a payload");
+    assert_eq!(&hello[..2], &[0x16, 0x03], "not a TLS handshake record");
+    assert!(!payloads.iter().any(|p| contains(p, MARKER.as_bytes())));
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -218,14 +249,7 @@ fn a_live_migration_goes_over_qemus_tls_and_survives_a_rotation_without_restarts
     let payloads = wire.stop();
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(guest_state(&fleet, b), "running");
-    let bytes: usize = payloads.iter().map(Vec::len).sum();
-    assert!(
-        bytes > 100_000,
-        "the guest's RAM did not cross: {bytes} bytes"
-    );
-    let hello = payloads.iter().find(|p| !p.is_empty()).expect("a payload");
-    assert_eq!(&hello[..2], &[0x16, 0x03], "not a TLS handshake record");
-    assert!(!payloads.iter().any(|p| contains(p, MARKER.as_bytes())));
+    assert_tls_only(&payloads);
 
     // The control: B -> A without QEMU's TLS shows the marker in clear, so its absence above
     // means encryption, not a capture that missed the RAM.
@@ -278,7 +302,8 @@ fn a_live_migration_goes_over_qemus_tls_and_survives_a_rotation_without_restarts
         let r = host_report(&report, host);
         assert_eq!(strings(&r["reloaded"]), ["nova_libvirt"], "{host}: {r}");
         assert_eq!(&fleet.started_at(host, "nova_libvirt"), started, "{host}");
-        let issued = sha256_file(&fleet.host_cert_dir(host).join("servercert.pem"));
+        // QEMU's own pair (`certs issue` made it), renewed and copied in by the reload.
+        let issued = sha256_file(&fleet.host_cert_dir(host).join("qemu-servercert.pem"));
         let qemu_copy = sha256_in_libvirt(&fleet, host, "/etc/pki/qemu/server-cert.pem");
         assert_eq!(qemu_copy, issued, "{host}");
     }
@@ -287,7 +312,7 @@ fn a_live_migration_goes_over_qemus_tls_and_survives_a_rotation_without_restarts
     let payloads = wire.stop();
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(guest_state(&fleet, b), "running");
-    assert!(!payloads.iter().any(|p| contains(p, MARKER.as_bytes())));
+    assert_tls_only(&payloads);
 
     // The audit: clean with native TLS on everywhere; told on every host once one host's
     // nova stops asking for it (edited by hand, as drift would).
@@ -309,4 +334,232 @@ fn a_live_migration_goes_over_qemus_tls_and_survives_a_rotation_without_restarts
             .collect();
         assert_eq!(ids, ["NOVA-NATIVE-TLS-MIXED"], "{host}: {report}");
     }
+}
+
+/// Plain KVM hosts (libvirt-host.yml): QEMU gets pairs of its own (`certs issue`, OU=qemu) in
+/// /etc/pki/qemu for its group; a peer's libvirtd refuses QEMU's client pair; a live
+/// migration goes over QEMU's TLS, before and after a CA rollover that restarts nothing.
+#[test]
+fn a_plain_host_migrates_over_qemus_own_pairs_through_a_ca_rollover() {
+    let lab = LabOptions::new(2).kinds(&[Kind::Systemd]);
+    let fleet = Fleet::with(lab, NATIVE_TLS, false);
+    let (a, b) = ("compute01", "compute02");
+    let scratch = tempfile::tempdir().unwrap();
+    let pb = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("playbooks/libvirt-host.yml")
+        .display()
+        .to_string();
+    let with_pb = |args: &[&'static str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--playbook".to_string(), pb.clone()]);
+        all
+    };
+    fleet.ok(&strs(&with_pb(&["certs", "init-ca"])));
+    fleet.ok(&strs(&with_pb(&["certs", "issue"])));
+    // QEMU's own pairs beside libvirt's: the same name, another subject.
+    let dir = fleet.host_cert_dir(a);
+    let subject =
+        |name: &str| virtfleet_pki::libvirt_dn(&std::fs::read(dir.join(name)).unwrap()).unwrap();
+    assert_eq!(subject("clientcert.pem"), format!("CN={a}"));
+    assert_eq!(subject("qemu-clientcert.pem"), format!("CN={a},OU=qemu"));
+    let out = fleet.ok(&strs(&with_pb(&["certs", "check"])));
+    let text = describe(&out);
+    assert!(
+        text.contains("qemu-servercert.pem") && text.contains(" 0 warnings"),
+        "{text}"
+    );
+    // QEMU's pairs are checked as libvirt's: compute01's server pair on compute02 names the
+    // wrong host (exit 2 naming the file, no host touched); without its own client pair
+    // QEMU gets libvirt's, with a warning.
+    let dir_b = fleet.host_cert_dir(b);
+    let keep: Vec<(PathBuf, Vec<u8>)> = ["qemu-servercert.pem", "qemu-serverkey.pem"]
+        .iter()
+        .map(|n| (dir_b.join(n), std::fs::read(dir_b.join(n)).unwrap()))
+        .collect();
+    for name in ["qemu-servercert.pem", "qemu-serverkey.pem"] {
+        std::fs::copy(dir.join(name), dir_b.join(name)).unwrap();
+    }
+    let out = fleet.run(&strs(&with_pb(&["check"])));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let text = describe(&out);
+    assert!(
+        text.contains(&format!("{}", dir_b.join("qemu-servercert.pem").display())),
+        "{text}"
+    );
+    for (path, content) in keep {
+        std::fs::write(path, content).unwrap();
+    }
+    let held_aside = scratch.path().join("held-aside");
+    std::fs::create_dir(&held_aside).unwrap();
+    for name in ["qemu-clientcert.pem", "qemu-clientkey.pem"] {
+        std::fs::rename(dir_b.join(name), held_aside.join(name)).unwrap();
+    }
+    let out = fleet.ok(&strs(&with_pb(&["certs", "check"])));
+    let text = describe(&out);
+    assert!(
+        text.contains("warning:")
+            && text.contains("the qemu client certificate has the subject of libvirt's"),
+        "{text}"
+    );
+    for name in ["qemu-clientcert.pem", "qemu-clientkey.pem"] {
+        std::fs::rename(held_aside.join(name), dir_b.join(name)).unwrap();
+    }
+
+    let qemu_conf_before = fleet.sh(a, "cat /etc/libvirt/qemu.conf");
+    let (out, report) = fleet.run_report(&strs(&with_pb(&["deploy"])));
+    assert!(out.status.success(), "{}\n{report}", describe(&out));
+    let listing = fleet.sh(a, "stat -c '%a %U %G %n' /etc/pki/qemu /etc/pki/qemu/*");
+    assert_eq!(
+        listing.lines().collect::<Vec<_>>(),
+        [
+            "755 root root /etc/pki/qemu",
+            "640 root libvirt-qemu /etc/pki/qemu/ca-cert.pem",
+            "640 root libvirt-qemu /etc/pki/qemu/client-cert.pem",
+            "640 root libvirt-qemu /etc/pki/qemu/client-key.pem",
+            "640 root libvirt-qemu /etc/pki/qemu/server-cert.pem",
+            "640 root libvirt-qemu /etc/pki/qemu/server-key.pem",
+        ]
+    );
+    assert_eq!(
+        fleet.sh(a, "sha256sum < /etc/pki/qemu/client-cert.pem")[..64],
+        sha256_file(&dir.join("qemu-clientcert.pem"))
+    );
+    // qemu.conf: the two keys, every other line the host's.
+    let qemu_conf = fleet.sh(a, "cat /etc/libvirt/qemu.conf");
+    let ours = |l: &&str| !l.starts_with("default_tls_x509_");
+    assert_eq!(
+        qemu_conf.lines().filter(ours).collect::<Vec<_>>(),
+        qemu_conf_before.lines().filter(ours).collect::<Vec<_>>()
+    );
+    assert!(qemu_conf.contains(
+        "\ndefault_tls_x509_cert_dir = \"/etc/pki/qemu\"\ndefault_tls_x509_verify = 1\n"
+    ));
+    // A second run changes nothing (owner root:libvirt-qemu read back as such).
+    let (out, report) = fleet.run_report(&strs(&with_pb(&["deploy"])));
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in [a, b] {
+        assert_eq!(host_report(&report, host)["status"], "ok", "{report}");
+    }
+
+    // audit reads QEMU's directory too: its group reading the keys is as meant; every user
+    // reading one is not.
+    let qemu_findings = |report: &serde_json::Value| -> Vec<String> {
+        report["hosts"][a]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["evidence"].as_str().unwrap().contains("/etc/pki/qemu"))
+            .map(|f| format!("{} {}", f["id"], f["severity"]))
+            .collect()
+    };
+    let (_, report) = fleet.run_report(&strs(&with_pb(&["audit"])));
+    assert_eq!(qemu_findings(&report), Vec::<String>::new(), "{report}");
+    fleet.sh(a, "chmod 0644 /etc/pki/qemu/client-key.pem");
+    let (_, report) = fleet.run_report(&strs(&with_pb(&["audit"])));
+    assert_eq!(
+        qemu_findings(&report),
+        ["\"KEY-READABLE\" \"high\""],
+        "{report}"
+    );
+    fleet.sh(a, "chmod 0640 /etc/pki/qemu/client-key.pem");
+
+    // QEMU's client pair is no libvirt client: the peer's libvirtd refuses its subject,
+    // SASL credentials or not, while libvirt's own pair from the same place gets in.
+    let client_with = |cert: &str, key: &str| {
+        format!(
+            "d=$(mktemp -d) && cp /etc/pki/qemu/ca-cert.pem $d/cacert.pem && \
+             cp {cert} $d/clientcert.pem && cp {key} $d/clientkey.pem && \
+             timeout 20 virsh -c 'qemu+tls://{b}/system?pkipath='$d version </dev/null"
+        )
+    };
+    let qemus = on_host(
+        &fleet,
+        a,
+        &client_with(
+            "/etc/pki/qemu/client-cert.pem",
+            "/etc/pki/qemu/client-key.pem",
+        ),
+        "",
+    );
+    assert!(
+        !qemus.status.success(),
+        "QEMU's pair got into {b}'s libvirtd"
+    );
+    let libvirts = on_host(
+        &fleet,
+        a,
+        &client_with(
+            "/etc/pki/libvirt/clientcert.pem",
+            "/etc/pki/libvirt/private/clientkey.pem",
+        ),
+        "",
+    );
+    assert!(libvirts.status.success(), "{}", describe(&libvirts));
+
+    // A -> B over QEMU's TLS with QEMU's own pairs: a handshake, no guest RAM in clear.
+    let created = on_host(
+        &fleet,
+        a,
+        "cat > /tmp/g.xml && virsh create /tmp/g.xml",
+        &guest_xml(),
+    );
+    assert!(created.status.success(), "{}", describe(&created));
+    let wire = Capture::start(scratch.path(), "host-tls", fleet.host(b).libvirt_address());
+    let out = on_host(&fleet, a, &migrate_script(b, true), "");
+    let payloads = wire.stop();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(guest_state_on_host(&fleet, b), "running");
+    assert_tls_only(&payloads);
+
+    // A CA rollover: three phases, each live (libvirtd keeps its invocation); QEMU's
+    // directory ends with the new CA only and pairs the new CA signed, and the guest
+    // migrates back over TLS with them.
+    let invocation = |h: &str| fleet.sh(h, "systemctl show -P InvocationID libvirtd.service");
+    let started = (invocation(a), invocation(b));
+    fleet.ok(&strs(&with_pb(&["certs", "init-ca", "--force"])));
+    fleet.ok(&strs(&with_pb(&["certs", "issue"])));
+    let (out, report) = fleet.run_report(&strs(&with_pb(&["rotate", "--yes"])));
+    assert!(out.status.success(), "{}\n{report}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("phase 3/3"));
+    assert_eq!(
+        (invocation(a), invocation(b)),
+        started,
+        "libvirtd restarted"
+    );
+    let ca = fleet
+        .configdir
+        .path()
+        .join("config/nova/nova-libvirt/cacert.pem");
+    for host in [a, b] {
+        let held = |path: &str| fleet.sh(host, &format!("sha256sum < {path}"))[..64].to_string();
+        assert_eq!(
+            held("/etc/pki/qemu/ca-cert.pem"),
+            sha256_file(&ca),
+            "{host}"
+        );
+        let issued = fleet.host_cert_dir(host).join("qemu-servercert.pem");
+        assert_eq!(
+            held("/etc/pki/qemu/server-cert.pem"),
+            sha256_file(&issued),
+            "{host}"
+        );
+    }
+    let wire = Capture::start(
+        scratch.path(),
+        "host-rolled",
+        fleet.host(a).libvirt_address(),
+    );
+    let out = on_host(&fleet, b, &migrate_script(a, true), "");
+    let payloads = wire.stop();
+    assert!(
+        out.status.success(),
+        "after the CA rollover: {}",
+        describe(&out)
+    );
+    assert_eq!(guest_state_on_host(&fleet, a), "running");
+    assert_tls_only(&payloads);
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }

@@ -245,8 +245,8 @@ impl Fleet {
         certs[0].fingerprint_sha256.clone()
     }
 
-    /// New server and client pairs for `hosts` from the same CA: their pairs deleted from the
-    /// config dir, then `virtfleet certs issue`.
+    /// New server and client pairs for `hosts` from the same CA (and QEMU's, where they have
+    /// them): their pairs deleted from the config dir, then `virtfleet certs issue`.
     pub fn reissue_leaves<H: AsRef<str>>(&self, hosts: &[H]) {
         self.reissue_leaves_with(hosts, &[]);
     }
@@ -262,6 +262,7 @@ impl Fleet {
                 "clientkey.pem",
             ] {
                 std::fs::remove_file(dir.join(name)).unwrap();
+                let _ = std::fs::remove_file(dir.join(format!("qemu-{name}")));
             }
         }
         let command: Vec<&str> = ["certs", "issue"]
@@ -272,7 +273,7 @@ impl Fleet {
         let out = String::from_utf8_lossy(&out.stdout);
         for host in hosts {
             assert!(
-                out.contains(&format!("{}: issued 2 certificate(s)", host.as_ref())),
+                out.contains(&format!("{}: issued ", host.as_ref())),
                 "{out}"
             );
         }

@@ -31,6 +31,8 @@ pub struct CertsSeen<'a> {
     pub now: SystemTime,
     /// Expiring within this many days is a finding.
     pub warn_days: u32,
+    /// A group meant to read the keys besides root (QEMU's, for its own pairs).
+    pub key_group: Option<&'a str>,
 }
 
 pub(crate) fn findings(seen: &CertsSeen, add: &mut dyn FnMut(&'static str, Severity, String)) {
@@ -48,7 +50,10 @@ pub(crate) fn findings(seen: &CertsSeen, add: &mut dyn FnMut(&'static str, Sever
                 Severity::High,
                 format!("{}: mode {mode:04o}: readable by every user", file.path),
             );
-        } else if mode & 0o040 != 0 && file.group != "root" {
+        } else if mode & 0o040 != 0
+            && file.group != "root"
+            && Some(file.group.as_str()) != seen.key_group
+        {
             add(
                 "KEY-READABLE",
                 Severity::Medium,
@@ -91,6 +96,38 @@ pub(crate) fn findings(seen: &CertsSeen, add: &mut dyn FnMut(&'static str, Sever
                 ),
             );
         }
+    }
+}
+
+/// A set (QEMU's own pairs) whose client certificate has the subject of the main set's, the
+/// libvirt client every peer lets in: whoever may read the set's key (QEMU's group, so a
+/// guest that takes over its QEMU) reaches the peers' libvirtd with only SASL in the way.
+pub(crate) fn shared_subject(
+    name: &str,
+    main: &CertsSeen,
+    set: &CertsSeen,
+    add: &mut dyn FnMut(&'static str, Severity, String),
+) {
+    let subject = |file: &SeenFile| virtfleet_pki::libvirt_dn(&file.content).ok();
+    let (Some(main_file), Some(file)) = (
+        main.files.get(&Role::ClientCert),
+        set.files.get(&Role::ClientCert),
+    ) else {
+        return;
+    };
+    let (Some(main_dn), Some(set_dn)) = (subject(main_file), subject(file)) else {
+        return;
+    };
+    if main_dn == set_dn {
+        add(
+            "CERT-SET-SUBJECT-SHARED",
+            Severity::Medium,
+            format!(
+                "{}: the {name} client certificate has the subject of libvirt's ({set_dn}), \
+                 which peers let in; give {name} a pair of its own (`virtfleet certs issue`)",
+                file.path
+            ),
+        );
     }
 }
 
@@ -137,12 +174,93 @@ mod tests {
             fleet_ca: fleet_ca.map(str::as_bytes),
             now: SystemTime::now(),
             warn_days: 30,
+            key_group: None,
         };
         let mut found = Vec::new();
         findings(&seen, &mut |id, severity, evidence| {
             found.push((id, severity, evidence))
         });
         found
+    }
+
+    #[test]
+    fn a_set_for_qemu_is_checked_its_group_may_read_its_keys_and_libvirts_subject_is_told() {
+        let ca = init_ca("fleet", 3650).unwrap();
+        let seen = |files, key_group| CertsSeen {
+            host: "compute01",
+            files,
+            server_name: Some("compute01"),
+            address: None,
+            fleet_ca: Some(ca.0.as_bytes()),
+            now: SystemTime::now(),
+            warn_days: 30,
+            key_group,
+        };
+        let main = seen(files(&ca, "compute01", 365), None);
+        let audit = |set: BTreeMap<Role, SeenFile>, key_group| {
+            let files = BTreeMap::new();
+            let sets = [("qemu", seen(set, key_group))];
+            crate::audit(&crate::Observed {
+                files: &files,
+                certs: Some(&main),
+                cert_sets: &sets,
+                tcp_probe: None,
+            })
+            .into_iter()
+            .map(|f| (f.id, f.severity))
+            .filter(|(id, _)| *id != "LIBVIRT-CONF-MISSING")
+            .collect::<Vec<_>>()
+        };
+        // QEMU's own pair (another subject), keys 0640 for QEMU's group: nothing to say.
+        let own = || {
+            let mut set = BTreeMap::new();
+            let dns = ["compute01".to_string()];
+            for (kind, cert, key) in [
+                (CertKind::Server, Role::ServerCert, Role::ServerKey),
+                (CertKind::Client, Role::ClientCert, Role::ClientKey),
+            ] {
+                let request = virtfleet_pki::LeafRequest {
+                    kind,
+                    host: "compute01",
+                    unit: Some("qemu"),
+                    dns_names: &dns,
+                    ips: &[],
+                    days: 365,
+                };
+                let (c, k) = virtfleet_pki::issue_leaf(&ca.0, &ca.1, &request).unwrap();
+                let file = |path: &str, pem: String| SeenFile {
+                    path: path.into(),
+                    content: pem.into_bytes(),
+                    permissions: 0o640,
+                    group: "libvirt-qemu".into(),
+                };
+                set.insert(cert, file(&format!("/etc/pki/qemu/{cert:?}.pem"), c));
+                set.insert(key, file(&format!("/etc/pki/qemu/{key:?}.pem"), k));
+            }
+            set
+        };
+        assert_eq!(audit(own(), Some("libvirt-qemu")), []);
+        // Another group reading them is told, as for libvirt's keys.
+        assert_eq!(
+            audit(own(), Some("kvm")),
+            [
+                ("KEY-READABLE", Severity::Medium),
+                ("KEY-READABLE", Severity::Medium)
+            ]
+        );
+        // libvirt's own pairs given to QEMU: the client subject every peer lets in.
+        assert_eq!(
+            audit(files(&ca, "compute01", 365), None),
+            [("CERT-SET-SUBJECT-SHARED", Severity::Medium)]
+        );
+        // A pair of another host's names: checked as the main set is.
+        let mut other = own();
+        other.extend(
+            files(&ca, "compute09", 365)
+                .into_iter()
+                .filter(|(r, _)| *r == Role::ServerCert || *r == Role::ServerKey),
+        );
+        assert!(audit(other, Some("libvirt-qemu")).contains(&("CERT-INVALID", Severity::High)));
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct Finding {
 pub struct Observed<'a> {
     pub files: &'a BTreeMap<String, (String, String)>,
     pub certs: Option<&'a CertsSeen<'a>>,
+    /// More certificate sets the host holds (QEMU's own pairs), by name.
+    pub cert_sets: &'a [(&'a str, CertsSeen<'a>)],
     pub tcp_probe: Option<&'a Answer>,
 }
 
@@ -117,11 +119,15 @@ pub fn fleet_findings(native_tls: &BTreeMap<String, bool>) -> BTreeMap<String, F
 pub fn audit(seen: &Observed) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut add = |id, severity, evidence: String| {
-        findings.push(Finding {
+        let finding = Finding {
             id,
             severity,
             evidence,
-        })
+        };
+        // The sets share their CA file with the main set: its findings once.
+        if !findings.contains(&finding) {
+            findings.push(finding);
+        }
     };
     let get = |kind: &str, section: Option<&str>| {
         seen.files.get(kind).map(|(path, text)| {
@@ -269,6 +275,12 @@ pub fn audit(seen: &Observed) -> Vec<Finding> {
     if let Some(certs) = seen.certs {
         certs::findings(certs, &mut add);
     }
+    for (name, set) in seen.cert_sets {
+        certs::findings(set, &mut add);
+        if let Some(main) = seen.certs {
+            certs::shared_subject(name, main, set, &mut add);
+        }
+    }
     match seen.tcp_probe {
         Some(Answer::NoAuth) => add(
             "LIBVIRT-RPC-OPEN",
@@ -315,6 +327,7 @@ mod tests {
         audit(&Observed {
             files: &files,
             certs: None,
+            cert_sets: &[],
             tcp_probe: probe.as_ref(),
         })
         .into_iter()
@@ -412,6 +425,7 @@ mod tests {
             native_tls(&Observed {
                 files: &files,
                 certs: None,
+                cert_sets: &[],
                 tcp_probe: None,
             })
         };

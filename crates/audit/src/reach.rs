@@ -139,6 +139,7 @@ mod tests {
         let observed = Observed {
             files: &tls_only,
             certs: None,
+            cert_sets: &[],
             tcp_probe: None,
         };
         let mut reach: BTreeMap<u16, Reach> = ports
@@ -169,6 +170,7 @@ mod tests {
         let observed = Observed {
             files: &tcp,
             certs: None,
+            cert_sets: &[],
             tcp_probe: None,
         };
         let ids: Vec<&str> = findings(&observed, &ports, "peer", &reach)

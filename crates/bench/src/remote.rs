@@ -208,6 +208,7 @@ fn scratch_files() -> Vec<virtfleet_plan::DesiredFile> {
                 source: Default::default(),
                 merge: None,
                 role: None,
+                cert_set: None,
             })
         })
         .collect()

@@ -10,8 +10,10 @@ use std::time::SystemTime;
 use virtfleet_engine::facts::{Gathered, Probed};
 use virtfleet_engine::{EngineError, HostJob, HostReport, Status};
 use virtfleet_inventory::{load_inventory, load_vars_file, merge, parse_bool, Inventory, Vars};
-use virtfleet_pki::{validate_host, CertFile, Finding, HostCerts, Role};
-use virtfleet_plan::{load_playbook, plan_host, CertRole, PlanInput, Playbook, TlsPlan};
+use virtfleet_pki::{validate_host, CertFile, Finding, HostCerts, Role, Severity};
+use virtfleet_plan::{
+    load_playbook, plan_host, CertRole, DesiredFile, PlanInput, Playbook, TlsPlan,
+};
 use virtfleet_ssh::Target;
 
 use crate::args::GlobalArgs;
@@ -903,22 +905,59 @@ fn expand_home(path: &str) -> PathBuf {
     }
 }
 
-/// The certificate set the TLS service of a host will receive, as the PKI checks see it.
-/// None when the plan serves no TLS (TLS off, or certificates not managed).
-pub fn host_certs(job: &HostJob) -> Option<HostCerts> {
+/// The certificate sets the TLS service of a host will receive, as the PKI checks see
+/// them: the main set, then each of `tls.sets` the host holds (with the main CA; a set's
+/// server certificate must name the host as the main one's does). None when the plan
+/// serves no TLS (TLS off, or certificates not managed).
+pub fn host_certs(job: &HostJob) -> Option<Vec<HostCerts>> {
     let tls = job.plan.tls.as_ref()?;
-    let mut certs = HostCerts::new(&job.target.label);
-    certs.migration_hostname = Some(tls.server_name.clone());
-    certs.migration_address = Some(tls.address.clone());
-    for role in CertRole::ALL {
-        if let Some(file) = job.plan.tls_file(role) {
-            certs.set_file(
-                pki_role(role),
-                CertFile::new(&file.source, file.content.clone()),
-            );
+    let sets = std::iter::once(None).chain(tls.sets.iter().map(|s| Some(s.as_str())));
+    let certs = sets.map(|set| {
+        let mut certs = HostCerts::new(&job.target.label);
+        certs.migration_hostname = Some(tls.server_name.clone());
+        certs.migration_address = Some(tls.address.clone());
+        for role in CertRole::ALL {
+            if let Some(file) = job.plan.set_file(set, role) {
+                certs.set_file(
+                    pki_role(role),
+                    CertFile::new(&file.source, file.content.clone()),
+                );
+            }
         }
-    }
-    Some(certs)
+        certs
+    });
+    Some(certs.collect())
+}
+
+/// A warning for each `tls.sets` set whose client certificate has the main one's subject
+/// (e.g. its own file was not found and its `fallback:` was taken): whoever can read that
+/// set's key (for QEMU, a guest that breaks out into its QEMU process) is then on every
+/// peer's list of libvirt clients, with only SASL left in the way.
+fn shared_subject_findings(job: &HostJob) -> Vec<Finding> {
+    let Some(tls) = &job.plan.tls else {
+        return Vec::new();
+    };
+    let subject = |file: &DesiredFile| virtfleet_pki::libvirt_dn(&file.content).ok();
+    let Some(main) = job.plan.tls_file(CertRole::ClientCert).and_then(subject) else {
+        return Vec::new();
+    };
+    tls.sets
+        .iter()
+        .filter_map(|set| job.plan.set_file(Some(set), CertRole::ClientCert))
+        .filter(|file| subject(file).as_ref() == Some(&main))
+        .map(|file| Finding {
+            severity: Severity::Warning,
+            host: job.target.label.clone(),
+            path: file.source.clone(),
+            message: format!(
+                "the {} client certificate has the subject of libvirt's ({}), which peers let \
+                 in: whoever reads its key reaches their libvirtd with only SASL in the way; \
+                 give it its own pair (`virtfleet certs issue` does)",
+                file.cert_set.as_deref().unwrap_or_default(),
+                main
+            ),
+        })
+        .collect()
 }
 
 /// The PKI checks' name for a role.
@@ -935,12 +974,21 @@ pub fn pki_role(role: CertRole) -> Role {
 /// Validates every host's certificates; errors and warnings, all hosts at once.
 pub fn check_certs(hosts: &[HostJob], warn_days: u32) -> Vec<Finding> {
     let now = SystemTime::now();
-    crate::parallel::map(hosts, |host| {
-        host_certs(host).map_or_else(Vec::new, |certs| validate_host(&certs, now, warn_days))
+    let mut findings: Vec<Finding> = crate::parallel::map(hosts, |host| {
+        let sets = host_certs(host).unwrap_or_default();
+        let mut found: Vec<Finding> = sets
+            .iter()
+            .flat_map(|certs| validate_host(certs, now, warn_days))
+            .collect();
+        found.extend(shared_subject_findings(host));
+        found
     })
     .into_iter()
     .flatten()
-    .collect()
+    .collect();
+    // The sets share their CA: its findings once.
+    findings.dedup();
+    findings
 }
 
 #[cfg(test)]

@@ -288,15 +288,27 @@ impl HostState {
         let Some(have) = self.files.get(&file.path) else {
             return false;
         };
+        // `user` or `user:group`, as chown takes it.
+        let (user, group) = match file.owner.as_deref() {
+            Some(owner) => match owner.split_once(':') {
+                Some((user, group)) => (Some(user), Some(group)),
+                None => (Some(owner), None),
+            },
+            None => (None, None),
+        };
+        let group_ok = match group {
+            Some(group) => have.group.as_deref() == Some(group),
+            // A secret its group may read belongs to group root unless the playbook names one.
+            None => {
+                !crate::script::shared_with_group(file) || have.group.as_deref() == Some("root")
+            }
+        };
         // A symlink is never "the file", whatever it points to: the push replaces it.
         have.kind == Some(FileKind::File)
             && have.sha256.as_deref() == Some(file.sha256.as_str())
             && have.mode == Some(file.mode)
-            && (!crate::script::shared_with_group(file) || have.group.as_deref() == Some("root"))
-            && file
-                .owner
-                .as_ref()
-                .is_none_or(|o| have.owner.as_deref() == Some(o.as_str()))
+            && group_ok
+            && user.is_none_or(|u| have.owner.as_deref() == Some(u))
     }
 }
 
@@ -469,6 +481,7 @@ mod tests {
             source: Default::default(),
             merge: None,
             role: None,
+            cert_set: None,
         }
     }
 
@@ -510,6 +523,30 @@ mod tests {
         }
         state.containers.insert("svc".into(), id.into());
         state
+    }
+
+    #[test]
+    fn an_owner_with_a_group_matches_both_and_lets_a_secret_be_that_groups() {
+        let mut key = file("/etc/pki/qemu/server-key.pem", "k");
+        key.secret = true;
+        key.mode = 0o640;
+        let svc = service(vec![key.clone()], &[]);
+        let mut state = host_with(&svc, None, "1");
+        // A secret its group reads: group root unless the playbook names the group.
+        assert!(state.matches(&key));
+        state.files.get_mut(&key.path).unwrap().group = Some("kvm".into());
+        assert!(!state.matches(&key));
+        key.owner = Some("root:kvm".into());
+        assert!(state.matches(&key));
+        key.owner = Some("root:libvirt-qemu".into());
+        assert!(!state.matches(&key));
+        key.owner = Some("nova:kvm".into());
+        assert!(!state.matches(&key));
+        key.owner = Some("root".into());
+        assert!(
+            !state.matches(&key),
+            "still a group-readable secret of group kvm"
+        );
     }
 
     #[test]

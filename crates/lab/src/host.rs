@@ -87,6 +87,13 @@ impl LabHost {
         self.migration.as_ref().map_or(self.address, |m| m.address)
     }
 
+    /// A UUID of this host's own (from its address, unique in the lab), for libvirtd's
+    /// `host_uuid`.
+    pub fn host_uuid(&self) -> String {
+        let [a, b, c, d] = self.address.octets();
+        format!("7666666c-6162-4000-8000-0000{a:02x}{b:02x}{c:02x}{d:02x}")
+    }
+
     /// Host-side path of a file under this host's `/etc/kolla`.
     pub fn kolla_path(&self, relative: &str) -> PathBuf {
         self.dir.join("kolla").join(relative)

@@ -141,7 +141,22 @@ impl LabHost {
             source,
         })?;
         text.push_str("auth_tcp = \"none\"\n");
+        // libvirt refuses to migrate between hosts with one host UUID (the machine's).
+        text.push_str(&format!("host_uuid = \"{}\"\n", self.host_uuid()));
         write(&conf, &text)?;
+        // What guests need in an unprivileged container (the host's business, as in the
+        // Kolla hosts' start script): no mount namespace or cgroup controllers of QEMU's own,
+        // no trusted xattrs, QEMU's limits as they are.
+        let qemu_conf = etc.join("libvirt/qemu.conf");
+        let mut text = fs::read_to_string(&qemu_conf).map_err(|source| LabError::Io {
+            path: qemu_conf.clone(),
+            source,
+        })?;
+        text.push_str(
+            "namespaces = [ ]\ncgroup_controllers = [ ]\nremember_owner = 0\n\
+             max_processes = 0\nmax_files = 0\n",
+        );
+        write(&qemu_conf, &text)?;
         if systemd.kolla_compute {
             write_nested_podman(&merged)?;
             let compute_dir = etc.join("kolla/nova-compute");

@@ -49,16 +49,30 @@ pub fn issue_pair(
     let request = LeafRequest {
         kind,
         host,
+        unit: None,
         dns_names,
         ips,
         days,
     };
-    issue_pair_at(ca_cert_pem, ca_key_pem, &request, OffsetDateTime::now_utc())
+    issue_leaf(ca_cert_pem, ca_key_pem, &request)
 }
 
-pub(crate) struct LeafRequest<'a> {
+/// [`issue_pair`] with every detail of the leaf in one request.
+pub fn issue_leaf(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    request: &LeafRequest,
+) -> Result<(String, String), PkiError> {
+    issue_pair_at(ca_cert_pem, ca_key_pem, request, OffsetDateTime::now_utc())
+}
+
+/// A leaf certificate to issue: subject `CN=<host>` (with `OU=<unit>` when given), SANs.
+pub struct LeafRequest<'a> {
     pub kind: CertKind,
     pub host: &'a str,
+    /// An organizational unit in the subject: a second pair of the same host whose subject
+    /// no list naming the first pair's matches (QEMU's own, beside libvirt's).
+    pub unit: Option<&'a str>,
     pub dns_names: &'a [String],
     pub ips: &'a [IpAddr],
     pub days: u32,
@@ -105,6 +119,12 @@ pub(crate) fn issue_pair_at(
 
     let mut params = CertificateParams::default();
     params.distinguished_name = common_name_only(request.host);
+    if let Some(unit) = request.unit {
+        require_non_empty("organizational unit", unit)?;
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, unit);
+    }
     params.subject_alt_names = subject_alt_names(request.dns_names, request.ips)?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
@@ -206,6 +226,32 @@ mod tests {
         let dns = vec!["compute1.example.com".to_string()];
         let ips = vec!["10.0.0.11".parse().unwrap()];
         issue_pair(&ca.0, &ca.1, kind, "compute1", &dns, &ips, days).unwrap()
+    }
+
+    #[test]
+    fn a_unit_gives_the_same_host_a_subject_no_list_of_its_plain_pair_matches() {
+        let ca = init_ca("virtfleet CA", 3650).unwrap();
+        let plain = issue(&ca, CertKind::Client, 30).0;
+        let dns = vec!["compute1".to_string()];
+        let request = LeafRequest {
+            kind: CertKind::Client,
+            host: "compute1",
+            unit: Some("qemu"),
+            dns_names: &dns,
+            ips: &[],
+            days: 30,
+        };
+        let (qemu, _) = issue_leaf(&ca.0, &ca.1, &request).unwrap();
+        assert_eq!(crate::libvirt_dn(plain.as_bytes()).unwrap(), "CN=compute1");
+        assert_eq!(
+            crate::libvirt_dn(qemu.as_bytes()).unwrap(),
+            "CN=compute1,OU=qemu"
+        );
+        let empty = LeafRequest {
+            unit: Some(""),
+            ..request
+        };
+        assert!(issue_leaf(&ca.0, &ca.1, &empty).is_err());
     }
 
     #[test]

@@ -65,12 +65,12 @@ pub use error::PlanError;
 pub use merge::{conf_readable, ini_true, ini_value, merge, Merge};
 pub use plan::{
     cert_dirs, plan_host, provisional_facts, resolve_tls, resolve_vars, stood_in_exactly,
-    AuditPlan, DesiredFile, HostPlan, PlanInput, ReadyCheck, Reload, Runs, ServicePlan, Step,
-    TlsPlan, MARKER_NAME,
+    AuditCertSetPlan, AuditPlan, DesiredFile, HostPlan, PlanInput, ReadyCheck, Reload, Runs,
+    ServicePlan, Step, TlsPlan, MARKER_NAME,
 };
 pub use playbook::{
-    load_playbook, AuditSpec, CertRole, Conflict, FileSource, FileSpec, HostServiceSpec, Playbook,
-    ReadySpec, ReloadSpec, Requirement, ServiceSpec, StepSpec, TlsSpec,
+    load_playbook, AuditCertSet, AuditSpec, CertRole, CertSetSpec, Conflict, FileSource, FileSpec,
+    HostServiceSpec, Playbook, ReadySpec, ReloadSpec, Requirement, ServiceSpec, StepSpec, TlsSpec,
 };
 pub use redact::redact;
 pub use transition::{

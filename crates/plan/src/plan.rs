@@ -73,6 +73,18 @@ pub struct AuditPlan {
     pub server_name: Option<String>,
     /// QEMU's live migration ports, which a peer must reach.
     pub migration_ports: Option<std::ops::RangeInclusive<u16>>,
+    /// More certificate sets (QEMU's own), checked where the host holds them.
+    pub cert_sets: Vec<AuditCertSetPlan>,
+}
+
+/// One of [`AuditPlan::cert_sets`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCertSetPlan {
+    pub name: String,
+    /// The group meant to read its keys besides root.
+    pub key_group: Option<String>,
+    /// Certificate role → paths to try, first existing wins.
+    pub files: BTreeMap<CertRole, Vec<String>>,
 }
 
 /// The playbook's `tls:` section evaluated for one host.
@@ -85,17 +97,27 @@ pub struct TlsPlan {
     pub port: u16,
     /// What a peer runs inside its own TLS service to connect to this host.
     pub connect: Vec<String>,
+    /// The `tls.sets` this host holds (their `when` true), by name.
+    pub sets: Vec<String>,
 }
 
 impl HostPlan {
-    /// The TLS service's file playing `role` (e.g. the server certificate this host serves).
+    /// The TLS service's file playing `role` in the main set (e.g. the server certificate
+    /// this host serves).
     pub fn tls_file(&self, role: CertRole) -> Option<&DesiredFile> {
+        self.set_file(None, role)
+    }
+
+    /// The TLS service's file playing `role` in `set` (None: the main set). A set's CA is
+    /// the main set's.
+    pub fn set_file(&self, set: Option<&str>, role: CertRole) -> Option<&DesiredFile> {
         let tls = self.tls.as_ref()?;
+        let set = if role == CertRole::Ca { None } else { set };
         self.services
             .iter()
             .filter(|s| s.name == tls.service)
             .flat_map(|s| &s.files)
-            .find(|f| f.role == Some(role))
+            .find(|f| f.role == Some(role) && f.cert_set.as_deref() == set)
     }
 
     /// Every file, in any service, playing one of `roles`.
@@ -155,8 +177,10 @@ pub struct DesiredFile {
     /// Set when `content` is only virtfleet's part of a file shared with kolla-ansible: the
     /// engine merges it into the host's current file (and recomputes `sha256`) before comparing.
     pub merge: Option<crate::Merge>,
-    /// The certificate role this file plays (from the playbook's `tls.files`).
+    /// The certificate role this file plays (from the playbook's `tls.files`, or a set's).
     pub role: Option<CertRole>,
+    /// The `tls.sets` entry the file belongs to; None for the main set (and other files).
+    pub cert_set: Option<String>,
 }
 
 /// Where a service runs.
@@ -236,6 +260,7 @@ impl fmt::Debug for DesiredFile {
             .field("source", &self.source)
             .field("merge", &self.merge)
             .field("role", &self.role)
+            .field("cert_set", &self.cert_set)
             .finish()
     }
 }
@@ -675,7 +700,7 @@ impl<'a> HostContext<'a> {
     ) -> Result<DesiredFile, PlanError> {
         let (mut content, source) = match &file.source {
             FileSource::Template(name) => self.render_template(name)?,
-            FileSource::Cert(name) => self.read_cert(name)?,
+            FileSource::Cert(name) => self.read_cert(name, file.fallback.as_deref())?,
         };
         for entry in &file.overrides {
             content = self.apply_override(content, entry, context)?;
@@ -687,6 +712,10 @@ impl<'a> HostContext<'a> {
             .transpose()?;
         // Private keys are secret whatever the playbook says.
         let secret = file.secret || crate::redact::has_private_key(&content);
+        let role = match (&file.source, &self.input.playbook.tls) {
+            (FileSource::Cert(name), Some(tls)) => tls.role_of(name),
+            _ => None,
+        };
         Ok(DesiredFile {
             path: file.path_in(dir),
             sha256: sha256_hex(&content),
@@ -696,10 +725,8 @@ impl<'a> HostContext<'a> {
             secret,
             source,
             merge: file.merge,
-            role: match (&file.source, &self.input.playbook.tls) {
-                (FileSource::Cert(name), Some(tls)) => tls.role_of(name),
-                _ => None,
-            },
+            role: role.map(|(role, _)| role),
+            cert_set: role.and_then(|(_, set)| set.map(str::to_string)),
         })
     }
 
@@ -863,12 +890,20 @@ impl<'a> HostContext<'a> {
         })
     }
 
-    fn read_cert(&self, name: &str) -> Result<(Vec<u8>, PathBuf), PlanError> {
-        let Some(path) = find_in(&self.cert_dirs, name) else {
+    /// The first of the certificate directories' files `name`, else `fallback`'s.
+    fn read_cert(
+        &self,
+        name: &str,
+        fallback: Option<&str>,
+    ) -> Result<(Vec<u8>, PathBuf), PlanError> {
+        let names = std::iter::once(name).chain(fallback);
+        let Some(path) = names.clone().find_map(|n| find_in(&self.cert_dirs, n)) else {
             return Err(PlanError::CertNotFound {
                 host: self.host(),
                 name: name.to_string(),
-                searched: self.cert_dirs.iter().map(|d| d.join(name)).collect(),
+                searched: names
+                    .flat_map(|n| self.cert_dirs.iter().map(move |d| d.join(n)))
+                    .collect(),
             });
         };
         let content = std::fs::read(&path).map_err(|source| PlanError::Io {
@@ -933,6 +968,23 @@ impl HostContext<'_> {
         for (role, paths) in &spec.certs {
             certs.insert(*role, render_all(paths, format!("audit: certs: {role:?}"))?);
         }
+        let mut cert_sets = Vec::new();
+        for (name, set) in &spec.cert_sets {
+            let context = format!("audit: cert_sets: {name}");
+            let mut files = BTreeMap::new();
+            for (role, paths) in &set.files {
+                files.insert(*role, render_all(paths, format!("{context}: {role:?}"))?);
+            }
+            cert_sets.push(AuditCertSetPlan {
+                name: name.clone(),
+                key_group: set
+                    .key_group
+                    .as_ref()
+                    .map(|g| self.render_string(g, &format!("{context}: key_group")))
+                    .transpose()?,
+                files,
+            });
+        }
         let server_name = spec
             .server_name
             .as_ref()
@@ -961,6 +1013,7 @@ impl HostContext<'_> {
             tcp_port: self.port(&spec.tcp_port, "audit: tcp_port")?,
             tls_port: self.port(&spec.tls_port, "audit: tls_port")?,
             certs,
+            cert_sets,
             server_name,
         }))
     }
@@ -989,7 +1042,23 @@ impl HostContext<'_> {
             server_name: self.render_string(&spec.server_name, "tls: server_name")?,
             port,
             connect: self.render_argv(&spec.connect, "tls: connect")?,
+            sets: self.active_sets(spec)?,
         }))
+    }
+
+    fn active_sets(&self, spec: &crate::TlsSpec) -> Result<Vec<String>, PlanError> {
+        let mut active = Vec::new();
+        for set in &spec.sets {
+            let context = format!("tls: sets: {}: when", set.name);
+            let holds = match &set.when {
+                Some(when) => self.eval_when(when, &context)?,
+                None => true,
+            };
+            if holds {
+                active.push(set.name.clone());
+            }
+        }
+        Ok(active)
     }
 }
 

@@ -105,6 +105,27 @@ pub struct TlsSpec {
     /// The built-in CA's private key, kept beside the CA in the last `cert_search` directory
     /// and never pushed.
     pub ca_key: String,
+    /// Other pairs the TLS service's hosts hold from the same CA (QEMU's own, for its
+    /// migration streams): checked like the main set, rotated and rolled over with it, and
+    /// never on a peer's list of allowed subjects.
+    #[serde(default)]
+    pub sets: Vec<CertSetSpec>,
+}
+
+/// One of [`TlsSpec::sets`]: leaf pairs beside the main set, trusting its CA.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSetSpec {
+    /// A short name for messages (e.g. `qemu`).
+    pub name: String,
+    /// Expression; a host holds the set only when it is true.
+    #[serde(default, deserialize_with = "de_opt_expression")]
+    pub when: Option<String>,
+    /// The organizational unit `certs issue` puts in the set's subjects, so that no subject
+    /// list of the main set matches them.
+    pub unit: String,
+    /// Certificate file name (as in `cert:`) per leaf role (no CA: the set uses the main one).
+    pub files: std::collections::BTreeMap<CertRole, String>,
 }
 
 impl TlsSpec {
@@ -113,12 +134,21 @@ impl TlsSpec {
         &self.files[&role]
     }
 
-    /// The role of the certificate file `name`, if it has one.
-    pub fn role_of(&self, name: &str) -> Option<CertRole> {
-        self.files
+    /// The role of the certificate file `name`, if it has one, and the set it belongs to
+    /// (None: the main set).
+    pub fn role_of(&self, name: &str) -> Option<(CertRole, Option<&str>)> {
+        let in_files = |files: &std::collections::BTreeMap<CertRole, String>| {
+            files
+                .iter()
+                .find(|(_, file)| file.as_str() == name)
+                .map(|(role, _)| *role)
+        };
+        if let Some(role) = in_files(&self.files) {
+            return Some((role, None));
+        }
+        self.sets
             .iter()
-            .find(|(_, file)| file.as_str() == name)
-            .map(|(role, _)| *role)
+            .find_map(|set| Some((in_files(&set.files)?, Some(set.name.as_str()))))
     }
 }
 
@@ -147,6 +177,21 @@ pub struct AuditSpec {
     /// QEMU's live migration ports, `first-last` (templated), which a peer must reach.
     #[serde(default)]
     pub migration_ports: Option<String>,
+    /// More certificate sets the host may hold (QEMU's own), by name: checked as `certs`
+    /// are, where they exist.
+    #[serde(default)]
+    pub cert_sets: std::collections::BTreeMap<String, AuditCertSet>,
+}
+
+/// One of [`AuditSpec::cert_sets`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditCertSet {
+    /// The group meant to read the set's keys besides root (templated), e.g. QEMU's.
+    #[serde(default)]
+    pub key_group: Option<String>,
+    /// Per certificate role, the host paths to try in order (templated).
+    pub files: std::collections::BTreeMap<CertRole, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -237,6 +282,9 @@ pub enum FileSource {
 #[derive(Debug, Clone)]
 pub struct FileSpec {
     pub source: FileSource,
+    /// For a certificate: the file taken instead when no certificate directory holds
+    /// `source`'s (QEMU's own pair, else libvirt's).
+    pub fallback: Option<String>,
     /// File name inside the service directory, or an absolute path (a service whose files
     /// live in several directories, as libvirt's PKI does on a plain host).
     pub dest: String,
@@ -461,7 +509,61 @@ fn check_tls(tls: &TlsSpec, services: &[ServiceSpec]) -> Result<(), String> {
     if names.len() != CertRole::ALL.len() + 1 {
         return Err("files: each role (and ca_key) needs its own file".into());
     }
+    let mut set_names = Vec::new();
+    for set in &tls.sets {
+        check_name(&set.name, "sets: name")?;
+        check_unit(&set.unit).map_err(|e| format!("sets: {}: unit: {e}", set.name))?;
+        set_names.push(&set.name);
+        for role in CertRole::LEAF_CERTS.into_iter().chain(CertRole::LEAF_KEYS) {
+            let Some(name) = set.files.get(&role) else {
+                return Err(format!("sets: {}: no file for role {role:?}", set.name));
+            };
+            if !service
+                .files
+                .iter()
+                .any(|f| f.source == FileSource::Cert(name.clone()))
+            {
+                return Err(format!(
+                    "sets: {}: {name} is not a `cert:` file of service {}",
+                    set.name, tls.service
+                ));
+            }
+            names.push(name);
+        }
+        if set.files.contains_key(&CertRole::Ca) {
+            return Err(format!(
+                "sets: {}: a set trusts the main CA; no `ca`",
+                set.name
+            ));
+        }
+    }
+    let all = names.len();
+    names.sort();
+    names.dedup();
+    if names.len() != all {
+        return Err("sets: each file of a set needs its own name".into());
+    }
+    set_names.sort();
+    set_names.dedup();
+    if set_names.len() != tls.sets.len() {
+        return Err("sets: each set needs its own name".into());
+    }
     Ok(())
+}
+
+/// An organizational unit `certs issue` can put in a subject without escaping: letters,
+/// digits, `-` and `.`.
+fn check_unit(unit: &str) -> Result<(), String> {
+    let plain = !unit.is_empty()
+        && unit.len() <= 64
+        && unit
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if plain {
+        Ok(())
+    } else {
+        Err(format!("{unit:?}: letters, digits, '-' and '.' only"))
+    }
 }
 
 /// `services:` is a YAML map whose order is the restart order, so it is read entry by entry
@@ -569,6 +671,8 @@ impl<'de> Deserialize<'de> for FileSpec {
 struct FileYaml {
     template: Option<String>,
     cert: Option<String>,
+    /// With `cert:`, the file taken when the certificate directories hold no `cert` file.
+    fallback: Option<String>,
     dest: Option<String>,
     mode: serde_yaml_ng::Value,
     #[serde(default, deserialize_with = "de_opt_template")]
@@ -601,6 +705,12 @@ impl TryFrom<FileYaml> for FileSpec {
             }
             _ => return Err("a file entry needs exactly one of `template` or `cert`".into()),
         };
+        if let Some(fallback) = &raw.fallback {
+            if !matches!(source, FileSource::Cert(_)) {
+                return Err("`fallback` names another certificate: it needs `cert`".into());
+            }
+            check_name(fallback, "fallback")?;
+        }
         let dest = raw.dest.unwrap_or(default_dest);
         check_dest(&dest)?;
         if !raw.overrides.is_empty() && raw.merge != Some(crate::Merge::Ini) {
@@ -609,6 +719,7 @@ impl TryFrom<FileYaml> for FileSpec {
         Ok(FileSpec {
             overrides: raw.overrides,
             source,
+            fallback: raw.fallback,
             dest,
             mode: parse_mode(&raw.mode)?,
             owner: raw.owner,
@@ -854,6 +965,74 @@ services:
             );
             assert!(load(&text).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn a_tls_set_names_leaf_files_of_the_tls_service_its_own_and_a_plain_unit() {
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks/kolla.yml"),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let load_shipped = |text: &str| {
+            let path = dir.path().join("kolla.yml");
+            std::fs::write(&path, text).unwrap();
+            load_playbook(&path).map_err(|e| e.to_string())
+        };
+        let tls = load_shipped(&shipped).unwrap().tls.unwrap();
+        assert_eq!(
+            tls.role_of("qemu-clientkey.pem"),
+            Some((CertRole::ClientKey, Some("qemu")))
+        );
+        assert_eq!(
+            tls.role_of("clientkey.pem"),
+            Some((CertRole::ClientKey, None))
+        );
+        let spec = load_shipped(&shipped).unwrap();
+        let fallback = spec.services[0]
+            .files
+            .iter()
+            .find(|f| f.source == FileSource::Cert("qemu-serverkey.pem".into()))
+            .unwrap();
+        assert_eq!(fallback.fallback.as_deref(), Some("serverkey.pem"));
+        for (from, to, expected) in [
+            (
+                "client_key: qemu-clientkey.pem",
+                "client_key: qemu-other.pem",
+                "not a `cert:` file",
+            ),
+            (
+                "client_key: qemu-clientkey.pem",
+                "client_key: clientkey.pem",
+                "its own name",
+            ),
+            ("unit: qemu", "unit: \"q,CN=x\"", "letters, digits"),
+            (
+                "        client_key: qemu-clientkey.pem\n",
+                "",
+                "no file for role ClientKey",
+            ),
+            (
+                "        server_cert: qemu-servercert.pem\n",
+                "        server_cert: qemu-servercert.pem\n        ca: cacert.pem\n",
+                "no `ca`",
+            ),
+            (
+                "fallback: servercert.pem",
+                "fallback: ../servercert.pem",
+                "plain file name",
+            ),
+        ] {
+            assert!(shipped.contains(from), "{from}");
+            let err = load_shipped(&shipped.replacen(from, to, 1)).unwrap_err();
+            assert!(err.contains(expected), "{from} -> {to}: {err}");
+        }
+        let text = MINIMAL.replace(
+            "{template: a.conf.j2,",
+            "{template: a.conf.j2, fallback: b.pem,",
+        );
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("needs `cert`"), "{err}");
     }
 
     #[test]

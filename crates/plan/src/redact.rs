@@ -261,6 +261,7 @@ mod tests {
             source: PathBuf::from("f"),
             merge: None,
             role: None,
+            cert_set: None,
         }
     }
 

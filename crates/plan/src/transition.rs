@@ -336,6 +336,7 @@ mod tests {
             tcp_port: 16509,
             tls_port: 16514,
             certs: BTreeMap::new(),
+            cert_sets: Vec::new(),
             server_name: None,
             migration_ports: None,
         };

@@ -155,3 +155,73 @@ fn without_tls_the_tcp_socket_stays_and_asks_for_sasl() {
 fn plan_without_sockets() -> HostPlan {
     plan(json!({"libvirt_socket_activation": "no"}))
 }
+
+#[test]
+fn qemu_native_tls_puts_qemus_pairs_in_its_directory_for_its_group_and_merges_qemu_conf() {
+    let off = plan(json!({"libvirt_tls": "yes"}));
+    assert!(off.services[0]
+        .files
+        .iter()
+        .all(|f| !f.path.contains("qemu")));
+    let on = plan(json!({"libvirt_tls": "yes", "libvirt_qemu_native_tls": "yes"}));
+    let libvirtd = &on.services[0];
+    let qemu: Vec<(&str, u32, Option<&str>, bool)> = libvirtd
+        .files
+        .iter()
+        .filter(|f| f.path.contains("qemu"))
+        .map(|f| (f.path.as_str(), f.mode, f.owner.as_deref(), f.secret))
+        .collect();
+    let owner = Some("root:libvirt-qemu");
+    assert_eq!(
+        qemu,
+        [
+            ("/etc/libvirt/qemu.conf", 0o600, None, false),
+            ("/etc/pki/qemu/ca-cert.pem", 0o640, owner, false),
+            ("/etc/pki/qemu/server-cert.pem", 0o640, owner, false),
+            ("/etc/pki/qemu/server-key.pem", 0o640, owner, true),
+            ("/etc/pki/qemu/client-cert.pem", 0o640, owner, false),
+            ("/etc/pki/qemu/client-key.pem", 0o640, owner, true),
+        ]
+    );
+    let conf = libvirtd
+        .files
+        .iter()
+        .find(|f| f.path == "/etc/libvirt/qemu.conf")
+        .unwrap();
+    assert_eq!(conf.merge, Some(Merge::Conf));
+    let merged = merge(
+        Merge::Conf,
+        Some(b"# Debian's\n#default_tls_x509_verify = 1\nuser = \"libvirt-qemu\"\n"),
+        &conf.content,
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(merged).unwrap(),
+        "# Debian's\n#default_tls_x509_verify = 1\nuser = \"libvirt-qemu\"\n\
+         default_tls_x509_cert_dir = \"/etc/pki/qemu\"\ndefault_tls_x509_verify = 1\n"
+    );
+    // The CA and QEMU's pairs (libvirt's here: the directory has no qemu-*.pem) change
+    // live: QEMU reads them when a migration starts. qemu.conf restarts libvirtd.
+    let reload = libvirtd.reload.as_ref().unwrap();
+    for f in libvirtd
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("/etc/pki/qemu/"))
+    {
+        assert!(reload.files.contains(&f.path), "{}", f.path);
+        assert_eq!(
+            f.cert_set.is_some(),
+            f.role != Some(virtfleet_plan::CertRole::Ca)
+        );
+    }
+    assert!(!reload.files.iter().any(|p| p.ends_with("qemu.conf")));
+    assert_eq!(on.tls.as_ref().unwrap().sets, ["qemu"]);
+    let rhel = plan(
+        json!({"libvirt_tls": "yes", "libvirt_qemu_native_tls": "yes",
+                           "qemu_group": "qemu"}),
+    );
+    assert!(rhel.services[0]
+        .files
+        .iter()
+        .any(|f| f.owner.as_deref() == Some("root:qemu")));
+}

@@ -1156,7 +1156,7 @@ fn masakaris_instance_monitor_gets_the_sasl_credentials_only_when_enabled() {
 }
 
 #[test]
-fn qemu_native_tls_gives_qemu_libvirts_certificates_and_asks_nova_for_it() {
+fn qemu_native_tls_gives_qemu_its_pairs_or_libvirts_and_asks_nova_for_it() {
     let off = plan(json!({"libvirt_tls": true}));
     for (service_name, name) in [("nova_libvirt", "qemu.conf"), ("nova_compute", "nova.conf")] {
         let text = text(&off, service_name, name);
@@ -1180,7 +1180,8 @@ fn qemu_native_tls_gives_qemu_libvirts_certificates_and_asks_nova_for_it() {
         nova.contains("live_migration_with_native_tls = true\nlive_migration_tunnelled = false\n"),
         "{nova}"
     );
-    // The same five files, copied again by kolla_set_configs to QEMU's directory, for its group.
+    // QEMU's pairs, pushed beside libvirt's and copied by kolla_set_configs to QEMU's
+    // directory for its group, with libvirt's CA.
     let config: Value = serde_json::from_str(&text(&on, "nova_libvirt", "config.json")).unwrap();
     let entries = config["config_files"].as_array().unwrap();
     let qemu_copies: Vec<(&str, &str)> = entries
@@ -1192,35 +1193,87 @@ fn qemu_native_tls_gives_qemu_libvirts_certificates_and_asks_nova_for_it() {
             (e["source"].as_str().unwrap(), e["dest"].as_str().unwrap())
         })
         .collect();
+    let copy = |from: &'static str, to: &'static str| (from, to);
     assert_eq!(
         qemu_copies,
         [
-            (
+            copy(
                 "/var/lib/kolla/config_files/cacert.pem",
                 "/etc/pki/qemu/ca-cert.pem"
             ),
-            (
-                "/var/lib/kolla/config_files/servercert.pem",
+            copy(
+                "/var/lib/kolla/config_files/qemu-servercert.pem",
                 "/etc/pki/qemu/server-cert.pem"
             ),
-            (
-                "/var/lib/kolla/config_files/serverkey.pem",
+            copy(
+                "/var/lib/kolla/config_files/qemu-serverkey.pem",
                 "/etc/pki/qemu/server-key.pem"
             ),
-            (
-                "/var/lib/kolla/config_files/clientcert.pem",
+            copy(
+                "/var/lib/kolla/config_files/qemu-clientcert.pem",
                 "/etc/pki/qemu/client-cert.pem"
             ),
-            (
-                "/var/lib/kolla/config_files/clientkey.pem",
+            copy(
+                "/var/lib/kolla/config_files/qemu-clientkey.pem",
                 "/etc/pki/qemu/client-key.pem"
             ),
         ]
     );
-    // libvirt's own entries are unchanged, and nothing new is pushed to the host.
+    // libvirt's own entries are unchanged.
     let libvirt_copies = entries.iter().filter(|e| e["owner"] == "root").count();
     assert_eq!(libvirt_copies, 9, "{config:#}");
-    assert_eq!(names(&on, "nova_libvirt"), names(&off, "nova_libvirt"));
+    // Without QEMU pairs of its own in the certificate directories, QEMU gets libvirt's, in
+    // the set's roles (rotated and rolled over with the rest; checked as a set).
+    let qemu_files = [
+        (
+            "qemu-servercert.pem",
+            "servercert.pem",
+            CertRole::ServerCert,
+        ),
+        ("qemu-serverkey.pem", "serverkey.pem", CertRole::ServerKey),
+        (
+            "qemu-clientcert.pem",
+            "clientcert.pem",
+            CertRole::ClientCert,
+        ),
+        ("qemu-clientkey.pem", "clientkey.pem", CertRole::ClientKey),
+    ];
+    for (name, libvirts, role) in qemu_files {
+        let f = file(&on, "nova_libvirt", name).unwrap();
+        assert!(f
+            .source
+            .ends_with(format!("config/nova/nova-libvirt/{libvirts}")));
+        assert_eq!((f.role, f.cert_set.as_deref()), (Some(role), Some("qemu")));
+        assert_eq!(on.set_file(Some("qemu"), role).unwrap().path, f.path);
+        // The main set stays libvirt's own.
+        assert!(on.tls_file(role).unwrap().path.ends_with(libvirts));
+    }
+    assert_eq!(on.tls.as_ref().unwrap().sets, ["qemu"]);
+    assert!(off.tls.as_ref().unwrap().sets.is_empty());
+    // Its own, where the operator (or `certs issue`) put them: per host first, then shared.
+    let pb = playbook();
+    let dir = configdir();
+    let shared = dir.path().join("config/nova/nova-libvirt");
+    write(
+        shared.join("qemu-clientcert.pem"),
+        &pem("clientcert", "qemu-shared"),
+    );
+    write(
+        shared.join("compute1/qemu-servercert.pem"),
+        &pem("servercert", "qemu-own"),
+    );
+    let on_vars = vars(json!({"libvirt_tls": true, "libvirt_qemu_native_tls": true}));
+    let own = try_plan(&pb, &dir, "compute1", &on_vars).unwrap();
+    let source = |name| file(&own, "nova_libvirt", name).unwrap().source.clone();
+    assert_eq!(
+        source("qemu-servercert.pem"),
+        shared.join("compute1/qemu-servercert.pem")
+    );
+    assert_eq!(
+        source("qemu-clientcert.pem"),
+        shared.join("qemu-clientcert.pem")
+    );
+    assert_eq!(source("qemu-serverkey.pem"), shared.join("serverkey.pem"));
     let group =
         plan(json!({"libvirt_tls": true, "libvirt_qemu_native_tls": true, "qemu_group": "kvm"}));
     assert!(text(&group, "nova_libvirt", "config.json").contains("\"root:kvm\""));
@@ -1467,4 +1520,16 @@ fn a_transition_without_done_or_with_a_last_phase_that_sets_vars_is_refused_at_l
         1,
     );
     assert!(load(bad_file).contains("held listen_tcp: file \"nope\" is not a kind of audit: files"));
+}
+
+#[test]
+fn qemu_native_tls_with_libvirtd_on_the_host_asks_nova_for_it_and_leaves_qemu_to_the_host() {
+    let host_mode = plan(json!({"libvirt_tls": true, "libvirt_qemu_native_tls": true,
+                                "enable_nova_libvirt_container": false}));
+    assert!(host_mode.services.iter().all(|s| s.name != "nova_libvirt"));
+    let nova = text(&host_mode, "nova_compute", "nova.conf");
+    assert!(
+        nova.contains("live_migration_with_native_tls = true\nlive_migration_tunnelled = false\n"),
+        "{nova}"
+    );
 }

@@ -252,9 +252,12 @@ pub fn phases(
 /// old CAs it trusts anyway): a host cannot get a subject of its choosing let in elsewhere.
 pub fn old_client_subjects(jobs: &[HostJob], reading: &Reading) -> Vec<String> {
     let subject = |pem: &[u8]| virtfleet_pki::libvirt_dn(pem).ok();
+    // The main set's only: a set's subjects (QEMU's) are on no list.
+    let main = |f: &&DesiredFile| f.cert_set.is_none();
     let desired: BTreeSet<String> = jobs
         .iter()
         .flat_map(|j| j.plan.files_in_roles(&[CertRole::ClientCert]))
+        .filter(main)
         .filter_map(|f| subject(&f.content))
         .collect();
     let mut trusted: Vec<u8> = match &reading.start {
@@ -276,6 +279,7 @@ pub fn old_client_subjects(jobs: &[HostJob], reading: &Reading) -> Vec<String> {
         .flat_map(|(j, host)| {
             j.plan
                 .files_in_roles(&[CertRole::ClientCert])
+                .filter(main)
                 .filter_map(|f| held_content(host, f))
                 .filter(|pem| signed(pem))
                 .filter_map(subject)

@@ -114,6 +114,7 @@ pub async fn run(global: &GlobalArgs, args: AuditArgs) -> Result<ExitCode, Input
                     let observed = Observed {
                         files: &seen.files,
                         certs: None,
+                        cert_sets: &[],
                         tcp_probe: None,
                     };
                     findings.extend(reach::findings(&observed, ports, from, reach));
@@ -236,6 +237,7 @@ async fn audit_host(
         .files
         .values()
         .chain(plan.certs.values())
+        .chain(plan.cert_sets.iter().flat_map(|set| set.files.values()))
         .flatten()
         .map(String::as_str)
         .collect();
@@ -282,39 +284,60 @@ async fn audit_host(
             );
         }
     }
-    let mut cert_files = BTreeMap::new();
-    for (role, candidates) in &plan.certs {
-        let found = candidates
-            .iter()
-            .find_map(|p| Some((p, held.get(p)?.as_ref()?)));
-        if let Some((path, file)) = found {
-            let seen = SeenFile {
-                path: path.clone(),
-                content: file.content.clone(),
-                permissions: file.permissions(),
-                group: file.group.clone(),
-            };
-            cert_files.insert(pki_role(*role), seen);
+    // Each role's first path the host holds.
+    let seen_files = |roles: &BTreeMap<CertRole, Vec<String>>| {
+        let mut seen = BTreeMap::new();
+        for (role, candidates) in roles {
+            let found = candidates
+                .iter()
+                .find_map(|p| Some((p, held.get(p)?.as_ref()?)));
+            if let Some((path, file)) = found {
+                let file = SeenFile {
+                    path: path.clone(),
+                    content: file.content.clone(),
+                    permissions: file.permissions(),
+                    group: file.group.clone(),
+                };
+                seen.insert(pki_role(*role), file);
+            }
         }
-    }
+        seen
+    };
     // The CA this run would push, when the config directory has one: the fleet's.
     let fleet_ca = job
         .plan
         .tls_file(CertRole::Ca)
         .map(|f| f.content.as_slice());
-    let certs = CertsSeen {
+    let certs_seen = |files, key_group| CertsSeen {
         host: &job.target.label,
-        files: cert_files,
+        files,
         server_name: plan.server_name.as_deref(),
         address: Some(plan.address.as_str()),
         fleet_ca,
         now: std::time::SystemTime::now(),
         warn_days: DEFAULT_WARN_DAYS,
+        key_group,
     };
+    let certs = certs_seen(seen_files(&plan.certs), None);
+    // A set the host holds none of is not there to check (QEMU-native TLS off).
+    let cert_sets: Vec<(&str, CertsSeen)> = plan
+        .cert_sets
+        .iter()
+        .map(|set| {
+            let seen = certs_seen(seen_files(&set.files), set.key_group.as_deref());
+            (set.name.as_str(), seen)
+        })
+        .filter(|(_, seen)| {
+            seen.files
+                .keys()
+                .any(|role| *role != virtfleet_pki::Role::Ca)
+        })
+        .collect();
     let answer: Answer = answer;
     let observed = Observed {
         files: &files,
         certs: Some(&certs),
+        cert_sets: &cert_sets,
         tcp_probe: Some(&answer),
     };
     let native_tls = virtfleet_audit::native_tls(&observed);

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use clap::Subcommand;
 use serde::Serialize;
-use virtfleet_pki::{issue_pair, parse_certs, write_atomic, CertKind, Severity};
+use virtfleet_pki::{issue_leaf, parse_certs, write_atomic, CertKind, LeafRequest, Severity};
 use virtfleet_plan::{CertRole, TlsPlan, TlsSpec};
 
 use crate::args::GlobalArgs;
@@ -93,10 +93,17 @@ async fn check(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputErr
             );
             continue;
         }
-        for role in CERTIFICATES {
-            let Some(file) = host.plan.tls_file(role) else {
-                continue;
-            };
+        let sets = host.plan.tls.iter().flat_map(|tls| &tls.sets);
+        let files = std::iter::once(None)
+            .chain(sets.map(|set| Some(set.as_str())))
+            .flat_map(|set| {
+                // A set's CA is the main one's: listed once.
+                CERTIFICATES
+                    .into_iter()
+                    .filter(move |role| set.is_none() || *role != CertRole::Ca)
+                    .filter_map(move |role| host.plan.set_file(set, role))
+            });
+        for file in files {
             for info in parse_certs(&file.content).unwrap_or_default() {
                 rows.push(CertRow {
                     host: host.target.label.clone(),
@@ -369,16 +376,35 @@ async fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCo
             dns.push(host.clone());
         }
         let ips: Vec<IpAddr> = tls.address.parse().into_iter().collect();
-        for (kind, cert_role, key_role) in [
-            (CertKind::Server, CertRole::ServerCert, CertRole::ServerKey),
-            (CertKind::Client, CertRole::ClientCert, CertRole::ClientKey),
-        ] {
-            let cert_path = host_dir.join(spec.file_name(cert_role));
-            let key_path = host_dir.join(spec.file_name(key_role));
+        // The main set, then the host's other sets (their subjects with the set's unit).
+        let sets = std::iter::once((&spec.files, None)).chain(
+            spec.sets
+                .iter()
+                .filter(|set| tls.sets.contains(&set.name))
+                .map(|set| (&set.files, Some(set.unit.as_str()))),
+        );
+        let pairs = sets.flat_map(|(files, unit)| {
+            [
+                (CertKind::Server, CertRole::ServerCert, CertRole::ServerKey),
+                (CertKind::Client, CertRole::ClientCert, CertRole::ClientKey),
+            ]
+            .map(|(kind, cert, key)| (kind, &files[&cert], &files[&key], unit))
+        });
+        for (kind, cert_name, key_name, unit) in pairs {
+            let cert_path = host_dir.join(cert_name);
+            let key_path = host_dir.join(key_name);
             if !needs_issue(&cert_path, &ca_cert, renew_days, now) {
                 continue;
             }
-            match issue_pair(&ca_cert, &ca_key, kind, &hostname, &dns, &ips, days) {
+            let request = LeafRequest {
+                kind,
+                host: &hostname,
+                unit,
+                dns_names: &dns,
+                ips: &ips,
+                days,
+            };
+            match issue_leaf(&ca_cert, &ca_key, &request) {
                 Ok((cert, key)) => {
                     let written = std::fs::create_dir_all(host_dir)
                         .and_then(|_| {

@@ -215,10 +215,13 @@ pub fn push(files: &[&DesiredFile], backup: Option<&Backup>) -> Vec<u8> {
     // A dropped connection (HUP) or a kill (TERM) must remove the stage too: a shell killed
     // by a signal skips its EXIT trap unless the signal is trapped.
     s.line("trap 'exit 129' HUP INT TERM PIPE");
-    // A missing directory: 0700 where it holds a secret, else 0755 with its missing parents,
-    // so public files (a CA certificate in /etc/pki/CA) stay readable to other users.
+    // A missing directory: 0700 where it holds a secret for its owner only, else 0755 with
+    // its missing parents, so public files (a CA certificate in /etc/pki/CA) and a group's
+    // own (QEMU's keys in /etc/pki/qemu, 0640) stay readable to whom they are for.
     for dir in &dirs {
-        let secret = files.iter().any(|f| f.secret && parent(&f.path) == *dir);
+        let secret = files
+            .iter()
+            .any(|f| f.secret && !shared_with_group(f) && parent(&f.path) == *dir);
         s.cmd("vf_mkdir", [if secret { "0700" } else { "0755" }, dir]);
     }
     for dir in &dirs {
@@ -1487,6 +1490,7 @@ mod tests {
             source: Default::default(),
             merge: None,
             role: None,
+            cert_set: None,
         }
     }
 

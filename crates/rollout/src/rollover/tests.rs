@@ -51,6 +51,7 @@ fn file(path: &str, role: CertRole, content: &str) -> DesiredFile {
         source: Default::default(),
         merge: None,
         role: Some(role),
+        cert_set: None,
     }
 }
 
