@@ -359,30 +359,8 @@ fn an_unreachable_host_stops_a_transition_at_the_end_of_its_phase_and_it_finishe
 fn a_changed_host_key_fails_that_host_and_nothing_is_written_to_it() {
     let fleet = Fleet::new(3, TLS_SASL, true);
     let tmp = tempfile::tempdir().unwrap();
-    let fake_key = tmp.path().join("fake_host_key");
-    let keygen = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&fake_key)
-        .output()
-        .unwrap();
-    assert!(keygen.status.success(), "{}", describe(&keygen));
-    let fake_pub = read(&fake_key.with_extension("pub"));
-    let fake_pub: Vec<&str> = fake_pub.split_whitespace().take(2).collect();
     let original = read(&fleet.lab.known_hosts());
-    let mut replaced = 0;
-    let tampered: String = original
-        .lines()
-        .map(|line| {
-            let names = line.split_whitespace().next().unwrap_or_default();
-            if names.split(',').any(|n| n == "compute03") {
-                replaced += 1;
-                format!("{names} {}\n", fake_pub.join(" "))
-            } else {
-                format!("{line}\n")
-            }
-        })
-        .collect();
-    assert_eq!(replaced, 1, "{original}");
+    let tampered = with_changed_host_key(&original, "compute03");
     let known_hosts = tmp.path().join("known_hosts");
     std::fs::write(&known_hosts, &tampered).unwrap();
     let kolla = |rel: &str| fleet.host("compute03").kolla_path(rel);

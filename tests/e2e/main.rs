@@ -14,6 +14,7 @@ mod engines;
 mod facts;
 mod failures;
 mod host_libvirt;
+mod jump;
 mod qemu_tls;
 mod remediate;
 mod rollout;

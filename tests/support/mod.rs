@@ -353,6 +353,11 @@ impl Firewall {
                 .to_vec()
             })
             .collect();
+        Firewall::rules(rules)
+    }
+
+    /// These iptables rules (each a chain and its match), inserted first, until dropped.
+    pub fn rules(rules: Vec<Vec<String>>) -> Firewall {
         for rule in &rules {
             let status = std::process::Command::new("iptables")
                 .arg("-I")
@@ -374,4 +379,34 @@ impl Drop for Firewall {
                 .status();
         }
     }
+}
+
+/// `known_hosts` with the key of the one entry naming `name` replaced by a fresh key (as a
+/// host whose key changed would present).
+pub fn with_changed_host_key(known_hosts: &str, name: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("changed");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{}", describe(&keygen));
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let public: Vec<&str> = public.split_whitespace().take(2).collect();
+    let mut replaced = 0;
+    let changed = known_hosts
+        .lines()
+        .map(|line| {
+            let names = line.split_whitespace().next().unwrap_or_default();
+            if names.split(',').any(|n| n == name) {
+                replaced += 1;
+                format!("{names} {}\n", public.join(" "))
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    assert_eq!(replaced, 1, "{name} in {known_hosts}");
+    changed
 }

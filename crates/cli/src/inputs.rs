@@ -830,6 +830,7 @@ fn target(host: &str, vars: &Vars, default_user: &str) -> Result<Target, String>
         None => 22,
     };
     let key_names = ["ansible_ssh_private_key_file", "ansible_private_key_file"];
+    let key_file = connection_var(host, vars, &key_names)?.map(|p| expand_home(&p));
     Ok(Target {
         label: host.to_string(),
         address: connection_var(host, vars, &["ansible_host", "ansible_ssh_host"])?
@@ -837,9 +838,51 @@ fn target(host: &str, vars: &Vars, default_user: &str) -> Result<Target, String>
         port,
         user: connection_var(host, vars, &["ansible_user", "ansible_ssh_user"])?
             .unwrap_or_else(|| default_user.to_string()),
-        key_file: connection_var(host, vars, &key_names)?.map(|p| expand_home(&p)),
+        jump: jump(host, vars, default_user, key_file.as_ref())?,
+        key_file,
         become_user: become_user(host, vars)?,
     })
+}
+
+/// The jump host chain of Ansible's ssh arguments (`-J`, `ProxyJump`, or an `ssh -W`
+/// `ProxyCommand`), as the last hop, each hop holding the one before. As in `ssh`, the
+/// common arguments come first and the first setting wins. A hop logs in as its own user
+/// (else the local user, as OpenSSH's ProxyJump does) with its `-i` key, else the host's
+/// key file, then the default identities and the agent.
+fn jump(
+    host: &str,
+    vars: &Vars,
+    default_user: &str,
+    key_file: Option<&PathBuf>,
+) -> Result<Option<Arc<Target>>, String> {
+    for name in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
+        let Some(args) = text_var(vars, name) else {
+            continue;
+        };
+        let hops =
+            virtfleet_inventory::jump_hosts(&args).map_err(|e| format!("{host}: {name}: {e}"))?;
+        let Some(hops) = hops else {
+            continue;
+        };
+        let mut chain: Option<Arc<Target>> = None;
+        for hop in hops {
+            let label = match hop.port {
+                Some(port) => format!("{}:{port}", hop.host),
+                None => hop.host.clone(),
+            };
+            chain = Some(Arc::new(Target {
+                label: format!("jump host {label}"),
+                address: hop.host,
+                port: hop.port.unwrap_or(22),
+                user: hop.user.unwrap_or_else(|| default_user.to_string()),
+                key_file: hop.key_file.map(|p| expand_home(&p)).or(key_file.cloned()),
+                become_user: None,
+                jump: chain,
+            }));
+        }
+        return Ok(chain);
+    }
+    Ok(None)
 }
 
 /// One connection setting under any of the names Ansible's ssh connection accepts for it

@@ -268,7 +268,8 @@ impl LabHost {
         Ok(())
     }
 
-    fn sshd_log(&self) -> PathBuf {
+    /// This host's sshd log (LogLevel VERBOSE: every accepted login).
+    pub fn sshd_log(&self) -> PathBuf {
         self.dir.join("sshd.log")
     }
 

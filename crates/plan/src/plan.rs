@@ -1079,7 +1079,7 @@ fn lexical(path: &Path) -> PathBuf {
 
 /// Variables that say how to reach a host: they end up in DNS queries and connections
 /// before any host key is checked.
-const CONNECTION_VARS: [&str; 8] = [
+const CONNECTION_VARS: [&str; 10] = [
     "ansible_host",
     "ansible_ssh_host",
     "ansible_user",
@@ -1088,6 +1088,9 @@ const CONNECTION_VARS: [&str; 8] = [
     "ansible_ssh_port",
     "ansible_ssh_private_key_file",
     "ansible_become_user",
+    // The jump hosts (ProxyJump) are read from these.
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
 ];
 
 /// Shortest secret value looked for inside other values (shorter ones match by chance).

@@ -44,6 +44,11 @@ pub struct Target {
     /// Run every command as this user through `sudo -n` (Ansible's `become` with the sudo
     /// method; it needs a NOPASSWD rule). `None` runs commands as `user`.
     pub become_user: Option<String>,
+    /// OpenSSH's `ProxyJump`: the host reached first, whose sshd opens the TCP connection to
+    /// this one (a `direct-tcpip` channel). Its own host key and this one's are each checked
+    /// against known_hosts; one connection to a jump host carries every target behind it.
+    /// A jump host may have a jump host of its own (`ProxyJump a,b`).
+    pub jump: Option<std::sync::Arc<Target>>,
 }
 
 /// `word` as one POSIX shell word: as it is when it holds only characters no shell treats
@@ -80,6 +85,7 @@ impl Target {
             user: user.into(),
             key_file: None,
             become_user: None,
+            jump: None,
         }
     }
 }

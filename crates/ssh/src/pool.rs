@@ -8,10 +8,17 @@ use crate::{Session, Target};
 
 /// Parked sessions by the exact target they were opened for (address, port, user, key and
 /// `become`): a session is only ever reused for the same login. Each is taken once.
+/// And the run's connections to jump hosts, each opened once and shared by every target
+/// behind it.
 #[derive(Clone, Default)]
 pub struct SessionPool {
     parked: Arc<Mutex<HashMap<Target, Session>>>,
+    jumps: Arc<Mutex<HashMap<Target, JumpCell>>>,
 }
+
+/// One jump host's connection: opened by the first target that needs it, while the others
+/// wait for it; a failure is every waiting target's (each reports it).
+type JumpCell = Arc<tokio::sync::OnceCell<Result<Arc<Session>, String>>>;
 
 impl std::fmt::Debug for SessionPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,5 +50,19 @@ impl SessionPool {
     /// The parked session for `target`, if it is still open.
     pub(crate) fn take(&self, target: &Target) -> Option<Session> {
         self.lock().remove(target).filter(|s| !s.is_closed())
+    }
+
+    /// The jump host's cell: its connection, once the first caller has opened it.
+    pub(crate) fn jump(&self, jump: &Target) -> JumpCell {
+        let mut jumps = self.jumps.lock().unwrap_or_else(|e| e.into_inner());
+        // A connection that closed (the jump host went away) is opened again.
+        let closed = jumps
+            .get(jump)
+            .and_then(|cell| cell.get())
+            .is_some_and(|done| done.as_ref().is_ok_and(|s| s.is_closed()));
+        if closed {
+            jumps.remove(jump);
+        }
+        jumps.entry(jump.clone()).or_default().clone()
     }
 }

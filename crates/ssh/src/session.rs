@@ -45,6 +45,100 @@ impl ExecOutput {
     }
 }
 
+/// A byte stream an SSH connection runs over: a TCP connection, or a channel of a jump
+/// host's connection.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Stream for S {}
+
+async fn tcp_connect(
+    target: &Target,
+    opts: &ClientOptions,
+    deadline: Instant,
+) -> Result<TcpStream, SshError> {
+    let unreachable = |reason: String| SshError::Unreachable {
+        host: target.label.clone(),
+        address: format!("{}:{}", target.address, target.port),
+        reason,
+    };
+    let stream = match timeout_at(
+        deadline,
+        TcpStream::connect((target.address.as_str(), target.port)),
+    )
+    .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => return Err(unreachable(err.to_string())),
+        Err(_) => {
+            return Err(unreachable(format!(
+                "no answer within {:?}",
+                opts.connect_timeout
+            )))
+        }
+    };
+    // Commands are small request/response exchanges: do not let Nagle delay them.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// A connection to `target` opened by `jump`'s sshd (`ProxyJump`): the run's one connection
+/// to the jump host (opened by the first target behind it), then a `direct-tcpip` channel
+/// on it to the target's address and port.
+async fn through_jump(
+    target: &Target,
+    jump: &Target,
+    opts: &ClientOptions,
+    deadline: Instant,
+) -> Result<russh::ChannelStream<Msg>, SshError> {
+    let unreachable = |reason: String| SshError::Unreachable {
+        host: target.label.clone(),
+        address: format!("{}:{} through {}", target.address, target.port, jump.label),
+        reason,
+    };
+    let cell = opts.pool.jump(jump);
+    let opened = cell.get_or_init(|| async {
+        dial_boxed(jump, opts)
+            .await
+            .map(Arc::new)
+            .map_err(|err| err.to_string())
+    });
+    let session = match timeout_at(deadline, opened).await {
+        Ok(Ok(session)) => session.clone(),
+        Ok(Err(err)) => return Err(unreachable(format!("jump host: {err}"))),
+        Err(_) => {
+            return Err(unreachable(format!(
+                "jump host {} not connected within {:?}",
+                jump.label, opts.connect_timeout
+            )))
+        }
+    };
+    let channel = session.handle.channel_open_direct_tcpip(
+        target.address.clone(),
+        u32::from(target.port),
+        "127.0.0.1",
+        0,
+    );
+    match timeout_at(deadline, channel).await {
+        Ok(Ok(channel)) => Ok(channel.into_stream()),
+        Ok(Err(err)) => Err(unreachable(format!(
+            "the jump host did not connect to it: {err}"
+        ))),
+        Err(_) => Err(unreachable(format!(
+            "no answer within {:?}",
+            opts.connect_timeout
+        ))),
+    }
+}
+
+/// [`Session::dial`] behind a box: a jump host is dialled the same way, its own jump host
+/// too.
+fn dial_boxed<'a>(
+    target: &'a Target,
+    opts: &'a ClientOptions,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Session, SshError>> + Send + 'a>> {
+    Box::pin(Session::dial(target, opts))
+}
+
 /// One authenticated SSH connection. All methods take `&self`, so one session can be shared
 /// (e.g. in an `Arc`) by tasks running commands concurrently.
 pub struct Session {
@@ -140,30 +234,10 @@ impl Session {
             }
         }
 
-        let stream = match timeout_at(
-            deadline,
-            TcpStream::connect((target.address.as_str(), target.port)),
-        )
-        .await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => {
-                return Err(SshError::Unreachable {
-                    host,
-                    address: dialled,
-                    reason: err.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(SshError::Unreachable {
-                    host,
-                    address: dialled,
-                    reason: format!("no answer within {:?}", opts.connect_timeout),
-                })
-            }
+        let stream: Box<dyn Stream> = match &target.jump {
+            Some(jump) => Box::new(through_jump(target, jump, opts, deadline).await?),
+            None => Box::new(tcp_connect(target, opts, deadline).await?),
         };
-        // Commands are small request/response exchanges: do not let Nagle delay them.
-        let _ = stream.set_nodelay(true);
 
         let config = Arc::new(client_config(opts, &known.recorded_algorithms(&name)));
         let check = HostKeyCheck {

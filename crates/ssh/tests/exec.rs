@@ -170,6 +170,7 @@ async fn become_runs_the_command_as_that_user_with_stdin_and_quotes_intact() {
     let server = TestSshd::start();
     let target = virtfleet_ssh::Target {
         become_user: Some("nobody".into()),
+        jump: None,
         ..server.target()
     };
     let opts = server.options(server.trusting_known_hosts());
@@ -183,6 +184,7 @@ async fn become_runs_the_command_as_that_user_with_stdin_and_quotes_intact() {
     // The login user's own commands are not wrapped: root stays root without sudo.
     let as_login = virtfleet_ssh::Target {
         become_user: Some("root".into()),
+        jump: None,
         ..server.target()
     };
     let session = Session::connect(&as_login, &opts).await.unwrap();

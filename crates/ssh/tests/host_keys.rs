@@ -224,6 +224,7 @@ async fn nothing_listening_is_unreachable_quickly() {
         user: "root".into(),
         key_file: None,
         become_user: None,
+        jump: None,
     };
     let opts = virtfleet_ssh::ClientOptions {
         known_hosts: dir.path().join("known_hosts"),

@@ -139,6 +139,7 @@ impl TestSshd {
             user: "root".into(),
             key_file: Some(self.client_key.clone()),
             become_user: None,
+            jump: None,
         }
     }
 

@@ -1,0 +1,118 @@
+//! Issue 17: hosts behind a bastion, reached with OpenSSH's ProxyJump as Kolla operators set
+//! it in the inventory (`ansible_ssh_common_args`).
+
+use std::process::Command;
+
+use virtfleet_suite::*;
+
+/// The jump user's logins on the bastion (sshd's log: one line per accepted connection).
+fn jump_logins(fleet: &Fleet, bastion: &str, user: &str) -> usize {
+    let log = std::fs::read_to_string(fleet.host(bastion).sshd_log()).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.contains(&format!("Accepted publickey for {user} ")))
+        .count()
+}
+
+#[test]
+fn hosts_behind_a_bastion_are_deployed_through_one_connection_and_keep_their_own_host_keys() {
+    let fleet = Fleet::new(3, TLS_SASL, true);
+    let (a, b, bastion) = ("compute01", "compute02", "compute03");
+    // The bastion lets a plain user in; only that user's processes (its sshd session, which
+    // opens the forwarded connections) may reach the other hosts' sshd.
+    let jumper = "vflabjump";
+    fleet.lab.add_user(jumper, false).expect("jump user");
+    let uid = String::from_utf8(
+        Command::new("id")
+            .args(["-u", jumper])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let rules = [a, b]
+        .iter()
+        .map(|h| {
+            let address = fleet.host(h).address.to_string();
+            [
+                "OUTPUT", "-o", "lo", "-p", "tcp", "-d", &address, "--dport", "22",
+            ]
+            .into_iter()
+            .chain(["-m", "owner", "!", "--uid-owner", &uid])
+            .chain(["-j", "REJECT", "--reject-with", "tcp-reset"])
+            .map(String::from)
+            .collect()
+        })
+        .collect();
+    let _firewall = Firewall::rules(rules);
+    for host in [a, b] {
+        let direct = fleet.lab.ssh(fleet.host(host), "true");
+        assert!(
+            !direct.status.success(),
+            "{host} reachable without the bastion"
+        );
+        assert!(
+            String::from_utf8_lossy(&direct.stderr).contains("Connection refused"),
+            "{}",
+            describe(&direct)
+        );
+    }
+
+    // As Kolla operators write it: the jump in the inventory's ssh arguments.
+    let host_vars = fleet.lab.dir().join("host_vars");
+    std::fs::create_dir_all(&host_vars).unwrap();
+    let jump = format!(
+        "ansible_ssh_common_args: \"-o ProxyJump={jumper}@{}\"\n",
+        fleet.host(bastion).address
+    );
+    for host in [a, b] {
+        std::fs::write(host_vars.join(format!("{host}.yml")), &jump).unwrap();
+    }
+    let limit = ["--limit", "compute01,compute02"];
+    let before = jump_logins(&fleet, bastion, jumper);
+    let (out, report) = fleet.run_report(&[&["deploy", "--one-pass"][..], &limit].concat());
+    assert!(out.status.success(), "{}\n{report}", describe(&out));
+    for host in [a, b] {
+        assert_eq!(host_report(&report, host)["status"], "changed", "{report}");
+    }
+    // One connection to the bastion carried both hosts (facts, probe and push included).
+    assert_eq!(jump_logins(&fleet, bastion, jumper), before + 1);
+    let (out, report) = fleet.run_report(&[&["check"][..], &limit].concat());
+    assert!(out.status.success(), "{}", describe(&out));
+    for host in [a, b] {
+        assert_eq!(host_report(&report, host)["status"], "ok", "{report}");
+    }
+
+    // A changed host key behind the bastion fails that host only: each target's key is
+    // checked against known_hosts, as if it were dialled directly.
+    let known = std::fs::read_to_string(fleet.lab.known_hosts()).unwrap();
+    let tampered = with_changed_host_key(&known, &fleet.host(b).address.to_string());
+    std::fs::write(fleet.lab.known_hosts(), &tampered).unwrap();
+    let (out, report) = fleet.run_report(&[&["check"][..], &limit].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let failed = host_report(&report, b);
+    assert_eq!(failed["status"], "failed", "{report}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("host key changed"),
+        "{failed}"
+    );
+    assert_eq!(host_report(&report, a)["status"], "ok", "{report}");
+    std::fs::write(fleet.lab.known_hosts(), &known).unwrap();
+
+    // A jump host that refuses the login names it, for every host behind it.
+    let wrong = format!(
+        "ansible_ssh_common_args: \"-o ProxyJump=nobody@{}\"\n",
+        fleet.host(bastion).address
+    );
+    std::fs::write(host_vars.join(format!("{a}.yml")), wrong).unwrap();
+    let (out, report) = fleet.run_report(&[&["check"][..], &limit].concat());
+    assert_ne!(out.status.code(), Some(0), "{}", describe(&out));
+    let failed = host_report(&report, a);
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("jump host"), "{failed}");
+}
