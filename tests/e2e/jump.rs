@@ -104,6 +104,52 @@ fn hosts_behind_a_bastion_are_deployed_through_one_connection_and_keep_their_own
     assert_eq!(host_report(&report, a)["status"], "ok", "{report}");
     std::fs::write(fleet.lab.known_hosts(), &known).unwrap();
 
+    // The same from the OpenSSH client configuration (`-F`), with its known_hosts file: no
+    // jump in the inventory, no --known-hosts.
+    for host in [a, b] {
+        std::fs::remove_file(host_vars.join(format!("{host}.yml"))).unwrap();
+    }
+    let ssh_config = fleet.lab.dir().join("ssh_config");
+    std::fs::write(
+        &ssh_config,
+        format!(
+            "Host {} {}\n    ProxyJump {jumper}@bastion\n\
+             Host bastion\n    HostName {}\n\
+             Host *\n    UserKnownHostsFile {}\n",
+            fleet.host(a).address,
+            fleet.host(b).address,
+            fleet.host(bastion).address,
+            fleet.lab.known_hosts().display(),
+        ),
+    )
+    .unwrap();
+    let before = jump_logins(&fleet, bastion, jumper);
+    let out = Command::new(virtfleet_bin())
+        .args(["check", "-i"])
+        .arg(fleet.lab.inventory())
+        .arg("--configdir")
+        .arg(fleet.configdir.path())
+        .arg("-F")
+        .arg(&ssh_config)
+        .args(limit)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(jump_logins(&fleet, bastion, jumper), before + 1);
+    let unreachable = Command::new(virtfleet_bin())
+        .args(["check", "-i"])
+        .arg(fleet.lab.inventory())
+        .arg("--configdir")
+        .arg(fleet.configdir.path())
+        .args(["--known-hosts"])
+        .arg(fleet.lab.known_hosts())
+        .args(["-F", "none"])
+        .args(limit)
+        .output()
+        .unwrap();
+    assert!(!unreachable.status.success(), "reached without the bastion");
+    std::fs::write(host_vars.join(format!("{a}.yml")), &jump).unwrap();
+
     // A jump host that refuses the login names it, for every host behind it.
     let wrong = format!(
         "ansible_ssh_common_args: \"-o ProxyJump=nobody@{}\"\n",

@@ -40,9 +40,16 @@ pub struct GlobalArgs {
     /// Add unknown host keys to known_hosts instead of failing (changed keys still fail).
     #[arg(long, global = true)]
     pub accept_new_host_keys: bool,
-    /// SSH connect timeout in seconds (TCP, handshake and login).
-    #[arg(long, global = true, default_value_t = 15)]
-    pub connect_timeout: u64,
+    /// SSH connect timeout in seconds (TCP, handshake and login) [default: the OpenSSH
+    /// configuration's ConnectTimeout for the host, else 15].
+    #[arg(long, global = true)]
+    pub connect_timeout: Option<u64>,
+    /// OpenSSH client configuration to read (`ssh -F`): HostName, User, Port, IdentityFile,
+    /// ProxyJump, StrictHostKeyChecking, UserKnownHostsFile, ConnectTimeout per `Host`;
+    /// inventory variables win over it, as with Ansible [default: ~/.ssh/config if it
+    /// exists; `none` reads none].
+    #[arg(short = 'F', long, global = true, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
     /// Write a JSON report of every host's result to FILE.
     #[arg(long, global = true, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -93,7 +100,7 @@ impl GlobalArgs {
             options.known_hosts = path.clone();
         }
         options.accept_new_host_keys = self.accept_new_host_keys;
-        options.connect_timeout = Duration::from_secs(self.connect_timeout);
+        options.connect_timeout = Duration::from_secs(self.connect_timeout.unwrap_or(15));
         options.pool = self.sessions.clone();
         options
     }

@@ -14,7 +14,7 @@ use virtfleet_pki::{validate_host, CertFile, Finding, HostCerts, Role, Severity}
 use virtfleet_plan::{
     load_playbook, plan_host, CertRole, DesiredFile, PlanInput, Playbook, TlsPlan,
 };
-use virtfleet_ssh::Target;
+use virtfleet_ssh::{HostConfig, HostSettings, SshConfig, StrictHostKeys, Target};
 
 use crate::args::GlobalArgs;
 
@@ -208,6 +208,41 @@ pub struct Inputs {
     /// Other groups whose hosts are peers of these (the run's other playbooks' groups and
     /// `virtfleet_fleet_groups`): their client certificates are let in too.
     pub other_groups: Vec<String>,
+    /// How hosts are reached besides their variables.
+    reach: Reach,
+}
+
+/// How hosts are reached besides their variables: the OpenSSH client configuration, and
+/// which of its settings the command line fixed for every host.
+#[derive(Default)]
+struct Reach {
+    ssh_config: Option<SshConfig>,
+    known_hosts_given: bool,
+    timeout_given: bool,
+}
+
+impl Reach {
+    /// `-F FILE` (`none`: no file), else `~/.ssh/config` when it exists, as `ssh` reads it.
+    fn load(args: &GlobalArgs) -> Result<Reach, InputErrors> {
+        let path = match &args.ssh_config {
+            Some(path) if path.as_os_str() == "none" => None,
+            Some(path) => Some(path.clone()),
+            None => std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".ssh/config"))
+                .filter(|path| path.is_file()),
+        };
+        let ssh_config = path
+            .map(|path| SshConfig::load(&path).map_err(InputErrors::one))
+            .transpose()?;
+        for skipped in ssh_config.iter().flat_map(|c| &c.skipped) {
+            eprintln!("warning: {skipped} (virtfleet reads Host blocks only)");
+        }
+        Ok(Reach {
+            ssh_config,
+            known_hosts_given: args.known_hosts.is_some(),
+            timeout_given: args.connect_timeout.is_some(),
+        })
+    }
 }
 
 impl Inputs {
@@ -265,6 +300,7 @@ impl Inputs {
             overrides: BTreeMap::new(),
             group: group.clone(),
             other_groups: Vec::new(),
+            reach: Reach::load(args)?,
         };
         let mut dns = inputs.client_dns(&inputs.playbook, &group)?;
         // The other plays' hosts are peers too: their client certificates are let in.
@@ -439,7 +475,7 @@ impl Inputs {
         let needing = crate::parallel::map(&self.hosts, |host| {
             let vars = self.vars(host);
             match virtfleet_plan::resolve_vars(&self.plan_input(host, &vars)) {
-                Ok((resolved, true)) => target(host, &resolved, &user).ok(),
+                Ok((resolved, true)) => target(host, &resolved, &user, &self.reach).ok(),
                 _ => None,
             }
         });
@@ -670,7 +706,7 @@ impl Inputs {
                 }
                 _ => e.to_string(),
             })?;
-            let target = target(host, &plan.vars, default_user)?;
+            let target = target(host, &plan.vars, default_user, &self.reach)?;
             // Nothing reads a host's variables after this (the plan carries what it needs),
             // and every host holding a copy of every variable costs gigabytes on a large
             // globals.yml: keep only what messages may want, the connection settings.
@@ -809,8 +845,10 @@ fn text_var(vars: &Vars, name: &str) -> Option<String> {
     }
 }
 
-/// Where and how to reach a host: Ansible's connection variables.
-fn target(host: &str, vars: &Vars, default_user: &str) -> Result<Target, String> {
+/// Where and how to reach a host: Ansible's connection variables, over the OpenSSH client
+/// configuration for the name `ssh` would be given (`ansible_host`, else the inventory
+/// name), as Ansible's ssh connection passes them on the command line.
+fn target(host: &str, vars: &Vars, default_user: &str, reach: &Reach) -> Result<Target, String> {
     // Ansible's other transports (local, docker, winrm, ...) would reach some other place.
     if let Some(connection) = text_var(vars, "ansible_connection") {
         if !matches!(
@@ -824,65 +862,104 @@ fn target(host: &str, vars: &Vars, default_user: &str) -> Result<Target, String>
         }
     }
     let port = match connection_var(host, vars, &["ansible_port", "ansible_ssh_port"])? {
-        Some(p) => p
-            .parse()
-            .map_err(|_| format!("{host}: ansible_port {p:?} is not a port number"))?,
-        None => 22,
+        Some(p) => Some(
+            p.parse()
+                .map_err(|_| format!("{host}: ansible_port {p:?} is not a port number"))?,
+        ),
+        None => None,
     };
     let key_names = ["ansible_ssh_private_key_file", "ansible_private_key_file"];
     let key_file = connection_var(host, vars, &key_names)?.map(|p| expand_home(&p));
+    let name = connection_var(host, vars, &["ansible_host", "ansible_ssh_host"])?
+        .unwrap_or_else(|| host.to_string());
+    let config = ssh_config_for(reach, &name).map_err(|e| format!("{host}: {e}"))?;
+    let user = connection_var(host, vars, &["ansible_user", "ansible_ssh_user"])?
+        .or(config.user.clone())
+        .unwrap_or_else(|| default_user.to_string());
     Ok(Target {
         label: host.to_string(),
-        address: connection_var(host, vars, &["ansible_host", "ansible_ssh_host"])?
-            .unwrap_or_else(|| host.to_string()),
-        port,
-        user: connection_var(host, vars, &["ansible_user", "ansible_ssh_user"])?
-            .unwrap_or_else(|| default_user.to_string()),
-        jump: jump(host, vars, default_user, key_file.as_ref())?,
+        address: config.hostname.clone().unwrap_or(name),
+        port: port.or(config.port).unwrap_or(22),
+        user,
+        jump: jump(host, vars, default_user, key_file.as_ref(), reach, &config)?,
+        own: own_settings(reach, &config),
         key_file,
         become_user: become_user(host, vars)?,
     })
 }
 
-/// The jump host chain of Ansible's ssh arguments (`-J`, `ProxyJump`, or an `ssh -W`
-/// `ProxyCommand`), as the last hop, each hop holding the one before. As in `ssh`, the
-/// common arguments come first and the first setting wins. A hop logs in as its own user
-/// (else the local user, as OpenSSH's ProxyJump does) with its `-i` key, else the host's
-/// key file, then the default identities and the agent.
+/// What the OpenSSH configuration says for `name` (nothing without one).
+fn ssh_config_for(reach: &Reach, name: &str) -> Result<HostConfig, String> {
+    match &reach.ssh_config {
+        Some(config) => config.host(name),
+        None => Ok(HostConfig::default()),
+    }
+}
+
+/// The configuration's settings that the command line did not fix for every host.
+fn own_settings(reach: &Reach, config: &HostConfig) -> HostSettings {
+    HostSettings {
+        known_hosts: config
+            .known_hosts
+            .clone()
+            .filter(|_| !reach.known_hosts_given),
+        // `no` keeps strict checking: virtfleet never takes a key it cannot check.
+        accept_new_host_keys: (config.strict_host_keys == Some(StrictHostKeys::AcceptNew))
+            .then_some(true),
+        connect_timeout: config.connect_timeout.filter(|_| !reach.timeout_given),
+        identity_files: (!config.identity_files.is_empty()).then(|| config.identity_files.clone()),
+    }
+}
+
+/// The jump host chain (`-J`, `ProxyJump`, or an `ssh -W` `ProxyCommand`) of Ansible's ssh
+/// arguments (the common ones first; the first setting wins, as in `ssh`), else the OpenSSH
+/// configuration's `ProxyJump`; as the last hop, each hop holding the one before. A hop's
+/// own name is looked up in the configuration too (its HostName, User, Port, IdentityFile).
+/// A hop logs in as its own user (else the local user, as OpenSSH's ProxyJump does) with
+/// its `-i` key, else the host's key file, then the default identities and the agent.
 fn jump(
     host: &str,
     vars: &Vars,
     default_user: &str,
     key_file: Option<&PathBuf>,
+    reach: &Reach,
+    config: &HostConfig,
 ) -> Result<Option<Arc<Target>>, String> {
+    let mut hops = None;
     for name in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
         let Some(args) = text_var(vars, name) else {
             continue;
         };
-        let hops =
+        hops =
             virtfleet_inventory::jump_hosts(&args).map_err(|e| format!("{host}: {name}: {e}"))?;
-        let Some(hops) = hops else {
-            continue;
-        };
-        let mut chain: Option<Arc<Target>> = None;
-        for hop in hops {
-            let label = match hop.port {
-                Some(port) => format!("{}:{port}", hop.host),
-                None => hop.host.clone(),
-            };
-            chain = Some(Arc::new(Target {
-                label: format!("jump host {label}"),
-                address: hop.host,
-                port: hop.port.unwrap_or(22),
-                user: hop.user.unwrap_or_else(|| default_user.to_string()),
-                key_file: hop.key_file.map(|p| expand_home(&p)).or(key_file.cloned()),
-                become_user: None,
-                jump: chain,
-            }));
+        if hops.is_some() {
+            break;
         }
-        return Ok(chain);
     }
-    Ok(None)
+    if hops.is_none() {
+        if let Some(list) = &config.proxy_jump {
+            hops = virtfleet_inventory::proxy_jump(list).map_err(|e| format!("{host}: {e}"))?;
+        }
+    }
+    let mut chain: Option<Arc<Target>> = None;
+    for hop in hops.into_iter().flatten() {
+        let own = ssh_config_for(reach, &hop.host).map_err(|e| format!("{host}: {e}"))?;
+        let port = hop.port.or(own.port).unwrap_or(22);
+        chain = Some(Arc::new(Target {
+            label: format!("jump host {}:{port}", hop.host),
+            address: own.hostname.clone().unwrap_or(hop.host),
+            port,
+            user: hop
+                .user
+                .or(own.user.clone())
+                .unwrap_or_else(|| default_user.to_string()),
+            key_file: hop.key_file.map(|p| expand_home(&p)).or(key_file.cloned()),
+            become_user: None,
+            own: own_settings(reach, &own),
+            jump: chain,
+        }));
+    }
+    Ok(chain)
 }
 
 /// One connection setting under any of the names Ansible's ssh connection accepts for it
@@ -1039,6 +1116,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_openssh_configuration_fills_what_the_inventory_leaves_unset() {
+        let config = SshConfig::parse(
+            Path::new("/cfg"),
+            "Host 10.0.0.*\n  User kolla\n  Port 2222\n  ProxyJump ops@bastion\n\
+             UserKnownHostsFile /kh\n  StrictHostKeyChecking accept-new\n\
+             Host bastion\n  HostName 192.0.2.9\n  Port 2200\n\
+             Host c2\n  HostName 10.0.0.7\n",
+        )
+        .unwrap();
+        let reach = Reach {
+            ssh_config: Some(config),
+            known_hosts_given: false,
+            timeout_given: false,
+        };
+        let inventory = [("ansible_host", "10.0.0.5"), ("ansible_user", "root")];
+        let t = target("c1", &vars(&inventory), "me", &reach).unwrap();
+        // The inventory's user wins; the port, jump and host-key settings are the file's.
+        assert_eq!(
+            (t.address.as_str(), t.port, t.user.as_str()),
+            ("10.0.0.5", 2222, "root")
+        );
+        assert_eq!(t.own.known_hosts, Some(PathBuf::from("/kh")));
+        assert_eq!(t.own.accept_new_host_keys, Some(true));
+        let jump = t.jump.as_ref().unwrap();
+        assert_eq!(
+            (jump.address.as_str(), jump.port, jump.user.as_str()),
+            ("192.0.2.9", 2200, "ops")
+        );
+        // As in ssh, blocks match the name given (c2), not the HostName it maps to.
+        let t = target("c2", &Vars::new(), "me", &reach).unwrap();
+        assert_eq!(
+            (t.address.as_str(), t.port, t.user.as_str()),
+            ("10.0.0.7", 22, "me")
+        );
+        assert!(t.jump.is_none());
+        // The inventory's ssh arguments win over the file's ProxyJump; --known-hosts over
+        // UserKnownHostsFile.
+        let args = [
+            ("ansible_host", "10.0.0.5"),
+            ("ansible_ssh_common_args", "-J other:2201"),
+        ];
+        let given = Reach {
+            known_hosts_given: true,
+            ..reach
+        };
+        let t = target("c1", &vars(&args), "me", &given).unwrap();
+        assert_eq!(t.jump.as_ref().unwrap().address, "other");
+        assert_eq!(t.own.known_hosts, None);
+    }
+
+    #[test]
     fn the_same_error_on_many_hosts_is_one_line_naming_them() {
         let mut errors: Vec<String> = (1..=7)
             .map(|n| format!("host c{n}: variable x: not an IP address (set at g.yml:3)"))
@@ -1076,6 +1204,7 @@ mod tests {
                 ("ansible_ssh_private_key_file", "~/.ssh/fleet"),
             ]),
             "root",
+            &Reach::default(),
         )
         .unwrap();
         assert_eq!(
@@ -1083,12 +1212,18 @@ mod tests {
             ("10.0.0.5", 2222, "ops")
         );
         assert_eq!(t.key_file, Some(PathBuf::from(home).join(".ssh/fleet")));
-        let plain = target("compute02", &Vars::new(), "root").unwrap();
+        let plain = target("compute02", &Vars::new(), "root", &Reach::default()).unwrap();
         assert_eq!(
             (plain.address.as_str(), plain.port, plain.user.as_str()),
             ("compute02", 22, "root")
         );
-        let bad = target("compute03", &vars(&[("ansible_port", "ssh")]), "root").unwrap_err();
+        let bad = target(
+            "compute03",
+            &vars(&[("ansible_port", "ssh")]),
+            "root",
+            &Reach::default(),
+        )
+        .unwrap_err();
         assert!(
             bad.contains("compute03") && bad.contains("ansible_port"),
             "{bad}"
@@ -1106,6 +1241,7 @@ mod tests {
                 ("ansible_private_key_file", "/keys/kolla"),
             ]),
             "root",
+            &Reach::default(),
         )
         .unwrap();
         assert_eq!(
@@ -1116,11 +1252,13 @@ mod tests {
         // The same value under both names is fine; different values are not.
         let same = [("ansible_user", "kolla"), ("ansible_ssh_user", "kolla")];
         assert_eq!(
-            target("compute01", &vars(&same), "root").unwrap().user,
+            target("compute01", &vars(&same), "root", &Reach::default())
+                .unwrap()
+                .user,
             "kolla"
         );
         let clash = [("ansible_user", "kolla"), ("ansible_ssh_user", "ops")];
-        let err = target("compute01", &vars(&clash), "root").unwrap_err();
+        let err = target("compute01", &vars(&clash), "root", &Reach::default()).unwrap_err();
         assert!(
             err.contains("compute01")
                 && err.contains("ansible_user")
@@ -1132,9 +1270,21 @@ mod tests {
     #[test]
     fn only_ssh_connections_are_accepted() {
         for ok in ["ssh", "smart", "paramiko"] {
-            assert!(target("c1", &vars(&[("ansible_connection", ok)]), "root").is_ok());
+            assert!(target(
+                "c1",
+                &vars(&[("ansible_connection", ok)]),
+                "root",
+                &Reach::default()
+            )
+            .is_ok());
         }
-        let err = target("c1", &vars(&[("ansible_connection", "local")]), "root").unwrap_err();
+        let err = target(
+            "c1",
+            &vars(&[("ansible_connection", "local")]),
+            "root",
+            &Reach::default(),
+        )
+        .unwrap_err();
         assert!(
             err.contains("c1: ansible_connection=local is not supported"),
             "{err}"
@@ -1143,7 +1293,8 @@ mod tests {
 
     #[test]
     fn become_runs_commands_through_passwordless_sudo_only() {
-        let become_of = |pairs: &[(&str, &str)]| target("compute01", &vars(pairs), "ops");
+        let become_of =
+            |pairs: &[(&str, &str)]| target("compute01", &vars(pairs), "ops", &Reach::default());
         assert_eq!(become_of(&[]).unwrap().become_user, None);
         assert_eq!(
             become_of(&[("ansible_become", "no")]).unwrap().become_user,

@@ -49,7 +49,8 @@ pub fn jump_hosts(args: &str) -> Result<Option<Vec<JumpHost>>, String> {
     Ok(None)
 }
 
-fn proxy_jump(list: &str) -> Result<Option<Vec<JumpHost>>, String> {
+/// A `ProxyJump` list (`none`: no jump host), as in the OpenSSH configuration.
+pub fn proxy_jump(list: &str) -> Result<Option<Vec<JumpHost>>, String> {
     if list.eq_ignore_ascii_case("none") {
         return Ok(None);
     }

@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod error;
 mod file_cache;
 mod known_hosts;
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use config::{HostConfig, SshConfig, StrictHostKeys};
 pub use error::SshError;
 pub use pool::SessionPool;
 pub use session::{ExecOutput, Session};
@@ -49,6 +51,19 @@ pub struct Target {
     /// against known_hosts; one connection to a jump host carries every target behind it.
     /// A jump host may have a jump host of its own (`ProxyJump a,b`).
     pub jump: Option<std::sync::Arc<Target>>,
+    /// This host's own settings over the run's [`ClientOptions`] (from the OpenSSH client
+    /// configuration).
+    pub own: HostSettings,
+}
+
+/// Settings of one host that replace the run's [`ClientOptions`] ones where set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct HostSettings {
+    pub known_hosts: Option<PathBuf>,
+    pub accept_new_host_keys: Option<bool>,
+    pub connect_timeout: Option<Duration>,
+    /// Key files tried (after the agent) when the target has no key file of its own.
+    pub identity_files: Option<Vec<PathBuf>>,
 }
 
 /// `word` as one POSIX shell word: as it is when it holds only characters no shell treats
@@ -86,6 +101,7 @@ impl Target {
             key_file: None,
             become_user: None,
             jump: None,
+            own: HostSettings::default(),
         }
     }
 }

@@ -72,7 +72,7 @@ async fn tcp_connect(
         Err(_) => {
             return Err(unreachable(format!(
                 "no answer within {:?}",
-                opts.connect_timeout
+                connect_timeout(target, opts)
             )))
         }
     };
@@ -104,11 +104,13 @@ async fn through_jump(
     });
     let session = match timeout_at(deadline, opened).await {
         Ok(Ok(session)) => session.clone(),
-        Ok(Err(err)) => return Err(unreachable(format!("jump host: {err}"))),
+        // The jump host's own error names it.
+        Ok(Err(err)) => return Err(unreachable(err.clone())),
         Err(_) => {
             return Err(unreachable(format!(
                 "jump host {} not connected within {:?}",
-                jump.label, opts.connect_timeout
+                jump.label,
+                connect_timeout(target, opts)
             )))
         }
     };
@@ -125,9 +127,14 @@ async fn through_jump(
         ))),
         Err(_) => Err(unreachable(format!(
             "no answer within {:?}",
-            opts.connect_timeout
+            connect_timeout(target, opts)
         ))),
     }
+}
+
+/// The target's own connect timeout, else the run's.
+fn connect_timeout(target: &Target, opts: &ClientOptions) -> Duration {
+    target.own.connect_timeout.unwrap_or(opts.connect_timeout)
 }
 
 /// [`Session::dial`] behind a box: a jump host is dialled the same way, its own jump host
@@ -169,7 +176,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     /// Connects, verifies the host key against `opts.known_hosts` and authenticates, all within
-    /// `opts.connect_timeout`; or takes the session an earlier step parked for this target in
+    /// `opts.connect_timeout` (or the target's own, [`Target::own`]); or takes the session an earlier step parked for this target in
     /// `opts.pool` (still open, already verified and authenticated).
     pub async fn connect(target: &Target, opts: &ClientOptions) -> Result<Session, SshError> {
         if let Some(session) = opts.pool.take(target) {
@@ -190,7 +197,9 @@ impl Session {
     }
 
     async fn dial(target: &Target, opts: &ClientOptions) -> Result<Session, SshError> {
-        let deadline = Instant::now() + opts.connect_timeout;
+        let connect_timeout = connect_timeout(target, opts);
+        let deadline = Instant::now() + connect_timeout;
+        let known_hosts_path = (target.own.known_hosts.as_ref()).unwrap_or(&opts.known_hosts);
         let host = target.label.clone();
         let dialled = format!("{}:{}", target.address, target.port);
 
@@ -205,11 +214,11 @@ impl Session {
         }
         let name = known_hosts::lookup_name(&target.address, target.port, alias);
         let known = {
-            let path = opts.known_hosts.clone();
+            let path = known_hosts_path.clone();
             blocking(move || KNOWN_HOSTS.get(&path, KnownHosts::load))
                 .await
                 .map_err(|err| SshError::KnownHostsFile {
-                    path: opts.known_hosts.clone(),
+                    path: known_hosts_path.clone(),
                     reason: err.to_string(),
                 })?
         };
@@ -223,7 +232,8 @@ impl Session {
         let mut identities = Vec::new();
         let mut skipped = Vec::new();
         if target.key_file.is_none() {
-            for path in &opts.identity_files {
+            let files = target.own.identity_files.as_ref();
+            for path in files.unwrap_or(&opts.identity_files) {
                 if !path.exists() {
                     continue;
                 }
@@ -243,10 +253,10 @@ impl Session {
         let check = HostKeyCheck {
             host: host.clone(),
             address: dialled.clone(),
-            known_hosts_path: opts.known_hosts.clone(),
+            known_hosts_path: known_hosts_path.clone(),
             known,
             name,
-            accept_new: opts.accept_new_host_keys,
+            accept_new: (target.own.accept_new_host_keys).unwrap_or(opts.accept_new_host_keys),
         };
         let mut handle =
             match timeout_at(deadline, client::connect_stream(config, stream, check)).await {
@@ -262,7 +272,7 @@ impl Session {
                     return Err(SshError::Timeout {
                         host,
                         operation: "SSH handshake".into(),
-                        after: opts.connect_timeout,
+                        after: connect_timeout,
                     })
                 }
             };
@@ -279,7 +289,7 @@ impl Session {
                 return Err(SshError::Timeout {
                     host,
                     operation: "authentication".into(),
-                    after: opts.connect_timeout,
+                    after: connect_timeout,
                 })
             }
         }

@@ -171,6 +171,7 @@ async fn become_runs_the_command_as_that_user_with_stdin_and_quotes_intact() {
     let target = virtfleet_ssh::Target {
         become_user: Some("nobody".into()),
         jump: None,
+        own: Default::default(),
         ..server.target()
     };
     let opts = server.options(server.trusting_known_hosts());
@@ -185,6 +186,7 @@ async fn become_runs_the_command_as_that_user_with_stdin_and_quotes_intact() {
     let as_login = virtfleet_ssh::Target {
         become_user: Some("root".into()),
         jump: None,
+        own: Default::default(),
         ..server.target()
     };
     let session = Session::connect(&as_login, &opts).await.unwrap();

@@ -225,6 +225,7 @@ async fn nothing_listening_is_unreachable_quickly() {
         key_file: None,
         become_user: None,
         jump: None,
+        own: Default::default(),
     };
     let opts = virtfleet_ssh::ClientOptions {
         known_hosts: dir.path().join("known_hosts"),

@@ -140,6 +140,7 @@ impl TestSshd {
             key_file: Some(self.client_key.clone()),
             become_user: None,
             jump: None,
+            own: Default::default(),
         }
     }
 
