@@ -397,14 +397,28 @@ fn a_plain_host_migrates_over_qemus_own_pairs_through_a_ca_rollover() {
     let out = fleet.ok(&strs(&with_pb(&["certs", "check"])));
     let text = describe(&out);
     assert!(
-        text.contains("warning:")
-            && text.contains("the qemu client certificate has the subject of libvirt's"),
+        text.contains("warning:") && text.contains("holds this file of the main set"),
         "{text}"
     );
     for name in ["qemu-clientcert.pem", "qemu-clientkey.pem"] {
         std::fs::rename(held_aside.join(name), dir_b.join(name)).unwrap();
     }
 
+    // A list of subjects that would let QEMU's own in (a wildcard), or none at all: exit 2.
+    for list in ["[\"CN=compute*\"]", "[]"] {
+        fleet.write_globals(&format!(
+            "{NATIVE_TLS}libvirt_tls_allowed_dn_list: {list}\n"
+        ));
+        let out = fleet.run(&strs(&with_pb(&["check"])));
+        assert_eq!(out.status.code(), Some(2), "{list}: {}", describe(&out));
+        let text = describe(&out);
+        let why = match list {
+            "[]" => "empty libvirt_tls_allowed_dn_list",
+            _ => "qemu-clientcert.pem: the qemu client certificate's subject",
+        };
+        assert!(text.contains(why), "{list}: {text}");
+    }
+    fleet.write_globals(NATIVE_TLS);
     let qemu_conf_before = fleet.sh(a, "cat /etc/libvirt/qemu.conf");
     let (out, report) = fleet.run_report(&strs(&with_pb(&["deploy"])));
     assert!(out.status.success(), "{}\n{report}", describe(&out));
@@ -426,7 +440,8 @@ fn a_plain_host_migrates_over_qemus_own_pairs_through_a_ca_rollover() {
     );
     // qemu.conf: the two keys, every other line the host's.
     let qemu_conf = fleet.sh(a, "cat /etc/libvirt/qemu.conf");
-    let ours = |l: &&str| !l.starts_with("default_tls_x509_");
+    let ours =
+        |l: &&str| !l.starts_with("default_tls_x509_") && !l.starts_with("migrate_tls_x509_");
     assert_eq!(
         qemu_conf.lines().filter(ours).collect::<Vec<_>>(),
         qemu_conf_before.lines().filter(ours).collect::<Vec<_>>()

@@ -269,7 +269,8 @@ impl Inputs {
         let group = inventory.group_hosts(&playbook.hosts).map_err(|e| {
             InputErrors::one(format!(
                 "{e}: playbook {} works on group {} (its `hosts:`; the shipped ones: kolla.yml \
-                 on compute, libvirt-host.yml on libvirt_hosts)",
+                 on compute, libvirt-host.yml on libvirt_hosts); choose the playbook with \
+                 --playbook, e.g. `--playbook libvirt-host.yml` for plain KVM hosts",
                 playbook.path.display(),
                 playbook.hosts
             ))
@@ -1049,35 +1050,82 @@ pub fn host_certs(job: &HostJob) -> Option<Vec<HostCerts>> {
     Some(certs.collect())
 }
 
-/// A warning for each `tls.sets` set whose client certificate has the main one's subject
-/// (e.g. its own file was not found and its `fallback:` was taken): whoever can read that
-/// set's key (for QEMU, a guest that breaks out into its QEMU process) is then on every
-/// peer's list of libvirt clients, with only SASL left in the way.
-fn shared_subject_findings(job: &HostJob) -> Vec<Finding> {
+/// What the sets of `tls.sets` (QEMU's own pairs) must not be, besides valid:
+/// - a warning per file that is the main set's own file (its `fallback:`, taken when the
+///   set's own was not found): QEMU holding libvirt's pair, whose client subject every peer
+///   lets in, with only SASL left in the way;
+/// - a warning when the client certificate differs but has the main one's subject;
+/// - an error when its own client certificate's subject matches a pattern peers let in
+///   (`tls.let_in`, e.g. `CN=*`): the separate pair would open their libvirtd all the same.
+fn set_findings(job: &HostJob) -> Vec<Finding> {
     let Some(tls) = &job.plan.tls else {
         return Vec::new();
     };
-    let subject = |file: &DesiredFile| virtfleet_pki::libvirt_dn(&file.content).ok();
-    let Some(main) = job.plan.tls_file(CertRole::ClientCert).and_then(subject) else {
-        return Vec::new();
+    let finding = |severity, file: &DesiredFile, message: String| Finding {
+        severity,
+        host: job.target.label.clone(),
+        path: file.source.clone(),
+        message,
     };
-    tls.sets
-        .iter()
-        .filter_map(|set| job.plan.set_file(Some(set), CertRole::ClientCert))
-        .filter(|file| subject(file).as_ref() == Some(&main))
-        .map(|file| Finding {
-            severity: Severity::Warning,
-            host: job.target.label.clone(),
-            path: file.source.clone(),
-            message: format!(
-                "the {} client certificate has the subject of libvirt's ({}), which peers let \
-                 in: whoever reads its key reaches their libvirtd with only SASL in the way; \
-                 give it its own pair (`virtfleet certs issue` does)",
-                file.cert_set.as_deref().unwrap_or_default(),
-                main
-            ),
-        })
-        .collect()
+    let subject = |file: &DesiredFile| virtfleet_pki::libvirt_dn(&file.content).ok();
+    let main_client = job.plan.tls_file(CertRole::ClientCert);
+    let mut found = Vec::new();
+    for set in &tls.sets {
+        let leaves = CertRole::LEAF_CERTS.into_iter().chain(CertRole::LEAF_KEYS);
+        for role in leaves {
+            let (Some(own), Some(main)) =
+                (job.plan.set_file(Some(set), role), job.plan.tls_file(role))
+            else {
+                continue;
+            };
+            if own.content == main.content {
+                found.push(finding(
+                    Severity::Warning,
+                    own,
+                    format!(
+                        "the {set} set holds this file of the main set for want of its own \
+                         (`virtfleet certs issue` makes one): whoever reads it (for QEMU, a \
+                         guest that takes over its QEMU) holds a pair peers let in, with \
+                         only SASL in the way"
+                    ),
+                ));
+            }
+        }
+        let Some(client) = job.plan.set_file(Some(set), CertRole::ClientCert) else {
+            continue;
+        };
+        if main_client.is_some_and(|main| main.content == client.content) {
+            continue;
+        }
+        let Some(dn) = subject(client) else {
+            continue;
+        };
+        if main_client.and_then(subject).as_ref() == Some(&dn) {
+            found.push(finding(
+                Severity::Warning,
+                client,
+                format!(
+                    "the {set} client certificate has the subject of the main one ({dn}), which \
+                     peers let in; give it its own subject (`virtfleet certs issue` does)"
+                ),
+            ));
+        } else if let Some(pattern) = tls
+            .let_in
+            .iter()
+            .find(|p| virtfleet_pki::dn_matches(p, &dn))
+        {
+            found.push(finding(
+                Severity::Error,
+                client,
+                format!(
+                    "the {set} client certificate's subject {dn} matches {pattern:?} of the \
+                     subjects peers let in: its key would open their libvirtd; narrow the \
+                     list or give the set another subject"
+                ),
+            ));
+        }
+    }
+    found
 }
 
 /// The PKI checks' name for a role.
@@ -1100,7 +1148,7 @@ pub fn check_certs(hosts: &[HostJob], warn_days: u32) -> Vec<Finding> {
             .iter()
             .flat_map(|certs| validate_host(certs, now, warn_days))
             .collect();
-        found.extend(shared_subject_findings(host));
+        found.extend(set_findings(host));
         found
     })
     .into_iter()

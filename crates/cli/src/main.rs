@@ -63,6 +63,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and closed early ends the run quietly, as for any Unix tool,
+    // instead of a panic on the next print (Rust ignores SIGPIPE by default).
+    // SAFETY: signal(2) with SIG_DFL, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // Made from the definition above, so they never disagree with the binary.
     match &cli.command {

@@ -79,10 +79,45 @@ fn escape(value: &str) -> String {
     out
 }
 
+/// Whether libvirt's `tls_allowed_dn_list` entry `pattern` lets the subject `dn` in: a glob
+/// (GLib's simple pattern, as libvirt matches it): `*` any run of characters, commas
+/// included, `?` one character, everything else itself, case counting.
+pub fn dn_matches(pattern: &str, dn: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), dn.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testutil::{Ca, LeafSpec};
+
+    #[test]
+    fn list_entries_match_as_libvirt_globs_commas_included() {
+        let qemu = "CN=compute01,OU=qemu";
+        assert!(dn_matches("CN=compute*", qemu));
+        assert!(dn_matches("*", qemu) && dn_matches("CN=compute0?,OU=qemu", qemu));
+        assert!(!dn_matches("CN=compute01", qemu));
+        assert!(!dn_matches("cn=compute01,OU=qemu", qemu), "case counts");
+        assert!(!dn_matches("CN=*,OU=kvm", qemu));
+    }
 
     #[test]
     fn subjects_read_in_certificate_order_with_specials_escaped() {

@@ -25,7 +25,7 @@ mod write;
 mod testutil;
 
 pub use ca::{init_ca, issue_leaf, issue_pair, CertKind, LeafRequest};
-pub use dn::libvirt_dn;
+pub use dn::{dn_matches, libvirt_dn};
 pub use error::PkiError;
 pub use finding::{display_safe, Finding, Severity};
 pub use inspect::{

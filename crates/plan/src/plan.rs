@@ -99,6 +99,9 @@ pub struct TlsPlan {
     pub connect: Vec<String>,
     /// The `tls.sets` this host holds (their `when` true), by name.
     pub sets: Vec<String>,
+    /// The subject patterns peers let in (the playbook's `tls.let_in` variable): no set's
+    /// client subject may match one.
+    pub let_in: Vec<String>,
 }
 
 impl HostPlan {
@@ -1043,6 +1046,14 @@ impl HostContext<'_> {
             port,
             connect: self.render_argv(&spec.connect, "tls: connect")?,
             sets: self.active_sets(spec)?,
+            let_in: spec
+                .let_in
+                .as_ref()
+                .and_then(|var| self.vars.get(var)?.as_array().cloned())
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
         }))
     }
 

@@ -110,6 +110,10 @@ pub struct TlsSpec {
     /// never on a peer's list of allowed subjects.
     #[serde(default)]
     pub sets: Vec<CertSetSpec>,
+    /// The variable holding the subject patterns peers let in (libvirt's allowed list):
+    /// no set's client certificate may match one of them.
+    #[serde(default)]
+    pub let_in: Option<String>,
 }
 
 /// One of [`TlsSpec::sets`]: leaf pairs beside the main set, trusting its CA.

@@ -30,6 +30,9 @@ fn plan(extra: Value) -> HostPlan {
         panic!("an object")
     };
     vars.entry("libvirt_sasl_password").or_insert(json!("pw"));
+    // What virtfleet reads from the fleet's client certificates.
+    vars.entry("virtfleet_fleet_client_dns")
+        .or_insert(json!(["CN=kvm1"]));
     vars.entry("migration_interface_address")
         .or_insert(json!("10.0.0.11"));
     let vars: Vars = vars;
@@ -189,16 +192,18 @@ fn qemu_native_tls_puts_qemus_pairs_in_its_directory_for_its_group_and_merges_qe
         .find(|f| f.path == "/etc/libvirt/qemu.conf")
         .unwrap();
     assert_eq!(conf.merge, Some(Merge::Conf));
+    // A host's own migrate_ keys (which would win for migrations) are replaced in place.
     let merged = merge(
         Merge::Conf,
-        Some(b"# Debian's\n#default_tls_x509_verify = 1\nuser = \"libvirt-qemu\"\n"),
+        Some(b"# Debian's\n#default_tls_x509_verify = 1\nmigrate_tls_x509_verify = 0\n"),
         &conf.content,
     )
     .unwrap();
     assert_eq!(
         String::from_utf8(merged).unwrap(),
-        "# Debian's\n#default_tls_x509_verify = 1\nuser = \"libvirt-qemu\"\n\
-         default_tls_x509_cert_dir = \"/etc/pki/qemu\"\ndefault_tls_x509_verify = 1\n"
+        "# Debian's\n#default_tls_x509_verify = 1\nmigrate_tls_x509_verify = 1\n\
+         default_tls_x509_cert_dir = \"/etc/pki/qemu\"\ndefault_tls_x509_verify = 1\n\
+         migrate_tls_x509_cert_dir = \"/etc/pki/qemu\"\n"
     );
     // The CA and QEMU's pairs (libvirt's here: the directory has no qemu-*.pem) change
     // live: QEMU reads them when a migration starts. qemu.conf restarts libvirtd.

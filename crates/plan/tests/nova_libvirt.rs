@@ -57,6 +57,9 @@ fn vars(value: Value) -> Vars {
     map.entry("ansible_host").or_insert(json!("10.0.0.11"));
     map.entry("libvirt_sasl_password")
         .or_insert(json!(PASSWORD));
+    // What virtfleet reads from the fleet's client certificates.
+    map.entry("virtfleet_fleet_client_dns")
+        .or_insert(json!(["CN=compute1"]));
     map
 }
 
