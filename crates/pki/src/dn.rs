@@ -81,27 +81,31 @@ fn escape(value: &str) -> String {
 
 /// Whether libvirt's `tls_allowed_dn_list` entry `pattern` lets the subject `dn` in: a glob
 /// (GLib's simple pattern, as libvirt matches it): `*` any run of characters, commas
-/// included, `?` one character, everything else itself, case counting.
+/// included, `?` one character, everything else itself (`[` too), case counting.
 pub fn dn_matches(pattern: &str, dn: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), dn.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    simple_glob(pattern, dn, true)
+}
+
+/// `*` and `?` only, as GLib's and OpenSSH's patterns: the `glob` crate's matcher with its
+/// character classes escaped.
+fn simple_glob(pattern: &str, text: &str, case_sensitive: bool) -> bool {
+    let escaped: String = pattern
+        .chars()
+        .map(|c| match c {
+            '[' => "[[]".to_string(),
+            ']' => "[]]".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    let Ok(pattern) = glob::Pattern::new(&escaped) else {
+        return false;
+    };
+    let options = glob::MatchOptions {
+        case_sensitive,
+        require_literal_separator: false,
+        require_literal_leading_dot: false,
+    };
+    pattern.matches_with(text, options)
 }
 
 #[cfg(test)]
@@ -117,6 +121,7 @@ mod tests {
         assert!(!dn_matches("CN=compute01", qemu));
         assert!(!dn_matches("cn=compute01,OU=qemu", qemu), "case counts");
         assert!(!dn_matches("CN=*,OU=kvm", qemu));
+        assert!(dn_matches("CN=[a]*", "CN=[a]b") && !dn_matches("CN=[ab]", "CN=a"));
     }
 
     #[test]
