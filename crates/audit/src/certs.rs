@@ -39,6 +39,21 @@ pub(crate) fn findings(seen: &CertsSeen, add: &mut dyn FnMut(&'static str, Sever
     if seen.files.is_empty() {
         return;
     }
+    for file in seen.files.values() {
+        // Whoever may write a CA file trusts a CA of their own everywhere it is read; a leaf
+        // or key, they replace.
+        let mode = file.permissions;
+        if mode & 0o022 != 0 {
+            add(
+                "CERT-FILE-WRITABLE",
+                Severity::High,
+                format!(
+                    "{}: mode {mode:04o}: writable by group or others",
+                    file.path
+                ),
+            );
+        }
+    }
     for (role, file) in &seen.files {
         if !role.is_private_key() {
             continue;
@@ -240,6 +255,13 @@ mod tests {
             set
         };
         assert_eq!(audit(own(), Some("libvirt-qemu")), []);
+        // Anyone but root writing one is told.
+        let mut writable = own();
+        writable.get_mut(&Role::ClientCert).unwrap().permissions = 0o660;
+        assert_eq!(
+            audit(writable, Some("libvirt-qemu")),
+            [("CERT-FILE-WRITABLE", Severity::High)]
+        );
         // Another group reading them is told, as for libvirt's keys.
         assert_eq!(
             audit(own(), Some("kvm")),
