@@ -227,8 +227,8 @@ impl Reach {
         let path = match &args.ssh_config {
             Some(path) if path.as_os_str() == "none" => None,
             Some(path) => Some(path.clone()),
-            None => std::env::var_os("HOME")
-                .map(|home| PathBuf::from(home).join(".ssh/config"))
+            None => account_home()
+                .map(|home| home.join(".ssh/config"))
                 .filter(|path| path.is_file()),
         };
         let ssh_config = path
@@ -883,10 +883,26 @@ fn target(host: &str, vars: &Vars, default_user: &str, reach: &Reach) -> Result<
         port: port.or(config.port).unwrap_or(22),
         user,
         jump: jump(host, vars, default_user, key_file.as_ref(), reach, &config)?,
-        own: own_settings(reach, &config),
+        own: own_settings(reach, &config, false),
         key_file,
         become_user: become_user(host, vars)?,
     })
+}
+
+/// This account's home directory from the user database, as `ssh` finds `~/.ssh/config`
+/// (not `$HOME`, which `sudo -E` would keep pointing at the invoking user's).
+fn account_home() -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: getpwuid returns a pointer into static storage or null; the name is copied
+    // out at once, before any other call could reuse that storage (the CLI's main thread).
+    unsafe {
+        let entry = libc::getpwuid(libc::geteuid());
+        if entry.is_null() || (*entry).pw_dir.is_null() {
+            return None;
+        }
+        let dir = std::ffi::CStr::from_ptr((*entry).pw_dir);
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+    }
 }
 
 /// What the OpenSSH configuration says for `name` (nothing without one).
@@ -897,16 +913,21 @@ fn ssh_config_for(reach: &Reach, name: &str) -> Result<HostConfig, String> {
     }
 }
 
-/// The configuration's settings that the command line did not fix for every host.
-fn own_settings(reach: &Reach, config: &HostConfig) -> HostSettings {
+/// The configuration's settings that the command line did not fix for every host. A jump
+/// host's `StrictHostKeyChecking yes` holds even under --accept-new-host-keys (`ssh` does not
+/// pass its command line on to the jump host's connection).
+fn own_settings(reach: &Reach, config: &HostConfig, jump_host: bool) -> HostSettings {
     HostSettings {
         known_hosts: config
             .known_hosts
             .clone()
             .filter(|_| !reach.known_hosts_given),
         // `no` keeps strict checking: virtfleet never takes a key it cannot check.
-        accept_new_host_keys: (config.strict_host_keys == Some(StrictHostKeys::AcceptNew))
-            .then_some(true),
+        accept_new_host_keys: match config.strict_host_keys {
+            Some(StrictHostKeys::AcceptNew) => Some(true),
+            Some(StrictHostKeys::Yes) if jump_host => Some(false),
+            _ => None,
+        },
         connect_timeout: config.connect_timeout.filter(|_| !reach.timeout_given),
         identity_files: (!config.identity_files.is_empty()).then(|| config.identity_files.clone()),
     }
@@ -914,10 +935,11 @@ fn own_settings(reach: &Reach, config: &HostConfig) -> HostSettings {
 
 /// The jump host chain (`-J`, `ProxyJump`, or an `ssh -W` `ProxyCommand`) of Ansible's ssh
 /// arguments (the common ones first; the first setting wins, as in `ssh`), else the OpenSSH
-/// configuration's `ProxyJump`; as the last hop, each hop holding the one before. A hop's
-/// own name is looked up in the configuration too (its HostName, User, Port, IdentityFile).
-/// A hop logs in as its own user (else the local user, as OpenSSH's ProxyJump does) with
-/// its `-i` key, else the host's key file, then the default identities and the agent.
+/// configuration's `ProxyJump` or `ProxyCommand`; as the last hop, each hop holding the one
+/// before. A hop's own name is looked up in the configuration too (its HostName, User, Port,
+/// IdentityFile, and the first hop's own jump hosts). A hop logs in as its own user (else
+/// the local user, as OpenSSH's ProxyJump does) with its `-i` key, else the host's key file,
+/// then the default identities and the agent.
 fn jump(
     host: &str,
     vars: &Vars,
@@ -937,30 +959,84 @@ fn jump(
             break;
         }
     }
-    if hops.is_none() {
-        if let Some(list) = &config.proxy_jump {
-            hops = virtfleet_inventory::proxy_jump(list).map_err(|e| format!("{host}: {e}"))?;
+    let hops = match hops {
+        Some(hops) => Some(hops),
+        None => configured_hops(config).map_err(|e| format!("{host}: {e}"))?,
+    };
+    let hop = HopContext {
+        default_user,
+        key_file,
+        reach,
+    };
+    hop.chain(hops.unwrap_or_default(), 0)
+        .map_err(|e| format!("{host}: {e}"))
+}
+
+/// The jump hosts the OpenSSH configuration gives a host (`ProxyJump`, else an `ssh -W`
+/// `ProxyCommand`; any other command is refused, as in the inventory).
+fn configured_hops(
+    config: &HostConfig,
+) -> Result<Option<Vec<virtfleet_inventory::JumpHost>>, String> {
+    if let Some(list) = &config.proxy_jump {
+        return virtfleet_inventory::proxy_jump(list);
+    }
+    match &config.proxy_command {
+        Some(command) => Ok(virtfleet_inventory::proxy_command(command)?.map(|j| vec![j])),
+        None => Ok(None),
+    }
+}
+
+/// What every jump host of a host's chain is built from.
+struct HopContext<'a> {
+    default_user: &'a str,
+    key_file: Option<&'a PathBuf>,
+    reach: &'a Reach,
+}
+
+/// Jump hosts of jump hosts (through the configuration) deeper than this are a loop.
+const MAX_JUMP_DEPTH: usize = 8;
+
+impl HopContext<'_> {
+    /// `hops` dialled in order, the first through its own configured jump hosts.
+    fn chain(
+        &self,
+        hops: Vec<virtfleet_inventory::JumpHost>,
+        depth: usize,
+    ) -> Result<Option<Arc<Target>>, String> {
+        if depth > MAX_JUMP_DEPTH {
+            return Err(format!(
+                "jump hosts nest deeper than {MAX_JUMP_DEPTH} (a ProxyJump loop in the OpenSSH \
+                 configuration?)"
+            ));
         }
+        let mut chain: Option<Arc<Target>> = None;
+        for (index, hop) in hops.into_iter().enumerate() {
+            let own = ssh_config_for(self.reach, &hop.host)?;
+            if index == 0 {
+                if let Some(before) = configured_hops(&own)? {
+                    chain = self.chain(before, depth + 1)?;
+                }
+            }
+            let port = hop.port.or(own.port).unwrap_or(22);
+            chain = Some(Arc::new(Target {
+                label: format!("jump host {}:{port}", hop.host),
+                address: own.hostname.clone().unwrap_or(hop.host),
+                port,
+                user: hop
+                    .user
+                    .or(own.user.clone())
+                    .unwrap_or_else(|| self.default_user.to_string()),
+                key_file: hop
+                    .key_file
+                    .map(|p| expand_home(&p))
+                    .or(self.key_file.cloned()),
+                become_user: None,
+                own: own_settings(self.reach, &own, true),
+                jump: chain,
+            }));
+        }
+        Ok(chain)
     }
-    let mut chain: Option<Arc<Target>> = None;
-    for hop in hops.into_iter().flatten() {
-        let own = ssh_config_for(reach, &hop.host).map_err(|e| format!("{host}: {e}"))?;
-        let port = hop.port.or(own.port).unwrap_or(22);
-        chain = Some(Arc::new(Target {
-            label: format!("jump host {}:{port}", hop.host),
-            address: own.hostname.clone().unwrap_or(hop.host),
-            port,
-            user: hop
-                .user
-                .or(own.user.clone())
-                .unwrap_or_else(|| default_user.to_string()),
-            key_file: hop.key_file.map(|p| expand_home(&p)).or(key_file.cloned()),
-            become_user: None,
-            own: own_settings(reach, &own),
-            jump: chain,
-        }));
-    }
-    Ok(chain)
 }
 
 /// One connection setting under any of the names Ansible's ssh connection accepts for it
@@ -1162,6 +1238,35 @@ pub fn check_certs(hosts: &[HostJob], warn_days: u32) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jump_hosts_of_jump_hosts_come_from_the_configuration_and_loops_are_refused() {
+        let reach = |text: &str| Reach {
+            ssh_config: Some(SshConfig::parse(Path::new("/cfg"), text).unwrap()),
+            known_hosts_given: false,
+            timeout_given: false,
+        };
+        let nested = reach(
+            "Host c1\n  ProxyJump inner\nHost inner\n  ProxyJump outer\n\
+             StrictHostKeyChecking yes\nHost outer\n  ProxyCommand ssh -W %h:%p -l ops gate\n",
+        );
+        let t = target("c1", &Vars::new(), "me", &nested).unwrap();
+        let inner = t.jump.as_ref().unwrap();
+        let outer = inner.jump.as_ref().unwrap();
+        let gate = outer.jump.as_ref().unwrap();
+        assert_eq!(
+            [&inner.address, &outer.address, &gate.address, &gate.user],
+            ["inner", "outer", "gate", "ops"]
+        );
+        // `yes` on a jump host holds under --accept-new-host-keys.
+        assert_eq!(inner.own.accept_new_host_keys, Some(false));
+        let looped = reach("Host *\n  ProxyJump hop\n");
+        let err = target("c1", &Vars::new(), "me", &looped).unwrap_err();
+        assert!(err.contains("nest deeper"), "{err}");
+        let other = reach("Host c1\n  ProxyCommand nc -X 5 -x proxy %h %p\n");
+        let err = target("c1", &Vars::new(), "me", &other).unwrap_err();
+        assert!(err.contains("ProxyCommand"), "{err}");
+    }
 
     #[test]
     fn the_openssh_configuration_fills_what_the_inventory_leaves_unset() {

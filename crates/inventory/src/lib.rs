@@ -31,7 +31,7 @@ pub use boolean::{parse_bool, truthy};
 pub use error::InventoryError;
 pub use inventory::Inventory;
 pub use read::read_text_file;
-pub use ssh_args::{jump_hosts, proxy_jump, JumpHost};
+pub use ssh_args::{jump_hosts, proxy_command, proxy_jump, JumpHost};
 pub use yaml_vars::{load_vars_file, merge, unsafe_text, UNSAFE_KEY};
 
 /// Variables of one host after precedence is applied: plain JSON values (YAML maps to them).

@@ -2,6 +2,15 @@
 //! POSIX quoting, and `#` outside quotes ends the line even inside a word.
 
 pub(crate) fn split(line: &str) -> Result<Vec<String>, String> {
+    split_words(line, true)
+}
+
+/// Python's `shlex.split(line)` (no comments): how Ansible splits its ssh arguments.
+pub(crate) fn split_args(line: &str) -> Result<Vec<String>, String> {
+    split_words(line, false)
+}
+
+fn split_words(line: &str, comments: bool) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut word = String::new();
     // A quoted empty string ("") is still a word.
@@ -9,7 +18,7 @@ pub(crate) fn split(line: &str) -> Result<Vec<String>, String> {
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match c {
-            '#' => break,
+            '#' if comments => break,
             c if c.is_whitespace() => {
                 if in_word {
                     words.push(std::mem::take(&mut word));

@@ -18,35 +18,70 @@ pub struct JumpHost {
 /// is reached directly, each next one through the one before. None when the text names
 /// none (or `none`). As with `ssh`, the first `ProxyJump` or `ProxyCommand` wins.
 pub fn jump_hosts(args: &str) -> Result<Option<Vec<JumpHost>>, String> {
-    let words = crate::shellwords::split(args)?;
+    let words = crate::shellwords::split_args(args)?;
     let mut words = words.iter();
     while let Some(word) = words.next() {
-        let mut value = |flag: &str| -> Result<String, String> {
-            match word.strip_prefix(flag).filter(|rest| !rest.is_empty()) {
-                Some(rest) => Ok(rest.to_string()),
-                None => words
+        let Some(flags) = word
+            .strip_prefix('-')
+            .filter(|f| !f.is_empty() && *f != "-")
+        else {
+            continue;
+        };
+        // Bundled as getopt reads them (`-qJ bastion`, `-CJbastion`): flags without a
+        // value, then at most one that takes the rest of the word or the next word.
+        for (at, flag) in flags.char_indices() {
+            if NO_VALUE.contains(flag) {
+                continue;
+            }
+            if !WITH_VALUE.contains(flag) {
+                return Err(format!("{word}: -{flag} is not an option of ssh"));
+            }
+            let rest = &flags[at + flag.len_utf8()..];
+            let value = match rest.is_empty() {
+                false => rest.to_string(),
+                true => words
                     .next()
                     .cloned()
-                    .ok_or_else(|| format!("{flag} without a value")),
-            }
-        };
-        if word.starts_with("-J") {
-            return proxy_jump(&value("-J")?);
-        }
-        if word.starts_with("-o") {
-            let option = value("-o")?;
-            let (key, setting) = option
-                .split_once(['=', ' ', '\t'])
-                .map(|(k, v)| (k.trim(), v.trim().trim_start_matches('=').trim()))
-                .unwrap_or((option.as_str(), ""));
-            match key.to_ascii_lowercase().as_str() {
-                "proxyjump" => return proxy_jump(setting),
-                "proxycommand" => return proxy_command(setting).map(|j| j.map(|j| vec![j])),
+                    .ok_or_else(|| format!("-{flag} without a value"))?,
+            };
+            match flag {
+                'J' => return proxy_jump(&value),
+                'o' => {
+                    if let Some(found) = option(&value)? {
+                        return Ok(found);
+                    }
+                }
+                // Another file of settings could say how to reach the host.
+                'F' => {
+                    return Err(format!(
+                        "-F {value}: give the OpenSSH configuration to virtfleet itself (its \
+                         -F option), not in the inventory's ssh arguments"
+                    ))
+                }
                 _ => {}
             }
+            break;
         }
     }
     Ok(None)
+}
+
+/// ssh's flags that take no value, and those that do (OpenSSH 9's getopt string).
+const NO_VALUE: &str = "46AaCfGgKkMNnqsTtVvXxYy";
+const WITH_VALUE: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+
+/// An `-o` option that says how the host is reached: its jump hosts (`Some(None)` for
+/// `none`). Others are ssh's business.
+fn option(option: &str) -> Result<Option<Option<Vec<JumpHost>>>, String> {
+    let (key, setting) = option
+        .split_once(['=', ' ', '\t'])
+        .map(|(k, v)| (k.trim(), v.trim().trim_start_matches('=').trim()))
+        .unwrap_or((option, ""));
+    match key.to_ascii_lowercase().as_str() {
+        "proxyjump" => proxy_jump(setting).map(Some),
+        "proxycommand" => proxy_command(setting).map(|j| Some(j.map(|j| vec![j]))),
+        _ => Ok(None),
+    }
 }
 
 /// A `ProxyJump` list (`none`: no jump host), as in the OpenSSH configuration.
@@ -71,7 +106,15 @@ fn jump_host(text: &str) -> Result<JumpHost, String> {
         let (host, after) = bracketed
             .split_once(']')
             .ok_or_else(|| format!("{text:?}: no closing ]"))?;
-        (host, after.strip_prefix(':'))
+        let port = match after {
+            "" => None,
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| format!("{text:?}: text after ]"))?,
+            ),
+        };
+        (host, port)
     } else {
         match rest.split_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -106,7 +149,8 @@ fn jump_host(text: &str) -> Result<JumpHost, String> {
 /// `ssh [options] -W %h:%p [user@]host`, the classic bastion command: the same as ProxyJump
 /// to that host. Anything else would run a program of the operator's, which virtfleet does
 /// not do.
-fn proxy_command(command: &str) -> Result<Option<JumpHost>, String> {
+/// `ssh [options] -W %h:%p [user@]host` (see [`jump_hosts`]), as one jump host.
+pub fn proxy_command(command: &str) -> Result<Option<JumpHost>, String> {
     if command.eq_ignore_ascii_case("none") {
         return Ok(None);
     }
@@ -117,7 +161,7 @@ fn proxy_command(command: &str) -> Result<Option<JumpHost>, String> {
              ProxyJump)"
         )
     };
-    let words = crate::shellwords::split(command).map_err(|e| refuse(&e))?;
+    let words = crate::shellwords::split_args(command).map_err(|e| refuse(&e))?;
     let mut words = words.iter();
     let program = words.next().map(String::as_str).unwrap_or_default();
     if program.rsplit('/').next() != Some("ssh") {
@@ -150,8 +194,9 @@ fn proxy_command(command: &str) -> Result<Option<JumpHost>, String> {
     }
     let host = host.ok_or_else(|| refuse("no host"))?;
     let mut jump = jump_host(&host).map_err(|e| refuse(&e))?;
+    // As in ssh, -l wins over a user@ of the destination.
     if let Some(user) = user {
-        jump.user.get_or_insert(user);
+        jump.user = Some(user);
     }
     if let Some(port) = port {
         jump.port = Some(
@@ -188,6 +233,10 @@ mod tests {
             "-C -o ControlMaster=auto -J ops@bastion:2222",
             "-Jops@bastion:2222",
             "-o proxyjump=ssh://ops@bastion:2222",
+            "-qJ ops@bastion:2222",
+            "-CJops@bastion:2222",
+            "-o ControlPath=~/.ansible/cp#%h -J ops@bastion:2222",
+            "-p 2200 -i key -J ops@bastion:2222",
         ] {
             assert_eq!(jump_hosts(args).unwrap(), one, "{args}");
         }
@@ -201,7 +250,16 @@ mod tests {
         assert_eq!(jump_hosts("-o ProxyJump=none -J x").unwrap(), None);
         assert_eq!(jump_hosts("-o ServerAliveInterval=30").unwrap(), None);
         assert_eq!(jump_hosts("").unwrap(), None);
-        for bad in ["-J", "-J bastion:0", "-J 'a b'", "-J -oops", "-J a:b"] {
+        for bad in [
+            "-J",
+            "-J bastion:0",
+            "-J 'a b'",
+            "-J -oops",
+            "-J a:b",
+            "-J [10.0.0.1]evil",
+            "-F ./ssh.cfg -J a",
+            "-Z",
+        ] {
             assert!(jump_hosts(bad).is_err(), "{bad}");
         }
     }

@@ -43,14 +43,31 @@ pub struct HostConfig {
     pub port: Option<u16>,
     pub identity_files: Vec<PathBuf>,
     pub proxy_jump: Option<String>,
+    /// Read as `ssh -W %h:%p` jump only (the caller refuses any other command).
+    pub proxy_command: Option<String>,
     pub strict_host_keys: Option<StrictHostKeys>,
     pub known_hosts: Option<PathBuf>,
     pub connect_timeout: Option<Duration>,
 }
 
 impl SshConfig {
-    /// Reads `path`; every problem names the file and line.
+    /// Reads `path`; every problem names the file and line. As `ssh`, refuses a file that
+    /// someone other than its owner (root or this user) may write: it says where root's
+    /// connections go and which host keys they trust.
     pub fn load(path: &Path) -> Result<SshConfig, String> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: geteuid(2) has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if (meta.uid() != 0 && meta.uid() != me) || meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{}: bad owner or permissions (owned by uid {}, mode {:04o}): it must belong \
+                 to root or you and be writable by no one else",
+                path.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ));
+        }
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         SshConfig::parse(path, &text)
     }
@@ -98,8 +115,13 @@ impl SshConfig {
                     .skipped
                     .push(format!("{}: Include is not read", at())),
                 _ if in_match => {}
+                // A command: the rest of the line, as ssh hands it to a shell.
+                "proxycommand" => {
+                    let block = config.blocks.last_mut().expect("one block at least");
+                    block.settings.push((keyword, value.to_string(), number));
+                }
                 _ => {
-                    // Every keyword read takes one value (the first of a list).
+                    // Every other keyword read takes one value (the first of a list).
                     let value = words(value)
                         .map_err(|e| format!("{}: {e}", at()))?
                         .into_iter()
@@ -129,7 +151,11 @@ impl SshConfig {
                     continue;
                 }
                 seen.push(keyword);
-                let value = value.replace("%h", host).replace("%%", "%");
+                // A ProxyCommand's %h and %p are the connection's (`-W %h:%p`), kept as written.
+                let value = match keyword.as_str() {
+                    "proxycommand" => value.clone(),
+                    _ => expand_tokens(value, host),
+                };
                 match keyword.as_str() {
                     "hostname" => found.hostname = Some(value),
                     "user" => found.user = Some(value),
@@ -139,6 +165,7 @@ impl SshConfig {
                     }
                     "identityfile" => found.identity_files.push(expand_home(&value)),
                     "proxyjump" => found.proxy_jump = Some(value),
+                    "proxycommand" => found.proxy_command = Some(value),
                     "stricthostkeychecking" => {
                         found.strict_host_keys = Some(match value.to_ascii_lowercase().as_str() {
                             "yes" | "ask" => StrictHostKeys::Yes,
@@ -148,11 +175,22 @@ impl SshConfig {
                         })
                     }
                     // Of a list, the first file: the one read first and written to.
-                    "userknownhostsfile" => found.known_hosts = Some(expand_home(&value)),
+                    "userknownhostsfile" => {
+                        let path = expand_home(&value);
+                        if !path.is_absolute() {
+                            return Err(format!(
+                                "{}: UserKnownHostsFile {value:?}: virtfleet checks every host \
+                                 key against a file named by an absolute path",
+                                at()
+                            ));
+                        }
+                        found.known_hosts = Some(path);
+                    }
                     "connecttimeout" => {
-                        let secs: u64 = value
-                            .parse()
-                            .map_err(|_| format!("{}: ConnectTimeout {value:?}", at()))?;
+                        let secs = value.parse::<u64>().ok().filter(|s| (1..=3600).contains(s));
+                        let secs = secs.ok_or_else(|| {
+                            format!("{}: ConnectTimeout {value:?} (1 to 3600 seconds)", at())
+                        })?;
                         found.connect_timeout = Some(Duration::from_secs(secs));
                     }
                     _ => {}
@@ -161,6 +199,26 @@ impl SshConfig {
         }
         Ok(found)
     }
+}
+
+/// `%h` the host, `%%` a percent sign; other tokens are left as written.
+fn expand_tokens(value: &str, host: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('%', Some('h')) => {
+                out.push_str(host);
+                chars.next();
+            }
+            ('%', Some('%')) => {
+                out.push('%');
+                chars.next();
+            }
+            (c, _) => out.push(c),
+        }
+    }
+    out
 }
 
 /// `Keyword value` or `Keyword=value` (the value may be empty: checked per keyword).
@@ -323,5 +381,27 @@ Host *
         assert_eq!(err, "/c:1: Host without a pattern");
         let err = SshConfig::parse(Path::new("/c"), "Host a\nUser \"x\n").unwrap_err();
         assert!(err.starts_with("/c:2:"), "{err}");
+        for bad in [
+            "UserKnownHostsFile none",
+            "UserKnownHostsFile kh",
+            "ConnectTimeout 0",
+        ] {
+            let config = SshConfig::parse(Path::new("/c"), &format!("Host a\n{bad}\n")).unwrap();
+            assert!(config.host("a").is_err(), "{bad}");
+        }
+        assert_eq!(expand_tokens("%%h-%h%", "x"), "%h-x%");
+    }
+
+    #[test]
+    fn a_file_others_may_write_is_refused_as_ssh_refuses_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, "Host a\n  User b\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(SshConfig::load(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let err = SshConfig::load(&path).unwrap_err();
+        assert!(err.contains("bad owner or permissions"), "{err}");
     }
 }

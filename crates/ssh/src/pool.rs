@@ -17,8 +17,9 @@ pub struct SessionPool {
 }
 
 /// One jump host's connection: opened by the first target that needs it, while the others
-/// wait for it; a failure is every waiting target's (each reports it).
-type JumpCell = Arc<tokio::sync::OnceCell<Result<Arc<Session>, String>>>;
+/// wait for it. A failure is not kept: the next target tries again (a bastion back after a
+/// blip serves the rest of the run).
+type JumpCell = Arc<tokio::sync::OnceCell<Arc<Session>>>;
 
 impl std::fmt::Debug for SessionPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,7 +60,7 @@ impl SessionPool {
         let closed = jumps
             .get(jump)
             .and_then(|cell| cell.get())
-            .is_some_and(|done| done.as_ref().is_ok_and(|s| s.is_closed()));
+            .is_some_and(|session| session.is_closed());
         if closed {
             jumps.remove(jump);
         }

@@ -96,16 +96,11 @@ async fn through_jump(
         reason,
     };
     let cell = opts.pool.jump(jump);
-    let opened = cell.get_or_init(|| async {
-        dial_boxed(jump, opts)
-            .await
-            .map(Arc::new)
-            .map_err(|err| err.to_string())
-    });
+    let opened = cell.get_or_try_init(|| async { dial_boxed(jump, opts).await.map(Arc::new) });
     let session = match timeout_at(deadline, opened).await {
         Ok(Ok(session)) => session.clone(),
-        // The jump host's own error names it.
-        Ok(Err(err)) => return Err(unreachable(err.clone())),
+        // The jump host's own error, which names it: a changed key stays a host-key problem.
+        Ok(Err(err)) => return Err(err),
         Err(_) => {
             return Err(unreachable(format!(
                 "jump host {} not connected within {:?}",
