@@ -30,6 +30,12 @@ pub fn init_ca(common_name: &str, days: u32) -> Result<(String, String), PkiErro
     init_ca_at(common_name, days, OffsetDateTime::now_utc())
 }
 
+/// `name` with today's date (UTC), e.g. `virtfleet CA 2026-12-02`: a CA made to replace
+/// another can be told from it by its subject.
+pub fn dated_name(name: &str) -> String {
+    format!("{name} {}", OffsetDateTime::now_utc().date())
+}
+
 /// Issues a server or client certificate for `host` (the CN), signed by the CA.
 ///
 /// `ca_cert_pem` may be a bundle: the certificate whose public key matches `ca_key_pem` is

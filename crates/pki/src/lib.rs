@@ -24,7 +24,7 @@ mod write;
 #[cfg(test)]
 mod testutil;
 
-pub use ca::{init_ca, issue_leaf, issue_pair, CertKind, LeafRequest};
+pub use ca::{dated_name, init_ca, issue_leaf, issue_pair, CertKind, LeafRequest};
 pub use dn::{dn_matches, libvirt_dn};
 pub use error::PkiError;
 pub use finding::{display_safe, Finding, Severity};

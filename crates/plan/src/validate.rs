@@ -26,6 +26,9 @@ pub enum VarType {
     Count,
     /// A plain word: letters, digits, `.`, `_`, `-` (user names, mechanisms, commands).
     Name,
+    /// A user or group by name: a plain word, not a number (a file's owner is read back by
+    /// name, so a numeric one would never be seen as in place).
+    Account,
     /// A list of names, or one string of names separated by blanks (as Cyrus SASL reads
     /// `mech_list`).
     Names,
@@ -66,6 +69,7 @@ impl TryFrom<TypeYaml> for VarType {
                 "port" => VarType::Port,
                 "count" => VarType::Count,
                 "name" => VarType::Name,
+                "account" => VarType::Account,
                 "names" => VarType::Names,
                 "bool" => VarType::Bool,
                 "path" => VarType::Path,
@@ -73,8 +77,8 @@ impl TryFrom<TypeYaml> for VarType {
                 "patterns" => VarType::Patterns,
                 other => {
                     return Err(format!(
-                        "unknown type {other:?} (ip, hostname, host, port, count, name, names, \
-                         bool, path, text, patterns, or {{enum: [...]}})"
+                        "unknown type {other:?} (ip, hostname, host, port, count, name, account, \
+                         names, bool, path, text, patterns, or {{enum: [...]}})"
                     ))
                 }
             },
@@ -117,6 +121,7 @@ impl VarType {
                 text.bytes().all(|b| b.is_ascii_digit()) && text.parse::<u32>().is_ok_and(|n| n > 0)
             }
             VarType::Name => is_name(&text),
+            VarType::Account => is_name(&text) && !text.bytes().all(|b| b.is_ascii_digit()),
             VarType::Bool => crate::render::parse_bool_str(&text).is_some(),
             VarType::Names => {
                 let words: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
@@ -146,6 +151,9 @@ impl VarType {
             VarType::Port => "must be a port number (1-65535)".into(),
             VarType::Count => "must be a whole number from 1 to 4294967295".into(),
             VarType::Name => "must be a plain word (letters, digits, '.', '_', '-')".into(),
+            VarType::Account => {
+                "must be a user or group name (letters, digits, '.', '_', '-'), not a number".into()
+            }
             VarType::Names => {
                 "must be a list of plain words (letters, digits, '.', '_', '-'), or one string of \
                  them separated by blanks"
@@ -218,6 +226,11 @@ mod tests {
                 ],
             ),
             (VarType::Host, &[json!("::1"), json!("c1")], &[json!("c 1")]),
+            (
+                VarType::Account,
+                &[json!("libvirt-qemu"), json!("nova"), json!("qemu2")],
+                &[json!("107"), json!(107), json!("root:x"), json!("-g")],
+            ),
             (
                 VarType::Port,
                 &[json!(16514), json!("16509")],

@@ -27,12 +27,14 @@ pub enum CertsCommand {
     },
     /// Ask every host what its deployed certificates hold now, sorted by expiry.
     Expiry {
+        /// Warn about certificates expiring within this many days.
         #[arg(long, default_value_t = DEFAULT_WARN_DAYS)]
         warn_days: u32,
     },
     /// Create a CA in the shared certificate directory (the playbook's last cert_search
     /// entry; key mode 0600).
     InitCa {
+        /// Days the CA is valid.
         #[arg(long, default_value_t = 3650)]
         days: u32,
         /// Replace an existing CA (hosts then need new pairs and a rotation).
@@ -40,8 +42,9 @@ pub enum CertsCommand {
         force: bool,
     },
     /// Issue server and client pairs per host into its own certificate directory (the
-    /// playbook's first cert_search entry).
+    /// playbook's first cert_search entry), and QEMU's where QEMU-native TLS is on.
     Issue {
+        /// Days each new pair is valid (never beyond the CA).
         #[arg(long, default_value_t = 365)]
         days: u32,
         /// Re-issue pairs expiring within this many days (or issued by another CA).
@@ -314,7 +317,7 @@ fn init_ca(global: &GlobalArgs, days: u32, force: bool) -> Result<ExitCode, Inpu
     }
     let io_err = |p: &Path, e: std::io::Error| InputErrors(vec![format!("{}: {e}", p.display())]);
     std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-    let (cert, key) = virtfleet_pki::init_ca("virtfleet CA", days)
+    let (cert, key) = virtfleet_pki::init_ca(&virtfleet_pki::dated_name("virtfleet CA"), days)
         .map_err(|e| InputErrors(vec![e.to_string()]))?;
     write_atomic(&key_path, key.as_bytes(), virtfleet_pki::KEY_MODE)
         .map_err(|e| io_err(&key_path, e))?;
