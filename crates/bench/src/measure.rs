@@ -18,6 +18,10 @@ pub struct Sample {
     pub max_rss_kib: u64,
     /// Busy CPU seconds of the whole machine over the run (all processes, all cores).
     pub machine_cpu: f64,
+    /// Most file descriptors the controller held open at once (sampled from /proc every few
+    /// ms; one measured process only, absent in results from before it was recorded).
+    #[serde(default)]
+    pub max_fds: Option<u64>,
 }
 
 /// Exit status plus rusage of one reaped child.
@@ -50,65 +54,97 @@ pub fn machine_busy_seconds() -> f64 {
     busy as f64 / hz
 }
 
-/// Waits for `pid` with wait4(2) and returns its status and resource usage.
-pub fn reap(pid: u32) -> Reaped {
+/// Waits for any child with wait4(2) and returns its pid, status and resource usage; None
+/// when there is no child left to wait for.
+fn reap_any() -> Option<(u32, Reaped)> {
     let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    // SAFETY: rusage is plain data; wait4 fills it for one of our children.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-    let code = if rc < 0 {
-        -1
-    } else if libc::WIFEXITED(status) {
+    let rc = unsafe { libc::wait4(-1, &mut status, 0, &mut usage) };
+    if rc <= 0 {
+        return None;
+    }
+    let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
         128 + libc::WTERMSIG(status)
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Reaped {
+    let reaped = Reaped {
         status: code,
         cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss as u64,
-    }
+    };
+    Some((rc as u32, reaped))
 }
 
-/// Runs every command at once and waits for all; fails if any exits non-zero.
+/// Samples how many descriptors `pid` holds, every 2 ms until `done`; the most seen.
+fn sample_fds(pid: u32, done: &std::sync::atomic::AtomicBool) -> u64 {
+    let dir = format!("/proc/{pid}/fd");
+    let mut most = 0;
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            most = most.max(entries.count() as u64);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    most
+}
+
+/// Runs the commands, `at_once` at a time, and waits for all; fails if any exits non-zero.
 /// `log` receives each child's stdout and stderr (appended).
-pub fn run_group(commands: Vec<Command>, log: &std::path::Path) -> Result<Sample, String> {
+pub fn run_group(
+    commands: Vec<Command>,
+    at_once: usize,
+    log: &std::path::Path,
+) -> Result<Sample, String> {
     let machine_before = machine_busy_seconds();
     let started = Instant::now();
-    let mut pids = Vec::new();
-    for mut cmd in commands {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-        pids.push((child.id(), format!("{cmd:?}")));
-        // The Child is dropped without wait: we reap it ourselves with wait4.
-        drop(child);
-    }
     let mut sample = Sample {
         wall: 0.0,
         cpu: 0.0,
         max_rss_kib: 0,
         machine_cpu: 0.0,
+        max_fds: None,
     };
+    let single = commands.len() == 1;
+    let mut pending = commands.into_iter();
+    let mut running = std::collections::HashMap::new();
     let mut failures = Vec::new();
-    for (pid, what) in pids {
-        let r = reap(pid);
-        if r.status != 0 {
-            failures.push(format!("{what} exited {}", r.status));
+    // The descriptors of a single measured process (a group is many small `ssh` clients).
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let mut sampler = None;
+        loop {
+            while running.len() < at_once.max(1) {
+                let Some(cmd) = pending.next() else { break };
+                let (pid, what) = spawn(cmd, log)?;
+                if single {
+                    let done = &done;
+                    sampler = Some(scope.spawn(move || sample_fds(pid, done)));
+                }
+                running.insert(pid, what);
+            }
+            if running.is_empty() {
+                break;
+            }
+            let Some((pid, r)) = reap_any() else {
+                failures.extend(running.drain().map(|(_, what)| format!("{what}: lost")));
+                break;
+            };
+            let Some(what) = running.remove(&pid) else {
+                continue;
+            };
+            if r.status != 0 {
+                failures.push(format!("{what} exited {}", r.status));
+            }
+            sample.cpu += r.cpu;
+            sample.max_rss_kib = sample.max_rss_kib.max(r.max_rss_kib);
         }
-        sample.cpu += r.cpu;
-        sample.max_rss_kib = sample.max_rss_kib.max(r.max_rss_kib);
-    }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sample.max_fds = sampler.and_then(|s| s.join().ok());
+        Ok::<(), String>(())
+    })?;
     sample.wall = started.elapsed().as_secs_f64();
     sample.machine_cpu = machine_busy_seconds() - machine_before;
     if failures.is_empty() {
@@ -123,9 +159,27 @@ pub fn run_group(commands: Vec<Command>, log: &std::path::Path) -> Result<Sample
     }
 }
 
+/// Starts `cmd` with its output appended to `log`; its pid and description.
+fn spawn(mut cmd: Command, log: &std::path::Path) -> Result<(u32, String), String> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    // The Child is dropped without wait: we reap it ourselves with wait4.
+    Ok((child.id(), format!("{cmd:?}")))
+}
+
 /// Runs one command and measures it.
 pub fn run_one(cmd: Command, log: &std::path::Path) -> Result<Sample, String> {
-    run_group(vec![cmd], log)
+    run_group(vec![cmd], 1, log)
 }
 
 /// Median, min and max of a list.

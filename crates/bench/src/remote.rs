@@ -57,7 +57,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Runs `per_host` for every target at once; returns the failures as `host: error` lines.
+/// Hosts worked on at once: virtfleet's default `--forks` (every host, at most 100), so the
+/// floors and the baseline keep the concurrency virtfleet keeps.
+pub fn default_forks(hosts: usize) -> usize {
+    hosts.clamp(1, 100)
+}
+
+/// Runs `per_host` for every target, [`default_forks`] at a time; returns the failures as
+/// `host: error` lines.
 fn for_all_hosts<F, Fut>(lab_dir: &Path, per_host: F) -> Vec<String>
 where
     F: Fn(Target, Arc<ClientOptions>) -> Fut,
@@ -68,12 +75,17 @@ where
         Err(e) => return vec![e],
     };
     let opts = Arc::new(client_options(lab_dir));
+    let permits = Arc::new(tokio::sync::Semaphore::new(default_forks(targets.len())));
     runtime().block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for target in targets {
             let label = target.label.clone();
             let fut = per_host(target, opts.clone());
-            tasks.spawn(async move { fut.await.map_err(|e| format!("{label}: {e}")) });
+            let permits = permits.clone();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
+                fut.await.map_err(|e| format!("{label}: {e}"))
+            });
         }
         let mut failures = Vec::new();
         while let Some(done) = tasks.join_next().await {

@@ -12,7 +12,7 @@ use crate::measure::{stats, Sample};
 pub const SCENARIOS: [(&str, &str); 7] = [
     (
         "openssh_floor",
-        "OpenSSH floor (`ssh host true`, all in parallel)",
+        "OpenSSH floor (`ssh host true`, forks at a time)",
     ),
     (
         "protocol_floor",
@@ -40,6 +40,13 @@ pub struct SizeResult {
     /// The lab hosts' container engine (results from before engines were recorded: podman).
     #[serde(default = "podman")]
     pub engine: String,
+    /// What runs in the lab's containers: `light` (they sleep) or `none` (a stand-in engine:
+    /// no restart is measured).
+    #[serde(default = "light")]
+    pub containers: String,
+    /// Hosts worked on at once by virtfleet, the floors and the baseline.
+    #[serde(default)]
+    pub forks: usize,
     /// When measured (seconds since the epoch).
     pub measured_at: u64,
     /// Other labs present right before the measurement (a non-empty list means shared CPU).
@@ -55,6 +62,10 @@ pub struct SizeResult {
 
 fn podman() -> String {
     "podman".into()
+}
+
+fn light() -> String {
+    "light".into()
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -87,6 +98,10 @@ fn wall_median(size: &SizeResult, key: &str) -> Option<f64> {
         .map(|s| median_of(s, |x| x.wall))
 }
 
+/// Descriptors virtfleet may hold besides one connection per host worked on: stdio, the
+/// runtime's epoll and wakers, files read and written on the workstation.
+pub const FDS_BESIDE_FORKS: usize = 32;
+
 /// (name, value, target, met) for one size.
 pub fn ratios(size: &SizeResult) -> Vec<(String, f64, String, bool)> {
     let m = |k| wall_median(size, k);
@@ -106,6 +121,32 @@ pub fn ratios(size: &SizeResult) -> Vec<(String, f64, String, bool)> {
         m("direct_ops"),
         1.2,
     );
+    // Controller limits: peak RSS, and descriptors bounded by the hosts worked on at once.
+    let most = |f: &dyn Fn(&Sample) -> Option<f64>| {
+        ["noop", "push"]
+            .iter()
+            .filter_map(|k| size.scenarios.get(*k))
+            .flatten()
+            .filter_map(f)
+            .reduce(f64::max)
+    };
+    if let Some(rss) = most(&|x| Some(x.max_rss_kib as f64 / 1024.0)) {
+        out.push((
+            "peak RSS MiB, noop and push".into(),
+            rss,
+            "≤ 256".into(),
+            rss <= 256.0,
+        ));
+    }
+    if let Some(fds) = most(&|x| x.max_fds.map(|n| n as f64)) {
+        let bound = (size.forks + FDS_BESIDE_FORKS) as f64;
+        out.push((
+            "peak open fds, noop and push".into(),
+            fds,
+            format!("≤ forks + {FDS_BESIDE_FORKS} = {bound}"),
+            size.forks > 0 && fds <= bound,
+        ));
+    }
     out
 }
 
@@ -121,7 +162,18 @@ pub fn markdown(results: &Results) -> String {
          seconds from its report.\n\n",
     );
     for (hosts, size) in &results.sizes {
-        s.push_str(&format!("## {hosts} hosts, {}\n\n", size.engine));
+        let kind = match size.containers.as_str() {
+            "none" => ", no containers (a stand-in engine that records its calls)",
+            _ => "",
+        };
+        s.push_str(&format!("## {hosts} hosts, {}{kind}\n\n", size.engine));
+        if size.forks > 0 {
+            s.push_str(&format!(
+                "{} hosts at a time: virtfleet's default `--forks`, and the same bound for \
+                 the protocol floor and direct ops.\n\n",
+                size.forks
+            ));
+        }
         if !size.other_labs.is_empty() {
             s.push_str(&format!(
                 "Note: other labs were present during this measurement ({:?}); the machine \
@@ -130,8 +182,8 @@ pub fn markdown(results: &Results) -> String {
             ));
         }
         s.push_str(
-            "| scenario | runs | median s | min s | max s | CPU s | peak RSS MiB | machine CPU s | per host s |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| scenario | runs | median s | min s | max s | CPU s | peak RSS MiB | peak fds | machine CPU s | per host s |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for (key, name) in SCENARIOS {
             let Some(samples) = size.scenarios.get(key).filter(|v| !v.is_empty()) else {
@@ -143,14 +195,19 @@ pub fn markdown(results: &Results) -> String {
                 .per_host_seconds
                 .get(key)
                 .map_or("".to_string(), |v| format!("{v:.2}"));
+            let fds = samples
+                .iter()
+                .filter_map(|x| x.max_fds)
+                .max()
+                .map_or(String::new(), |n| n.to_string());
             s.push_str(&format!(
-                "| {name} | {} | {med:.2} | {min:.2} | {max:.2} | {:.2} | {rss:.1} | {:.1} | {per_host} |\n",
+                "| {name} | {} | {med:.2} | {min:.2} | {max:.2} | {:.2} | {rss:.1} | {fds} | {:.1} | {per_host} |\n",
                 samples.len(),
                 median_of(samples, |x| x.cpu),
                 median_of(samples, |x| x.machine_cpu),
             ));
         }
-        s.push_str("\n| ratio (medians) | value | target | met |\n|---|---:|---|---|\n");
+        s.push_str("\n| target (medians; peaks) | value | target | met |\n|---|---:|---|---|\n");
         for (name, value, target, met) in ratios(size) {
             s.push_str(&format!(
                 "| {name} | {value:.2} | {target} | {} |\n",
@@ -196,6 +253,25 @@ pub fn markdown(results: &Results) -> String {
                 size.engine
             ));
         }
+    }
+    // Cost per host across sizes: flat or falling is the target.
+    let per_host: Vec<String> = results
+        .sizes
+        .iter()
+        .filter_map(|(h, size)| {
+            let ms = |k| wall_median(size, k).map(|t| format!("{:.1}", t * 1000.0 / *h as f64));
+            let (noop, push, floor) = (ms("noop")?, ms("push")?, ms("protocol_floor")?);
+            Some(format!("| {h} | {noop} | {push} | {floor} |\n"))
+        })
+        .collect();
+    if !per_host.is_empty() {
+        s.push_str(
+            "## Wall time per host by size (median run's wall time / hosts)\n\n\
+             | hosts | noop ms/host | push ms/host | protocol floor ms/host |\n\
+             |---:|---:|---:|---:|\n",
+        );
+        s.push_str(&per_host.concat());
+        s.push('\n');
     }
     // RSS growth across sizes.
     let rss: Vec<(usize, f64)> = results

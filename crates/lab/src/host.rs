@@ -58,6 +58,8 @@ pub(crate) struct Shared<'a> {
     pub containers: Containers,
     /// Present when the lab has docker hosts.
     pub docker: Option<&'a docker::LabFiles>,
+    /// The lab's scripts (`<lab>/bin`).
+    pub bin: &'a Path,
 }
 
 impl LabHost {
@@ -117,12 +119,45 @@ impl LabHost {
             return self.bring_up_systemd(shared.client_pubkey);
         }
         self.write_files(shared)?;
-        self.create_namespace()?;
+        self.create_namespace(shared)?;
         self.start_sshd()?;
         if let (Engine::Docker, Some(files)) = (self.engine, shared.docker) {
             docker::start(self, files)?;
         }
+        if shared.containers == Containers::StandIn {
+            return Ok(());
+        }
         self.start_containers()
+    }
+
+    /// What the stand-in engine of a `Containers::StandIn` host was asked, one call per line
+    /// (`restart -- nova_libvirt`, ...); empty for other hosts.
+    pub fn engine_calls(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("storage/standin/calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The stand-in engine's state: a store listing both containers (what virtfleet reads
+    /// first) and an empty call log.
+    fn write_standin_state(&self) -> Result<(), LabError> {
+        let store = self.dir.join("storage/storage/overlay-containers");
+        mkdir(&store)?;
+        let [_, b, c, d] = self.address.octets();
+        let mut text = String::from("[\n");
+        for (i, name) in ["nova_libvirt", "nova_compute"].iter().enumerate() {
+            let id = format!("{:0>64}", format!("5a{b:02x}{c:02x}{d:02x}{i:02x}"));
+            let comma = if i == 0 { "," } else { "" };
+            text.push_str(&format!(
+                "{{\"id\":\"{id}\",\"names\":[\"{name}\"]}}{comma}\n"
+            ));
+        }
+        text.push_str("]\n");
+        write(&store.join("containers.json"), &text)?;
+        mkdir(&self.dir.join("storage/standin"))?;
+        write(&self.dir.join("storage/standin/calls"), "")
     }
 
     fn write_files(&self, shared: &Shared) -> Result<(), LabError> {
@@ -141,6 +176,9 @@ impl LabHost {
             shared.client_pubkey,
         )?;
         self.write_day0_kolla(shared.containers)?;
+        if shared.containers == Containers::StandIn {
+            self.write_standin_state()?;
+        }
         self.generate_host_key()?;
         write(&self.dir.join("sshd_config"), &self.sshd_config())
     }
@@ -172,7 +210,7 @@ impl LabHost {
         let libvirt_command = match containers {
             // As Kolla's image: virtlogd, then libvirtd (the lab's stand-in script).
             Containers::Libvirt => "/usr/local/bin/kolla_nova_libvirt_start",
-            Containers::Light => "/usr/local/bin/sleep_forever",
+            Containers::Light | Containers::StandIn => "/usr/local/bin/sleep_forever",
         };
         let libvirt_json = serde_json::json!({
             "command": libvirt_command,
@@ -248,7 +286,7 @@ impl LabHost {
         )
     }
 
-    fn create_namespace(&self) -> Result<(), LabError> {
+    fn create_namespace(&self, shared: &Shared) -> Result<(), LabError> {
         write(&self.ns_mnt, "")?;
         write(&self.ns_uts, "")?;
         let mut script = format!("set -e\nhostname {}\n", self.name);
@@ -258,6 +296,13 @@ impl LabHost {
         for (sub, target) in PRIVATE_DIRS {
             let source = self.dir.join(sub);
             script.push_str(&format!("mount --bind {} {target}\n", source.display()));
+        }
+        if shared.containers == Containers::StandIn {
+            let standin = shared.bin.join(crate::STANDIN_ENGINE.0);
+            script.push_str(&format!(
+                "mount --bind {} /usr/bin/podman\n",
+                standin.display()
+            ));
         }
         // podman's lock segment lives in /dev/shm; hosts must not share it.
         script.push_str("mount -t tmpfs -o size=16m,mode=1777 tmpfs /dev/shm\n");

@@ -30,8 +30,12 @@ pub const DATA_ROOT: &str = "/var/lib/vflab";
 /// delete the real root filesystem.
 pub const ROOTFS_BIND: &str = "/var/lib/vflab-root";
 
-/// Hosts per lab: one /24 of loopback addresses, 127.<lab id>.0.1 to .254.
-pub const MAX_HOSTS: usize = 254;
+/// Hosts per lab: host n is at 127.<lab id>.<(n - 1) / 254>.<(n - 1) % 254 + 1>, so the
+/// first 254 are 127.<lab id>.0.1 to .254.
+pub const MAX_HOSTS: usize = 2032;
+
+/// Hosts per lab with a migration network (one /24: 198.18.<lab id>.n).
+pub const MAX_MIGRATION_HOSTS: usize = 254;
 
 /// The stand-in secret in every lab host's day-0 `nova.conf` (messaging and keystone
 /// passwords, as kolla-ansible writes them): tests check it survives a deploy and is never shown.
@@ -50,6 +54,9 @@ const SCRIPTS: [(&str, &str); 4] = [
     ("sleep_forever", include_str!("../assets/sleep_forever")),
 ];
 
+/// The stand-in engine of [`Containers::StandIn`] hosts (bound over `/usr/bin/podman`).
+const STANDIN_ENGINE: (&str, &str) = ("standin_engine", include_str!("../assets/standin_engine"));
+
 /// What runs in the containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Containers {
@@ -57,6 +64,10 @@ pub enum Containers {
     Libvirt,
     /// Both containers only sleep: for benchmarks at sizes where 200 libvirtds cost too much.
     Light,
+    /// No container runs: podman is a stand-in script that records its calls and answers for
+    /// the two containers (`assets/standin_engine`), so a host is sshd and files only and
+    /// 1,000 fit on one machine. Podman hosts only.
+    StandIn,
 }
 
 /// What kind of host a lab host is.
@@ -207,6 +218,35 @@ impl LabOptions {
     pub fn up(&self) -> Result<Lab, LabError> {
         Lab::up_options(self)
     }
+
+    /// Refuses combinations the lab cannot build.
+    fn check(&self) -> Result<(), LabError> {
+        if self.migration_network && self.hosts > MAX_MIGRATION_HOSTS {
+            return Err(LabError::Options(format!(
+                "a migration network holds {MAX_MIGRATION_HOSTS} hosts at most"
+            )));
+        }
+        if self.containers == Containers::StandIn {
+            let all_kolla_podman = (1..=self.hosts.min(self.engines.len() * self.kinds.len()))
+                .all(|n| self.engine_of(n) == Engine::Podman && self.kind_of(n) == Kind::Kolla);
+            if !all_kolla_podman {
+                return Err(LabError::Options(
+                    "hosts without containers are Kolla hosts on podman only".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Host n's SSH address in lab `id` (see [`MAX_HOSTS`]).
+fn host_address(id: u32, n: usize) -> Ipv4Addr {
+    Ipv4Addr::new(
+        127,
+        id as u8,
+        ((n - 1) / 254) as u8,
+        ((n - 1) % 254 + 1) as u8,
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +275,8 @@ pub enum LabError {
     MountsInside { path: PathBuf, mounts: Vec<String> },
     #[error("lab: {0} hosts asked for; a lab has 1 to {MAX_HOSTS}")]
     Size(usize),
+    #[error("lab: {0}")]
+    Options(String),
     #[error("lab: the lab needs root")]
     NotRoot,
 }
@@ -263,6 +305,7 @@ impl Lab {
         if !(1..=MAX_HOSTS).contains(&count) {
             return Err(LabError::Size(count));
         }
+        options.check()?;
         // SAFETY: geteuid(2) has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(LabError::NotRoot);
@@ -303,7 +346,7 @@ impl Lab {
         self.hosts = (1..=options.hosts)
             .map(|n| {
                 let name = format!("compute{n:02}");
-                let address = Ipv4Addr::new(127, self.id as u8, 0, n as u8);
+                let address = host_address(self.id, n);
                 let migration = options.migration_network.then(|| Migration {
                     interface: format!("{}{}-{n}", BRIDGE_PREFIX, self.id),
                     address: Ipv4Addr::new(198, 18, self.id as u8, n as u8),
@@ -352,6 +395,7 @@ impl Lab {
             client_pubkey: &client_pubkey,
             containers: options.containers,
             docker: docker.as_ref(),
+            bin: &self.data_dir.join("bin"),
         };
         for_each_parallel(&self.hosts, |host| host.bring_up(&shared))?;
         self.write_known_hosts()?;
@@ -361,7 +405,7 @@ impl Lab {
     fn write_shared_files(&self) -> Result<(), LabError> {
         let bin = self.data_dir.join("bin");
         mkdir(&bin)?;
-        for (name, text) in SCRIPTS {
+        for (name, text) in SCRIPTS.iter().chain([&STANDIN_ENGINE]) {
             let path = bin.join(name);
             write(&path, text)?;
             set_mode(&path, 0o755)?;

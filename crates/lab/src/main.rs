@@ -22,6 +22,11 @@ enum Cmd {
         /// Containers only sleep (no libvirtd): for large benchmark labs.
         #[arg(long)]
         light: bool,
+        /// No containers at all: sshd and the files only, podman a stand-in script that
+        /// records its calls (in each host's storage/standin/calls) and answers for the two
+        /// containers; up to 1,000 hosts and more on one machine, for benchmarks.
+        #[arg(long, conflicts_with_all = ["light", "host_libvirt", "kolla_host_libvirt", "kind"])]
+        no_containers: bool,
         /// Container engine of the hosts: `podman`, `docker` (a dockerd per host), or a list
         /// given host by host and repeated (`docker,podman`: odd hosts docker, even podman).
         #[arg(long, value_delimiter = ',', default_value = "podman")]
@@ -55,15 +60,16 @@ fn main() -> ExitCode {
         Cmd::Up {
             hosts,
             light,
+            no_containers,
             engine,
             host_libvirt,
             kolla_host_libvirt,
             kind,
         } => {
-            let containers = if light {
-                Containers::Light
-            } else {
-                Containers::Libvirt
+            let containers = match (light, no_containers) {
+                (_, true) => Containers::StandIn,
+                (true, _) => Containers::Light,
+                _ => Containers::Libvirt,
             };
             let options = LabOptions::new(hosts)
                 .containers(containers)
@@ -85,9 +91,19 @@ fn main() -> ExitCode {
                         (_, true) => println!("hosts:       libvirtd under systemd, nova_compute"),
                         _ => println!("engine:      {}", engines.join(",")),
                     }
-                    println!(
-                        "groups:      compute (Kolla), libvirt_hosts (libvirtd under systemd)"
-                    );
+                    let kolla = lab
+                        .hosts
+                        .iter()
+                        .any(|h| h.systemd.as_ref().is_none_or(|s| s.kolla_compute));
+                    let plain = lab.hosts.iter().any(|h| h.systemd.is_some());
+                    let groups: Vec<&str> = [
+                        (kolla, "compute (Kolla)"),
+                        (plain, "libvirt_hosts (libvirtd under systemd)"),
+                    ]
+                    .iter()
+                    .filter_map(|(present, group)| present.then_some(*group))
+                    .collect();
+                    println!("groups:      {}", groups.join(", "));
                     println!("inventory:   {}", lab.inventory().display());
                     println!("known_hosts: {}", lab.known_hosts().display());
                     println!("ssh key:     {}", lab.client_key().display());

@@ -280,3 +280,64 @@ fn a_non_root_user_logs_in_and_sudo_follows_its_rule() {
     lab.down().expect("lab down");
     assert!(!rule.exists());
 }
+
+/// A lab past one /24 of addresses, without containers: podman is the stand-in, which answers
+/// for the two containers as podman would and records every call, never a secret on stdin.
+#[test]
+fn hosts_without_containers_fit_past_254_and_record_what_the_engine_was_asked() {
+    use virtfleet_lab::{Containers, Engine, LabOptions};
+    let refused = LabOptions::new(2)
+        .containers(Containers::StandIn)
+        .engine(Engine::Docker)
+        .up();
+    assert!(refused.is_err(), "docker has no stand-in");
+    let lab = LabOptions::new(300)
+        .containers(Containers::StandIn)
+        .up()
+        .expect("lab up");
+    let last = &lab.hosts[299];
+    assert_eq!(last.name, "compute300");
+    assert_eq!(last.address.to_string(), format!("127.{}.1.46", lab.id));
+    let first = &lab.hosts[0];
+    assert_eq!(first.address.to_string(), format!("127.{}.0.1", lab.id));
+    let out = stdout(&lab.ssh(
+        last,
+        "hostname; podman ps -q | wc -l; \
+         podman inspect --format 'C {{.Name}} {{.Id}}' -- nova_libvirt nova_compute; \
+         podman restart -- nova_compute; \
+         podman inspect --format '{{.State.Running}} {{.State.StartedAt}}' -- nova_compute; \
+         echo Secret-On-Stdin | podman exec -i -- nova_libvirt saslpasswd2 -c -p -a libvirt nova; \
+         podman inspect -- no_such_container; echo missing=$?",
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "compute300");
+    assert_eq!(lines[1], "2");
+    let ids: Vec<&str> = lines[2..4]
+        .iter()
+        .map(|l| l.split(' ').nth(2).unwrap())
+        .collect();
+    assert!(lines[2].starts_with("C nova_libvirt ") && lines[3].starts_with("C nova_compute "));
+    assert!(
+        ids.iter().all(|id| id.len() == 64) && ids[0] != ids[1],
+        "{out}"
+    );
+    // Restarted just now: running, with a StartedAt as podman prints it (RFC 3339, UTC).
+    assert!(
+        lines[4].starts_with("true 20") && lines[4].ends_with('Z'),
+        "{out}"
+    );
+    assert_eq!(lines.last(), Some(&"missing=125"));
+    let calls = last.engine_calls();
+    assert!(
+        calls.contains(&"restart -- nova_compute".to_string()),
+        "{calls:?}"
+    );
+    assert!(calls
+        .iter()
+        .any(|c| c == "exec -i -- nova_libvirt saslpasswd2 -c -p -a libvirt nova"));
+    assert!(!calls.iter().any(|c| c.contains("Secret")), "{calls:?}");
+    // Each host records its own calls only.
+    assert!(first.engine_calls().is_empty());
+    let pids = lab.hosts.iter().filter_map(|h| h.sshd_pid()).collect();
+    down_leaves_nothing(lab, pids);
+}
