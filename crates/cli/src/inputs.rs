@@ -500,6 +500,8 @@ impl Inputs {
             return NotReached::new();
         }
         let forks = global.forks(targets.len());
+        // Each connection stays open until the host's converge: one descriptor per host.
+        crate::limits::ensure_open_files(targets.len());
         let asked: Vec<String> = targets.iter().map(|t| t.label.clone()).collect();
         let gathered = virtfleet_engine::facts::gather(targets, &global.ssh_options(), forks).await;
         let gathered = gathered.into_iter().map(|(host, facts)| {
@@ -523,6 +525,8 @@ impl Inputs {
             return NotReached::new();
         }
         let forks = global.forks(jobs.len());
+        // Each connection stays open until the host's converge: one descriptor per host.
+        crate::limits::ensure_open_files(jobs.len());
         let ssh = global.ssh_options();
         let asked: Vec<String> = jobs.iter().map(|j| j.target.label.clone()).collect();
         let gathered = virtfleet_engine::facts::gather_with_probe(jobs, &ssh, forks).await;
@@ -716,7 +720,7 @@ impl Inputs {
             let probed = self.probed.get(host).cloned();
             Ok(HostJob {
                 target,
-                plan,
+                plan: Arc::new(plan),
                 probed,
             })
         });

@@ -181,7 +181,9 @@ pub async fn phases(
                 for (host, planned) in inputs.plan_each(&hosts, &user) {
                     match planned {
                         Ok(mut job) => {
-                            job.plan.services.retain(|s| !phase.keep.contains(&s.name));
+                            std::sync::Arc::make_mut(&mut job.plan)
+                                .services
+                                .retain(|s| !phase.keep.contains(&s.name));
                             jobs.push(job);
                         }
                         Err(e) => {

@@ -372,7 +372,7 @@ impl Converger<'_> {
         // The facts round trip may have carried this very probe moments ago.
         if let Some(probed) = self.job.probed.as_deref() {
             let fresh = probed.at.elapsed() < crate::facts::PROBE_FRESH;
-            if fresh && probed.target == self.job.target && probed.script == probe {
+            if fresh && probed.target == self.job.target && probed.script == probe.digest() {
                 return Ok(HostState::parse(&String::from_utf8_lossy(&probed.output)));
             }
         }

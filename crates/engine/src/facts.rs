@@ -11,7 +11,6 @@ use tokio::sync::Semaphore;
 use virtfleet_ssh::{ClientOptions, Session, Target};
 
 use crate::converge::probe_script;
-use crate::script::Script;
 use crate::{remote, script, wire::Tag, EngineError, HostJob};
 
 /// Most bytes of facts a host may answer with (a host with 1,000 interfaces and addresses
@@ -82,7 +81,8 @@ pub struct Gathered {
 /// younger than [`PROBE_FRESH`].
 pub struct Probed {
     pub(crate) target: Target,
-    pub(crate) script: Script,
+    /// The probe script's [`crate::script::Script::digest`].
+    pub(crate) script: [u8; 32],
     pub(crate) output: Vec<u8>,
     pub(crate) at: Instant,
 }
@@ -186,9 +186,12 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
     };
     let probed = match ask {
         Ask::WithProbe(job) | Ask::Probe(job) if out.len() <= MAX_KEPT_PROBE => {
+            // Kept until the host's converge, for every host: not the spare room of its growth.
+            let mut out = out;
+            out.shrink_to_fit();
             Some(Arc::new(Probed {
                 target: job.target.clone(),
-                script: probe_script(job, false, script::Facts::None),
+                script: probe_script(job, false, script::Facts::None).digest(),
                 output: out,
                 at: Instant::now(),
             }))

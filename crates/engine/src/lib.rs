@@ -28,7 +28,9 @@ pub use error::EngineError;
 #[derive(Clone)]
 pub struct HostJob {
     pub target: Target,
-    pub plan: HostPlan,
+    /// Shared: batches and phases pass jobs around, and a plan is large on a large fleet
+    /// (its files; libvirtd.conf lists every host's client subject).
+    pub plan: Arc<HostPlan>,
     /// The host's probe, read in its facts round trip ([`facts::gather_with_probe`]); used
     /// instead of probing again when the plan's probe is the same script.
     pub probed: Option<Arc<facts::Probed>>,
@@ -57,7 +59,7 @@ impl HostJob {
     pub fn held_contents(&self) -> Option<BTreeMap<String, Option<Vec<u8>>>> {
         let probed = self.probed.as_deref()?;
         let script = converge::probe_script(self, false, script::Facts::None);
-        let same = probed.target == self.target && probed.script == script;
+        let same = probed.target == self.target && probed.script == script.digest();
         same.then(|| probed.contents(&self.plan.held_paths))
     }
 

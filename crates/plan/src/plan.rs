@@ -885,12 +885,19 @@ impl<'a> HostContext<'a> {
         error: impl Fn(&minijinja::Error, &BTreeSet<String>) -> PlanError,
     ) -> Result<String, PlanError> {
         let template = template.map_err(|e| error(&e, &BTreeSet::new()))?;
-        template.render(self.context.clone()).map_err(|e| {
-            // Only a failure needs what the template reads (finding it parses the source again).
-            let referenced: BTreeSet<String> =
-                template.undeclared_variables(false).into_iter().collect();
-            error(&e, &referenced)
-        })
+        template
+            .render(self.context.clone())
+            .map_err(|e| {
+                // Only a failure needs what the template reads (finding it parses the source again).
+                let referenced: BTreeSet<String> =
+                    template.undeclared_variables(false).into_iter().collect();
+                error(&e, &referenced)
+            })
+            .map(|mut text| {
+                // Kept for the whole run, for every host: not the spare room of its growth.
+                text.shrink_to_fit();
+                text
+            })
     }
 
     /// The first of the certificate directories' files `name`, else `fallback`'s.

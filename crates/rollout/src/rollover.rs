@@ -345,7 +345,7 @@ fn held_content<'a>(
 /// The job with every CA file replaced by the old CAs followed by the desired bundle.
 fn with_bundle(job: &HostJob, old: &str) -> HostJob {
     let mut job = job.clone();
-    for file in job.plan.files_in_roles_mut(&[CertRole::Ca]) {
+    for file in std::sync::Arc::make_mut(&mut job.plan).files_in_roles_mut(&[CertRole::Ca]) {
         let mut bundle = old.as_bytes().to_vec();
         bundle.extend_from_slice(&file.content);
         set_content(file, bundle);
@@ -358,7 +358,7 @@ fn with_bundle(job: &HostJob, old: &str) -> HostJob {
 fn keep_leaves(job: &HostJob, held: &BTreeMap<String, Option<Vec<u8>>>) -> HostJob {
     let mut job = job.clone();
     let host = job.target.label.clone();
-    for file in job.plan.files_in_roles_mut(&LEAVES) {
+    for file in std::sync::Arc::make_mut(&mut job.plan).files_in_roles_mut(&LEAVES) {
         if let Some(Some(content)) = held.get(&file.path) {
             set_content(file, content.clone());
             file.source = format!("{host}:{} (kept until phase 2)", file.path).into();

@@ -27,6 +27,13 @@ impl Default for Script {
 }
 
 impl Script {
+    /// The SHA-256 of the script's text: what a probe read earlier is matched on (a probe
+    /// script holds lib.sh, tens of kB, and a run keeps one per host).
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(&self.text).into()
+    }
+
     /// A script that starts with lib.sh's functions and the wire tags they print.
     pub fn new() -> Script {
         let mut script = Script {

@@ -90,7 +90,7 @@ fn job(host: &str, ca: &str, leaves: &Authority) -> HostJob {
     HostJob {
         probed: None,
         target: Target::new(host, "127.0.0.1", "root"),
-        plan: HostPlan {
+        plan: std::sync::Arc::new(HostPlan {
             host: host.into(),
             vars: Default::default(),
             services: vec![service("tls", tls), service("other", other)],
@@ -101,7 +101,7 @@ fn job(host: &str, ca: &str, leaves: &Authority) -> HostJob {
             let_through: Vec::new(),
             reads_interfaces: false,
             held_paths: Vec::new(),
-        },
+        }),
     }
 }
 
