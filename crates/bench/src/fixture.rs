@@ -58,10 +58,15 @@ impl Fixture {
 
     /// `virtfleet <args>` against the lab, the bench config dir and playbook, with a report.
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_with(&self.inventory, args)
+    }
+
+    /// [`Fixture::command`] with another inventory of the same hosts.
+    pub fn command_with(&self, inventory: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.virtfleet);
         cmd.args(args)
             .arg("-i")
-            .arg(&self.inventory)
+            .arg(inventory)
             .arg("--configdir")
             .arg(self.configdir())
             .arg("--known-hosts")
@@ -165,6 +170,31 @@ pub enum Expect {
 
 fn managed_file_count() -> usize {
     MANAGED.iter().map(|(_, files)| files.len()).sum()
+}
+
+/// Makes the lab's last host a bastion in front of the others: the lab's inventory loses it
+/// (the floors and virtfleet's runs see the other hosts only), and a copy of that inventory
+/// reaching them through it (`ansible_ssh_common_args="-o ProxyJump=root@<its address>"`, as
+/// Kolla operators set it) is returned. The bastion is a host of this machine, so its link is
+/// loopback: what is measured is the cost of one connection carrying every host's channel.
+pub fn split_off_bastion(lab: &Lab) -> Result<PathBuf, String> {
+    let bastion = lab.hosts.last().ok_or("an empty lab")?;
+    let path = lab.inventory();
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let prefix = format!("{} ", bastion.name);
+    let direct: String = text
+        .lines()
+        .filter(|line| !line.starts_with(&prefix))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    write(&path, &direct)?;
+    let through = format!(
+        "{direct}\n[compute:vars]\nansible_ssh_common_args=\"-o ProxyJump=root@{}\"\n",
+        bastion.address
+    );
+    let out = lab.dir().join("inventory-through-bastion");
+    write(&out, &through)?;
+    Ok(out)
 }
 
 /// Deletes every file under each host's /etc/kolla/nova-*/ (managed files and applied markers)

@@ -69,6 +69,10 @@ struct Cli {
     /// (restarts need real containers: measure them at 200 hosts and below).
     #[arg(long)]
     no_containers: bool,
+    /// One more lab host as a bastion in front of the others: noop is also measured through
+    /// it (ProxyJump from the inventory), alternating with the direct noop.
+    #[arg(long)]
+    bastion: bool,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -260,7 +264,7 @@ fn measure_size(
         true => (Containers::StandIn, "container-less"),
         false => (Containers::Light, "light"),
     };
-    let lab = LabOptions::new(hosts)
+    let lab = LabOptions::new(hosts + usize::from(cli.bastion))
         .containers(containers)
         .engine(cli.engine)
         .up()
@@ -271,6 +275,10 @@ fn measure_size(
         cli.engine,
         started.elapsed().as_secs_f64()
     ));
+    let through_bastion = match cli.bastion {
+        true => Some(fixture::split_off_bastion(&lab)?),
+        false => None,
+    };
     let fixture = Fixture::new(&lab, virtfleet, &cli.playbook)?;
     let run_log = std::env::temp_dir().join(format!("virtfleet-bench-{hosts}.log"));
     let _ = std::fs::remove_file(&run_log);
@@ -308,20 +316,26 @@ fn measure_size(
     let mut floor_run = 0;
     let mut measure_floors = |rec: &mut Recorder| {
         floor_run += 1;
+        // The fleet's hosts: not the bastion (`--bastion`), which is the lab's last.
         let ssh_all = lab
             .hosts
             .iter()
+            .take(hosts)
             .map(|h| {
                 let mut c = lab.ssh_command(h);
                 c.arg("true");
                 c
             })
             .collect();
-        rec.record(
-            "openssh_floor",
-            floor_run,
-            no_report(measure::run_group(ssh_all, rec.size.forks, &run_log)),
-        );
+        // A thousand `ssh` processes measure process start more than SSH: the container-less
+        // sizes compare with the protocol floor only.
+        if !cli.no_containers {
+            rec.record(
+                "openssh_floor",
+                floor_run,
+                no_report(measure::run_group(ssh_all, rec.size.forks, &run_log)),
+            );
+        }
         rec.record(
             "protocol_floor",
             floor_run,
@@ -329,18 +343,19 @@ fn measure_size(
         );
     };
 
-    let virtfleet_run = |args: &[&str], expect: Expect| {
-        // On a non-zero exit, say which hosts failed and why (from virtfleet's report).
-        let sample =
-            measure::run_one(fixture.command(args), &run_log).map_err(|e| {
-                match fixture.check_report(hosts, expect) {
+    let virtfleet_run_with =
+        |inventory: &Path, args: &[&str], expect: Expect| {
+            // On a non-zero exit, say which hosts failed and why (from virtfleet's report).
+            let sample = measure::run_one(fixture.command_with(inventory, args), &run_log)
+                .map_err(|e| match fixture.check_report(hosts, expect) {
                     Err(hosts) => format!("{hosts} ({e})"),
                     Ok(_) => e,
-                }
-            })?;
-        let per_host = fixture.check_report(hosts, expect)?;
-        Ok((sample, Some(per_host)))
-    };
+                })?;
+            let per_host = fixture.check_report(hosts, expect)?;
+            Ok((sample, Some(per_host)))
+        };
+    let virtfleet_run =
+        |args: &[&str], expect: Expect| virtfleet_run_with(&fixture.inventory, args, expect);
 
     for run in 1..=cli.runs {
         fixture::reset_hosts(&lab)?;
@@ -360,6 +375,10 @@ fn measure_size(
     for run in 1..=cli.runs {
         measure_floors(&mut rec);
         rec.record("noop", run, virtfleet_run(&["deploy"], Expect::NoChange));
+        if let Some(inventory) = &through_bastion {
+            let noop = virtfleet_run_with(inventory, &["deploy"], Expect::NoChange);
+            rec.record("noop_bastion", run, noop);
+        }
     }
     if !cli.no_phases {
         let out = std::env::temp_dir().join(format!("virtfleet-bench-phases-{hosts}.json"));

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::measure::{stats, Sample};
 
 /// Scenario keys in table order, with their display names.
-pub const SCENARIOS: [(&str, &str); 7] = [
+pub const SCENARIOS: [(&str, &str); 8] = [
     (
         "openssh_floor",
         "OpenSSH floor (`ssh host true`, forks at a time)",
@@ -19,6 +19,10 @@ pub const SCENARIOS: [(&str, &str); 7] = [
         "protocol floor (russh: connect+auth+`true`)",
     ),
     ("noop", "noop (`virtfleet deploy`, nothing changed)"),
+    (
+        "noop_bastion",
+        "noop through one bastion (ProxyJump in the inventory)",
+    ),
     ("push", "push (`virtfleet genconfig`, all 16 files new)"),
     (
         "rotate_all",
@@ -114,6 +118,12 @@ pub fn ratios(size: &SizeResult) -> Vec<(String, f64, String, bool)> {
     };
     add("noop / protocol floor", m("noop"), m("protocol_floor"), 1.5);
     add("noop / OpenSSH floor", m("noop"), m("openssh_floor"), 0.3);
+    add(
+        "noop through a bastion / noop",
+        m("noop_bastion"),
+        m("noop"),
+        1.2,
+    );
     add("push / OpenSSH floor", m("push"), m("openssh_floor"), 0.5);
     add(
         "rotate-all / direct ops",
@@ -241,6 +251,12 @@ pub fn markdown(results: &Results) -> String {
                     p["all_hosts_wall"].as_f64().unwrap_or(f64::NAN),
                     p["one_host_wall"].as_f64().unwrap_or(f64::NAN)
                 ));
+            }
+            if size.containers == "none" {
+                s.push_str(
+                    "\nWithout containers, the rows that run the engine (`inspect`, `exec`, \
+                     `restart`) time the lab's stand-in script, not podman.\n",
+                );
             }
             // Older results checked podman's containers.json only.
             let agrees = match &phases["store_ids_match_inspect"] {
