@@ -46,9 +46,10 @@ struct Cli {
     /// The lab hosts' container engine: podman or docker.
     #[arg(long, default_value_t = Engine::Podman)]
     engine: Engine,
-    /// Where results.json, results.md and time-vs-hosts.png go (default: docs/perf, and
-    /// docs/perf/docker for --engine docker). Existing results of other sizes in results.json
-    /// are kept, so a sweep can be built up size by size.
+    /// Where results.json, results.md and time-vs-hosts.png go (default: docs/perf; under it
+    /// docker/ for --engine docker, scale/ for --no-containers, bastion/ for --bastion: each
+    /// kind of lab has its own record). Existing results of other sizes in results.json are
+    /// kept, so a sweep can be built up size by size.
     #[arg(long)]
     out: Option<PathBuf>,
     /// The virtfleet binary (default: the one next to this binary).
@@ -146,9 +147,29 @@ fn bench(cli: &Cli) -> Result<bool, String> {
     if cli.runs == 0 || cli.rotate_runs == 0 {
         return Err("--runs and --rotate-runs must be at least 1".into());
     }
-    if let Some(&big) = sizes.iter().find(|&&n| n > 254 && !cli.no_containers) {
+    // The lab holds the bastion too (`--bastion`).
+    let lab_hosts = |n: usize| n + usize::from(cli.bastion);
+    if let Some(&big) = sizes
+        .iter()
+        .find(|&&n| lab_hosts(n) > 254 && !cli.no_containers)
+    {
         return Err(format!(
-            "{big} hosts: labs above 254 hosts have no containers (add --no-containers)"
+            "{big} hosts{}: labs above 254 hosts have no containers (add --no-containers)",
+            if cli.bastion { " and the bastion" } else { "" }
+        ));
+    }
+    if let Some(&big) = sizes
+        .iter()
+        .find(|&&n| n == 0 || lab_hosts(n) > virtfleet_lab::MAX_HOSTS)
+    {
+        return Err(format!(
+            "{big} hosts: a lab holds 1 to {} hosts{}",
+            virtfleet_lab::MAX_HOSTS,
+            if cli.bastion {
+                ", the bastion among them"
+            } else {
+                ""
+            }
         ));
     }
     if cli.no_containers && cli.engine != Engine::Podman {
@@ -165,16 +186,26 @@ fn bench(cli: &Cli) -> Result<bool, String> {
             virtfleet.display()
         ));
     }
-    let out = match (&cli.out, cli.engine) {
-        (Some(out), _) => out.clone(),
-        (None, Engine::Podman) => Path::new(PERF_DIR).to_path_buf(),
-        (None, Engine::Docker) => Path::new(PERF_DIR).join("docker"),
+    let out = match &cli.out {
+        Some(out) => out.clone(),
+        None => default_out(cli),
     };
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let json = out.join("results.json");
     let mut results = Results::load(&json);
     let mut all_valid = true;
     for &hosts in &sizes {
+        if let Some(old) = results.sizes.get(&hosts) {
+            if old.containers != containers_kind(cli) {
+                log(&format!(
+                    "{}: the {hosts}-host record measured {} containers is replaced by one \
+                     with {}",
+                    json.display(),
+                    old.containers,
+                    containers_kind(cli)
+                ));
+            }
+        }
         let size = measure_size(cli, hosts, &me, &virtfleet)?;
         all_valid &= size.invalid.is_empty();
         results.sizes.insert(hosts, size);
@@ -188,6 +219,31 @@ fn bench(cli: &Cli) -> Result<bool, String> {
 
 /// Where published results live: docs/perf.
 const PERF_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/perf");
+
+/// docs/perf, or its directory for this kind of lab: a size's record is replaced by the
+/// next measurement of that size, so kinds do not share one.
+fn default_out(cli: &Cli) -> PathBuf {
+    let mut out = Path::new(PERF_DIR).to_path_buf();
+    if cli.engine == Engine::Docker {
+        out.push("docker");
+    }
+    if cli.no_containers {
+        out.push("scale");
+    }
+    if cli.bastion {
+        out.push("bastion");
+    }
+    out
+}
+
+/// What `SizeResult::containers` records for this run's lab.
+fn containers_kind(cli: &Cli) -> &'static str {
+    if cli.no_containers {
+        "none"
+    } else {
+        "light"
+    }
+}
 
 fn write_outputs(results: &Results, out: &Path) -> Result<(), String> {
     results.save(&out.join("results.json"))?;
@@ -287,7 +343,7 @@ fn measure_size(
         size: SizeResult {
             hosts,
             engine: cli.engine.to_string(),
-            containers: if cli.no_containers { "none" } else { "light" }.into(),
+            containers: containers_kind(cli).into(),
             forks: remote::default_forks(hosts),
             measured_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -316,20 +372,20 @@ fn measure_size(
     let mut floor_run = 0;
     let mut measure_floors = |rec: &mut Recorder| {
         floor_run += 1;
-        // The fleet's hosts: not the bastion (`--bastion`), which is the lab's last.
-        let ssh_all = lab
-            .hosts
-            .iter()
-            .take(hosts)
-            .map(|h| {
-                let mut c = lab.ssh_command(h);
-                c.arg("true");
-                c
-            })
-            .collect();
         // A thousand `ssh` processes measure process start more than SSH: the container-less
         // sizes compare with the protocol floor only.
         if !cli.no_containers {
+            // The fleet's hosts: not the bastion (`--bastion`), which is the lab's last.
+            let ssh_all = lab
+                .hosts
+                .iter()
+                .take(hosts)
+                .map(|h| {
+                    let mut c = lab.ssh_command(h);
+                    c.arg("true");
+                    c
+                })
+                .collect();
             rec.record(
                 "openssh_floor",
                 floor_run,

@@ -18,8 +18,8 @@ pub struct Sample {
     pub max_rss_kib: u64,
     /// Busy CPU seconds of the whole machine over the run (all processes, all cores).
     pub machine_cpu: f64,
-    /// Most file descriptors the controller held open at once (sampled from /proc every few
-    /// ms; one measured process only, absent in results from before it was recorded).
+    /// Most file descriptors the controller held open at once (sampled from /proc every
+    /// [`FD_SAMPLE_EVERY`]; one measured process only, absent in results from before it was recorded).
     #[serde(default)]
     pub max_fds: Option<u64>,
 }
@@ -60,7 +60,13 @@ fn reap_any() -> Option<(u32, Reaped)> {
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it for one of our children.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(-1, &mut status, 0, &mut usage) };
+    let rc = loop {
+        let rc = unsafe { libc::wait4(-1, &mut status, 0, &mut usage) };
+        let interrupted = std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+        if !(rc < 0 && interrupted) {
+            break rc;
+        }
+    };
     if rc <= 0 {
         return None;
     }
@@ -78,7 +84,12 @@ fn reap_any() -> Option<(u32, Reaped)> {
     Some((rc as u32, reaped))
 }
 
-/// Samples how many descriptors `pid` holds, every 2 ms until `done`; the most seen.
+/// How often the descriptors are counted: listing /proc/PID/fd of a process holding 1,000
+/// costs the machine CPU the run is measured on, so not more often than the runs' spread.
+pub const FD_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// Samples how many descriptors `pid` holds, every [`FD_SAMPLE_EVERY`] until `done`; the
+/// most seen.
 fn sample_fds(pid: u32, done: &std::sync::atomic::AtomicBool) -> u64 {
     let dir = format!("/proc/{pid}/fd");
     let mut most = 0;
@@ -86,7 +97,7 @@ fn sample_fds(pid: u32, done: &std::sync::atomic::AtomicBool) -> u64 {
         if let Ok(entries) = std::fs::read_dir(&dir) {
             most = most.max(entries.count() as u64);
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        std::thread::sleep(FD_SAMPLE_EVERY);
     }
     most
 }
@@ -116,9 +127,17 @@ pub fn run_group(
     std::thread::scope(|scope| {
         let mut sampler = None;
         loop {
-            while running.len() < at_once.max(1) {
+            while running.len() < at_once.max(1) && failures.is_empty() {
                 let Some(cmd) = pending.next() else { break };
-                let (pid, what) = spawn(cmd, log)?;
+                // A command that cannot start fails the group once the started ones are
+                // reaped (none is left unwaited).
+                let (pid, what) = match spawn(cmd, log) {
+                    Ok(started) => started,
+                    Err(e) => {
+                        failures.push(e);
+                        break;
+                    }
+                };
                 if single {
                     let done = &done;
                     sampler = Some(scope.spawn(move || sample_fds(pid, done)));

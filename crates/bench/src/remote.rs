@@ -482,10 +482,13 @@ pub fn phases(
     }
 }
 
+/// One session per target, all open at once.
 async fn connect_all(
     targets: &[Target],
     opts: &ClientOptions,
 ) -> Result<Vec<Arc<Session>>, String> {
+    virtfleet_ssh::raise_open_files_limit(targets.len())
+        .map_err(|short| format!("{} sessions at once: {short}", targets.len()))?;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, t) in targets.iter().enumerate() {
         let (t, o) = (t.clone(), opts.clone());

@@ -14,7 +14,7 @@ use virtfleet_pki::{validate_host, CertFile, Finding, HostCerts, Role, Severity}
 use virtfleet_plan::{
     load_playbook, plan_host, CertRole, DesiredFile, PlanInput, Playbook, TlsPlan,
 };
-use virtfleet_ssh::{HostConfig, HostSettings, SshConfig, StrictHostKeys, Target};
+use virtfleet_ssh::{expand_home, HostConfig, HostSettings, SshConfig, StrictHostKeys, Target};
 
 use crate::args::GlobalArgs;
 
@@ -333,6 +333,8 @@ impl Inputs {
         dns.sort();
         dns.dedup();
         inputs.fleet_client_dns = dns;
+        // A connection to each targeted host may stay open from facts to converge.
+        crate::limits::ensure_open_files(inputs.hosts.len());
         Ok(inputs)
     }
 
@@ -500,8 +502,6 @@ impl Inputs {
             return NotReached::new();
         }
         let forks = global.forks(targets.len());
-        // Each connection stays open until the host's converge: one descriptor per host.
-        crate::limits::ensure_open_files(targets.len());
         let asked: Vec<String> = targets.iter().map(|t| t.label.clone()).collect();
         let gathered = virtfleet_engine::facts::gather(targets, &global.ssh_options(), forks).await;
         let gathered = gathered.into_iter().map(|(host, facts)| {
@@ -525,8 +525,6 @@ impl Inputs {
             return NotReached::new();
         }
         let forks = global.forks(jobs.len());
-        // Each connection stays open until the host's converge: one descriptor per host.
-        crate::limits::ensure_open_files(jobs.len());
         let ssh = global.ssh_options();
         let asked: Vec<String> = jobs.iter().map(|j| j.target.label.clone()).collect();
         let gathered = virtfleet_engine::facts::gather_with_probe(jobs, &ssh, forks).await;
@@ -1096,14 +1094,6 @@ fn become_user(host: &str, vars: &Vars) -> Result<Option<String>, String> {
     Ok(Some(
         text_var(vars, "ansible_become_user").unwrap_or_else(|| "root".into()),
     ))
-}
-
-/// `~/x` means the operator's home, as in Ansible.
-fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    }
 }
 
 /// The certificate sets the TLS service of a host will receive, as the PKI checks see

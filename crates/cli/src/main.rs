@@ -101,8 +101,6 @@ fn main() -> ExitCode {
         }
     };
     let global = &cli.global;
-    // Every host at once is at most 100 unless --forks says more.
-    limits::ensure_open_files(global.forks(100));
     let result = runtime.block_on(async {
         match cli.command {
             Command::Deploy(a) => converge::run(global, "deploy", Mode::Converge, &a).await,

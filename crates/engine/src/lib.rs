@@ -57,10 +57,15 @@ impl HostJob {
     /// probe read for exactly this plan (in the facts round trip or by
     /// [`facts::probe_early`]); None without one.
     pub fn held_contents(&self) -> Option<BTreeMap<String, Option<Vec<u8>>>> {
+        Some(self.probe_of_this_plan()?.contents(&self.plan.held_paths))
+    }
+
+    /// The kept probe, when it was read from this target with this plan's probe script:
+    /// one read for another plan (a rollover's changed bundle) says nothing of this one.
+    fn probe_of_this_plan(&self) -> Option<&facts::Probed> {
         let probed = self.probed.as_deref()?;
         let script = converge::probe_script(self, false, script::Facts::None);
-        let same = probed.target == self.target && probed.script == script.digest();
-        same.then(|| probed.contents(&self.plan.held_paths))
+        (probed.target == self.target && probed.script == script.digest()).then_some(probed)
     }
 
     /// Whether some file of the plan differs on the host from what its service was last
@@ -68,7 +73,7 @@ impl HostJob {
     /// say then is not yet what runs. From the same probe as [`HostJob::held_contents`];
     /// false for services never applied by virtfleet.
     pub fn unsettled(&self) -> Option<bool> {
-        let probed = self.probed.as_deref()?;
+        let probed = self.probe_of_this_plan()?;
         let state = state::HostState::parse(&String::from_utf8_lossy(&probed.output));
         Some(self.plan.services.iter().any(|service| {
             let Some(marker) = state.markers.get(&service.marker_path) else {

@@ -148,7 +148,7 @@ impl LabHost {
         let [_, b, c, d] = self.address.octets();
         let mut text = String::from("[\n");
         for (i, name) in ["nova_libvirt", "nova_compute"].iter().enumerate() {
-            let id = format!("{:0>64}", format!("5a{b:02x}{c:02x}{d:02x}{i:02x}"));
+            let id = format!("{:0<64}", format!("5a{b:02x}{c:02x}{d:02x}{i:02x}"));
             let comma = if i == 0 { "," } else { "" };
             text.push_str(&format!(
                 "{{\"id\":\"{id}\",\"names\":[\"{name}\"]}}{comma}\n"

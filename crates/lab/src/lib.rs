@@ -861,4 +861,17 @@ mod tests {
         assert_eq!(kinds.kind_of(4), Kind::Systemd);
         assert!("lxc".parse::<Kind>().is_err());
     }
+
+    #[test]
+    fn host_addresses_skip_network_and_broadcast_and_never_repeat() {
+        let at = |n| host_address(9, n).to_string();
+        assert_eq!(at(1), "127.9.0.1");
+        assert_eq!(at(254), "127.9.0.254");
+        assert_eq!(at(255), "127.9.1.1");
+        assert_eq!(at(MAX_HOSTS), "127.9.7.254");
+        let all: std::collections::BTreeSet<Ipv4Addr> =
+            (1..=MAX_HOSTS).map(|n| host_address(9, n)).collect();
+        assert_eq!(all.len(), MAX_HOSTS);
+        assert!(all.iter().all(|a| !matches!(a.octets()[3], 0 | 255)));
+    }
 }

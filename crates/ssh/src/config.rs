@@ -268,34 +268,12 @@ fn matches(patterns: &[String], host: &str) -> bool {
     any
 }
 
-/// `*` any run of characters, `?` one character, anything else itself (case-insensitively,
-/// as host names compare).
 fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (
-        pattern.to_ascii_lowercase().chars().collect(),
-        text.to_ascii_lowercase().chars().collect(),
-    );
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    crate::known_hosts::glob_match(pattern.as_bytes(), text.as_bytes())
 }
 
-fn expand_home(path: &str) -> PathBuf {
+/// `~/x` means the operator's home, as in OpenSSH and Ansible.
+pub fn expand_home(path: &str) -> PathBuf {
     match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
         _ => PathBuf::from(path),
@@ -368,6 +346,7 @@ Host *
         );
         assert!(glob("c?mp*e0*", "compute01") && !glob("c?mp", "compute"));
         assert!(glob("*", "") && !glob("a*b", "ac"));
+        assert!(glob("COMP*.Example", "compute01.example") && !glob("comp?", "comp"));
     }
 
     #[test]

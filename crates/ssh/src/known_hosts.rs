@@ -167,8 +167,10 @@ fn patterns_match(patterns: &[String], name: &str) -> bool {
     matched
 }
 
-/// `*` matches any run of characters, `?` exactly one.
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+/// `*` matches any run of characters, `?` exactly one, anything else itself, ASCII letters
+/// in either case (host names compare so). OpenSSH's patterns, in known_hosts and in
+/// ssh_config's `Host` lines.
+pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     // Where the last `*` was and which text position it is currently absorbing up to.
     let mut star: Option<(usize, usize)> = None;
@@ -178,7 +180,7 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
                 star = Some((p, t));
                 p += 1;
             }
-            Some(&c) if c == b'?' || c == text[t] => {
+            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&text[t]) => {
                 p += 1;
                 t += 1;
             }

@@ -17,6 +17,7 @@ mod config;
 mod error;
 mod file_cache;
 mod known_hosts;
+mod limits;
 mod pool;
 mod session;
 
@@ -24,8 +25,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use config::{HostConfig, SshConfig, StrictHostKeys};
+pub use config::{expand_home, HostConfig, SshConfig, StrictHostKeys};
 pub use error::SshError;
+pub use limits::{raise_open_files_limit, OpenFilesShort, FDS_BESIDE_CONNECTIONS};
 pub use pool::SessionPool;
 pub use session::{ExecOutput, Session};
 
