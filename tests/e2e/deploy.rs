@@ -202,3 +202,56 @@ fn kollas_own_settings_survive_and_their_secrets_stay_hidden() {
     assert_eq!(strings(&r["restarted"]), ["nova_compute"], "{r}");
     assert_eq!(std::fs::read_to_string(&nova_conf).unwrap(), merged);
 }
+
+/// A hard open-files limit too low to keep every host's connection from facts to converge:
+/// the run keeps what fits and the other hosts log in a second time, and it succeeds. A limit
+/// that cannot even hold `--forks` connections is refused before any host is reached.
+#[test]
+fn under_a_low_open_files_limit_the_hosts_past_it_log_in_twice_and_the_run_succeeds() {
+    const HOSTS: [&str; 3] = ["compute01", "compute02", "compute03"];
+    let lab = LabOptions::new(3).containers(Containers::StandIn);
+    let fleet = Fleet::with(lab, TLS_SASL, true);
+    let logins = || -> usize { HOSTS.iter().map(|h| fleet.host(h).logins()).sum() };
+    let limited = |limit: u64, args: &[&str]| {
+        let cmd = fleet.command(args);
+        let out = std::process::Command::new("prlimit")
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg("--")
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .output()
+            .expect("prlimit (util-linux)");
+        fleet.assert_no_secret(&out.stderr, args);
+        out
+    };
+    // What a run holds besides its connections (virtfleet_ssh::FDS_BESIDE_CONNECTIONS).
+    const BESIDE: u64 = 64;
+
+    // From day 0 to TLS is a transition: a login per host and phase. Then a rerun: one
+    // login per host, kept from facts to converge.
+    fleet.ok(&["deploy"]);
+    let before = logins();
+    fleet.ok(&["deploy", "--forks", "1"]);
+    assert_eq!(logins() - before, 3, "one login per host without a limit");
+
+    // Room for one working connection and one kept: two hosts log in again to converge.
+    let before = logins();
+    let out = limited(BESIDE + 2, &["deploy", "--forks", "1"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("connections kept: 1; the other hosts log in a second time"),
+        "{stderr}"
+    );
+    assert_eq!(logins() - before, 5, "{stderr}");
+
+    let before = logins();
+    let out = limited(BESIDE + 1, &["deploy", "--forks", "2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--forks 2 needs about 66 open files"),
+        "{stderr}"
+    );
+    assert_eq!(logins(), before, "no host reached");
+}

@@ -57,14 +57,18 @@ fn quote(text: &str) -> String {
 /// `virsh migrate` of the guest as nova does it (peer to peer over libvirt's TLS, the
 /// migration stream to the destination's name), with QEMU's TLS or without.
 fn migrate(fleet: &Fleet, from: &str, to: &str, tls: bool) -> Output {
-    in_libvirt(fleet, from, &migrate_script(to, tls), "")
+    in_libvirt(fleet, from, &migrate_script(fleet, to, tls), "")
 }
 
-fn migrate_script(to: &str, tls: bool) -> String {
+/// The destination QEMU listens on its host's address only: lab hosts share this machine's
+/// network stack, and a wildcard listener would take another test's port probes (the audit
+/// tests') as its migration stream.
+fn migrate_script(fleet: &Fleet, to: &str, tls: bool) -> String {
     let tls = if tls { "--tls " } else { "" };
+    let listen = fleet.host(to).libvirt_address();
     format!(
         "timeout 120 virsh migrate --live --p2p {tls}{GUEST} qemu+tls://{to}/system \
-         --migrateuri tcp://{to} </dev/null"
+         --migrateuri tcp://{to} --listen-address {listen} </dev/null"
     )
 }
 
@@ -520,7 +524,7 @@ fn a_plain_host_migrates_over_qemus_own_pairs_through_a_ca_rollover() {
     );
     assert!(created.status.success(), "{}", describe(&created));
     let wire = Capture::start(scratch.path(), "host-tls", fleet.host(b).libvirt_address());
-    let out = on_host(&fleet, a, &migrate_script(b, true), "");
+    let out = on_host(&fleet, a, &migrate_script(&fleet, b, true), "");
     let payloads = wire.stop();
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(guest_state_on_host(&fleet, b), "running");
@@ -564,7 +568,7 @@ fn a_plain_host_migrates_over_qemus_own_pairs_through_a_ca_rollover() {
         "host-rolled",
         fleet.host(a).libvirt_address(),
     );
-    let out = on_host(&fleet, b, &migrate_script(a, true), "");
+    let out = on_host(&fleet, b, &migrate_script(&fleet, a, true), "");
     let payloads = wire.stop();
     assert!(
         out.status.success(),

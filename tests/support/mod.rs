@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use virtfleet_lab::{Engine, Kind, Lab, LabHost, LabOptions, LAB_NOVA_SECRET};
+pub use virtfleet_lab::{Containers, Engine, Kind, Lab, LabHost, LabOptions, LAB_NOVA_SECRET};
 
 pub struct Fleet {
     pub lab: Lab,

@@ -334,7 +334,9 @@ impl Inputs {
         dns.dedup();
         inputs.fleet_client_dns = dns;
         // A connection to each targeted host may stay open from facts to converge.
-        crate::limits::ensure_open_files(inputs.hosts.len());
+        let hosts = inputs.hosts.len();
+        crate::limits::ensure_open_files(hosts, args.forks(hosts), &args.sessions)
+            .map_err(InputErrors::one)?;
         Ok(inputs)
     }
 

@@ -328,6 +328,15 @@ impl LabHost {
             .count()
     }
 
+    /// How many logins sshd has accepted on this host, from its log: one per connection.
+    pub fn logins(&self) -> usize {
+        fs::read_to_string(self.sshd_log())
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("Accepted publickey for "))
+            .count()
+    }
+
     pub fn sshd_pid(&self) -> Option<i32> {
         fs::read_to_string(self.dir.join("sshd.pid"))
             .ok()?

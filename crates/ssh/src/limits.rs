@@ -30,7 +30,8 @@ fn decide(soft: u64, hard: u64, need: u64) -> Decision {
 
 /// Raises the soft RLIMIT_NOFILE to `connections` + [`FDS_BESIDE_CONNECTIONS`] when it is
 /// lower, up to the hard limit; never lowers it. Err says why the process may still run out
-/// of descriptors (the hard limit is short, or raising failed), with what it needs.
+/// of descriptors (the hard limit is short, or raising failed), what it needs and what it
+/// has.
 pub fn raise_open_files_limit(connections: usize) -> Result<(), OpenFilesShort> {
     let need = (connections as u64).saturating_add(FDS_BESIDE_CONNECTIONS);
     let mut limit = libc::rlimit {
@@ -41,7 +42,7 @@ pub fn raise_open_files_limit(connections: usize) -> Result<(), OpenFilesShort> 
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Ok(());
     }
-    let why = match decide(limit.rlim_cur, limit.rlim_max, need) {
+    let (why, have) = match decide(limit.rlim_cur, limit.rlim_max, need) {
         Decision::Enough => return Ok(()),
         Decision::Raise(to) => {
             let wanted = libc::rlimit {
@@ -50,20 +51,29 @@ pub fn raise_open_files_limit(connections: usize) -> Result<(), OpenFilesShort> 
             };
             // SAFETY: as above; the soft limit only goes up, within the hard one.
             if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } != 0 {
-                format!(
+                let why = format!(
                     "the soft limit (`ulimit -n`, {}) could not be raised: {}",
                     limit.rlim_cur,
                     std::io::Error::last_os_error()
-                )
+                );
+                (why, limit.rlim_cur)
             } else if to == need {
                 return Ok(());
             } else {
-                format!("the hard limit (`ulimit -Hn`) is {}", limit.rlim_max)
+                let why = format!("the hard limit (`ulimit -Hn`) is {}", limit.rlim_max);
+                (why, to)
             }
         }
-        Decision::Short => format!("the hard limit (`ulimit -Hn`) is {}", limit.rlim_max),
+        Decision::Short => {
+            let why = format!("the hard limit (`ulimit -Hn`) is {}", limit.rlim_max);
+            (why, limit.rlim_cur)
+        }
     };
-    Err(OpenFilesShort { need, why })
+    Err(OpenFilesShort {
+        need,
+        limit: have,
+        why,
+    })
 }
 
 /// The open-files limit a process could not raise far enough.
@@ -71,6 +81,8 @@ pub fn raise_open_files_limit(connections: usize) -> Result<(), OpenFilesShort> 
 pub struct OpenFilesShort {
     /// Descriptors needed: the connections plus [`FDS_BESIDE_CONNECTIONS`].
     pub need: u64,
+    /// The soft limit in effect now: what the process has.
+    pub limit: u64,
     /// What stands in the way, e.g. "the hard limit (`ulimit -Hn`) is 1024".
     pub why: String,
 }

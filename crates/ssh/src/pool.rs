@@ -2,6 +2,7 @@
 //! after it), so a host is still reached over one connection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::{Session, Target};
@@ -10,10 +11,23 @@ use crate::{Session, Target};
 /// `become`): a session is only ever reused for the same login. Each is taken once.
 /// And the run's connections to jump hosts, each opened once and shared by every target
 /// behind it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SessionPool {
     parked: Arc<Mutex<HashMap<Target, Session>>>,
     jumps: Arc<Mutex<HashMap<Target, JumpCell>>>,
+    /// Sessions parked at once at most: the share of the open-files limit left to them.
+    /// A session beyond it is closed, and its target logs in again when next reached.
+    capacity: Arc<AtomicUsize>,
+}
+
+impl Default for SessionPool {
+    fn default() -> Self {
+        SessionPool {
+            parked: Arc::default(),
+            jumps: Arc::default(),
+            capacity: Arc::new(AtomicUsize::new(usize::MAX)),
+        }
+    }
 }
 
 /// One jump host's connection: opened by the first target that needs it, while the others
@@ -44,8 +58,17 @@ impl SessionPool {
         self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Parks no more than `sessions` at once from now on (see [`crate::raise_open_files_limit`]).
+    pub fn limit_parked(&self, sessions: usize) {
+        self.capacity.store(sessions, Ordering::Relaxed);
+    }
+
+    /// Parks `session`; a session past the capacity is dropped, which ends its connection.
     pub(crate) fn put(&self, target: Target, session: Session) {
-        self.lock().insert(target, session);
+        let mut parked = self.lock();
+        if parked.len() < self.capacity.load(Ordering::Relaxed) || parked.contains_key(&target) {
+            parked.insert(target, session);
+        }
     }
 
     /// The parked session for `target`, if it is still open.
