@@ -321,19 +321,19 @@ impl LabHost {
     /// How many sessions (exec channels: one per remote command) sshd has started on this
     /// host, from its log: tests count round trips with it.
     pub fn sessions_started(&self) -> usize {
-        fs::read_to_string(self.sshd_log())
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| line.contains("Starting session:"))
-            .count()
+        self.sshd_log_lines_with("Starting session:")
     }
 
     /// How many logins sshd has accepted on this host, from its log: one per connection.
     pub fn logins(&self) -> usize {
+        self.sshd_log_lines_with("Accepted publickey for ")
+    }
+
+    fn sshd_log_lines_with(&self, text: &str) -> usize {
         fs::read_to_string(self.sshd_log())
             .unwrap_or_default()
             .lines()
-            .filter(|line| line.contains("Accepted publickey for "))
+            .filter(|line| line.contains(text))
             .count()
     }
 
