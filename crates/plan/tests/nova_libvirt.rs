@@ -318,13 +318,19 @@ fn tls_on_sasl_on() {
     let ready = libvirt.ready.as_ref().unwrap();
     assert_eq!(ready.exec, ["virsh", "version", "--daemon"]);
     assert_eq!((ready.retries, ready.delay_ms), (200, 250));
-    assert_eq!(libvirt.after_restart.len(), 1);
+    assert_eq!(libvirt.after_restart.len(), 2);
     let step = &libvirt.after_restart[0];
     assert_eq!(
         step.exec,
-        ["saslpasswd2", "-c", "-p", "-a", "libvirt", "nova"]
+        ["saslpasswd2", "-c", "-p", "-a", "libvirt", "-f", "/etc/libvirt/passwd.db", "nova"]
     );
     assert_eq!(step.stdin.as_deref(), Some(PASSWORD.as_bytes()));
+    // The check that the user is there takes the name as an argument, not as shell text.
+    let check = &libvirt.after_restart[1];
+    assert_eq!(check.exec[..2], ["sh", "-c"]);
+    assert_eq!(check.exec[3..], ["sh", "nova"]);
+    assert!(!check.exec[2].contains("nova"), "{:?}", check.exec);
+    assert_eq!(check.stdin, None);
     let reload = libvirt.reload.as_ref().unwrap();
     assert_eq!(
         reload.files,
@@ -395,7 +401,7 @@ fn tls_off_sasl_on() {
         service(&p, "nova_libvirt").reload.is_none(),
         "no certs, nothing to reload"
     );
-    assert_eq!(service(&p, "nova_libvirt").after_restart.len(), 1);
+    assert_eq!(service(&p, "nova_libvirt").after_restart.len(), 2);
 }
 
 #[test]
