@@ -30,34 +30,41 @@ impl InputErrors {
         InputErrors(vec![message.to_string()])
     }
 
-    /// The messages to print: those that differ only in their `host NAME: ` prefix become one
-    /// line naming the hosts (a bad globals.yml on 500 hosts is one problem, not 500 lines).
+    /// The messages to print, one per problem (see [`one_line_per_problem`]).
     pub fn lines(&self) -> Vec<String> {
-        const NAMED: usize = 5;
-        let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-        let mut plain = Vec::new();
-        for error in &self.0 {
-            let Some((host, rest)) = error.strip_prefix("host ").and_then(|e| e.split_once(": "))
-            else {
-                plain.push(error.clone());
-                continue;
-            };
-            match groups.iter_mut().find(|(r, _)| *r == rest) {
-                Some((_, hosts)) => hosts.push(host),
-                None => groups.push((rest, vec![host])),
-            }
-        }
-        let grouped = groups.into_iter().map(|(rest, hosts)| match hosts.len() {
-            1 => format!("host {}: {rest}", hosts[0]),
-            n if n <= NAMED => format!("hosts {}: {rest}", hosts.join(", ")),
-            n => format!(
-                "hosts {} and {} more: {rest}",
-                hosts[..NAMED].join(", "),
-                n - NAMED
-            ),
-        });
-        plain.into_iter().chain(grouped).collect()
+        one_line_per_problem(&self.0)
     }
+}
+
+/// Messages that differ only in their `host NAME: ` prefix become one line naming the hosts
+/// (a bad globals.yml on 500 hosts is one problem, not 500 lines); others stay as they are.
+pub fn one_line_per_problem(messages: &[String]) -> Vec<String> {
+    const NAMED: usize = 5;
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut plain = Vec::new();
+    for message in messages {
+        let Some((host, rest)) = message
+            .strip_prefix("host ")
+            .and_then(|m| m.split_once(": "))
+        else {
+            plain.push(message.clone());
+            continue;
+        };
+        match groups.iter_mut().find(|(r, _)| *r == rest) {
+            Some((_, hosts)) => hosts.push(host),
+            None => groups.push((rest, vec![host])),
+        }
+    }
+    let grouped = groups.into_iter().map(|(rest, hosts)| match hosts.len() {
+        1 => format!("host {}: {rest}", hosts[0]),
+        n if n <= NAMED => format!("hosts {}: {rest}", hosts.join(", ")),
+        n => format!(
+            "hosts {} and {} more: {rest}",
+            hosts[..NAMED].join(", "),
+            n - NAMED
+        ),
+    });
+    plain.into_iter().chain(grouped).collect()
 }
 
 /// Inventory groups that form one fleet with the playbook's (globals.yml).
@@ -162,8 +169,9 @@ pub async fn prepare(global: &GlobalArgs) -> Result<Prepared, InputErrors> {
     let findings = check_certs(&jobs, DEFAULT_WARN_DAYS);
     let (cert_errors, warnings): (Vec<_>, Vec<_>) =
         findings.into_iter().partition(|f| f.is_error());
-    for w in &warnings {
-        eprintln!("warning: {w}");
+    let warnings: Vec<String> = warnings.iter().map(|w| format!("host {w}")).collect();
+    for warning in one_line_per_problem(&warnings) {
+        eprintln!("warning: {warning}");
     }
     errors.extend(cert_errors.iter().map(|e| e.to_string()));
     if !errors.is_empty() {

@@ -25,7 +25,27 @@ const EXIT_INPUT: u8 = 2;
 #[command(
     name = "virtfleet",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("VIRTFLEET_REVISION"), ")"),
-    about = "Roll out and rotate libvirt TLS + SASL on Kolla compute hosts over SSH"
+    about = "Roll out and rotate libvirt TLS + SASL on Kolla compute hosts over SSH",
+    long_about = "Roll out and rotate libvirt TLS + SASL on Kolla compute hosts over SSH.\n\n\
+        virtfleet reads what a kolla-ansible operator already has: the Ansible inventory (-i), \
+        the config directory (--configdir, default /etc/kolla: globals.yml, passwords.yml and \
+        the certificates under config/nova/nova-libvirt/<host>/, then \
+        config/nova/nova-libvirt/), and the OpenSSH client configuration (-F, default \
+        ~/.ssh/config). It renders each host's files, pushes them over one SSH connection per \
+        host, every host's change staged and swapped in whole, and restarts or reloads \
+        nova_libvirt and nova_compute only where their files changed. Host keys are checked \
+        against known_hosts; secrets travel on stdin, never on a command line.",
+    after_long_help = "EXIT STATUS:\n  \
+        0  every targeted host is ok or changed\n  \
+        1  a host failed, was unreachable or skipped\n  \
+        2  invalid input, found before any host was changed (nothing written anywhere)\n\n\
+        EXAMPLES:\n  \
+        virtfleet -i multinode check --diff\n  \
+        virtfleet -i multinode deploy --limit compute01\n  \
+        virtfleet -i multinode rotate\n  \
+        virtfleet -i multinode audit --report audit.json\n\n\
+        The operator's guide (every command, every globals variable) is docs/ in the source \
+        tree: commands.md, variables.md, rotation.md."
 )]
 struct Cli {
     #[command(flatten)]
@@ -60,7 +80,12 @@ enum Command {
     /// Print shell completions (bash, zsh, fish, elvish, powershell) for this command line.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff), made from this command line's own definition.
-    Manpage,
+    Manpage {
+        /// Write virtfleet.1 and a page for every subcommand (virtfleet-deploy.1, ...) into
+        /// this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,9 +103,13 @@ fn main() -> ExitCode {
             clap_complete::generate(*shell, &mut command, "virtfleet", &mut std::io::stdout());
             return ExitCode::SUCCESS;
         }
-        Command::Manpage => {
+        Command::Manpage { dir } => {
             let command = <Cli as clap::CommandFactory>::command();
-            return match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+            let written = match dir {
+                Some(dir) => clap_mangen::generate_to(command, dir),
+                None => clap_mangen::Man::new(command).render(&mut std::io::stdout()),
+            };
+            return match written {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -116,7 +145,7 @@ fn main() -> ExitCode {
             Command::Rotate(args) => rotate::run(global, args).await,
             Command::Audit(args) => audit::run(global, args).await,
             // Answered above, before any runtime.
-            Command::Completions { .. } | Command::Manpage => Ok(ExitCode::SUCCESS),
+            Command::Completions { .. } | Command::Manpage { .. } => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

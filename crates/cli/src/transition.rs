@@ -150,10 +150,15 @@ pub async fn phases(
         );
         last = 1;
     }
-    for (host, found) in &states {
-        for warning in found.iter().flat_map(|t| &t.warnings) {
-            eprintln!("warning: {host}: {warning}");
-        }
+    let warnings: Vec<String> = states
+        .iter()
+        .flat_map(|(host, found)| {
+            let warnings = found.iter().flat_map(|t| &t.warnings);
+            warnings.map(move |warning| format!("host {host}: {warning}"))
+        })
+        .collect();
+    for warning in crate::inputs::one_line_per_problem(&warnings) {
+        eprintln!("warning: {warning}");
     }
     eprintln!(
         "{}: {} host(s) still on the old side ({}); phases {}-{count} of {count}",

@@ -41,6 +41,25 @@ fn man_page_and_completions_name_every_subcommand() {
 }
 
 #[test]
+fn every_man_page_the_main_one_refers_to_is_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    run(&["manpage", "--dir", dir.path().to_str().unwrap()]);
+    let main = std::fs::read_to_string(dir.path().join("virtfleet.1")).unwrap();
+    assert!(main.contains("EXIT STATUS"), "{main}");
+    for sub in SUBCOMMANDS {
+        let page = dir.path().join(format!("virtfleet-{sub}.1"));
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|_| panic!("no {page:?}"));
+        assert!(
+            main.contains(&format!("virtfleet\\-{sub}(1)")),
+            "{sub}: {main}"
+        );
+        assert!(text.contains(".TH virtfleet-"), "{sub}: {text}");
+    }
+    let issue = std::fs::read_to_string(dir.path().join("virtfleet-certs-issue.1")).unwrap();
+    assert!(issue.contains("\\-\\-renew\\-days"), "{issue}");
+}
+
+#[test]
 fn version_names_the_revision() {
     let version = run(&["--version"]);
     let (_, revision) = version

@@ -85,6 +85,8 @@ pub struct Probed {
     pub(crate) script: [u8; 32],
     pub(crate) output: Vec<u8>,
     pub(crate) at: Instant,
+    /// The connection and the round trip it took: time spent on the host in this run.
+    pub(crate) took: Duration,
 }
 
 impl Probed {
@@ -156,6 +158,7 @@ async fn gather_all(
 
 async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineError> {
     let target = ask.target();
+    let started = Instant::now();
     let session = Session::connect(target, ssh).await?;
     let script = match ask {
         Ask::Facts(_) => script::facts(),
@@ -194,6 +197,7 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
                 script: probe_script(job, false, script::Facts::None).digest(),
                 output: out,
                 at: Instant::now(),
+                took: started.elapsed(),
             }))
         }
         _ => None,

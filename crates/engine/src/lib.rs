@@ -293,7 +293,9 @@ pub async fn run_with(
             let _permit = permits.acquire_owned().await;
             let started = Instant::now();
             let mut outcome = converge::host(&job, mode, &apply, &ssh, &events).await;
-            outcome.report.seconds = started.elapsed().as_secs_f64();
+            // With the facts round trip that probed the host, when there was one.
+            let probed = job.probed.as_ref().map(|p| p.took).unwrap_or_default();
+            outcome.report.seconds = (started.elapsed() + probed).as_secs_f64();
             (job.target.label, outcome)
         });
         names.insert(handle.id(), name);

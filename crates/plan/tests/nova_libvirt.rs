@@ -322,7 +322,16 @@ fn tls_on_sasl_on() {
     let step = &libvirt.after_restart[0];
     assert_eq!(
         step.exec,
-        ["saslpasswd2", "-c", "-p", "-a", "libvirt", "-f", "/etc/libvirt/passwd.db", "nova"]
+        [
+            "saslpasswd2",
+            "-c",
+            "-p",
+            "-a",
+            "libvirt",
+            "-f",
+            "/etc/libvirt/passwd.db",
+            "nova"
+        ]
     );
     assert_eq!(step.stdin.as_deref(), Some(PASSWORD.as_bytes()));
     // The check that the user is there takes the name as an argument, not as shell text.
