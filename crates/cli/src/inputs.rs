@@ -1267,6 +1267,16 @@ mod tests {
         let looped = reach("Host *\n  ProxyJump hop\n");
         let err = target("c1", &Vars::new(), "me", &looped).unwrap_err();
         assert!(err.contains("nest deeper"), "{err}");
+        // The documented fleet file: the bastion's `ProxyJump none` comes first, so the
+        // wildcard's jump is not its own.
+        let fleet = reach(
+            "Host bastion\n  HostName 192.0.2.9\n  User ops\n  ProxyJump none\n\
+             Host *\n  ProxyJump bastion\n",
+        );
+        let t = target("c1", &Vars::new(), "me", &fleet).unwrap();
+        let bastion = t.jump.as_ref().unwrap();
+        assert_eq!([&bastion.address, &bastion.user], ["192.0.2.9", "ops"]);
+        assert!(bastion.jump.is_none());
         let other = reach("Host c1\n  ProxyCommand nc -X 5 -x proxy %h %p\n");
         let err = target("c1", &Vars::new(), "me", &other).unwrap_err();
         assert!(err.contains("ProxyCommand"), "{err}");

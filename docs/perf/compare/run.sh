@@ -5,8 +5,9 @@
 #
 # Runs per tool (environment): DEPLOY_RUNS (3), NOOP_RUNS (5), CA_RUNS (3).
 # The Python venv (ansible-core, pyinfra: requirements.txt) is made or reused at
-# VENV (/var/tmp/virtfleet-compare-venv). Writes results.md and results.json next to this
-# script; the tools' output goes to /tmp/virtfleet-compare-<HOSTS>.log. The lab is torn down
+# VENV (/var/tmp/virtfleet-compare-venv). Writes results.md and results.json into OUT
+# (default: next to this script, the published record; set OUT=/tmp/mine for a run of your
+# own); the tools' output goes to /tmp/virtfleet-compare-<HOSTS>.log. The lab is torn down
 # on exit, whatever happens.
 set -euo pipefail
 
@@ -16,6 +17,8 @@ repo=$(cd "$here/../../.." && pwd)
 bin=$repo/target/release
 venv=${VENV:-/var/tmp/virtfleet-compare-venv}
 log=/tmp/virtfleet-compare-$hosts.log
+out=${OUT:-$here}
+mkdir -p "$out"
 
 [[ $hosts =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [HOSTS]" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "$0: run as root (the lab needs it)" >&2; exit 2; }
@@ -59,5 +62,5 @@ done
 
 "$venv/bin/python" "$here/harness.py" run --lab-dir "$labdir" --work "$work" \
   --configdir "$cfg" --playbook "$work/playbooks/kolla.yml" --virtfleet "$bin/virtfleet" \
-  --venv "$venv" --out "$here" --deploy-runs "${DEPLOY_RUNS:-3}" \
+  --venv "$venv" --out "$out" --deploy-runs "${DEPLOY_RUNS:-3}" \
   --noop-runs "${NOOP_RUNS:-5}" --ca-runs "${CA_RUNS:-3}" --log "$log"
