@@ -51,6 +51,8 @@ pub fn one_line_per_problem(messages: &[String]) -> Vec<String> {
             continue;
         };
         match groups.iter_mut().find(|(r, _)| *r == rest) {
+            // The same problem twice on one host (two certificate sets sharing a file): once.
+            Some((_, hosts)) if hosts.contains(&host) => {}
             Some((_, hosts)) => hosts.push(host),
             None => groups.push((rest, vec![host])),
         }
@@ -1341,6 +1343,8 @@ mod tests {
         errors.insert(2, "host c9: variable y: not a port".into());
         errors.insert(0, "inventory: line 4: bad".into());
         errors.push("host c2: variable x: not an IP address (set at host_vars/c2.yml:1)".into());
+        // A repeat on one host (two certificate sets sharing a file) names it once.
+        errors.push("host c9: variable y: not a port".into());
         assert_eq!(
             InputErrors(errors).lines(),
             [

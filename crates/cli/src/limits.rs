@@ -1,36 +1,43 @@
 //! The open-files limit of a run. A run holds one socket per host worked on at once
 //! (`--forks`), and after gathering facts one per host until its converge (the connection is
-//! kept, so a host costs one login per run): at most one per targeted host. Under a limit too
-//! low for that, fewer connections are kept and the other hosts log in again to converge.
+//! kept, so a host costs one login per run): at most one per targeted host, across all the
+//! plays of a run (they share one pool of kept connections). Under a limit too low for that,
+//! fewer connections are kept and the other hosts log in again to converge.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use virtfleet_ssh::{SessionPool, FDS_BESIDE_CONNECTIONS};
 
-/// Raises the soft limit for a connection to each of `hosts` at once. When the hard limit
-/// is lower, `pool` keeps only as many connections as fit beside `forks` working ones (and
-/// says so once per process); Err when not even `forks` connections fit.
+/// Raises the soft limit for a connection to each of `hosts` at once beside those `pool`
+/// keeps already, and caps `pool` to what fits beside `forks` working connections under the
+/// limit in effect (saying so once per process when that keeps fewer than wanted). Err when
+/// not even `forks` connections fit.
 pub fn ensure_open_files(hosts: usize, forks: usize, pool: &SessionPool) -> Result<(), String> {
     static WARNED: AtomicBool = AtomicBool::new(false);
-    let Err(short) = virtfleet_ssh::raise_open_files_limit(hosts) else {
-        return Ok(());
+    let forks = forks.min(hosts);
+    let wanted = hosts.saturating_add(pool.parked());
+    let (limit, short) = match virtfleet_ssh::raise_open_files_limit(wanted) {
+        Ok(limit) => (limit, None),
+        Err(short) => (short.limit, Some(short)),
     };
     let working = (forks as u64).saturating_add(FDS_BESIDE_CONNECTIONS);
-    let Some(kept) = short.limit.checked_sub(working) else {
+    let Some(kept) = limit.checked_sub(working) else {
+        let why = short.map_or_else(|| format!("the limit is {limit}"), |s| s.why);
         return Err(format!(
-            "--forks {forks} needs about {working} open files, but {}: lower --forks, or \
-             raise the limit",
-            short.why
+            "--forks {forks} needs about {working} open files, but {why}: lower --forks, or \
+             raise the limit"
         ));
     };
     pool.limit_parked(usize::try_from(kept).unwrap_or(usize::MAX));
-    if !WARNED.swap(true, Ordering::Relaxed) {
-        eprintln!(
-            "warning: keeping the connection to each of {hosts} hosts from facts to converge \
-             needs about {} open files, but {}: connections kept: {kept}; the other hosts \
-             log in a second time",
-            short.need, short.why
-        );
+    if let Some(short) = short {
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "warning: keeping the connection to each of {wanted} hosts from facts to \
+                 converge needs about {} open files, but {}: connections kept: {kept}; the \
+                 other hosts log in a second time",
+                short.need, short.why
+            );
+        }
     }
     Ok(())
 }

@@ -31,13 +31,15 @@ const EXIT_INPUT: u8 = 2;
         the config directory (--configdir, default /etc/kolla: globals.yml, passwords.yml and \
         the certificates under config/nova/nova-libvirt/<host>/, then \
         config/nova/nova-libvirt/), and the OpenSSH client configuration (-F, default \
-        ~/.ssh/config). It renders each host's files, pushes them over one SSH connection per \
-        host, every host's change staged and swapped in whole, and restarts or reloads \
+        ~/.ssh/config). It renders each host's files, pushes them over SSH (one login per \
+        host and run while the open-files limit allows), every host's change staged and \
+        swapped in whole, and restarts or reloads \
         nova_libvirt and nova_compute only where their files changed. Host keys are checked \
         against known_hosts; secrets travel on stdin, never on a command line.",
     after_long_help = "EXIT STATUS:\n  \
         0  every targeted host is ok or changed\n  \
-        1  a host failed, was unreachable or skipped\n  \
+        1  a host failed, was unreachable or skipped; audit: a finding at --fail-on or \
+        above; certs expiry: a certificate expired\n  \
         2  invalid input, found before any host was changed (nothing written anywhere)\n\n\
         EXAMPLES:\n  \
         virtfleet -i multinode check --diff\n  \
@@ -106,8 +108,12 @@ fn main() -> ExitCode {
         Command::Manpage { dir } => {
             let command = <Cli as clap::CommandFactory>::command();
             let written = match dir {
-                Some(dir) => clap_mangen::generate_to(command, dir),
-                None => clap_mangen::Man::new(command).render(&mut std::io::stdout()),
+                Some(dir) => std::fs::create_dir_all(dir)
+                    .and_then(|()| clap_mangen::generate_to(command, dir))
+                    .map_err(|e| format!("{}: {e}", dir.display())),
+                None => clap_mangen::Man::new(command)
+                    .render(&mut std::io::stdout())
+                    .map_err(|e| e.to_string()),
             };
             return match written {
                 Ok(()) => ExitCode::SUCCESS,

@@ -21,7 +21,7 @@ const MAX_FACTS_BYTES: usize = 1 << 20;
 const RESERVED: [&str; 3] = ["nodename", "interfaces", "virtfleet_provisional"];
 
 /// Each target's facts (`ansible_facts`), gathered at most `forks` at a time. A host that
-/// cannot be reached or read fails alone. Each connection is left parked in `ssh.pool`.
+/// cannot be reached or read fails alone. Each connection that answered is left parked in `ssh.pool`.
 pub async fn gather(
     targets: Vec<Target>,
     ssh: &ClientOptions,
@@ -49,7 +49,7 @@ pub async fn gather_with_probe(
 
 /// Each job's probe, read now (at most `forks` at once) for the run's first batch: what a
 /// step before the converge needs to know of the hosts (a transition's held settings)
-/// costs no round trip of its own. Each connection is left parked in `ssh.pool`.
+/// costs no round trip of its own. Each connection that answered is left parked in `ssh.pool`.
 pub async fn probe_early(
     jobs: Vec<Arc<HostJob>>,
     ssh: &ClientOptions,
@@ -173,9 +173,7 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
         Ask::Probe(_) => "probe",
         _ => "gather facts",
     };
-    let out = remote::exec(&session, what, &script, None).await;
-    session.park(target, ssh);
-    let out = out?;
+    let out = remote::exec(&session, what, &script, None).await?;
     let text = String::from_utf8_lossy(&out);
     // A host's own answer: bounded before it is parsed and copied into every plan.
     if facts_bytes(&text) > MAX_FACTS_BYTES {
@@ -202,6 +200,9 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
         }
         _ => None,
     };
+    // Kept for the converge only when the host answered well: a host dropped from the run
+    // takes no place among the kept connections (dropped, the session closes).
+    session.park(target, ssh);
     Ok(Gathered { facts, probed })
 }
 

@@ -474,6 +474,8 @@ impl ApplyBatch for Gated<'_> {
         let good =
             |name: &str| matches!(outcomes[name].report.status, Status::Changed | Status::Ok);
         let mut gates = tokio::task::JoinSet::new();
+        // Each gate holds a TLS connection and may log in to a peer: --forks at a time.
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(ctx.options.forks.max(1)));
         // A gate that never reports (its task died) fails its host, never passes it.
         let mut gate_results: BTreeMap<String, Result<Vec<String>, String>> = BTreeMap::new();
         for job in batch {
@@ -503,7 +505,9 @@ impl ApplyBatch for Gated<'_> {
                 .unwrap_or(job)
                 .clone();
             let (job, ssh) = (job.clone(), ctx.options.ssh.clone());
+            let permits = permits.clone();
             gates.spawn(async move {
+                let _permit = permits.acquire_owned().await;
                 let result = gate::check(&job, &desired, &peers, &ssh).await;
                 (job.target.label, result)
             });

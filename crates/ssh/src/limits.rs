@@ -29,10 +29,10 @@ fn decide(soft: u64, hard: u64, need: u64) -> Decision {
 }
 
 /// Raises the soft RLIMIT_NOFILE to `connections` + [`FDS_BESIDE_CONNECTIONS`] when it is
-/// lower, up to the hard limit; never lowers it. Err says why the process may still run out
-/// of descriptors (the hard limit is short, or raising failed), what it needs and what it
-/// has.
-pub fn raise_open_files_limit(connections: usize) -> Result<(), OpenFilesShort> {
+/// lower, up to the hard limit; never lowers it. Ok: the soft limit now in effect (at least
+/// the need). Err says why the process may still run out of descriptors (the hard limit is
+/// short, or raising failed), what it needs and what it has.
+pub fn raise_open_files_limit(connections: usize) -> Result<u64, OpenFilesShort> {
     let need = (connections as u64).saturating_add(FDS_BESIDE_CONNECTIONS);
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -40,10 +40,11 @@ pub fn raise_open_files_limit(connections: usize) -> Result<(), OpenFilesShort> 
     };
     // SAFETY: getrlimit with a valid pointer to a plain struct.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Ok(());
+        // Unknown: as if unlimited (the kernel still has the last word).
+        return Ok(u64::MAX);
     }
     let (why, have) = match decide(limit.rlim_cur, limit.rlim_max, need) {
-        Decision::Enough => return Ok(()),
+        Decision::Enough => return Ok(limit.rlim_cur),
         Decision::Raise(to) => {
             let wanted = libc::rlimit {
                 rlim_cur: to,
@@ -58,7 +59,7 @@ pub fn raise_open_files_limit(connections: usize) -> Result<(), OpenFilesShort> 
                 );
                 (why, limit.rlim_cur)
             } else if to == need {
-                return Ok(());
+                return Ok(to);
             } else {
                 let why = format!("the hard limit (`ulimit -Hn`) is {}", limit.rlim_max);
                 (why, to)

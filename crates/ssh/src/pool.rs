@@ -58,9 +58,20 @@ impl SessionPool {
         self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Parks no more than `sessions` at once from now on (see [`crate::raise_open_files_limit`]).
+    /// Parks no more than `sessions` at once from now on (see [`crate::raise_open_files_limit`]);
+    /// sessions parked beyond it are closed (their targets log in again when next reached).
     pub fn limit_parked(&self, sessions: usize) {
         self.capacity.store(sessions, Ordering::Relaxed);
+        let mut parked = self.lock();
+        let over: Vec<Target> = parked.keys().skip(sessions).cloned().collect();
+        for target in over {
+            parked.remove(&target);
+        }
+    }
+
+    /// Sessions parked now.
+    pub fn parked(&self) -> usize {
+        self.lock().len()
     }
 
     /// Parks `session`; a session past the capacity is dropped, which ends its connection.

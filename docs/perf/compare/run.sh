@@ -18,10 +18,15 @@ bin=$repo/target/release
 venv=${VENV:-/var/tmp/virtfleet-compare-venv}
 log=/tmp/virtfleet-compare-$hosts.log
 out=${OUT:-$here}
-mkdir -p "$out"
 
 [[ $hosts =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [HOSTS]" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "$0: run as root (the lab needs it)" >&2; exit 2; }
+# Root writes the results: into a directory of root's only, never through another user's.
+mkdir -p "$out"
+if [ -L "$out" ] || [ "$(stat -c %u "$out")" -ne 0 ]; then
+  echo "$0: OUT=$out is not a directory of root's" >&2
+  exit 2
+fi
 
 if [ ! -x "$bin/virtfleet" ] || [ ! -x "$bin/virtfleet-lab" ]; then
   (cd "$repo" && cargo build --release -p virtfleet -p virtfleet-lab)
