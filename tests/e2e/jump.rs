@@ -105,20 +105,31 @@ fn hosts_behind_a_bastion_are_deployed_through_one_connection_and_keep_their_own
     std::fs::write(fleet.lab.known_hosts(), &known).unwrap();
 
     // The same from the OpenSSH client configuration (`-F`), with its known_hosts file: no
-    // jump in the inventory, no --known-hosts.
+    // jump in the inventory, no --known-hosts. The bastion's name is only in a file the
+    // configuration includes.
     for host in [a, b] {
         std::fs::remove_file(host_vars.join(format!("{host}.yml"))).unwrap();
     }
     let ssh_config = fleet.lab.dir().join("ssh_config");
+    let included = fleet.lab.dir().join("ssh_config.d");
+    std::fs::create_dir_all(&included).unwrap();
+    std::fs::write(
+        included.join("bastion.conf"),
+        format!(
+            "Host bastion\n    HostName {}\n",
+            fleet.host(bastion).address
+        ),
+    )
+    .unwrap();
     std::fs::write(
         &ssh_config,
         format!(
-            "Host {} {}\n    ProxyJump {jumper}@bastion\n\
-             Host bastion\n    HostName {}\n\
+            "Include {}/*.conf\n\
+             Host {} {}\n    ProxyJump {jumper}@bastion\n\
              Host *\n    UserKnownHostsFile {}\n",
+            included.display(),
             fleet.host(a).address,
             fleet.host(b).address,
-            fleet.host(bastion).address,
             fleet.lab.known_hosts().display(),
         ),
     )

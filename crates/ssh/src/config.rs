@@ -2,8 +2,9 @@
 //! says how to reach a host: `Host` blocks (patterns with `*`, `?` and `!`), and in them
 //! `HostName`, `User`, `Port`, `IdentityFile`, `ProxyJump`, `StrictHostKeyChecking`,
 //! `UserKnownHostsFile` and `ConnectTimeout`. As in `ssh`, the first value found for a
-//! keyword wins, reading the file top to bottom. Other keywords are OpenSSH's business;
-//! `Match` blocks and `Include` are not read, and said so (see [`SshConfig::skipped`]).
+//! keyword wins, reading the file top to bottom. `Include` reads other files in place, as
+//! `ssh` does (under the `Host` block it stands in, if any). Other keywords are OpenSSH's
+//! business; `Match` blocks are not read, and said so (see [`SshConfig::skipped`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,17 +12,22 @@ use std::time::Duration;
 /// A parsed client configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SshConfig {
-    path: PathBuf,
     blocks: Vec<Block>,
-    /// `file:line: what` for each line not read (`Match`, `Include`).
+    /// `file:line: what` for each line not read (`Match` blocks).
     pub skipped: Vec<String>,
 }
 
+/// Includes nest at most this deep, as in OpenSSH.
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// Settings that apply to a host every one of whose `Host` lines it matches: none for the
+/// lines before a file's first `Host`; two for a `Host` block of a file included from inside
+/// another `Host` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Block {
-    /// None: the lines before the first `Host` (they apply to every host).
-    patterns: Option<Vec<String>>,
-    settings: Vec<(String, String, usize)>,
+    conditions: Vec<Vec<String>>,
+    /// (keyword, value, `file:line`).
+    settings: Vec<(String, String, String)>,
 }
 
 /// `StrictHostKeyChecking`: how an unknown or changed host key is taken.
@@ -51,10 +57,10 @@ pub struct HostConfig {
 }
 
 impl SshConfig {
-    /// Reads `path`; every problem names the file and line. As `ssh`, refuses a file that
-    /// someone other than its owner (root or this user) may write: it says where root's
-    /// connections go and which host keys they trust.
-    pub fn load(path: &Path) -> Result<SshConfig, String> {
+    /// The text of `path`. As `ssh`, refuses a file that someone other than its owner (root
+    /// or this user) may write: it says where root's connections go and which host keys they
+    /// trust. Every problem names the file (and line).
+    fn read_checked(path: &Path) -> Result<String, String> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         // SAFETY: geteuid(2) has no preconditions.
@@ -69,70 +75,107 @@ impl SshConfig {
             ));
         }
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        SshConfig::parse(path, &text)
+        Ok(text)
     }
 
+    /// Reads `path` and the files it includes.
+    pub fn load(path: &Path) -> Result<SshConfig, String> {
+        let mut config = SshConfig::default();
+        config.read(path, &[], 0)?;
+        Ok(config)
+    }
+
+    /// The configuration in `text`, read from `path` (for messages; its includes are read).
     pub fn parse(path: &Path, text: &str) -> Result<SshConfig, String> {
-        let mut config = SshConfig {
-            path: path.to_path_buf(),
-            blocks: vec![Block {
-                patterns: None,
-                settings: Vec::new(),
-            }],
-            skipped: Vec::new(),
-        };
+        let mut config = SshConfig::default();
+        config.parse_into(path, text, &[], 0)?;
+        Ok(config)
+    }
+
+    fn read(&mut self, path: &Path, outer: &[Vec<String>], depth: usize) -> Result<(), String> {
+        let text = SshConfig::read_checked(path)?;
+        self.parse_into(path, &text, outer, depth)
+    }
+
+    /// Appends the blocks of `text`, each under the `outer` conditions of the `Host` block
+    /// that included it.
+    fn parse_into(
+        &mut self,
+        path: &Path,
+        text: &str,
+        outer: &[Vec<String>],
+        depth: usize,
+    ) -> Result<(), String> {
+        let mut conditions = outer.to_vec();
+        self.blocks.push(Block {
+            conditions: conditions.clone(),
+            settings: Vec::new(),
+        });
         let mut in_match = false;
         for (index, line) in text.lines().enumerate() {
-            let number = index + 1;
-            let at = || format!("{}:{number}", path.display());
+            let at = format!("{}:{}", path.display(), index + 1);
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let (keyword, value) = split_keyword(line)
-                .ok_or_else(|| format!("{}: {line:?} is not `Keyword value`", at()))?;
+                .ok_or_else(|| format!("{at}: {line:?} is not `Keyword value`"))?;
             let keyword = keyword.to_ascii_lowercase();
             match keyword.as_str() {
                 "host" => {
                     in_match = false;
-                    let patterns: Vec<String> =
-                        words(value).map_err(|e| format!("{}: {e}", at()))?;
+                    let patterns: Vec<String> = words(value).map_err(|e| format!("{at}: {e}"))?;
                     if patterns.is_empty() {
-                        return Err(format!("{}: Host without a pattern", at()));
+                        return Err(format!("{at}: Host without a pattern"));
                     }
-                    config.blocks.push(Block {
-                        patterns: Some(patterns),
+                    conditions = outer.to_vec();
+                    conditions.push(patterns);
+                    self.blocks.push(Block {
+                        conditions: conditions.clone(),
                         settings: Vec::new(),
                     });
                 }
                 "match" => {
                     in_match = true;
-                    config
-                        .skipped
-                        .push(format!("{}: Match blocks are not read", at()));
+                    self.skipped
+                        .push(format!("{at}: Match blocks are not read"));
                 }
-                "include" => config
-                    .skipped
-                    .push(format!("{}: Include is not read", at())),
                 _ if in_match => {}
+                "include" => {
+                    if depth >= MAX_INCLUDE_DEPTH {
+                        return Err(format!(
+                            "{at}: Include nested more than {MAX_INCLUDE_DEPTH} deep"
+                        ));
+                    }
+                    for word in words(value).map_err(|e| format!("{at}: {e}"))? {
+                        for file in included_files(&word).map_err(|e| format!("{at}: {e}"))? {
+                            self.read(&file, &conditions, depth + 1)?;
+                        }
+                    }
+                    // The lines after it belong to the block it stands in, after its files.
+                    self.blocks.push(Block {
+                        conditions: conditions.clone(),
+                        settings: Vec::new(),
+                    });
+                }
                 // A command: the rest of the line, as ssh hands it to a shell.
                 "proxycommand" => {
-                    let block = config.blocks.last_mut().expect("one block at least");
-                    block.settings.push((keyword, value.to_string(), number));
+                    let block = self.blocks.last_mut().expect("one block at least");
+                    block.settings.push((keyword, value.to_string(), at));
                 }
                 _ => {
                     // Every other keyword read takes one value (the first of a list).
                     let value = words(value)
-                        .map_err(|e| format!("{}: {e}", at()))?
+                        .map_err(|e| format!("{at}: {e}"))?
                         .into_iter()
                         .next()
                         .unwrap_or_default();
-                    let block = config.blocks.last_mut().expect("one block at least");
-                    block.settings.push((keyword, value, number));
+                    let block = self.blocks.last_mut().expect("one block at least");
+                    block.settings.push((keyword, value, at));
                 }
             }
         }
-        Ok(config)
+        Ok(())
     }
 
     /// The settings for `host` (the name given to `ssh`: Ansible's `ansible_host`, else the
@@ -141,11 +184,11 @@ impl SshConfig {
         let mut found = HostConfig::default();
         let mut seen: Vec<&str> = Vec::new();
         for block in &self.blocks {
-            if !block.patterns.as_ref().is_none_or(|p| matches(p, host)) {
+            if !block.conditions.iter().all(|p| matches(p, host)) {
                 continue;
             }
-            for (keyword, value, line) in &block.settings {
-                let at = || format!("{}:{line}", self.path.display());
+            for (keyword, value, at) in &block.settings {
+                let at = || at.clone();
                 // IdentityFile adds to a list; every other keyword's first value wins.
                 if keyword != "identityfile" && seen.contains(&keyword.as_str()) {
                     continue;
@@ -272,6 +315,49 @@ fn glob(pattern: &str, text: &str) -> bool {
     crate::known_hosts::glob_match(pattern.as_bytes(), text.as_bytes())
 }
 
+/// The files an `Include` word names, in lexical order: `~/` is the home directory, a
+/// relative path is under `~/.ssh` (as for a user's configuration), and the file name (not
+/// the directories) may hold `*` and `?`. A name that matches nothing is no error, as in `ssh`.
+fn included_files(word: &str) -> Result<Vec<PathBuf>, String> {
+    let path = expand_home(word);
+    let path = match path.is_absolute() {
+        true => path,
+        false => expand_home("~/.ssh").join(path),
+    };
+    let wild = |text: &str| text.contains(['*', '?', '[']);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(format!("Include {word:?}: not a file name"));
+    };
+    if wild(&dir.to_string_lossy()) || name.contains('[') {
+        return Err(format!(
+            "Include {word:?}: only `*` and `?` in the file name are read, not in directories \
+             or `[...]`"
+        ));
+    }
+    if !wild(name) {
+        return Ok(if path.exists() {
+            vec![path]
+        } else {
+            Vec::new()
+        });
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|entry| {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            // As glob(3): a leading dot is matched by a dot only.
+            (name.starts_with('.') || !file.starts_with('.')) && glob(name, &file)
+        })
+        .map(|entry| entry.path())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// `~/x` means the operator's home, as in OpenSSH and Ansible.
 pub fn expand_home(path: &str) -> PathBuf {
     match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
@@ -382,5 +468,70 @@ Host *
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
         let err = SshConfig::load(&path).unwrap_err();
         assert!(err.contains("bad owner or permissions"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod include_tests {
+    use super::*;
+
+    #[test]
+    fn included_files_are_read_in_place_and_under_the_host_block_they_stand_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("conf.d/10-a.conf", "Host bastion\n  HostName 192.0.2.1\n");
+        write("conf.d/20-b.conf", "Host c*\n  ProxyJump bastion\n");
+        // Hidden files and other names are not matched by `*.conf`.
+        write("conf.d/.hidden.conf", "Host c1\n  HostName 203.0.113.66\n");
+        write("conf.d/x.txt", "Host c1\n  HostName 203.0.113.67\n");
+        // Read only for c1; its own Host c2 block then needs c1 and c2 at once: never.
+        write(
+            "c1.inc",
+            "HostName 10.0.0.1\nHost c2\n  HostName 10.0.0.2\n",
+        );
+        let main = format!(
+            "User top\nInclude {d}/conf.d/*.conf {d}/absent\nHost c1\n  Include {d}/c1.inc\n\
+             Port 2201\nHost *\n  Port 22\n"
+        );
+        let config = SshConfig::parse(Path::new("/main"), &main).unwrap();
+        let c1 = config.host("c1").unwrap();
+        assert_eq!(c1.user.as_deref(), Some("top"));
+        assert_eq!(c1.hostname.as_deref(), Some("10.0.0.1"));
+        assert_eq!(c1.proxy_jump.as_deref(), Some("bastion"));
+        assert_eq!(
+            c1.port,
+            Some(2201),
+            "the line after the Include is still c1's"
+        );
+        let c2 = config.host("c2").unwrap();
+        assert_eq!((c2.hostname, c2.port), (None, Some(22)));
+        assert_eq!(c2.proxy_jump.as_deref(), Some("bastion"));
+        let bastion = config.host("bastion").unwrap();
+        assert_eq!(bastion.hostname.as_deref(), Some("192.0.2.1"));
+
+        // A problem in an included file names that file and line.
+        write("conf.d/30-bad.conf", "Host c3\n  Port nope\n");
+        let config = SshConfig::parse(Path::new("/main"), &main).unwrap();
+        let err = config.host("c3").unwrap_err();
+        assert!(err.contains(&format!("{d}/conf.d/30-bad.conf:2")), "{err}");
+
+        // A file that includes itself stops at OpenSSH's depth.
+        write("loop", &format!("Include {d}/loop\n"));
+        let err = SshConfig::load(&dir.path().join("loop")).unwrap_err();
+        assert!(err.contains("nested more than 16 deep"), "{err}");
+        // Wildcards in directories are not read.
+        let err = SshConfig::parse(Path::new("/m"), &format!("Include {d}/*/x\n")).unwrap_err();
+        assert!(
+            err.contains("/m:1") && err.contains("not in directories"),
+            "{err}"
+        );
+        // An included file others may write is refused, as the main one.
+        use std::os::unix::fs::PermissionsExt;
+        let shared = dir.path().join("conf.d/20-b.conf");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = SshConfig::parse(Path::new("/main"), &main).unwrap_err();
+        assert!(err.contains("20-b.conf: bad owner or permissions"), "{err}");
     }
 }
