@@ -46,9 +46,23 @@ fn six_hosts_rotate_in_three_batches_on_live_reloads() {
         .map(|h| fleet.started_at(h, "nova_libvirt"))
         .collect();
 
+    let logins = || -> Vec<usize> { all.iter().map(|h| fleet.host(h).logins()).collect() };
+    let before = logins();
+
     let (out, report) = fleet.run_report(&["rotate", "--serial", "2", "--yes", "-v"]);
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // A batch's gates share one connection to each peer they ask: beyond its own login
+    // (compute06's count), a host is logged in to once per batch that asks it as a peer.
+    // compute01 and 02 vouch for each other in batch 1 and ask 03 (not yet rotated);
+    // batch 2 asks 02 (the last rotated) and 05; batch 3 asks 04.
+    let added: Vec<usize> = logins().iter().zip(&before).map(|(a, b)| a - b).collect();
+    let own = added[5];
+    assert_eq!(
+        added,
+        [own + 1, own + 2, own + 1, own + 1, own + 1, own],
+        "logins per host during the rotation"
+    );
     assert_eq!(report["command"], "rotate");
     assert_eq!(report["summary"]["changed"], 6, "{report}");
     for (batch, pair) in all.chunks(2).enumerate() {

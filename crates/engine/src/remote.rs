@@ -110,11 +110,10 @@ pub async fn read_files_and_reach(
 /// host could not test).
 pub type ReadAndReach = (wire::Files, Option<BTreeMap<u16, wire::Reach>>);
 
-/// Runs `argv` where a service runs on `target` (`service` names it in errors), given up
-/// after `seconds`.
+/// Runs `argv` where a service runs on the host of `session` (`service` names it in
+/// errors), given up after `seconds`. The session may be shared by tasks asking at once.
 pub async fn exec_in_service(
-    target: &Target,
-    ssh: &ClientOptions,
+    session: &Session,
     place: script::Place<'_>,
     service: &str,
     seconds: u64,
@@ -123,9 +122,7 @@ pub async fn exec_in_service(
     let what = format!("`{}` in {service}", argv.join(" "));
     let script = script::exec_with_timeout(place, seconds, argv);
     let limit = Duration::from_secs(seconds + 15);
-    run_with_timeout(target, ssh, &what, &script, Some(limit))
-        .await
-        .map(|_| ())
+    exec(session, &what, &script, Some(limit)).await.map(|_| ())
 }
 
 /// Where a TLS server is and how a client there authenticates.
@@ -139,10 +136,9 @@ pub struct TlsProbe<'a> {
 }
 
 /// The SHA-256 fingerprint (openssl style, `AB:CD:...`) of the certificate the TLS server
-/// presents to a client on `target` (openssl there).
+/// presents to a client on the host of `session` (openssl there).
 pub async fn served_fingerprint(
-    target: &Target,
-    ssh: &ClientOptions,
+    session: &Session,
     probe: &TlsProbe<'_>,
 ) -> Result<String, EngineError> {
     let script = script::served_certificate(
@@ -156,7 +152,7 @@ pub async fn served_fingerprint(
         "read the certificate {}:{} serves",
         probe.address, probe.port
     );
-    let out = run_with_timeout(target, ssh, &what, &script, Some(Duration::from_secs(30))).await?;
+    let out = exec(session, &what, &script, Some(Duration::from_secs(30))).await?;
     let out = String::from_utf8_lossy(&out);
     let hex = out.split_whitespace().next().unwrap_or_default();
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -318,7 +318,9 @@ impl<'a> Rollout<'a> {
             let name = host.target.label.clone();
             checks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let result = gate::peer_connects(&peer, &tls, &ssh).await;
+                // A connection of its own: each peer is asked once.
+                let own = gate::PeerSessions::default();
+                let result = gate::peer_connects(&peer, &tls, &ssh, &own).await;
                 (name, peer.target.label, result)
             });
         }
@@ -474,8 +476,10 @@ impl ApplyBatch for Gated<'_> {
         let good =
             |name: &str| matches!(outcomes[name].report.status, Status::Changed | Status::Ok);
         let mut gates = tokio::task::JoinSet::new();
-        // Each gate holds a TLS connection and may log in to a peer: --forks at a time.
+        // Each gate holds a TLS connection: --forks at a time. They share one connection to
+        // each peer they ask.
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(ctx.options.forks.max(1)));
+        let sessions = gate::PeerSessions::default();
         // A gate that never reports (its task died) fails its host, never passes it.
         let mut gate_results: BTreeMap<String, Result<Vec<String>, String>> = BTreeMap::new();
         for job in batch {
@@ -505,10 +509,10 @@ impl ApplyBatch for Gated<'_> {
                 .unwrap_or(job)
                 .clone();
             let (job, ssh) = (job.clone(), ctx.options.ssh.clone());
-            let permits = permits.clone();
+            let (permits, sessions) = (permits.clone(), sessions.clone());
             gates.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let result = gate::check(&job, &desired, &peers, &ssh).await;
+                let result = gate::check(&job, &desired, &peers, &ssh, &sessions).await;
                 (job.target.label, result)
             });
         }
