@@ -47,7 +47,15 @@ pub(crate) async fn host(
     }
     .run(mode)
     .await;
-    session.close().await;
+    // With backups (a gated rotation), a host whose files were pushed is reached again right
+    // after its gate, to remove its backups or restore them: over this connection.
+    let followed = apply.backup_suffix.is_some()
+        && (outcome.report.status == Status::Changed || !outcome.applied.pushed.is_empty());
+    if followed {
+        session.park(&job.target, ssh);
+    } else {
+        session.close().await;
+    }
     outcome
 }
 

@@ -16,7 +16,16 @@ pub async fn run(
     what: &str,
     script: &Script,
 ) -> Result<Vec<u8>, EngineError> {
-    run_with_timeout(target, ssh, what, script, None).await
+    run_with_timeout(target, ssh, what, script, None, After::Close).await
+}
+
+/// What becomes of a one-off's connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum After {
+    Close,
+    /// Parked in the run's pool, when the command succeeded: the host's next step in this
+    /// run (its converge) takes it instead of logging in again.
+    Park,
 }
 
 async fn run_with_timeout(
@@ -25,10 +34,14 @@ async fn run_with_timeout(
     what: &str,
     script: &Script,
     timeout: Option<Duration>,
+    after: After,
 ) -> Result<Vec<u8>, EngineError> {
     let session = Session::connect(target, ssh).await?;
     let out = exec(&session, what, script, timeout).await;
-    session.close().await;
+    match after {
+        After::Park if out.is_ok() => session.park(target, ssh),
+        _ => session.close().await,
+    }
     out
 }
 
@@ -80,7 +93,27 @@ pub async fn read_files(
     ssh: &ClientOptions,
     paths: &[&str],
 ) -> Result<BTreeMap<String, Option<wire::HostFile>>, EngineError> {
-    let out = run(target, ssh, "read files", &script::read_files(paths)).await?;
+    read_files_then(target, ssh, paths, After::Close).await
+}
+
+/// [`read_files`] for a host this run converges next: its connection is left parked for
+/// that step.
+pub async fn read_files_and_keep(
+    target: &Target,
+    ssh: &ClientOptions,
+    paths: &[&str],
+) -> Result<BTreeMap<String, Option<wire::HostFile>>, EngineError> {
+    read_files_then(target, ssh, paths, After::Park).await
+}
+
+async fn read_files_then(
+    target: &Target,
+    ssh: &ClientOptions,
+    paths: &[&str],
+    after: After,
+) -> Result<BTreeMap<String, Option<wire::HostFile>>, EngineError> {
+    let script = script::read_files(paths);
+    let out = run_with_timeout(target, ssh, "read files", &script, None, after).await?;
     wire::parse_files(&out, paths).ok_or_else(|| EngineError::Garbled("read files".into()))
 }
 
@@ -98,7 +131,7 @@ pub async fn read_files_and_reach(
     let script = script::read_files_and_reach(paths, peer, SECONDS, ports);
     // A host's `timeout` that leaves the connections' processes behind cannot hold it open.
     let limit = Some(Duration::from_secs(SECONDS + 30));
-    let out = run_with_timeout(target, ssh, what, &script, limit).await?;
+    let out = run_with_timeout(target, ssh, what, &script, limit, After::Close).await?;
     let garbled = || EngineError::Garbled(what.into());
     let (files, rest) = wire::parse_files_then(&out, paths).ok_or_else(garbled)?;
     let reach = wire::parse_reach(rest, ports)

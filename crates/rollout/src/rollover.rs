@@ -417,7 +417,8 @@ async fn read_all(
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
-            let result = remote::read_files(&target, &ssh, &paths).await;
+            // Each host read is converged later in this run: its connection is kept for that.
+            let result = remote::read_files_and_keep(&target, &ssh, &paths).await;
             (target.label, result)
         });
     }
