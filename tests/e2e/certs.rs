@@ -61,3 +61,33 @@ fn expiry_lists_every_hosts_deployed_certificates() {
     );
     assert!(rows.last().unwrap().contains("cacert.pem"));
 }
+
+/// A host readdressed since its server certificate was issued gets a new one: `certs issue`
+/// never calls a certificate up to date that peers would refuse for its name or address.
+#[test]
+fn issue_renews_a_server_certificate_that_no_longer_covers_the_hosts_address() {
+    let lab = LabOptions::new(2).containers(Containers::StandIn);
+    let fleet = Fleet::with(lab, TLS_SASL, true);
+    let unchanged = fleet.ok(&["certs", "issue"]);
+    let unchanged = String::from_utf8_lossy(&unchanged.stdout);
+    assert!(unchanged.contains("0 hosts got new certificates"), "{unchanged}");
+
+    let host_vars = fleet.lab.dir().join("host_vars");
+    std::fs::create_dir_all(&host_vars).unwrap();
+    std::fs::write(
+        host_vars.join("compute01.yml"),
+        "migration_interface_address: 192.0.2.77\n",
+    )
+    .unwrap();
+    let issued = fleet.ok(&["certs", "issue"]);
+    let issued = String::from_utf8_lossy(&issued.stdout);
+    assert!(issued.contains("compute01: issued 1 certificate(s)"), "{issued}");
+    assert!(!issued.contains("compute02:"), "{issued}");
+    let pem = std::fs::read(fleet.host_cert_dir("compute01").join("servercert.pem")).unwrap();
+    let cert = &virtfleet_pki::parse_certs(&pem).unwrap()[0];
+    assert!(
+        cert.ip_addresses.contains(&"192.0.2.77".parse().unwrap()),
+        "{:?}",
+        cert.ip_addresses
+    );
+}

@@ -396,7 +396,9 @@ async fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCo
         for (kind, cert_name, key_name, unit) in pairs {
             let cert_path = host_dir.join(cert_name);
             let key_path = host_dir.join(key_name);
-            if !needs_issue(&cert_path, &ca_cert, renew_days, now) {
+            // A server certificate must name the host as its peers reach it today.
+            let reached_as = (kind == CertKind::Server).then_some((hostname.as_str(), &ips[..]));
+            if !needs_issue(&cert_path, &ca_cert, renew_days, now, reached_as) {
                 continue;
             }
             let request = LeafRequest {
@@ -440,16 +442,29 @@ async fn issue(global: &GlobalArgs, days: u32, renew_days: u32) -> Result<ExitCo
     }
 }
 
-/// A pair needs issuing when missing, unreadable, expiring soon, or not signed by the
-/// current CA (checked by signature: a re-created CA keeps its name, not its key).
-fn needs_issue(cert_path: &Path, ca_pem: &str, renew_days: u32, now: SystemTime) -> bool {
+/// A pair needs issuing when missing, unreadable, expiring soon, not signed by the current
+/// CA (checked by signature: a re-created CA keeps its name, not its key), or, for a server
+/// certificate (`reached_as`: the name and addresses peers use), when its SAN leaves out
+/// that name or an address (the host was renamed or readdressed).
+fn needs_issue(
+    cert_path: &Path,
+    ca_pem: &str,
+    renew_days: u32,
+    now: SystemTime,
+    reached_as: Option<(&str, &[IpAddr])>,
+) -> bool {
     let Ok(pem) = std::fs::read(cert_path) else {
         return true;
     };
     let Some(leaf) = parse_certs(&pem).ok().and_then(|c| c.into_iter().next()) else {
         return true;
     };
-    leaf.days_left(now) <= i64::from(renew_days)
+    let uncovered = reached_as.is_some_and(|(name, ips)| {
+        !leaf.dns_names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            || ips.iter().any(|ip| !leaf.ip_addresses.contains(ip))
+    });
+    uncovered
+        || leaf.days_left(now) <= i64::from(renew_days)
         || !virtfleet_pki::signed_by_any(&pem, ca_pem.as_bytes()).unwrap_or(false)
 }
 
