@@ -70,7 +70,10 @@ fn issue_renews_a_server_certificate_that_no_longer_covers_the_hosts_address() {
     let fleet = Fleet::with(lab, TLS_SASL, true);
     let unchanged = fleet.ok(&["certs", "issue"]);
     let unchanged = String::from_utf8_lossy(&unchanged.stdout);
-    assert!(unchanged.contains("0 hosts got new certificates"), "{unchanged}");
+    assert!(
+        unchanged.contains("0 hosts got new certificates"),
+        "{unchanged}"
+    );
 
     let host_vars = fleet.lab.dir().join("host_vars");
     std::fs::create_dir_all(&host_vars).unwrap();
@@ -81,7 +84,10 @@ fn issue_renews_a_server_certificate_that_no_longer_covers_the_hosts_address() {
     .unwrap();
     let issued = fleet.ok(&["certs", "issue"]);
     let issued = String::from_utf8_lossy(&issued.stdout);
-    assert!(issued.contains("compute01: issued 1 certificate(s)"), "{issued}");
+    assert!(
+        issued.contains("compute01: issued 1 certificate(s)"),
+        "{issued}"
+    );
     assert!(!issued.contains("compute02:"), "{issued}");
     let pem = std::fs::read(fleet.host_cert_dir("compute01").join("servercert.pem")).unwrap();
     let cert = &virtfleet_pki::parse_certs(&pem).unwrap()[0];

@@ -212,10 +212,10 @@ fn under_a_low_open_files_limit_the_hosts_past_it_log_in_twice_and_the_run_succe
     let lab = LabOptions::new(3).containers(Containers::StandIn);
     let fleet = Fleet::with(lab, TLS_SASL, true);
     let logins = || -> usize { HOSTS.iter().map(|h| fleet.host(h).logins()).sum() };
-    let limited = |limit: u64, args: &[&str]| {
+    let limited_to = |soft: u64, hard: u64, args: &[&str]| {
         let cmd = fleet.command(args);
         let out = std::process::Command::new("prlimit")
-            .arg(format!("--nofile={limit}:{limit}"))
+            .arg(format!("--nofile={soft}:{hard}"))
             .arg("--")
             .arg(cmd.get_program())
             .args(cmd.get_args())
@@ -224,6 +224,7 @@ fn under_a_low_open_files_limit_the_hosts_past_it_log_in_twice_and_the_run_succe
         fleet.assert_no_secret(&out.stderr, args);
         out
     };
+    let limited = |limit: u64, args: &[&str]| limited_to(limit, limit, args);
     // What a run holds besides its connections (virtfleet_ssh::FDS_BESIDE_CONNECTIONS).
     const BESIDE: u64 = 64;
 
@@ -233,6 +234,17 @@ fn under_a_low_open_files_limit_the_hosts_past_it_log_in_twice_and_the_run_succe
     let before = logins();
     fleet.ok(&["deploy", "--forks", "1"]);
     assert_eq!(logins() - before, 3, "one login per host without a limit");
+
+    // Just enough (a connection per host): nothing said, one login per host. A low soft
+    // limit under an ample hard one is raised, silently too.
+    for (soft, hard) in [(BESIDE + 3, BESIDE + 3), (20, 4096)] {
+        let before = logins();
+        let out = limited_to(soft, hard, &["deploy", "--forks", "1"]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("warning"), "{soft}:{hard}: {stderr}");
+        assert_eq!(logins() - before, 3, "{soft}:{hard}: {stderr}");
+    }
 
     // Room for one working connection and one kept: two hosts log in again to converge.
     let before = logins();
@@ -251,6 +263,14 @@ fn under_a_low_open_files_limit_the_hosts_past_it_log_in_twice_and_the_run_succe
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("--forks 2 needs about 66 open files"),
+        "{stderr}"
+    );
+    // Without --forks, the message says what the default came to.
+    let out = limited(BESIDE + 1, &["deploy"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("3 hosts at once (--forks, default: the hosts, at most 100) needs"),
         "{stderr}"
     );
     assert_eq!(logins(), before, "no host reached");

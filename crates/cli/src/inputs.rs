@@ -345,7 +345,8 @@ impl Inputs {
         inputs.fleet_client_dns = dns;
         // A connection to each targeted host may stay open from facts to converge.
         let hosts = inputs.hosts.len();
-        crate::limits::ensure_open_files(hosts, args.forks(hosts), &args.sessions)
+        let forks = args.forks(hosts);
+        crate::limits::ensure_open_files(hosts, forks, args.forks.is_some(), &args.sessions)
             .map_err(InputErrors::one)?;
         Ok(inputs)
     }

@@ -9,35 +9,45 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use virtfleet_ssh::{SessionPool, FDS_BESIDE_CONNECTIONS};
 
 /// Raises the soft limit for a connection to each of `hosts` at once beside those `pool`
-/// keeps already, and caps `pool` to what fits beside `forks` working connections under the
-/// limit in effect (saying so once per process when that keeps fewer than wanted). Err when
-/// not even `forks` connections fit.
-pub fn ensure_open_files(hosts: usize, forks: usize, pool: &SessionPool) -> Result<(), String> {
+/// keeps already. When the hard limit is lower, caps `pool` to what fits beside `forks`
+/// working connections (saying so once per process); Err when not even `forks` fit.
+pub fn ensure_open_files(
+    hosts: usize,
+    forks: usize,
+    forks_given: bool,
+    pool: &SessionPool,
+) -> Result<(), String> {
     static WARNED: AtomicBool = AtomicBool::new(false);
     let forks = forks.min(hosts);
     let wanted = hosts.saturating_add(pool.parked());
-    let (limit, short) = match virtfleet_ssh::raise_open_files_limit(wanted) {
-        Ok(limit) => (limit, None),
-        Err(short) => (short.limit, Some(short)),
+    let short = match virtfleet_ssh::raise_open_files_limit(wanted) {
+        // Each host holds one connection at most, working or kept: all fit.
+        Ok(_) => {
+            pool.limit_parked(usize::MAX);
+            return Ok(());
+        }
+        Err(short) => short,
     };
     let working = (forks as u64).saturating_add(FDS_BESIDE_CONNECTIONS);
-    let Some(kept) = limit.checked_sub(working) else {
-        let why = short.map_or_else(|| format!("the limit is {limit}"), |s| s.why);
+    let Some(kept) = short.limit.checked_sub(working) else {
+        let forks = match forks_given {
+            true => format!("--forks {forks}"),
+            false => format!("{forks} hosts at once (--forks, default: the hosts, at most 100)"),
+        };
         return Err(format!(
-            "--forks {forks} needs about {working} open files, but {why}: lower --forks, or \
-             raise the limit"
+            "{forks} needs about {working} open files, but {}: lower --forks, or raise the \
+             limit",
+            short.why
         ));
     };
     pool.limit_parked(usize::try_from(kept).unwrap_or(usize::MAX));
-    if let Some(short) = short {
-        if !WARNED.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "warning: keeping the connection to each of {wanted} hosts from facts to \
-                 converge needs about {} open files, but {}: connections kept: {kept}; the \
-                 other hosts log in a second time",
-                short.need, short.why
-            );
-        }
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "warning: keeping the connection to each of {wanted} hosts from facts to \
+             converge needs about {} open files, but {}: connections kept: {kept}; the \
+             other hosts log in a second time",
+            short.need, short.why
+        );
     }
     Ok(())
 }
