@@ -45,9 +45,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub connect_timeout: Option<u64>,
     /// OpenSSH client configuration to read (`ssh -F`): HostName, User, Port, IdentityFile,
-    /// ProxyJump, StrictHostKeyChecking, UserKnownHostsFile, ConnectTimeout per `Host`;
-    /// inventory variables win over it, as with Ansible [default: ~/.ssh/config if it
-    /// exists; `none` reads none].
+    /// ProxyJump, StrictHostKeyChecking, UserKnownHostsFile, ConnectTimeout per `Host`,
+    /// and its Include files (Match blocks are not read); inventory variables win over it,
+    /// as with Ansible [default: ~/.ssh/config if it exists; `none` reads none].
     #[arg(short = 'F', long, global = true, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
     /// Write a JSON report of every host's result to FILE.

@@ -74,15 +74,17 @@ impl SshConfig {
                 meta.mode() & 0o7777
             ));
         }
+        if meta.is_dir() {
+            return Err(format!("{}: a directory, not a file", path.display()));
+        }
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(text)
     }
 
     /// Reads `path` and the files it includes.
     pub fn load(path: &Path) -> Result<SshConfig, String> {
-        let mut config = SshConfig::default();
-        config.read(path, &[], 0)?;
-        Ok(config)
+        let text = SshConfig::read_checked(path)?;
+        SshConfig::parse(path, &text)
     }
 
     /// The configuration in `text`, read from `path` (for messages; its includes are read).
@@ -90,11 +92,6 @@ impl SshConfig {
         let mut config = SshConfig::default();
         config.parse_into(path, text, &[], 0)?;
         Ok(config)
-    }
-
-    fn read(&mut self, path: &Path, outer: &[Vec<String>], depth: usize) -> Result<(), String> {
-        let text = SshConfig::read_checked(path)?;
-        self.parse_into(path, &text, outer, depth)
     }
 
     /// Appends the blocks of `text`, each under the `outer` conditions of the `Host` block
@@ -149,7 +146,10 @@ impl SshConfig {
                     }
                     for word in words(value).map_err(|e| format!("{at}: {e}"))? {
                         for file in included_files(&word).map_err(|e| format!("{at}: {e}"))? {
-                            self.read(&file, &conditions, depth + 1)?;
+                            // A file refused is named with the line that pulled it in.
+                            let text = SshConfig::read_checked(&file)
+                                .map_err(|e| format!("{at}: Include: {e}"))?;
+                            self.parse_into(&file, &text, &conditions, depth + 1)?;
                         }
                     }
                     // The lines after it belong to the block it stands in, after its files.
@@ -204,7 +204,9 @@ impl SshConfig {
                     "user" => found.user = Some(value),
                     "port" => {
                         let port = value.parse().ok().filter(|p| *p > 0);
-                        found.port = Some(port.ok_or_else(|| format!("{}: Port {value:?}", at()))?);
+                        found.port = Some(port.ok_or_else(|| {
+                            format!("{}: Port {value:?} is not a port number (1-65535)", at())
+                        })?);
                     }
                     "identityfile" => found.identity_files.push(expand_home(&value)),
                     "proxyjump" => found.proxy_jump = Some(value),
@@ -532,6 +534,10 @@ mod include_tests {
         let shared = dir.path().join("conf.d/20-b.conf");
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o666)).unwrap();
         let err = SshConfig::parse(Path::new("/main"), &main).unwrap_err();
-        assert!(err.contains("20-b.conf: bad owner or permissions"), "{err}");
+        assert!(
+            err.contains("/main:2: Include: ")
+                && err.contains("20-b.conf: bad owner or permissions"),
+            "{err}"
+        );
     }
 }
