@@ -443,7 +443,7 @@ Host *
             .unwrap()
             .host("a")
             .unwrap_err();
-        assert_eq!(err, "/c:2: Port \"nope\"");
+        assert_eq!(err, "/c:2: Port \"nope\" is not a port number (1-65535)");
         let err = SshConfig::parse(Path::new("/c"), "Host\n").unwrap_err();
         assert_eq!(err, "/c:1: Host without a pattern");
         let err = SshConfig::parse(Path::new("/c"), "Host a\nUser \"x\n").unwrap_err();
