@@ -32,7 +32,7 @@ pub struct GlobalArgs {
     #[arg(short = 'l', long, global = true)]
     pub limit: Option<String>,
     /// Hosts worked on at once (default: all, up to 100).
-    #[arg(short = 'f', long, global = true)]
+    #[arg(short = 'f', long, global = true, value_parser = at_least_one)]
     pub forks: Option<usize>,
     /// known_hosts file checked strictly against each host's key.
     #[arg(long, global = true)]
@@ -152,4 +152,13 @@ pub struct Batches {
     /// Wait this long between batches.
     #[arg(long, value_name = "SECONDS")]
     pub pause: Option<u64>,
+}
+
+/// A count that must be 1 or more (`--forks 0` would work on no host).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -255,7 +255,10 @@ fn what_would_change(report: &HostReport) -> String {
 }
 
 fn what_happened(report: &HostReport, would: bool) -> String {
-    let mut parts = vec![format!("{} files", report.changed_files.len())];
+    let mut parts = vec![match report.changed_files.len() {
+        1 => "1 file".to_string(),
+        n => format!("{n} files"),
+    }];
     for (services, done) in [
         (&report.restarted, "restarted"),
         (&report.reloaded, "reloaded"),

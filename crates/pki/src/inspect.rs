@@ -37,6 +37,20 @@ pub struct CertInfo {
 }
 
 impl CertInfo {
+    /// `not_after` as RFC 3339 in UTC, e.g. `2027-12-03T04:51:05Z`.
+    pub fn not_after_utc(&self) -> String {
+        let t = self.not_after.to_offset(time::UtcOffset::UTC);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+
     /// Whole days until `not_after` (truncated toward zero); negative once expired.
     pub fn days_left(&self, now: impl Into<OffsetDateTime>) -> i64 {
         (self.not_after - now.into()).whole_days()
@@ -214,6 +228,14 @@ mod tests {
         let now = info.not_after - Duration::hours(36);
         assert_eq!(info.days_left(now), 1);
         assert_eq!(info.days_left(info.not_after + Duration::days(3)), -3);
+    }
+
+    #[test]
+    fn not_after_is_rfc3339_in_utc_with_padded_fields() {
+        let ca = Ca::new("Test CA");
+        let mut info = parse_certs(ca.cert_pem.as_bytes()).unwrap().remove(0);
+        info.not_after = time::macros::datetime!(2027-03-04 05:06:07 +02:00);
+        assert_eq!(info.not_after_utc(), "2027-03-04T03:06:07Z");
     }
 
     #[test]

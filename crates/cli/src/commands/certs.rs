@@ -112,7 +112,7 @@ async fn check(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputErr
                     host: host.target.label.clone(),
                     path: file.source.display().to_string(),
                     subject: info.subject.clone(),
-                    not_after: info.not_after.to_string(),
+                    not_after: info.not_after_utc(),
                     days_left: info.days_left(now),
                     fingerprint: info.fingerprint_sha256.clone(),
                 });
@@ -168,13 +168,23 @@ struct CertRow {
 fn print_table(rows: &[CertRow]) {
     let mut rows: Vec<&CertRow> = rows.iter().collect();
     rows.sort_by_key(|r| (r.days_left, r.host.clone(), r.path.clone()));
+    // Columns as wide as their longest value, so paths of any length line up.
+    let width = |head: &str, of: &dyn Fn(&CertRow) -> usize| {
+        rows.iter()
+            .map(|r| of(r))
+            .max()
+            .unwrap_or(0)
+            .max(head.len())
+    };
+    let host = width("HOST", &|r| r.host.len());
+    let path = width("FILE", &|r| r.path.len());
     println!(
-        "{:<12} {:>9}  {:<26} {:<40} SUBJECT",
-        "HOST", "DAYS LEFT", "NOT AFTER", "FILE"
+        "{:<host$} {:>9}  {:<20}  {:<path$}  SUBJECT",
+        "HOST", "DAYS LEFT", "NOT AFTER (UTC)", "FILE"
     );
     for r in rows {
         println!(
-            "{:<12} {:>9}  {:<26} {:<40} {}",
+            "{:<host$} {:>9}  {:<20}  {:<path$}  {}",
             r.host, r.days_left, r.not_after, r.path, r.subject
         );
     }
@@ -229,7 +239,7 @@ async fn expiry(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputEr
                             host: host.clone(),
                             path: path.clone(),
                             days_left: info.days_left(now),
-                            not_after: info.not_after.to_string(),
+                            not_after: info.not_after_utc(),
                             subject: info.subject,
                             fingerprint: info.fingerprint_sha256,
                         })),
