@@ -37,18 +37,9 @@ pub struct CertInfo {
 }
 
 impl CertInfo {
-    /// `not_after` as RFC 3339 in UTC, e.g. `2027-12-03T04:51:05Z`.
+    /// `not_after` in UTC, e.g. `2027-12-03 04:51:05 UTC` (as findings write times).
     pub fn not_after_utc(&self) -> String {
-        let t = self.not_after.to_offset(time::UtcOffset::UTC);
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
+        crate::validate::checker::format_time(self.not_after)
     }
 
     /// Whole days until `not_after` (truncated toward zero); negative once expired.
@@ -231,11 +222,11 @@ mod tests {
     }
 
     #[test]
-    fn not_after_is_rfc3339_in_utc_with_padded_fields() {
+    fn not_after_is_in_utc_with_padded_fields() {
         let ca = Ca::new("Test CA");
         let mut info = parse_certs(ca.cert_pem.as_bytes()).unwrap().remove(0);
         info.not_after = time::macros::datetime!(2027-03-04 05:06:07 +02:00);
-        assert_eq!(info.not_after_utc(), "2027-03-04T03:06:07Z");
+        assert_eq!(info.not_after_utc(), "2027-03-04 03:06:07 UTC");
     }
 
     #[test]

@@ -179,12 +179,12 @@ fn print_table(rows: &[CertRow]) {
     let host = width("HOST", &|r| r.host.len());
     let path = width("FILE", &|r| r.path.len());
     println!(
-        "{:<host$} {:>9}  {:<20}  {:<path$}  SUBJECT",
-        "HOST", "DAYS LEFT", "NOT AFTER (UTC)", "FILE"
+        "{:<host$} {:>9}  {:<23}  {:<path$}  SUBJECT",
+        "HOST", "DAYS LEFT", "NOT AFTER", "FILE"
     );
     for r in rows {
         println!(
-            "{:<host$} {:>9}  {:<20}  {:<path$}  {}",
+            "{:<host$} {:>9}  {:<23}  {:<path$}  {}",
             r.host, r.days_left, r.not_after, r.path, r.subject
         );
     }

@@ -68,7 +68,7 @@ impl<'a> Checker<'a> {
 }
 
 /// `2031-05-04 12:00:00 UTC`: unambiguous and independent of locale.
-pub(super) fn format_time(t: OffsetDateTime) -> String {
+pub(crate) fn format_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",

@@ -4,7 +4,7 @@
 //! a file that cannot be parsed only suppresses the checks that need its contents.
 
 mod bundle;
-mod checker;
+pub(crate) mod checker;
 mod leaf;
 mod rules;
 #[cfg(test)]
