@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod inputs;
 mod limits;
+mod manpage;
 mod output;
 mod parallel;
 mod transition;
@@ -108,12 +109,10 @@ fn main() -> ExitCode {
         Command::Manpage { dir } => {
             let command = <Cli as clap::CommandFactory>::command();
             let written = match dir {
-                Some(dir) => std::fs::create_dir_all(dir)
-                    .and_then(|()| clap_mangen::generate_to(command, dir))
-                    .map_err(|e| format!("{}: {e}", dir.display())),
-                None => clap_mangen::Man::new(command)
-                    .render(&mut std::io::stdout())
-                    .map_err(|e| e.to_string()),
+                Some(dir) => {
+                    manpage::write_all(command, dir).map_err(|e| format!("{}: {e}", dir.display()))
+                }
+                None => manpage::print(command).map_err(|e| e.to_string()),
             };
             return match written {
                 Ok(()) => ExitCode::SUCCESS,

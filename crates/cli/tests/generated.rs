@@ -45,7 +45,10 @@ fn every_man_page_the_main_one_refers_to_is_generated() {
     let dir = tempfile::tempdir().unwrap();
     run(&["manpage", "--dir", dir.path().to_str().unwrap()]);
     let main = std::fs::read_to_string(dir.path().join("virtfleet.1")).unwrap();
-    assert!(main.contains("EXIT STATUS"), "{main}");
+    assert!(
+        main.contains(".SH EXAMPLES") && !main.contains(".SH EXTRA"),
+        "{main}"
+    );
     for sub in SUBCOMMANDS {
         let page = dir.path().join(format!("virtfleet-{sub}.1"));
         let text = std::fs::read_to_string(&page).unwrap_or_else(|_| panic!("no {page:?}"));
@@ -54,6 +57,8 @@ fn every_man_page_the_main_one_refers_to_is_generated() {
             "{sub}: {main}"
         );
         assert!(text.contains(".TH virtfleet-"), "{sub}: {text}");
+        // Every page says what its exit status means.
+        assert!(text.contains(".SH \"EXIT STATUS\""), "{sub}: {text}");
     }
     let issue = std::fs::read_to_string(dir.path().join("virtfleet-certs-issue.1")).unwrap();
     assert!(issue.contains("\\-\\-renew\\-days"), "{issue}");
