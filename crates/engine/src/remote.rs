@@ -21,7 +21,7 @@ pub async fn run(
 
 /// What becomes of a one-off's connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum After {
+pub enum After {
     Close,
     /// Parked in the run's pool, when the command succeeded: the host's next step in this
     /// run (its converge) takes it instead of logging in again.
@@ -87,26 +87,8 @@ pub(crate) async fn exec_stdin(
 }
 
 /// Each path's contents, mode and owner, None where the file does not exist (or is a
-/// symlink): one round trip.
+/// symlink): one round trip. `After::Park` for a host this run converges next.
 pub async fn read_files(
-    target: &Target,
-    ssh: &ClientOptions,
-    paths: &[&str],
-) -> Result<BTreeMap<String, Option<wire::HostFile>>, EngineError> {
-    read_files_then(target, ssh, paths, After::Close).await
-}
-
-/// [`read_files`] for a host this run converges next: its connection is left parked for
-/// that step.
-pub async fn read_files_and_keep(
-    target: &Target,
-    ssh: &ClientOptions,
-    paths: &[&str],
-) -> Result<BTreeMap<String, Option<wire::HostFile>>, EngineError> {
-    read_files_then(target, ssh, paths, After::Park).await
-}
-
-async fn read_files_then(
     target: &Target,
     ssh: &ClientOptions,
     paths: &[&str],

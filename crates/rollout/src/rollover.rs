@@ -418,7 +418,7 @@ async fn read_all(
             let _permit = permits.acquire_owned().await;
             let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
             // Each host read is converged later in this run: its connection is kept for that.
-            let result = remote::read_files_and_keep(&target, &ssh, &paths).await;
+            let result = remote::read_files(&target, &ssh, &paths, remote::After::Park).await;
             (target.label, result)
         });
     }

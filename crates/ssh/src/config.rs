@@ -188,7 +188,6 @@ impl SshConfig {
                 continue;
             }
             for (keyword, value, at) in &block.settings {
-                let at = || at.clone();
                 // IdentityFile adds to a list; every other keyword's first value wins.
                 if keyword != "identityfile" && seen.contains(&keyword.as_str()) {
                     continue;
@@ -205,7 +204,7 @@ impl SshConfig {
                     "port" => {
                         let port = value.parse().ok().filter(|p| *p > 0);
                         found.port = Some(port.ok_or_else(|| {
-                            format!("{}: Port {value:?} is not a port number (1-65535)", at())
+                            format!("{at}: Port {value:?} is not a port number (1-65535)")
                         })?);
                     }
                     "identityfile" => found.identity_files.push(expand_home(&value)),
@@ -216,7 +215,7 @@ impl SshConfig {
                             "yes" | "ask" => StrictHostKeys::Yes,
                             "accept-new" => StrictHostKeys::AcceptNew,
                             "no" | "off" => StrictHostKeys::No,
-                            _ => return Err(format!("{}: StrictHostKeyChecking {value:?}", at())),
+                            _ => return Err(format!("{at}: StrictHostKeyChecking {value:?}")),
                         })
                     }
                     // Of a list, the first file: the one read first and written to.
@@ -224,9 +223,8 @@ impl SshConfig {
                         let path = expand_home(&value);
                         if !path.is_absolute() {
                             return Err(format!(
-                                "{}: UserKnownHostsFile {value:?}: virtfleet checks every host \
+                                "{at}: UserKnownHostsFile {value:?}: virtfleet checks every host \
                                  key against a file named by an absolute path",
-                                at()
                             ));
                         }
                         found.known_hosts = Some(path);
@@ -234,7 +232,7 @@ impl SshConfig {
                     "connecttimeout" => {
                         let secs = value.parse::<u64>().ok().filter(|s| (1..=3600).contains(s));
                         let secs = secs.ok_or_else(|| {
-                            format!("{}: ConnectTimeout {value:?} (1 to 3600 seconds)", at())
+                            format!("{at}: ConnectTimeout {value:?} (1 to 3600 seconds)")
                         })?;
                         found.connect_timeout = Some(Duration::from_secs(secs));
                     }

@@ -249,7 +249,7 @@ async fn audit_host(
                     .await
                     .map(|(files, reach)| (files, reach.map(|r| (peer.name.clone(), r))))
             }
-            None => remote::read_files(&job.target, ssh, &paths)
+            None => remote::read_files(&job.target, ssh, &paths, remote::After::Close)
                 .await
                 .map(|files| (files, None)),
         }

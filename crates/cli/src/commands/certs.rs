@@ -209,14 +209,19 @@ async fn expiry(global: &GlobalArgs, warn_days: u32) -> Result<ExitCode, InputEr
                 .files_in_roles(&CERTIFICATES)
                 .map(|f| f.path.as_str())
                 .collect();
-            let result = virtfleet_engine::remote::read_files(&host.target, &options, &paths)
-                .await
-                .map(|files| {
-                    files
-                        .into_iter()
-                        .filter_map(|(path, file)| Some((path, file?.content)))
-                        .collect::<Vec<_>>()
-                });
+            let result = virtfleet_engine::remote::read_files(
+                &host.target,
+                &options,
+                &paths,
+                virtfleet_engine::remote::After::Close,
+            )
+            .await
+            .map(|files| {
+                files
+                    .into_iter()
+                    .filter_map(|(path, file)| Some((path, file?.content)))
+                    .collect::<Vec<_>>()
+            });
             (host.target.label, result)
         });
     }
