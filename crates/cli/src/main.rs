@@ -37,18 +37,7 @@ const EXIT_INPUT: u8 = 2;
         swapped in whole, and restarts or reloads \
         nova_libvirt and nova_compute only where their files changed. Host keys are checked \
         against known_hosts; secrets travel on stdin, never on a command line.",
-    after_long_help = "EXIT STATUS:\n  \
-        0  every targeted host is ok or changed\n  \
-        1  a host failed, was unreachable or skipped; audit: a finding at --fail-on or \
-        above; certs expiry: a certificate expired\n  \
-        2  invalid input, found before any host was changed (nothing written anywhere)\n\n\
-        EXAMPLES:\n  \
-        virtfleet -i multinode check --diff\n  \
-        virtfleet -i multinode deploy --limit compute01\n  \
-        virtfleet -i multinode rotate\n  \
-        virtfleet -i multinode audit --report audit.json\n\n\
-        The operator's guide (every command, every globals variable) is docs/ in the source \
-        tree: commands.md, variables.md, rotation.md."
+    after_long_help = manpage::after_help()
 )]
 struct Cli {
     #[command(flatten)]

@@ -6,34 +6,81 @@ use std::path::Path;
 
 use clap_mangen::Man;
 
-const EXIT_STATUS: &str = r#".SH "EXIT STATUS"
-.TP
-\fB0\fR
-every targeted host is ok or changed
-.TP
-\fB1\fR
-a host failed, was unreachable or skipped; audit: a finding at \-\-fail\-on or above; certs expiry: a certificate expired or a host could not be asked
-.TP
-\fB2\fR
-invalid input (bad inventory, globals, certificates, options), found before any host was changed: nothing is written anywhere
-"#;
+/// What each exit status means: the man pages' EXIT STATUS and `--help` both say this.
+const EXIT_CODES: [(u8, &str); 3] = [
+    (0, "every targeted host is ok or changed"),
+    (
+        1,
+        "a host failed, was unreachable or skipped; audit: a finding at --fail-on or above; \
+         certs expiry: a certificate expired or a host could not be asked",
+    ),
+    (
+        2,
+        "invalid input (bad inventory, globals, certificates, options), found before any \
+         host was changed: nothing is written anywhere",
+    ),
+];
 
-const EXAMPLES: &str = r#".SH EXAMPLES
-.nf
-virtfleet \-i multinode check \-\-diff
-virtfleet \-i multinode deploy \-\-limit compute01
-virtfleet \-i multinode rotate
-virtfleet \-i multinode audit \-\-report audit.json
-.fi
-.SH "SEE ALSO"
-The operator's guide, every command and globals variable: docs/ in the source tree, installed
-by scripts/install.sh as PREFIX/share/doc/virtfleet (commands.md, variables.md, rotation.md).
-"#;
+const EXAMPLES: [&str; 4] = [
+    "virtfleet -i multinode check --diff",
+    "virtfleet -i multinode deploy --limit compute01",
+    "virtfleet -i multinode rotate",
+    "virtfleet -i multinode audit --report audit.json",
+];
+
+const GUIDE: &str = "The operator's guide, every command and globals variable: docs/ in the \
+    source tree, installed by scripts/install.sh as PREFIX/share/doc/virtfleet (commands.md, \
+    variables.md, rotation.md).";
+
+/// `--help`'s closing text: the exit status, examples and where the guide is.
+pub fn after_help() -> String {
+    let codes: Vec<String> = EXIT_CODES
+        .iter()
+        .map(|(code, meaning)| format!("  {code}  {meaning}"))
+        .collect();
+    let examples: Vec<String> = EXAMPLES.iter().map(|e| format!("  {e}")).collect();
+    format!(
+        "EXIT STATUS:\n{}\n\nEXAMPLES:\n{}\n\n{GUIDE}",
+        codes.join("\n"),
+        examples.join("\n")
+    )
+}
+
+/// Text for a roff line: a leading `.` or `'` would be a request, `\` an escape, and `-` is
+/// written `\-` so that options stay plain hyphens.
+fn roff(text: &str) -> String {
+    let text = text.replace('\\', "\\e").replace('-', "\\-");
+    match text.starts_with(['.', '\'']) {
+        true => format!("\\&{text}"),
+        false => text,
+    }
+}
+
+fn exit_status_section(w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w, ".SH \"EXIT STATUS\"")?;
+    for (code, meaning) in EXIT_CODES {
+        writeln!(w, ".TP\n\\fB{code}\\fR\n{}", roff(meaning))?;
+    }
+    Ok(())
+}
+
+fn examples_section(w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w, ".SH EXAMPLES\n.nf")?;
+    for example in EXAMPLES {
+        writeln!(w, "{}", roff(example))?;
+    }
+    writeln!(w, ".fi\n.SH \"SEE ALSO\"\n{}", roff(GUIDE))
+}
 
 /// The main page.
 pub fn print(command: clap::Command) -> io::Result<()> {
     let command = built(command);
-    page(&command, true, &mut io::stdout().lock())
+    page(
+        &Man::new(command.clone()),
+        &command,
+        true,
+        &mut io::stdout().lock(),
+    )
 }
 
 /// virtfleet.1 and a page per subcommand (virtfleet-deploy.1, virtfleet-certs-issue.1, ...)
@@ -56,11 +103,10 @@ fn write_tree(command: &clap::Command, dir: &Path, main: bool) -> io::Result<()>
     }
     let man = Man::new(command.clone());
     let mut file = std::fs::File::create(dir.join(man.get_filename()))?;
-    page(command, main, &mut file)
+    page(&man, command, main, &mut file)
 }
 
-fn page(command: &clap::Command, main: bool, w: &mut dyn Write) -> io::Result<()> {
-    let man = Man::new(command.clone());
+fn page(man: &Man, command: &clap::Command, main: bool, w: &mut dyn Write) -> io::Result<()> {
     man.render_title(w)?;
     man.render_name_section(w)?;
     man.render_synopsis_section(w)?;
@@ -71,9 +117,9 @@ fn page(command: &clap::Command, main: bool, w: &mut dyn Write) -> io::Result<()
     if command.has_subcommands() {
         man.render_subcommands_section(w)?;
     }
-    w.write_all(EXIT_STATUS.as_bytes())?;
+    exit_status_section(w)?;
     if main {
-        w.write_all(EXAMPLES.as_bytes())?;
+        examples_section(w)?;
         man.render_version_section(w)?;
     }
     Ok(())
