@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use virtfleet_engine::facts::{Gathered, Probed};
+use virtfleet_engine::facts::{Gathered, Keep, Probed};
 use virtfleet_engine::{EngineError, HostJob, HostReport, Status};
 use virtfleet_inventory::{load_inventory, load_vars_file, merge, parse_bool, Inventory, Vars};
 use virtfleet_pki::{validate_host, CertFile, Finding, HostCerts, Role, Severity};
@@ -91,6 +91,8 @@ pub struct Prepared {
     pub not_reached: NotReached,
     /// Every targeted host, in inventory order.
     pub order: Vec<String>,
+    /// Which connections the facts round trip kept (and a later read keeps).
+    pub keep: Keep,
 }
 
 impl Prepared {
@@ -118,7 +120,8 @@ impl Prepared {
 }
 
 /// Load, gather the facts planning needs, plan and check everything; only then change hosts.
-pub async fn prepare(global: &GlobalArgs) -> Result<Prepared, InputErrors> {
+/// `keep`: which hosts' connections stay open from the facts round trip to the converge.
+pub async fn prepare(global: &GlobalArgs, keep: Keep) -> Result<Prepared, InputErrors> {
     let mut inputs = Inputs::load(global)?;
     let order = inputs.hosts.clone();
     let user = default_user();
@@ -148,7 +151,7 @@ pub async fn prepare(global: &GlobalArgs) -> Result<Prepared, InputErrors> {
         return Err(InputErrors(errors));
     }
     let not_reached = inputs
-        .gather_facts_with_probe(global, needing.clone())
+        .gather_facts_with_probe(global, needing.clone(), keep)
         .await;
     let mut replan = Vec::new();
     for job in needing {
@@ -190,6 +193,7 @@ pub async fn prepare(global: &GlobalArgs) -> Result<Prepared, InputErrors> {
         jobs,
         not_reached,
         order,
+        keep,
     })
 }
 
@@ -533,6 +537,7 @@ impl Inputs {
         &mut self,
         global: &GlobalArgs,
         jobs: Vec<Arc<HostJob>>,
+        keep: Keep,
     ) -> NotReached {
         if jobs.is_empty() {
             return NotReached::new();
@@ -540,7 +545,7 @@ impl Inputs {
         let forks = global.forks(jobs.len());
         let ssh = global.ssh_options();
         let asked: Vec<String> = jobs.iter().map(|j| j.target.label.clone()).collect();
-        let gathered = virtfleet_engine::facts::gather_with_probe(jobs, &ssh, forks).await;
+        let gathered = virtfleet_engine::facts::gather_with_probe(jobs, &ssh, forks, keep).await;
         self.keep_facts(&asked, gathered)
     }
 

@@ -2,7 +2,8 @@
 //! (`--forks`), and after gathering facts one per host until its converge (the connection is
 //! kept, so a host costs one login per run): at most one per targeted host, across all the
 //! plays of a run (they share one pool of kept connections). Under a limit too low for that,
-//! fewer connections are kept and the other hosts log in again to converge.
+//! fewer connections are kept and the other hosts log in again to converge, if they have
+//! anything to change (a host with nothing to do is not logged in to again in any case).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -45,7 +46,7 @@ pub fn ensure_open_files(
         eprintln!(
             "warning: keeping the connection to each of {wanted} hosts from facts to \
              converge needs about {} open files, but {}: connections kept: {kept}; the \
-             other hosts log in a second time",
+             other hosts with changes to make log in a second time",
             short.need, short.why
         );
     }

@@ -25,6 +25,7 @@ pub async fn phases(
         jobs,
         mut not_reached,
         order,
+        keep,
     } = prepared;
     let one_pass = |jobs, not_reached| {
         let hosts = Prepared::entries_of(jobs, not_reached, order.clone());
@@ -41,7 +42,7 @@ pub async fn phases(
         return one_pass(jobs, not_reached);
     }
     let mut jobs = jobs;
-    let held = read_held(&mut jobs, &transitions, global).await;
+    let held = read_held(&mut jobs, &transitions, global, keep).await;
     let mut states: BTreeMap<String, Vec<HostTransition>> = BTreeMap::new();
     let mut errors = Vec::new();
     let mut reached = Vec::new();
@@ -226,6 +227,7 @@ async fn read_held(
     jobs: &mut [HostJob],
     transitions: &[TransitionSpec],
     global: &GlobalArgs,
+    keep: facts::Keep,
 ) -> BTreeMap<String, Result<serde_json::Value, String>> {
     let unprobed: Vec<Arc<HostJob>> = jobs
         .iter()
@@ -233,7 +235,7 @@ async fn read_held(
         .map(|j| Arc::new(j.clone()))
         .collect();
     let forks = global.forks(unprobed.len().max(1));
-    let mut probed = facts::probe_early(unprobed, &global.ssh_options(), forks).await;
+    let mut probed = facts::probe_early(unprobed, &global.ssh_options(), forks, keep).await;
     let mut held = BTreeMap::new();
     for job in jobs {
         let host = job.target.label.clone();

@@ -1,6 +1,7 @@
 //! Converging one host over one SSH connection.
 
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::OnceCell;
 use virtfleet_plan::{redact, DesiredFile, Runs, ServicePlan};
 use virtfleet_ssh::{ClientOptions, Session};
 
@@ -20,33 +21,12 @@ pub(crate) async fn host(
     ssh: &ClientOptions,
     events: &UnboundedSender<Event>,
 ) -> Outcome {
-    let progress = Progress {
-        host: &job.target.label,
-        events,
+    let converger = Converger::new(job, ssh, apply, events);
+    let outcome = converger.run(mode).await;
+    // Never connected: the probe kept from the facts round trip showed nothing to do.
+    let Some(session) = converger.session.into_inner() else {
+        return outcome;
     };
-    progress.phase(Phase::Connect);
-    let session = match Session::connect(&job.target, ssh).await {
-        Ok(session) => session,
-        Err(e) => {
-            let status = if e.is_unreachable() {
-                Status::Unreachable
-            } else {
-                Status::Failed
-            };
-            return Outcome {
-                report: HostReport::failed(status, e.to_string()),
-                applied: Applied::default(),
-            };
-        }
-    };
-    let outcome = Converger {
-        session: &session,
-        job,
-        progress,
-        apply,
-    }
-    .run(mode)
-    .await;
     // With backups (a gated rotation), a host whose files were pushed is reached again right
     // after its gate, to remove its backups or restore them: over this connection.
     let followed = apply.backup_suffix.is_some()
@@ -81,13 +61,43 @@ impl Progress<'_> {
 }
 
 struct Converger<'a> {
-    session: &'a Session,
     job: &'a HostJob,
+    /// Opened on first use: a host whose kept probe shows nothing to do is not logged in to
+    /// again (its facts round trip did not keep its connection, see `nothing_to_do`).
+    session: OnceCell<Session>,
+    ssh: &'a ClientOptions,
     progress: Progress<'a>,
     apply: &'a ApplyOptions,
 }
 
-impl Converger<'_> {
+impl<'a> Converger<'a> {
+    fn new(
+        job: &'a HostJob,
+        ssh: &'a ClientOptions,
+        apply: &'a ApplyOptions,
+        events: &'a UnboundedSender<Event>,
+    ) -> Self {
+        Converger {
+            job,
+            session: OnceCell::new(),
+            ssh,
+            progress: Progress {
+                host: &job.target.label,
+                events,
+            },
+            apply,
+        }
+    }
+
+    /// The host's connection: the one an earlier step parked, or a new one.
+    async fn session(&self) -> Result<&Session, EngineError> {
+        self.session
+            .get_or_try_init(|| async {
+                self.progress.phase(Phase::Connect);
+                Ok(Session::connect(&self.job.target, self.ssh).await?)
+            })
+            .await
+    }
     async fn run(&self, mode: Mode) -> Outcome {
         let mut report = HostReport::new(Status::Ok);
         let mut applied = Applied::default();
@@ -99,7 +109,10 @@ impl Converger<'_> {
                 report.status = if touched { Status::Changed } else { Status::Ok };
             }
             Err(e) => {
-                report.status = Status::Failed;
+                report.status = match e.is_unreachable() {
+                    true => Status::Unreachable,
+                    false => Status::Failed,
+                };
                 report.error = Some(e.to_string());
                 applied.interrupted = !applied.pushed.is_empty();
             }
@@ -117,7 +130,6 @@ impl Converger<'_> {
         report: &mut HostReport,
         applied: &mut Applied,
     ) -> Result<(), EngineError> {
-        self.progress.phase(Phase::Probe);
         let mut state = self.probe().await?;
         let target = &self.job.target;
         let who = || match target.sudo_user() {
@@ -227,7 +239,7 @@ impl Converger<'_> {
                         .collect(),
                 });
             let stdin = script::push(&to_push, backup.as_ref());
-            let out = remote::exec_stdin(self.session, "push files", &stdin, None).await?;
+            let out = remote::exec_stdin(self.session().await?, "push files", &stdin, None).await?;
             applied.pushed = report.changed_files.clone();
             if !String::from_utf8_lossy(&out).contains(script::PUSH_DONE) {
                 return Err(EngineError::Incomplete("push files".into()));
@@ -381,9 +393,12 @@ impl Converger<'_> {
         if let Some(probed) = self.job.probed.as_deref() {
             let fresh = probed.at.elapsed() < crate::facts::PROBE_FRESH;
             if fresh && probed.target == self.job.target && probed.script == probe.digest() {
+                self.progress.phase(Phase::Probe);
                 return Ok(HostState::parse(&String::from_utf8_lossy(&probed.output)));
             }
         }
+        self.session().await?;
+        self.progress.phase(Phase::Probe);
         let out = self.exec("probe", &probe).await?;
         Ok(HostState::parse(&String::from_utf8_lossy(&out)))
     }
@@ -463,7 +478,7 @@ impl Converger<'_> {
 
     /// Runs a script; a non-zero exit becomes an error naming what failed and its stderr.
     async fn exec(&self, what: &str, script: &Script) -> Result<Vec<u8>, EngineError> {
-        remote::exec(self.session, what, script, None).await
+        remote::exec(self.session().await?, what, script, None).await
     }
 }
 
@@ -505,6 +520,25 @@ pub(crate) fn probe_script(job: &HostJob, backing_up: bool, facts: script::Facts
 
 /// The services with every merged file resolved against the host's current version, so
 /// that everything after the probe compares, pushes and marks the exact bytes to be written.
+/// Whether converging `job` on a host in `state` would neither write nor run anything there
+/// (every file as desired, every service applied with it in its current container, no
+/// leftover backups, no start times to read): a converge that finds this from the probe
+/// kept with the facts needs no connection.
+pub(crate) fn nothing_to_do(job: &HostJob, state: &HostState) -> bool {
+    let clean = state.unwritable_dirs.is_empty()
+        && state.engine_problem.is_none()
+        && !state.files.keys().any(|p| is_backup(p));
+    let Ok(services) = merged_services(&job.plan.services, state) else {
+        return false;
+    };
+    clean
+        && services.iter().all(|service| {
+            !needs_start_times(service, state)
+                && decide(service, state)
+                    .is_ok_and(|d| d.action == Action::Nothing && d.push.is_empty())
+        })
+}
+
 fn merged_services(
     services: &[ServicePlan],
     state: &HostState,
@@ -595,19 +629,9 @@ pub(crate) async fn roll_back(
     ssh: &ClientOptions,
     events: &UnboundedSender<Event>,
 ) -> Result<String, EngineError> {
-    let progress = Progress {
-        host: &job.target.label,
-        events,
-    };
-    progress.phase(Phase::Connect);
-    let session = Session::connect(&job.target, ssh).await?;
     let apply = ApplyOptions::default();
-    let converger = Converger {
-        session: &session,
-        job,
-        progress,
-        apply: &apply,
-    };
+    let converger = Converger::new(job, ssh, &apply, events);
+    converger.session().await?;
     let paths = backed_up_paths(job);
     // Only what this run replaced: a backup left by an earlier, killed run is not restored.
     let replaced: Vec<&str> = paths
@@ -631,6 +655,89 @@ pub(crate) async fn roll_back(
     let _ = converger
         .exec("remove backups", &script::remove_backups(&paths, suffix))
         .await;
-    session.close().await;
+    if let Some(session) = converger.session.into_inner() {
+        session.close().await;
+    }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use virtfleet_plan::HostPlan;
+    use virtfleet_ssh::Target;
+
+    use super::*;
+    use crate::state::FileState;
+    use crate::testutil::{file, service};
+
+    fn job() -> HostJob {
+        let files = vec![file("/k/svc/a.conf", "aa"), file("/k/svc/b.pem", "bb")];
+        let service = service(files, &[]);
+        HostJob {
+            target: Target::new("h", "127.0.0.1", "root"),
+            plan: Arc::new(HostPlan {
+                host: "h".into(),
+                vars: Default::default(),
+                services: vec![service],
+                container_engine: "podman".into(),
+                tls: None,
+                cert_dirs: Vec::new(),
+                audit: None,
+                let_through: Vec::new(),
+                reads_interfaces: false,
+                held_paths: Vec::new(),
+            }),
+            probed: None,
+        }
+    }
+
+    /// A host holding every file of `job` as planned, applied in container `c1`, which runs.
+    fn applied(job: &HostJob) -> HostState {
+        let service = &job.plan.services[0];
+        let mut state = HostState::default();
+        for f in &service.files {
+            let held = FileState {
+                mode: Some(f.mode),
+                owner: Some("root".into()),
+                group: Some("root".into()),
+                kind: Some(FileKind::File),
+                sha256: Some(f.sha256.clone()),
+            };
+            state.files.insert(f.path.clone(), held);
+        }
+        let marker = Marker::for_service(service, "c1");
+        state.markers.insert(service.marker_path.clone(), marker);
+        state.containers.insert("svc".into(), "c1".into());
+        state
+    }
+
+    #[test]
+    fn only_a_host_holding_and_running_everything_as_planned_has_nothing_to_do() {
+        let job = job();
+        assert!(nothing_to_do(&job, &applied(&job)));
+
+        let mut changed = applied(&job);
+        changed.files.get_mut("/k/svc/a.conf").unwrap().sha256 = Some("xx".into());
+        assert!(!nothing_to_do(&job, &changed), "a file to push");
+
+        let mut recreated = applied(&job);
+        recreated.containers.insert("svc".into(), "c2".into());
+        assert!(!nothing_to_do(&job, &recreated), "a restart");
+
+        let mut kolla_applied = applied(&job);
+        kolla_applied.markers.clear();
+        assert!(!nothing_to_do(&job, &kolla_applied), "start times to read");
+
+        let mut backups = applied(&job);
+        let backup = format!("/k/svc/a.conf{BACKUP_SUFFIX}");
+        let held = backups.files["/k/svc/a.conf"].clone();
+        backups.files.insert(backup, held);
+        assert!(!nothing_to_do(&job, &backups), "backups to remove");
+
+        let mut unwritable = applied(&job);
+        unwritable.unwritable_dirs.push("/k/svc".into());
+        assert!(!nothing_to_do(&job, &unwritable), "an error to report");
+    }
 }

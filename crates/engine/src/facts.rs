@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use virtfleet_ssh::{ClientOptions, Session, Target};
 
 use crate::converge::probe_script;
+use crate::state::HostState;
 use crate::{remote, script, wire::Tag, EngineError, HostJob};
 
 /// Most bytes of facts a host may answer with (a host with 1,000 interfaces and addresses
@@ -35,6 +36,19 @@ pub async fn gather(
         .collect()
 }
 
+/// Which connections a round trip that probes leaves parked for the run's later steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Every host's: its converge will probe again (a rotation's probe looks for backups
+    /// too; later batches probe anew).
+    Every,
+    /// Only those of hosts the probe shows work left on: the converge of a host with nothing
+    /// to do reads the kept probe and never logs in again, so a run that changes nothing
+    /// holds no more connections at once than `forks`. A host whose final plan differs from
+    /// the stand-in one logs in again if it needs to.
+    WithWorkLeft,
+}
+
 /// [`gather`], each host's probe riding along in the same round trip: `jobs` are planned on
 /// stand-in facts, whose paths, markers and containers are what the real plan has too (the
 /// converge checks: its own probe script must be the same, or it probes again).
@@ -42,8 +56,12 @@ pub async fn gather_with_probe(
     jobs: Vec<Arc<HostJob>>,
     ssh: &ClientOptions,
     forks: usize,
+    keep: Keep,
 ) -> BTreeMap<String, Result<Gathered, EngineError>> {
-    let asks = jobs.into_iter().map(Ask::WithProbe).collect();
+    let asks = jobs
+        .into_iter()
+        .map(|job| Ask::WithProbe(job, keep))
+        .collect();
     gather_all(asks, ssh, forks).await
 }
 
@@ -54,8 +72,9 @@ pub async fn probe_early(
     jobs: Vec<Arc<HostJob>>,
     ssh: &ClientOptions,
     forks: usize,
+    keep: Keep,
 ) -> BTreeMap<String, Result<Arc<Probed>, EngineError>> {
-    let asks = jobs.into_iter().map(Ask::Probe).collect();
+    let asks = jobs.into_iter().map(|job| Ask::Probe(job, keep)).collect();
     gather_all(asks, ssh, forks)
         .await
         .into_iter()
@@ -118,15 +137,15 @@ const MAX_KEPT_PROBE: usize = 1 << 20;
 
 enum Ask {
     Facts(Target),
-    WithProbe(Arc<HostJob>),
-    Probe(Arc<HostJob>),
+    WithProbe(Arc<HostJob>, Keep),
+    Probe(Arc<HostJob>, Keep),
 }
 
 impl Ask {
     fn target(&self) -> &Target {
         match self {
             Ask::Facts(target) => target,
-            Ask::WithProbe(job) | Ask::Probe(job) => &job.target,
+            Ask::WithProbe(job, _) | Ask::Probe(job, _) => &job.target,
         }
     }
 }
@@ -163,14 +182,14 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
     let script = match ask {
         Ask::Facts(_) => script::facts(),
         // The nodename alone (no `ip`) unless the stand-in plan read an interface.
-        Ask::WithProbe(job) => match job.plan.reads_interfaces {
+        Ask::WithProbe(job, _) => match job.plan.reads_interfaces {
             true => probe_script(job, false, script::Facts::All),
             false => probe_script(job, false, script::Facts::Nodename),
         },
-        Ask::Probe(job) => probe_script(job, false, script::Facts::None),
+        Ask::Probe(job, _) => probe_script(job, false, script::Facts::None),
     };
     let what = match ask {
-        Ask::Probe(_) => "probe",
+        Ask::Probe(..) => "probe",
         _ => "gather facts",
     };
     let out = remote::exec(&session, what, &script, None).await?;
@@ -182,11 +201,11 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
         )));
     }
     let facts = match ask {
-        Ask::Probe(_) => Value::Null,
+        Ask::Probe(..) => Value::Null,
         _ => parse(&text).ok_or_else(|| EngineError::Garbled("gather facts".into()))?,
     };
     let probed = match ask {
-        Ask::WithProbe(job) | Ask::Probe(job) if out.len() <= MAX_KEPT_PROBE => {
+        Ask::WithProbe(job, _) | Ask::Probe(job, _) if out.len() <= MAX_KEPT_PROBE => {
             // Kept until the host's converge, for every host: not the spare room of its growth.
             let mut out = out;
             out.shrink_to_fit();
@@ -200,9 +219,22 @@ async fn gather_one(ask: &Ask, ssh: &ClientOptions) -> Result<Gathered, EngineEr
         }
         _ => None,
     };
-    // Kept for the converge only when the host answered well: a host dropped from the run
-    // takes no place among the kept connections (dropped, the session closes).
-    session.park(target, ssh);
+    // Kept for the converge only when the host answered well (a host dropped from the run
+    // takes no place among the kept connections) and has work left, when asked so.
+    let done = match (ask, &probed) {
+        (
+            Ask::WithProbe(job, Keep::WithWorkLeft) | Ask::Probe(job, Keep::WithWorkLeft),
+            Some(p),
+        ) => crate::converge::nothing_to_do(
+            job,
+            &HostState::parse(&String::from_utf8_lossy(&p.output)),
+        ),
+        _ => false,
+    };
+    match done {
+        true => session.close().await,
+        false => session.park(target, ssh),
+    }
     Ok(Gathered { facts, probed })
 }
 

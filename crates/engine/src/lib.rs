@@ -11,6 +11,8 @@ pub mod facts;
 pub mod remote;
 pub mod script;
 pub mod state;
+#[cfg(test)]
+mod testutil;
 pub mod wire;
 
 use std::collections::BTreeMap;

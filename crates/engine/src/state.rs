@@ -468,38 +468,7 @@ pub fn needs_start_times(service: &ServicePlan, state: &HostState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use virtfleet_plan::Reload;
-
-    fn file(path: &str, sha: &str) -> DesiredFile {
-        DesiredFile {
-            path: path.into(),
-            content: Vec::new(),
-            mode: 0o600,
-            owner: None,
-            secret: false,
-            sha256: sha.into(),
-            source: Default::default(),
-            merge: None,
-            role: None,
-            cert_set: None,
-        }
-    }
-
-    fn service(files: Vec<DesiredFile>, reload: &[&str]) -> ServicePlan {
-        ServicePlan {
-            runs: virtfleet_plan::Runs::Container,
-            name: "svc".into(),
-            dir: "/k/svc".into(),
-            files,
-            ready: None,
-            after_restart: Vec::new(),
-            reload: (!reload.is_empty()).then(|| Reload {
-                files: reload.iter().map(|s| s.to_string()).collect(),
-                exec: vec![vec!["true".into()]],
-            }),
-            marker_path: "/k/svc/.virtfleet-applied".into(),
-        }
-    }
+    use crate::testutil::{file, service};
 
     fn host_with(service: &ServicePlan, applied: Option<&ServicePlan>, id: &str) -> HostState {
         let mut state = HostState::default();

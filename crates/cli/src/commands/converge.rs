@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
+use virtfleet_engine::facts::Keep;
 use virtfleet_engine::{HostJob, HostReport, Mode, Status};
 use virtfleet_rollout::ConvergePhase;
 
@@ -22,9 +23,15 @@ pub async fn run(
     // A downgrade is refused for every command that writes; `check` only shows.
     let allow_downgrade = args.allow_downgrade || read_only;
     // Bad input in any play is exit 2 before any host changes.
+    // In one batch, a host the facts round trip finds nothing to do on is not logged in to again, so
+    // its connection is not kept; later batches probe anew.
+    let keep = match args.batches.serial {
+        None => Keep::WithWorkLeft,
+        Some(_) => Keep::Every,
+    };
     let mut prepared = Vec::new();
     for play in global.plays() {
-        let ready = prepare(&play).await?;
+        let ready = prepare(&play, keep).await?;
         prepared.push((play, ready));
     }
     check_identities(&prepared)?;

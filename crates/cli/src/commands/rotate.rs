@@ -7,6 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Args;
+use virtfleet_engine::facts::Keep;
 use virtfleet_engine::Mode;
 use virtfleet_engine::{HostJob, HostReport, Status};
 use virtfleet_rollout::{rollover, ConvergePhase, Entry, Phase, Serial};
@@ -154,7 +155,8 @@ async fn plan(
     args: &RotateArgs,
     several: bool,
 ) -> Result<Result<Planned, ExitCode>, InputErrors> {
-    let prepared = prepare(global).await?;
+    // Every host's connection: its converge probes again (for backups too).
+    let prepared = prepare(global, Keep::Every).await?;
     let (mut inputs, jobs, unreachable) = (prepared.inputs, prepared.jobs, prepared.not_reached);
     if !unreachable.is_empty() {
         // Every host must take part in a rotation's phases: none is started without one.
