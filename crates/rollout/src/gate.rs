@@ -15,7 +15,7 @@ use virtfleet_engine::remote::{self, TlsProbe};
 use virtfleet_engine::script::Place;
 use virtfleet_engine::HostJob;
 use virtfleet_plan::{CertRole, TlsPlan};
-use virtfleet_ssh::{ClientOptions, Session};
+use virtfleet_ssh::{ClientOptions, SharedSessions};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT_SECONDS: u64 = 20;
@@ -75,7 +75,7 @@ pub async fn check(
     desired: &HostJob,
     peers: &Peers,
     ssh: &ClientOptions,
-    sessions: &PeerSessions,
+    sessions: &SharedSessions,
 ) -> Result<Vec<String>, String> {
     let expected = Expected::of(job, desired)?;
     let expected = &expected;
@@ -300,33 +300,12 @@ impl ServerCertVerifier for CaptureServerCert {
     }
 }
 
-/// Connections to peers, each opened by the first task that needs it and shared by the
-/// others (a batch's gates all ask the same one or two peers: a login each would be a burst
-/// to one sshd, which its `MaxStartups` answers by dropping connections). Closed when
-/// dropped; a failed connection is not kept, the next task tries again.
-#[derive(Clone, Default)]
-pub(crate) struct PeerSessions(Arc<std::sync::Mutex<PeerCells>>);
-
-type PeerCells = std::collections::HashMap<String, Arc<tokio::sync::OnceCell<Arc<Session>>>>;
-
-impl PeerSessions {
-    async fn session(&self, peer: &HostJob, ssh: &ClientOptions) -> Result<Arc<Session>, String> {
-        let cell = {
-            let mut cells = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            cells.entry(peer.target.label.clone()).or_default().clone()
-        };
-        let connect = || async { Session::connect(&peer.target, ssh).await.map(Arc::new) };
-        let session = cell.get_or_try_init(connect).await;
-        session.cloned().map_err(|e| e.to_string())
-    }
-}
-
 /// The same handshake from a peer host, with the peer's client pair (openssl on the peer).
 async fn served_from_peer(
     peer: &HostJob,
     host: &TlsPlan,
     ssh: &ClientOptions,
-    sessions: &PeerSessions,
+    sessions: &SharedSessions,
 ) -> Result<String, String> {
     let path = |role| {
         peer.plan
@@ -341,7 +320,7 @@ async fn served_from_peer(
         cert: path(CertRole::ClientCert)?,
         key: path(CertRole::ClientKey)?,
     };
-    let session = sessions.session(peer, ssh).await?;
+    let session = (sessions.connect(&peer.target, ssh).await).map_err(|e| e.to_string())?;
     remote::served_fingerprint(&session, &probe)
         .await
         .map_err(|e| e.to_string())
@@ -352,7 +331,7 @@ pub(crate) async fn peer_connects(
     peer: &HostJob,
     host: &TlsPlan,
     ssh: &ClientOptions,
-    sessions: &PeerSessions,
+    sessions: &SharedSessions,
 ) -> Result<(), String> {
     let service = &tls(peer)?.service;
     // A service the peer's plan leaves out still runs in its container, if anywhere.
@@ -363,7 +342,7 @@ pub(crate) async fn peer_connects(
             name: service,
         },
     };
-    let session = sessions.session(peer, ssh).await?;
+    let session = (sessions.connect(&peer.target, ssh).await).map_err(|e| e.to_string())?;
     remote::exec_in_service(
         &session,
         place,

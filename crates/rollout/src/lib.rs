@@ -18,7 +18,7 @@ use virtfleet_engine::{
     Applied, ApplyOptions, Event, HostJob, HostReport, Mode, Outcome, RunOptions, Status,
     BACKUP_SUFFIX,
 };
-use virtfleet_ssh::ClientOptions;
+use virtfleet_ssh::{ClientOptions, SharedSessions};
 
 pub use batch::{over_budget, Serial};
 pub use observer::{Note, Observer};
@@ -319,7 +319,7 @@ impl<'a> Rollout<'a> {
             checks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 // A connection of its own: each peer is asked once.
-                let own = gate::PeerSessions::default();
+                let own = SharedSessions::default();
                 let result = gate::peer_connects(&peer, &tls, &ssh, &own).await;
                 (name, peer.target.label, result)
             });
@@ -479,7 +479,7 @@ impl ApplyBatch for Gated<'_> {
         // Each gate holds a TLS connection: --forks at a time. They share one connection to
         // each peer they ask.
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(ctx.options.forks.max(1)));
-        let sessions = gate::PeerSessions::default();
+        let sessions = SharedSessions::default();
         // A gate that never reports (its task died) fails its host, never passes it.
         let mut gate_results: BTreeMap<String, Result<Vec<String>, String>> = BTreeMap::new();
         for job in batch {

@@ -28,7 +28,7 @@ use std::time::Duration;
 pub use config::{expand_home, HostConfig, SshConfig, StrictHostKeys};
 pub use error::SshError;
 pub use limits::{raise_open_files_limit, OpenFilesShort, FDS_BESIDE_CONNECTIONS};
-pub use pool::SessionPool;
+pub use pool::{SessionPool, SharedSessions};
 pub use session::{ExecOutput, Session};
 
 /// One host to connect to.

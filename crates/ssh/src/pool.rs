@@ -5,16 +5,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::{Session, Target};
+use crate::{ClientOptions, Session, SshError, Target};
 
 /// Parked sessions by the exact target they were opened for (address, port, user, key and
 /// `become`): a session is only ever reused for the same login. Each is taken once.
 /// And the run's connections to jump hosts, each opened once and shared by every target
-/// behind it.
+/// behind it ([`SharedSessions`]).
 #[derive(Clone)]
 pub struct SessionPool {
     parked: Arc<Mutex<HashMap<Target, Session>>>,
-    jumps: Arc<Mutex<HashMap<Target, JumpCell>>>,
+    pub(crate) jumps: SharedSessions,
     /// Sessions parked at once at most: the share of the open-files limit left to them.
     /// A session beyond it is closed, and its target logs in again when next reached.
     capacity: Arc<AtomicUsize>,
@@ -24,16 +24,46 @@ impl Default for SessionPool {
     fn default() -> Self {
         SessionPool {
             parked: Arc::default(),
-            jumps: Arc::default(),
+            jumps: SharedSessions::default(),
             capacity: Arc::new(AtomicUsize::new(usize::MAX)),
         }
     }
 }
 
-/// One jump host's connection: opened by the first target that needs it, while the others
-/// wait for it. A failure is not kept: the next target tries again (a bastion back after a
-/// blip serves the rest of the run).
-type JumpCell = Arc<tokio::sync::OnceCell<Arc<Session>>>;
+/// Connections shared by many tasks (to a jump host, by the targets behind it; to a peer, by
+/// a batch's gates), each opened by the first task that needs it while the others wait: not
+/// a burst of logins to one sshd. A failure is not kept, nor a connection that closed: the
+/// next task tries again (a host back after a blip serves the rest). Each connection ends
+/// when its last holder drops it.
+#[derive(Clone, Default)]
+pub struct SharedSessions(Arc<Mutex<HashMap<Target, SharedCell>>>);
+
+type SharedCell = Arc<tokio::sync::OnceCell<Arc<Session>>>;
+
+impl SharedSessions {
+    /// The shared connection to `target` (a parked one if `opts.pool` holds it).
+    pub async fn connect(
+        &self,
+        target: &Target,
+        opts: &ClientOptions,
+    ) -> Result<Arc<Session>, SshError> {
+        let open = || async { Session::connect(target, opts).await.map(Arc::new) };
+        self.cell(target).get_or_try_init(open).await.cloned()
+    }
+
+    /// `target`'s cell: its connection, once the first caller has opened it.
+    pub(crate) fn cell(&self, target: &Target) -> SharedCell {
+        let mut cells = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let closed = cells
+            .get(target)
+            .and_then(|cell| cell.get())
+            .is_some_and(|session| session.is_closed());
+        if closed {
+            cells.remove(target);
+        }
+        cells.entry(target.clone()).or_default().clone()
+    }
+}
 
 impl std::fmt::Debug for SessionPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,19 +115,5 @@ impl SessionPool {
     /// The parked session for `target`, if it is still open.
     pub(crate) fn take(&self, target: &Target) -> Option<Session> {
         self.lock().remove(target).filter(|s| !s.is_closed())
-    }
-
-    /// The jump host's cell: its connection, once the first caller has opened it.
-    pub(crate) fn jump(&self, jump: &Target) -> JumpCell {
-        let mut jumps = self.jumps.lock().unwrap_or_else(|e| e.into_inner());
-        // A connection that closed (the jump host went away) is opened again.
-        let closed = jumps
-            .get(jump)
-            .and_then(|cell| cell.get())
-            .is_some_and(|session| session.is_closed());
-        if closed {
-            jumps.remove(jump);
-        }
-        jumps.entry(jump.clone()).or_default().clone()
     }
 }

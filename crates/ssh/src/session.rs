@@ -95,7 +95,7 @@ async fn through_jump(
         address: format!("{}:{} through {}", target.address, target.port, jump.label),
         reason,
     };
-    let cell = opts.pool.jump(jump);
+    let cell = opts.pool.jumps.cell(jump);
     let opened = cell.get_or_try_init(|| async { dial_boxed(jump, opts).await.map(Arc::new) });
     let session = match timeout_at(deadline, opened).await {
         Ok(Ok(session)) => session.clone(),
