@@ -83,6 +83,19 @@ fn hosts_behind_a_bastion_are_deployed_through_one_connection_and_keep_their_own
     for host in [a, b] {
         assert_eq!(host_report(&report, host)["status"], "ok", "{report}");
     }
+    // Behind the bastion, hosts are channels of its one connection: the open files of one
+    // socket (and virtfleet's own 64) are enough for two hosts at once.
+    let cmd = fleet.command(&[&["check", "--forks", "2"][..], &limit].concat());
+    let out = Command::new("prlimit")
+        .arg("--nofile=65:65")
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("open files"), "{stderr}");
 
     // A changed host key behind the bastion fails that host only: each target's key is
     // checked against known_hosts, as if it were dialled directly.

@@ -260,7 +260,19 @@ impl Reach {
 }
 
 impl Inputs {
+    /// [`Inputs::read`] for a command that reaches the hosts: with the open files that needs.
     pub fn load(args: &GlobalArgs) -> Result<Inputs, InputErrors> {
+        let inputs = Inputs::read(args)?;
+        // A connection to each targeted host may stay open from facts to converge.
+        let forks = args.forks(inputs.hosts.len());
+        let sockets = inputs.sockets();
+        crate::limits::ensure_open_files(sockets, forks, args.forks.is_some(), &args.sessions)
+            .map_err(InputErrors::one)?;
+        Ok(inputs)
+    }
+
+    /// The inventory, variables, playbooks and certificates' places; no host is reached.
+    pub fn read(args: &GlobalArgs) -> Result<Inputs, InputErrors> {
         // Absolute, so template and certificate searches do not depend on where they run.
         let configdir = std::path::absolute(&args.configdir)
             .map_err(|e| InputErrors::one(format!("{}: {e}", args.configdir.display())))?;
@@ -347,12 +359,33 @@ impl Inputs {
         dns.sort();
         dns.dedup();
         inputs.fleet_client_dns = dns;
-        // A connection to each targeted host may stay open from facts to converge.
-        let hosts = inputs.hosts.len();
-        let forks = args.forks(hosts);
-        crate::limits::ensure_open_files(hosts, forks, args.forks.is_some(), &args.sessions)
-            .map_err(InputErrors::one)?;
         Ok(inputs)
+    }
+
+    /// Sockets a connection to every targeted host holds at once: a host behind a jump host
+    /// is a channel of the jump host's one connection (a host whose connection settings do
+    /// not resolve counts as a socket of its own, planning reports it; each hop of a chain
+    /// counts).
+    fn sockets(&self) -> usize {
+        let user = default_user();
+        let targets = crate::parallel::map(&self.hosts, |host| {
+            target(host, &self.vars(host), &user, &self.reach).ok()
+        });
+        let mut jumps = std::collections::HashSet::new();
+        let mut direct = 0;
+        for target in &targets {
+            match target.as_ref().and_then(|t| t.jump.as_ref()) {
+                Some(mut jump) => {
+                    jumps.insert(jump.clone());
+                    while let Some(next) = &jump.jump {
+                        jumps.insert(next.clone());
+                        jump = next;
+                    }
+                }
+                None => direct += 1,
+            }
+        }
+        direct + jumps.len()
     }
 
     /// [`Inputs::load`] and [`Inputs::gather_facts`], for commands that work on the
