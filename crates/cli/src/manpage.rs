@@ -28,6 +28,23 @@ const EXAMPLES: [&str; 4] = [
     "virtfleet -i multinode audit --report audit.json",
 ];
 
+/// The environment variables virtfleet reads besides those of its options (which the
+/// ENVIRONMENT section takes from the command-line definition).
+const ENVIRONMENT: [(&str, &str); 3] = [
+    (
+        "HOME",
+        "~ in key and known_hosts paths, and the default known_hosts file \
+         (~/.ssh/known_hosts); ~/.ssh/config is found in the home directory the user \
+         database names, as ssh finds it",
+    ),
+    ("SSH_AUTH_SOCK", "the SSH agent, tried after the key files"),
+    (
+        "USER",
+        "the SSH user when neither the inventory (ansible_user) nor the SSH client \
+         configuration names one",
+    ),
+];
+
 const GUIDE: &str = "The operator's guide, every command and globals variable: docs/ in the \
     source tree, installed by scripts/install.sh as PREFIX/share/doc/virtfleet (commands.md, \
     variables.md, rotation.md).";
@@ -60,6 +77,27 @@ fn exit_status_section(w: &mut dyn Write) -> io::Result<()> {
     writeln!(w, ".SH \"EXIT STATUS\"")?;
     for (code, meaning) in EXIT_CODES {
         writeln!(w, ".TP\n\\fB{code}\\fR\n{}", roff(meaning))?;
+    }
+    Ok(())
+}
+
+/// The options' variables (`--configdir`'s VIRTFLEET_CONFIGDIR), then [`ENVIRONMENT`].
+fn environment_section(command: &clap::Command, w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w, ".SH ENVIRONMENT")?;
+    for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+        let (Some(name), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        writeln!(
+            w,
+            ".TP\n\\fB{}\\fR\n{}",
+            roff(&name),
+            roff(&format!("--{long} when it is not given"))
+        )?;
+    }
+    for (name, meaning) in ENVIRONMENT {
+        writeln!(w, ".TP\n\\fB{name}\\fR\n{}", roff(meaning))?;
     }
     Ok(())
 }
@@ -116,6 +154,9 @@ fn page(man: &Man, command: &clap::Command, main: bool, w: &mut dyn Write) -> io
     }
     if command.has_subcommands() {
         man.render_subcommands_section(w)?;
+    }
+    if main {
+        environment_section(command, w)?;
     }
     exit_status_section(w)?;
     if main {

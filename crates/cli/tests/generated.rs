@@ -49,6 +49,11 @@ fn every_man_page_the_main_one_refers_to_is_generated() {
         main.contains(".SH EXAMPLES") && !main.contains(".SH EXTRA"),
         "{main}"
     );
+    // The environment: the options' variables from the definition, then the others.
+    let environment = main.split(".SH ENVIRONMENT").nth(1).expect("ENVIRONMENT");
+    for name in ["VIRTFLEET_CONFIGDIR", "HOME", "SSH_AUTH_SOCK", "USER"] {
+        assert!(environment.contains(name), "{name}: {environment}");
+    }
     for sub in SUBCOMMANDS {
         let page = dir.path().join(format!("virtfleet-{sub}.1"));
         let text = std::fs::read_to_string(&page).unwrap_or_else(|_| panic!("no {page:?}"));
