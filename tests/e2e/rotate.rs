@@ -354,6 +354,8 @@ fn a_ca_rollover_never_cuts_any_pair_of_hosts_off() {
     }
 
     // The rerun resumes: phase 1 has nothing left, phase 2 finishes, phase 3 drops the old CA.
+    let logins = || -> Vec<usize> { all.iter().map(|h| fleet.host(h).logins()).collect() };
+    let before = logins();
     let mut child = fleet
         .command(&["rotate", "--serial", "2", "--pause", PAUSE, "--yes", "-v"])
         .stdout(Stdio::piped())
@@ -361,14 +363,26 @@ fn a_ca_rollover_never_cuts_any_pair_of_hosts_off() {
         .spawn()
         .unwrap();
     let mut seen = Vec::new();
+    let mut probed = 0;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
         seen.push(line.clone());
         if line.starts_with("batch ") && line.contains(" done: ") {
             probe_between_batches(&fleet, &all, child.id(), true, &line);
+            probed += 1;
         }
     }
     let status = child.wait().unwrap();
+    // virtfleet's logins: less the probes' (each host asks its 3 peers per probe).
+    let added: Vec<usize> = logins()
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b - 3 * probed)
+        .collect();
+    // compute04, in every phase's last batch, is no gate's peer (gates ask a host rotated
+    // before and one not yet rotated): its count is its own. One connection carries it
+    // through the phases left (each later phase takes it over instead of logging in again).
+    assert_eq!(added[3], 1, "logins per host: {added:?}");
     let seen = seen.join("\n");
     fleet.assert_no_secret(seen.as_bytes(), &["rotate"]);
     assert!(status.success(), "{seen}");

@@ -28,9 +28,10 @@ pub(crate) async fn host(
         return outcome;
     };
     // With backups (a gated rotation), a host whose files were pushed is reached again right
-    // after its gate, to remove its backups or restore them: over this connection.
-    let followed = apply.backup_suffix.is_some()
-        && (outcome.report.status == Status::Changed || !outcome.applied.pushed.is_empty());
+    // after its gate, to remove its backups or restore them: over this connection. So is
+    // every host when a later phase follows.
+    let pushed = outcome.report.status == Status::Changed || !outcome.applied.pushed.is_empty();
+    let followed = apply.reached_again || (apply.backup_suffix.is_some() && pushed);
     if followed {
         session.park(&job.target, ssh);
     } else {

@@ -237,6 +237,9 @@ pub struct ApplyOptions {
     /// Before replacing files, keep the previous ones (and the applied markers) beside them as
     /// `<path><suffix>` (hard links: content, mode and owner exactly as they were), for [`roll_back`]; [`remove_backups`] deletes them.
     pub backup_suffix: Option<String>,
+    /// The run reaches every host again after this (a rotation's later phase): each
+    /// connection is parked rather than closed.
+    pub reached_again: bool,
 }
 
 /// What one apply changed on a host: handed back by [`run_with`] and consumed by
@@ -363,14 +366,11 @@ pub async fn remove_backups(
     job: &HostJob,
     suffix: &str,
     ssh: &ClientOptions,
+    after: remote::After,
 ) -> Result<(), EngineError> {
     let paths = converge::backed_up_paths(job);
-    remote::run(
-        &job.target,
-        ssh,
-        "remove backups",
-        &script::remove_backups(&paths, suffix),
-    )
-    .await
-    .map(|_| ())
+    let script = script::remove_backups(&paths, suffix);
+    remote::run(&job.target, ssh, "remove backups", &script, after)
+        .await
+        .map(|_| ())
 }

@@ -15,8 +15,9 @@ pub async fn run(
     ssh: &ClientOptions,
     what: &str,
     script: &Script,
+    after: After,
 ) -> Result<Vec<u8>, EngineError> {
-    run_with_timeout(target, ssh, what, script, None, After::Close).await
+    run_with_timeout(target, ssh, what, script, None, after).await
 }
 
 /// What becomes of a one-off's connection.
@@ -24,7 +25,7 @@ pub async fn run(
 pub enum After {
     Close,
     /// Parked in the run's pool, when the command succeeded: the host's next step in this
-    /// run (its converge) takes it instead of logging in again.
+    /// run (its converge, a later phase's) takes it instead of logging in again.
     Park,
 }
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use virtfleet_engine::remote::After;
 use virtfleet_engine::{
     Applied, ApplyOptions, Event, HostJob, HostReport, Mode, Outcome, RunOptions, Status,
     BACKUP_SUFFIX,
@@ -143,14 +144,16 @@ pub async fn rotate(
     let Some(desired) = phases.last().map(|p| &p.jobs[..]) else {
         return rollout.reports;
     };
-    let apply = ApplyOptions {
-        force_restart,
-        backup_suffix: Some(BACKUP_SUFFIX.into()),
-    };
     for (i, phase) in phases.iter().enumerate() {
         if let (Some(title), false) = (&phase.title, rollout.stopped) {
             observer.note(Note::Phase { title });
         }
+        let apply = ApplyOptions {
+            force_restart,
+            backup_suffix: Some(BACKUP_SUFFIX.into()),
+            // A later phase reaches every host again: over the connection it has.
+            reached_again: i + 1 < phases.len(),
+        };
         let mut gated = Gated {
             apply: &apply,
             desired,
@@ -534,8 +537,13 @@ impl ApplyBatch for Gated<'_> {
             let mut notes = (report.status == Status::Ok).then(Vec::new);
             match gate_results.remove(name) {
                 Some(Ok(seen)) => {
+                    let after = match self.apply.reached_again {
+                        true => After::Park,
+                        false => After::Close,
+                    };
+                    let ssh = &ctx.options.ssh;
                     if let Err(e) =
-                        virtfleet_engine::remove_backups(job, BACKUP_SUFFIX, &ctx.options.ssh).await
+                        virtfleet_engine::remove_backups(job, BACKUP_SUFFIX, ssh, after).await
                     {
                         ctx.observer.note(Note::Warning(format!("{name}: {e}")));
                     }
