@@ -525,6 +525,31 @@ impl ApplyBatch for Gated<'_> {
             }
         }
 
+        // The backups of the hosts that passed go, --forks at a time, each over the host's
+        // own connection; a later phase takes that connection over.
+        let after = match self.apply.reached_again {
+            true => After::Park,
+            false => After::Close,
+        };
+        let mut removals = tokio::task::JoinSet::new();
+        for job in batch {
+            if let Some(Ok(_)) = gate_results.get(&job.target.label) {
+                let (job, ssh, permits) = (job.clone(), ctx.options.ssh.clone(), permits.clone());
+                removals.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let removed =
+                        virtfleet_engine::remove_backups(&job, BACKUP_SUFFIX, &ssh, after).await;
+                    (job.target.label, removed.map_err(|e| e.to_string()))
+                });
+            }
+        }
+        let mut removed = BTreeMap::new();
+        while let Some(joined) = removals.join_next().await {
+            if let Ok((name, result)) = joined {
+                removed.insert(name, result);
+            }
+        }
+
         let mut reports = Reports::new();
         for job in batch {
             let name = &job.target.label;
@@ -537,14 +562,12 @@ impl ApplyBatch for Gated<'_> {
             let mut notes = (report.status == Status::Ok).then(Vec::new);
             match gate_results.remove(name) {
                 Some(Ok(seen)) => {
-                    let after = match self.apply.reached_again {
-                        true => After::Park,
-                        false => After::Close,
+                    let failed = match removed.remove(name) {
+                        Some(Ok(())) => None,
+                        Some(Err(e)) => Some(e),
+                        None => Some("removing backups did not finish".into()),
                     };
-                    let ssh = &ctx.options.ssh;
-                    if let Err(e) =
-                        virtfleet_engine::remove_backups(job, BACKUP_SUFFIX, ssh, after).await
-                    {
+                    if let Some(e) = failed {
                         ctx.observer.note(Note::Warning(format!("{name}: {e}")));
                     }
                     notes = Some(seen);
