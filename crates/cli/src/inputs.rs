@@ -249,7 +249,7 @@ impl Reach {
             .map(|path| SshConfig::load(&path).map_err(InputErrors::one))
             .transpose()?;
         for skipped in ssh_config.iter().flat_map(|c| &c.skipped) {
-            eprintln!("warning: {skipped} (virtfleet reads Host blocks only)");
+            eprintln!("warning: {skipped}");
         }
         Ok(Reach {
             ssh_config,

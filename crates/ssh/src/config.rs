@@ -13,7 +13,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SshConfig {
     blocks: Vec<Block>,
-    /// `file:line: what` for each line not read (`Match` blocks).
+    /// `file:line: what` for each line not read (`Match` blocks) or file skipped (a missing
+    /// `Include`), to be shown as warnings.
     pub skipped: Vec<String>,
 }
 
@@ -134,8 +135,9 @@ impl SshConfig {
                 }
                 "match" => {
                     in_match = true;
-                    self.skipped
-                        .push(format!("{at}: Match blocks are not read"));
+                    self.skipped.push(format!(
+                        "{at}: Match blocks are not read (virtfleet reads Host blocks only)"
+                    ));
                 }
                 _ if in_match => {}
                 "include" => {
@@ -145,7 +147,15 @@ impl SshConfig {
                         ));
                     }
                     for word in words(value).map_err(|e| format!("{at}: {e}"))? {
-                        for file in included_files(&word).map_err(|e| format!("{at}: {e}"))? {
+                        let files = included_files(&word).map_err(|e| format!("{at}: {e}"))?;
+                        // ssh skips it silently; a misspelt name would show only as hosts
+                        // reached the wrong way.
+                        if files.is_empty() && !word.contains(['*', '?']) {
+                            self.skipped.push(format!(
+                                "{at}: Include {word}: no such file, skipped (as ssh does)"
+                            ));
+                        }
+                        for file in files {
                             // A file refused is named with the line that pulled it in.
                             let text = SshConfig::read_checked(&file)
                                 .map_err(|e| format!("{at}: Include: {e}"))?;
@@ -414,7 +424,10 @@ Host *
         );
         assert_eq!(c.identity_files.len(), 2);
         assert_eq!(c.hostname, None);
-        assert_eq!(config().skipped, ["/c:16: Match blocks are not read"]);
+        assert_eq!(
+            config().skipped,
+            ["/c:16: Match blocks are not read (virtfleet reads Host blocks only)"]
+        );
     }
 
     #[test]
@@ -510,6 +523,9 @@ mod include_tests {
         assert_eq!(c2.proxy_jump.as_deref(), Some("bastion"));
         let bastion = config.host("bastion").unwrap();
         assert_eq!(bastion.hostname.as_deref(), Some("192.0.2.1"));
+        // A named file that is missing is skipped, and said so; a pattern may match nothing.
+        let absent = format!("/main:2: Include {d}/absent: no such file, skipped (as ssh does)");
+        assert_eq!(config.skipped, [absent]);
 
         // A problem in an included file names that file and line.
         write("conf.d/30-bad.conf", "Host c3\n  Port nope\n");
