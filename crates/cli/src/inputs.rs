@@ -264,9 +264,10 @@ impl Inputs {
     pub fn load(args: &GlobalArgs) -> Result<Inputs, InputErrors> {
         let inputs = Inputs::read(args)?;
         // A connection to each targeted host may stay open from facts to converge.
-        let forks = args.forks(inputs.hosts.len());
-        let sockets = inputs.sockets();
-        crate::limits::ensure_open_files(sockets, forks, args.forks.is_some(), &args.sessions)
+        let hosts = inputs.hosts.len();
+        let forks = args.forks(hosts);
+        let (sockets, given) = (inputs.sockets(), args.forks.is_some());
+        crate::limits::ensure_open_files(hosts, sockets, forks, given, &args.sessions)
             .map_err(InputErrors::one)?;
         Ok(inputs)
     }
@@ -363,13 +364,29 @@ impl Inputs {
     }
 
     /// Sockets a connection to every targeted host holds at once: a host behind a jump host
-    /// is a channel of the jump host's one connection (a host whose connection settings do
-    /// not resolve counts as a socket of its own, planning reports it; each hop of a chain
-    /// counts).
+    /// is a channel of the jump host's one connection. Read from the variables as written,
+    /// before templates are rendered, so a host whose address or SSH arguments are
+    /// templated, or whose settings do not resolve, counts as a socket of its own; each hop
+    /// of a chain counts.
     fn sockets(&self) -> usize {
+        const DECIDE_THE_JUMP: [&str; 4] = [
+            "ansible_host",
+            "ansible_ssh_host",
+            "ansible_ssh_common_args",
+            "ansible_ssh_extra_args",
+        ];
         let user = default_user();
         let targets = crate::parallel::map(&self.hosts, |host| {
-            target(host, &self.vars(host), &user, &self.reach).ok()
+            let vars = self.vars(host);
+            let templated = |name: &&str| {
+                vars.get(*name)
+                    .and_then(|v| v.as_str())
+                    .is_some_and(virtfleet_plan::is_templated)
+            };
+            if DECIDE_THE_JUMP.iter().any(templated) {
+                return None;
+            }
+            target(host, &vars, &user, &self.reach).ok()
         });
         let mut jumps = std::collections::HashSet::new();
         let mut direct = 0;

@@ -3,24 +3,29 @@
 //! kept, so a host costs one login per run): at most one per targeted host, across all the
 //! plays of a run (they share one pool of kept connections). Under a limit too low for that,
 //! fewer connections are kept and the other hosts log in again to converge, if they have
-//! anything to change (a host with nothing to do is not logged in to again in any case).
+//! anything to change (a host whose probe, read with its facts, shows nothing to do is not
+//! reached again while that probe is fresh).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use virtfleet_ssh::{SessionPool, FDS_BESIDE_CONNECTIONS};
 
-/// Raises the soft limit for a connection to each of `hosts` at once beside those `pool`
-/// keeps already. When the hard limit is lower, caps `pool` to what fits beside `forks`
-/// working connections (saying so once per process); Err when not even `forks` fit.
+/// Raises the soft limit for a connection to each of `hosts` at once (`sockets` of them: a
+/// host behind a jump host is a channel of the jump host's connection) beside those `pool`
+/// keeps already; at least `forks` (each host worked on may hold a descriptor of its own
+/// for a while: the agent's socket while it logs in, a rotation gate's TLS connection).
+/// When the hard limit is lower, caps `pool` to what fits beside `forks` working
+/// connections (saying so once per process); Err when not even `forks` fit.
 pub fn ensure_open_files(
     hosts: usize,
+    sockets: usize,
     forks: usize,
     forks_given: bool,
     pool: &SessionPool,
 ) -> Result<(), String> {
     static WARNED: AtomicBool = AtomicBool::new(false);
     let forks = forks.min(hosts);
-    let wanted = hosts.saturating_add(pool.parked());
+    let wanted = sockets.max(forks).saturating_add(pool.parked());
     let short = match virtfleet_ssh::raise_open_files_limit(wanted) {
         // Each host holds one connection at most, working or kept: all fit.
         Ok(_) => {
@@ -44,9 +49,9 @@ pub fn ensure_open_files(
     pool.limit_parked(usize::try_from(kept).unwrap_or(usize::MAX));
     if !WARNED.swap(true, Ordering::Relaxed) {
         eprintln!(
-            "warning: keeping the connection to each of {wanted} hosts from facts to \
-             converge needs about {} open files, but {}: connections kept: {kept}; the \
-             other hosts with changes to make log in a second time",
+            "warning: keeping each host's connection from facts to converge needs about \
+             {} open files, but {}: connections kept: {kept}; the other hosts with changes \
+             to make log in a second time",
             short.need, short.why
         );
     }

@@ -23,8 +23,12 @@ pub(crate) async fn host(
 ) -> Outcome {
     let converger = Converger::new(job, ssh, apply, events);
     let outcome = converger.run(mode).await;
-    // Never connected: the probe kept from the facts round trip showed nothing to do.
+    // Never connected: the probe kept from the facts round trip said all it needed. A
+    // connection an earlier step kept for this converge is not needed either.
     let Some(session) = converger.session.into_inner() else {
+        if !apply.reached_again {
+            ssh.pool.release(&job.target);
+        }
         return outcome;
     };
     // With backups (a gated rotation), a host whose files were pushed is reached again right
@@ -224,6 +228,12 @@ impl<'a> Converger<'a> {
             return Ok(());
         }
 
+        // Work to do: connect now, so that a failed connection fails the host here rather
+        // than inside a step that falls back on failure (a reload would turn into a restart).
+        let acts = decisions.iter().any(|d| d.action != Action::Nothing);
+        if !to_push.is_empty() || (acts && mode == Mode::Converge) {
+            self.session().await?;
+        }
         if !to_push.is_empty() {
             self.progress.phase(Phase::Push);
             let backup = self
@@ -523,8 +533,8 @@ pub(crate) fn probe_script(job: &HostJob, backing_up: bool, facts: script::Facts
 /// that everything after the probe compares, pushes and marks the exact bytes to be written.
 /// Whether converging `job` on a host in `state` would neither write nor run anything there
 /// (every file as desired, every service applied with it in its current container, no
-/// leftover backups, no start times to read): a converge that finds this from the probe
-/// kept with the facts needs no connection.
+/// leftover backups): a converge that finds this from the probe kept with the facts needs
+/// no connection.
 pub(crate) fn nothing_to_do(job: &HostJob, state: &HostState) -> bool {
     let clean = state.unwritable_dirs.is_empty()
         && state.engine_problem.is_none()
@@ -532,11 +542,10 @@ pub(crate) fn nothing_to_do(job: &HostJob, state: &HostState) -> bool {
     let Ok(services) = merged_services(&job.plan.services, state) else {
         return false;
     };
+    // (A service without a marker, whose start times would be read, is never Nothing.)
     clean
         && services.iter().all(|service| {
-            !needs_start_times(service, state)
-                && decide(service, state)
-                    .is_ok_and(|d| d.action == Action::Nothing && d.push.is_empty())
+            decide(service, state).is_ok_and(|d| d.action == Action::Nothing && d.push.is_empty())
         })
 }
 
@@ -729,7 +738,7 @@ mod tests {
 
         let mut kolla_applied = applied(&job);
         kolla_applied.markers.clear();
-        assert!(!nothing_to_do(&job, &kolla_applied), "start times to read");
+        assert!(!nothing_to_do(&job, &kolla_applied), "adopt or restart");
 
         let mut backups = applied(&job);
         let backup = format!("/k/svc/a.conf{BACKUP_SUFFIX}");

@@ -73,6 +73,7 @@ pub use playbook::{
     HostServiceSpec, Playbook, ReadySpec, ReloadSpec, Requirement, ServiceSpec, StepSpec, TlsSpec,
 };
 pub use redact::redact;
+pub use render::is_templated;
 pub use transition::{
     held_paths, held_values, host_transitions, start_phase, Downgrade, HeldSpec, HostTransition,
     PhaseSpec, TransitionSpec, HELD_VAR,

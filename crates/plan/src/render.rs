@@ -367,7 +367,7 @@ pub(crate) fn find_in(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
 }
 
 /// True when a string needs rendering at all.
-pub(crate) fn is_templated(text: &str) -> bool {
+pub fn is_templated(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
 }
 

@@ -112,6 +112,12 @@ impl SessionPool {
         }
     }
 
+    /// Closes the session parked for `target`, if any: the step it was kept for did not
+    /// need it.
+    pub fn release(&self, target: &Target) {
+        self.lock().remove(target);
+    }
+
     /// The parked session for `target`, if it is still open.
     pub(crate) fn take(&self, target: &Target) -> Option<Session> {
         self.lock().remove(target).filter(|s| !s.is_closed())

@@ -23,14 +23,17 @@ pub async fn run(
     // A downgrade is refused for every command that writes; `check` only shows.
     let allow_downgrade = args.allow_downgrade || read_only;
     // Bad input in any play is exit 2 before any host changes.
-    // In one batch, a host the facts round trip finds nothing to do on is not logged in to again, so
-    // its connection is not kept; later batches probe anew.
-    let keep = match args.batches.serial {
-        None => Keep::WithWorkLeft,
-        Some(_) => Keep::Every,
+    // One play in one batch: a host the facts round trip finds nothing to do on is not
+    // reached again while that probe is fresh, so its connection is not kept. Later batches
+    // probe anew, and a later play's hosts wait for the plays before it (their probes go
+    // stale): those keep every connection.
+    let plays = global.plays();
+    let keep = match (args.batches.serial, plays.len()) {
+        (None, 1) => Keep::WithWorkLeft,
+        _ => Keep::Every,
     };
     let mut prepared = Vec::new();
-    for play in global.plays() {
+    for play in plays {
         let ready = prepare(&play, keep).await?;
         prepared.push((play, ready));
     }
