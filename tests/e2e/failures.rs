@@ -650,6 +650,17 @@ fn bad_input_broken_ini_host_line_names_file_and_line() {
 }
 
 #[test]
+fn bad_input_an_ssh_config_error_every_host_shares_is_one_line() {
+    let input = BadInput::new(TCP_SASL);
+    let config = input.dir.path().join("ssh_config");
+    std::fs::write(&config, "Host *\n  Port nope\n").unwrap();
+    let stderr = input.rejected(&["-F", config.to_str().unwrap()]);
+    let problem = format!("{}:2: Port \"nope\"", config.display());
+    assert_eq!(stderr.matches(&problem).count(), 1, "{stderr}");
+    assert!(stderr.contains("hosts node-a, node-b"), "{stderr}");
+}
+
+#[test]
 fn bad_input_become_with_a_sudo_password_is_refused_without_showing_it() {
     let input = BadInput::new(TCP_SASL);
     let mut inventory = read(&input.inventory());

@@ -777,7 +777,9 @@ impl Inputs {
                 }
                 _ => e.to_string(),
             })?;
-            let target = target(host, &plan.vars, default_user, &self.reach)?;
+            // `host NAME: `, as other per-host problems: one line for a problem many share.
+            let target = target(host, &plan.vars, default_user, &self.reach)
+                .map_err(|e| format!("host {e}"))?;
             // Nothing reads a host's variables after this (the plan carries what it needs),
             // and every host holding a copy of every variable costs gigabytes on a large
             // globals.yml: keep only what messages may want, the connection settings.
