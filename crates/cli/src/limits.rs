@@ -36,22 +36,26 @@ pub fn ensure_open_files(
     };
     let working = (forks as u64).saturating_add(FDS_BESIDE_CONNECTIONS);
     let Some(kept) = short.limit.checked_sub(working) else {
+        let remedy = match forks {
+            1 => "raise the limit",
+            _ => "lower --forks, or raise the limit",
+        };
         let forks = match forks_given {
             true => format!("--forks {forks}"),
             false => format!("{forks} hosts at once (--forks, default: the hosts, at most 100)"),
         };
         return Err(format!(
-            "{forks} needs about {working} open files, but {}: lower --forks, or raise the \
-             limit",
+            "{forks} needs about {working} open files, but {}: {remedy}",
             short.why
         ));
     };
     pool.limit_parked(usize::try_from(kept).unwrap_or(usize::MAX));
     if !WARNED.swap(true, Ordering::Relaxed) {
         eprintln!(
-            "warning: keeping each host's connection from facts to converge needs about \
-             {} open files, but {}: connections kept: {kept}; the other hosts with changes \
-             to make log in a second time",
+            "warning: keeping each host's connection from facts to converge would need \
+             about {} open files, but {}: at most {kept} kept; a host whose connection was \
+             not kept logs in a second time if it is reached again (to change it, or in a \
+             later batch or play)",
             short.need, short.why
         );
     }

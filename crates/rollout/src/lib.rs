@@ -92,7 +92,10 @@ pub async fn converge(
     observer: &dyn Observer,
 ) -> Reports {
     let mut rollout = Rollout::new(options, observer);
-    let mut apply = Converge { mode };
+    let mut apply = Converge {
+        mode,
+        reached_again: false,
+    };
     let count = phases.len();
     let mut held_back = false;
     for (i, phase) in phases.iter().enumerate() {
@@ -111,6 +114,8 @@ pub async fn converge(
         if let (Some(title), false) = (&phase.title, rollout.stopped) {
             observer.note(Note::Phase { title });
         }
+        // A later phase reaches every host again: over the connection this one used.
+        apply.reached_again = i + 1 < count;
         // The budget stops later batches of this phase; the phase boundary is checked here.
         rollout.phase(&phase.hosts, &mut apply, false).await;
         if i + 1 < count && phase.verify && !rollout.stopped && mode == Mode::Converge {
@@ -321,9 +326,10 @@ impl<'a> Rollout<'a> {
             let name = host.target.label.clone();
             checks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                // A connection of its own: each peer is asked once.
+                // Each peer is asked once, over the connection its next phase then takes.
                 let own = SharedSessions::default();
                 let result = gate::peer_connects(&peer, &tls, &ssh, &own).await;
+                own.park(&ssh, |_| true);
                 (name, peer.target.label, result)
             });
         }
@@ -442,6 +448,8 @@ fn severity(status: Status) -> u8 {
 /// Plain convergence: each host's engine result is final.
 struct Converge {
     mode: Mode,
+    /// A later phase follows (see [`ApplyOptions::reached_again`]).
+    reached_again: bool,
 }
 
 impl ApplyBatch for Converge {
@@ -451,7 +459,11 @@ impl ApplyBatch for Converge {
         batch: &[HostJob],
         _: Option<&HostJob>,
     ) -> Reports {
-        ctx.engine(batch, self.mode, &ApplyOptions::default(), true)
+        let apply = ApplyOptions {
+            reached_again: self.reached_again,
+            ..ApplyOptions::default()
+        };
+        ctx.engine(batch, self.mode, &apply, true)
             .await
             .into_iter()
             .map(|(host, outcome)| (host, outcome.report))
@@ -524,6 +536,15 @@ impl ApplyBatch for Gated<'_> {
                 gate_results.insert(name, result);
             }
         }
+        // A peer's connection goes back to the pool when the peer has a step left in this run
+        // (a host of this batch its backups' removal, the next batch's its converge, every
+        // host a later phase); a peer already done is let go.
+        let reached_again = |target: &virtfleet_ssh::Target| {
+            self.apply.reached_again
+                || next.is_some_and(|n| &n.target == target)
+                || batch.iter().any(|job| &job.target == target)
+        };
+        sessions.park(&ctx.options.ssh, reached_again);
 
         // The backups of the hosts that passed go, --forks at a time, each over the host's
         // own connection; a later phase takes that connection over.

@@ -152,7 +152,8 @@ impl SshConfig {
                         // reached the wrong way.
                         if files.is_empty() && !word.contains(['*', '?']) {
                             self.skipped.push(format!(
-                                "{at}: Include {word}: no such file, skipped (as ssh does)"
+                                "{at}: Include {word}: no such file ({}), skipped (as ssh does)",
+                                include_path(&word).display()
                             ));
                         }
                         for file in files {
@@ -325,15 +326,21 @@ fn glob(pattern: &str, text: &str) -> bool {
     crate::known_hosts::glob_match(pattern.as_bytes(), text.as_bytes())
 }
 
+/// Where an `Include` word points: `~/` is the home directory, a relative path is under
+/// `~/.ssh`.
+fn include_path(word: &str) -> PathBuf {
+    let path = expand_home(word);
+    match path.is_absolute() {
+        true => path,
+        false => expand_home("~/.ssh").join(path),
+    }
+}
+
 /// The files an `Include` word names, in lexical order: `~/` is the home directory, a
 /// relative path is under `~/.ssh` (as for a user's configuration), and the file name (not
 /// the directories) may hold `*` and `?`. A name that matches nothing is no error, as in `ssh`.
 fn included_files(word: &str) -> Result<Vec<PathBuf>, String> {
-    let path = expand_home(word);
-    let path = match path.is_absolute() {
-        true => path,
-        false => expand_home("~/.ssh").join(path),
-    };
+    let path = include_path(word);
     let wild = |text: &str| text.contains(['*', '?', '[']);
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return Err(format!("Include {word:?}: not a file name"));
@@ -524,7 +531,9 @@ mod include_tests {
         let bastion = config.host("bastion").unwrap();
         assert_eq!(bastion.hostname.as_deref(), Some("192.0.2.1"));
         // A named file that is missing is skipped, and said so; a pattern may match nothing.
-        let absent = format!("/main:2: Include {d}/absent: no such file, skipped (as ssh does)");
+        let absent = format!(
+            "/main:2: Include {d}/absent: no such file ({d}/absent), skipped (as ssh does)"
+        );
         assert_eq!(config.skipped, [absent]);
 
         // A problem in an included file names that file and line.

@@ -51,6 +51,23 @@ impl SharedSessions {
         self.cell(target).get_or_try_init(open).await.cloned()
     }
 
+    /// Hands each connection no task holds any more to `opts.pool` when `reached_again`
+    /// says its host has a next step in this run (a gate's peer is converged, or has its
+    /// backups removed, next); closes the others.
+    pub fn park(&self, opts: &ClientOptions, reached_again: impl Fn(&Target) -> bool) {
+        let cells = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for (target, cell) in cells.into_iter().filter(|(t, _)| reached_again(t)) {
+            let session = Arc::try_unwrap(cell)
+                .ok()
+                .and_then(|cell| cell.into_inner());
+            if let Some(Ok(session)) = session.map(Arc::try_unwrap) {
+                if !session.is_closed() {
+                    session.park(&target, opts);
+                }
+            }
+        }
+    }
+
     /// `target`'s cell: its connection, once the first caller has opened it.
     pub(crate) fn cell(&self, target: &Target) -> SharedCell {
         let mut cells = self.0.lock().unwrap_or_else(|e| e.into_inner());

@@ -372,12 +372,17 @@ impl Session {
         }
     }
 
-    /// Says goodbye to the server. Dropping a session also ends the connection, less politely.
+    /// Says goodbye to the server and waits (a moment at most) until the connection is gone,
+    /// so that its descriptor is free when this returns: a run's open files then follow
+    /// `--forks`, not the pace at which closed sessions wind down. Dropping a session also
+    /// ends the connection, less politely and in the background.
     pub async fn close(self) {
+        const WIND_DOWN: Duration = Duration::from_secs(1);
         let _ = self
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
+        let _ = tokio::time::timeout(WIND_DOWN, self.handle).await;
     }
 
     async fn open_channel(&self) -> Result<russh::Channel<Msg>, SshError> {
