@@ -529,8 +529,6 @@ pub(crate) fn probe_script(job: &HostJob, backing_up: bool, facts: script::Facts
     script::probe(&paths, &merged, &markers, engine, &containers, facts)
 }
 
-/// The services with every merged file resolved against the host's current version, so
-/// that everything after the probe compares, pushes and marks the exact bytes to be written.
 /// Whether converging `job` on a host in `state` would neither write nor run anything there
 /// (every file as desired, every service applied with it in its current container, no
 /// leftover backups): a converge that finds this from the probe kept with the facts needs
@@ -549,6 +547,8 @@ pub(crate) fn nothing_to_do(job: &HostJob, state: &HostState) -> bool {
         })
 }
 
+/// The services with every merged file resolved against the host's current version, so
+/// that everything after the probe compares, pushes and marks the exact bytes to be written.
 fn merged_services(
     services: &[ServicePlan],
     state: &HostState,
